@@ -1,0 +1,57 @@
+"""Shared test helpers.
+
+`shared` (fixture): the read-only ../shared folder beside the checkout (real tokenizers and IE data sets), or the
+folder named by $ADELIE_SHARED. On a user's fresh clone it is absent and the tests that need it skip with a reason;
+with ADELIE_REQUIRE_SHARED=1 (set by .ci/run) a missing folder is an error, so in CI those tests always run.
+
+`run_torchrun(script, args, nproc)`: runs a script under `torchrun --standalone` with a timeout, so a hung rank
+fails the test instead of hanging CI.
+"""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("ADELIE_SHARED", REPO.parent / "shared")).resolve()
+
+
+def shared_path(*parts: str) -> Path:
+    """Path inside ../shared; skip the test (or fail it, under ADELIE_REQUIRE_SHARED=1) when it is missing."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        reason = (f"{path} is missing: this test reads the shared tokenizers/data sets that sit beside the "
+                  f"checkout as ../shared (or set ADELIE_SHARED=/path/to/shared)")
+        if os.environ.get("ADELIE_REQUIRE_SHARED") == "1":
+            pytest.fail(reason + " [ADELIE_REQUIRE_SHARED=1 turns this skip into a failure]")
+        pytest.skip(reason)
+    return path
+
+
+@pytest.fixture
+def shared():
+    return shared_path()
+
+
+@pytest.fixture
+def llama_tokenizer_path():
+    return shared_path("models", "llama2-tokenizer", "tokenizer.model")
+
+
+@pytest.fixture
+def tok512_path():
+    return shared_path("models", "tok512", "tok512.model")
+
+
+def run_torchrun(script, args=(), nproc=2, timeout=240, env=None, extra_torchrun_args=(), check=True):
+    """Run `torchrun --standalone --nproc_per_node nproc script args` from the repo root; return the process."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           *extra_torchrun_args, str(script), *map(str, args)]
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
+    proc = subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} exited with {proc.returncode}\n--- stdout ---\n{proc.stdout[-4000:]}"
+                             f"\n--- stderr ---\n{proc.stderr[-6000:]}")
+    return proc
