@@ -1,0 +1,262 @@
+"""ADELIE-SFT: supervised fine-tuning on IEInstruct mixed with general chat data (paper section 4, appendix B.2).
+
+    torchrun --standalone --nproc_per_node 2 sft.py          # the embedded default, 2 processes on a CPU
+    python sft.py                                           # the same, one process
+    torchrun --nproc_per_node 8 sft.py --model /path/to/llama-2-7b --data ie_instruct_mix.jsonl \\
+        --activation_checkpointing                          # the paper's run (8 GPUs: 8 x 2 x 8 = 128)
+    torchrun --nnodes 2 --nproc_per_node 8 --rdzv_backend c10d --rdzv_endpoint HOST:29500 sft.py ...  # 2 nodes
+
+The paper's recipe (appendix B.2; spec section 3): LLaMA-2-7B, AdamW, lr 2e-5 with a cosine schedule and 3% warmup,
+2 epochs, 128 sequences per optimizer step, 2048 tokens, loss on the assistant's tokens only. Every default below
+is that recipe. With no --model, the script runs the embedded default (a small model with random weights and the
+synthetic IEInstruct of data.py) with the few demo settings in DEMO_SETTINGS, printed at the start.
+
+The loop, top to bottom: load the data and tokenise it with loss masks (data.py) -> load the model sharded with
+FSDP2 (training.py) -> for each optimizer step: split the step's global batch into this rank's micro-batches,
+forward, masked next-token loss, backward (gradient accumulation), clip, AdamW step -> log, checkpoint ->
+export a Hugging Face checkpoint to OUT_DIR/final/.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+import data
+import model as llama
+import training as T
+from training import flag
+
+REPO = Path(__file__).resolve().parent
+DEFAULT_TOKENIZER = REPO / "assets" / "tokenizer.model"
+
+
+@dataclass
+class SFTConfig:
+    # What to train on
+    model: str = flag("", "initial weights: a Meta, Hugging Face or project checkpoint directory with tokenizer.model "
+                          "beside the weights (default: the embedded default, the 'demo' preset with random weights)")
+    data: str = flag("", "IEInstruct-format JSONL {dataset,id,messages} (default: the embedded default, synthetic "
+                         "IEInstruct built by data.py into OUT_DIR/data/)")
+    out_dir: str = flag("runs/sft", "output directory: config.json, metrics.jsonl, checkpoints/, final/")
+    max_len: int = flag(2048, "tokens per example; longer examples are truncated (appendix B.2: context 2048)")
+    # The optimisation recipe (appendix B.2, spec section 3)
+    epochs: int = flag(2, "passes over the data (appendix B.2: 2 epochs)")
+    max_steps: int = flag(-1, "stop after this many optimizer steps, overriding --epochs (-1: use --epochs)")
+    global_batch_size: int = flag(128, "sequences per optimizer step (appendix B.2: effective batch size 128)")
+    micro_batch_size: int = flag(2, "sequences per forward pass per rank; accumulation = global / (micro x world) "
+                                    "(spec section 3: ADELIE used 4 GPUs x 2 x 16 accumulation)")
+    lr: float = flag(2e-5, "peak learning rate (appendix B.2: 2e-5)")
+    lr_schedule: str = flag("cosine", "learning-rate schedule after warmup (appendix B.2: cosine)",
+                            choices=["cosine", "linear", "constant"])
+    warmup_ratio: float = flag(0.03, "share of the steps spent warming up linearly from 0 (appendix B.2: 0.03)")
+    weight_decay: float = flag(0.0, "AdamW weight decay (spec section 3: 0)")
+    adam_beta1: float = flag(0.9, "AdamW beta1 (spec section 3: the default)")
+    adam_beta2: float = flag(0.999, "AdamW beta2 (spec section 3: the default)")
+    adam_eps: float = flag(1e-8, "AdamW epsilon (spec section 3: the default)")
+    grad_clip: float = flag(1.0, "clip the full gradient norm to this (spec section 3: the launcher default, 1.0); "
+                                 "0 disables clipping")
+    loss_normalization: str = flag(
+        "mean_of_means", "mean_of_means: ADELIE's loss, the token mean of each micro-batch averaged over "
+        "accumulation steps and ranks (faithful); token_mean: the sum over all trained tokens of the optimizer step "
+        "divided by their number (every token weighs the same; spec section 3 and pitfall 1)",
+        choices=["mean_of_means", "token_mean"])
+    seed: int = flag(42, "seed for weights of the embedded default, data order and everything random (spec 3: 42)")
+    # Systems
+    bf16: bool = flag(True, "on CUDA, compute in bf16 with fp32 master weights and fp32 gradient reduction "
+                            "(spec section 3); ignored on CPU, which trains in fp32")
+    activation_checkpointing: bool = flag(False, "recompute each block's activations in backward (saves memory; "
+                                                 "use it for 7B at 2048 tokens)")
+    checkpoint_every: int = flag(500, "write a resume checkpoint every N optimizer steps (0: only on a signal)")
+    keep_last: int = flag(2, "resume checkpoints to keep")
+    resume: bool = flag(False, "continue from the newest complete checkpoint in OUT_DIR/checkpoints/")
+    dist_timeout_minutes: float = flag(30.0, "a collective that waits longer than this (a dead peer) fails the run")
+
+
+# The embedded default is a ~5M-parameter model with random weights: the paper's lr 2e-5 and 128-sequence
+# batches would leave it untrained in a few CPU minutes. These replace the defaults (never a value given on the
+# command line) only when --model is not given, and are printed at the start.
+DEMO_SETTINGS = dict(max_len=1024, epochs=2, global_batch_size=16, micro_batch_size=4, lr=1e-3, warmup_ratio=0.03,
+                     checkpoint_every=50)
+
+
+def token_losses(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Next-token cross-entropy summed over the trained tokens, and their number.
+
+    Position t predicts token t+1, so logits drop their last position and labels their first (the shift);
+    labels are -100 wherever the loss is masked (prompt, padding), as data.py builds them. fp32 logits."""
+    logits = logits[:, :-1].float()  # (B, T-1, V)
+    targets = labels[:, 1:]  # (B, T-1)
+    loss_sum = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1),
+                               ignore_index=-100, reduction="sum")
+    return loss_sum, int((targets != -100).sum())
+
+
+def make_embedded_default_model(out_dir: Path, seed: int, d: T.Dist) -> Path:
+    """The embedded default's starting point: the 'demo' preset with random weights from the seed, saved once
+    (with the project's tokenizer) so it loads like any other checkpoint and evaluation can score it as 'base'."""
+    base = out_dir / "base"
+    if d.is_main and not (base / "config.json").exists():
+        torch.manual_seed(seed)
+        net = llama.Transformer(llama.ModelArgs.from_name("demo"))
+        net.init_weights(seed=seed)
+        net.save_pretrained(base, tokenizer_path=DEFAULT_TOKENIZER)
+    torch.distributed.barrier()
+    return base
+
+
+def make_embedded_default_data(out_dir: Path, seed: int, d: T.Dist) -> Path:
+    """The embedded default's data: synthetic IE records -> IEInstruct (every augmentation of paper section 3)."""
+    path = out_dir / "data" / "ie_instruct.jsonl"
+    if d.is_main and not path.exists():
+        data.build_embedded_default(path, seed=seed)
+    torch.distributed.barrier()
+    return path
+
+
+def main(argv=None) -> None:
+    cfg, explicit = T.parse_config(SFTConfig, argv)
+    d = T.init_distributed(cfg.dist_timeout_minutes)
+    if not cfg.model:
+        demo = {k: v for k, v in DEMO_SETTINGS.items() if k not in explicit}
+        cfg = dataclasses.replace(cfg, **demo)
+        T.print0(d, f"embedded default: demo model with random weights; demo settings {demo}")
+    T.seed_everything(cfg.seed)
+    out_dir = Path(cfg.out_dir)
+    if d.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if not cfg.resume and T.latest_checkpoint(out_dir):
+            sys.exit(f"error: {out_dir}/checkpoints/ already holds checkpoints; pass --resume to continue that run "
+                     f"or choose another --out_dir")
+        (out_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
+    torch.distributed.barrier()
+
+    # ---- Data: IEInstruct (+ general chat), tokenised with loss masks on the assistant's turns (spec section 1)
+    model_dir = Path(cfg.model) if cfg.model else make_embedded_default_model(out_dir, cfg.seed, d)
+    data_path = Path(cfg.data) if cfg.data else make_embedded_default_data(out_dir, cfg.seed, d)
+    tokenizer = llama.Tokenizer(model_dir / "tokenizer.model")
+    conversations = data.load_conversations(data_path)
+    examples, stats = data.tokenize_sft(tokenizer, conversations, cfg.max_len)
+    lengths = [len(ids) for ids, _ in examples]
+    T.print0(d, f"data: {len(conversations)} conversations from {data_path}; {json.dumps(stats)}")
+    if not examples:
+        sys.exit(f"error: no trainable example in {data_path} (see the counts above)")
+
+    # ---- Model: FSDP2 over all ranks, fp32 master weights (bf16 compute on CUDA)
+    use_bf16 = cfg.bf16 and d.device.type == "cuda"
+    net, args = T.build_fsdp_model(model_dir, d, bf16=use_bf16, activation_checkpointing=cfg.activation_checkpointing)
+    llama.check_tokenizer_matches(args, tokenizer)
+    n_params = sum(p.numel() for p in net.parameters())
+    optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2),
+                                  eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
+
+    # ---- The plan: which examples each optimizer step sees (independent of micro-batch and world size)
+    accum = T.accumulation_steps(cfg.global_batch_size, cfg.micro_batch_size, d.world_size)
+    steps_per_epoch = math.ceil(len(examples) / cfg.global_batch_size)
+    total_steps = cfg.max_steps if cfg.max_steps > 0 else cfg.epochs * steps_per_epoch
+    data_fingerprint = hashlib.sha256(json.dumps(lengths).encode()).hexdigest()[:16]
+    T.print0(d, f"model: {n_params / 1e6:.1f}M parameters on {d.world_size} x {d.device.type}; "
+                f"{total_steps} steps of {cfg.global_batch_size} sequences "
+                f"({cfg.micro_batch_size} per micro-batch x {accum} accumulation x {d.world_size} ranks)")
+
+    start_step = 0
+    if cfg.resume and (ckpt := T.latest_checkpoint(out_dir)):
+        state = T.load_checkpoint(ckpt, net, optimizer, d)
+        if state["data_fingerprint"] != data_fingerprint or state["global_batch_size"] != cfg.global_batch_size:
+            sys.exit(f"error: {ckpt} was written for other data or another global batch size; resuming would not "
+                     f"continue the same run")
+        start_step = state["step"]
+        T.print0(d, f"resumed from {ckpt} at step {start_step}")
+
+    # ---- Training loop
+    log = T.MetricsLog(out_dir, d, total_steps, start_step, desc="sft")
+    stop = T.StopSignal()
+    peak = T.peak_flops(d.device)
+    batches, batches_epoch = None, -1
+    net.train()
+    for step in range(start_step, total_steps):
+        t0 = time.perf_counter()
+        epoch, index = divmod(step, steps_per_epoch)
+        if epoch != batches_epoch:  # the epoch's global batches, shuffled and length-grouped
+            batches, n_fill = T.epoch_batches(lengths, cfg.global_batch_size, cfg.seed, epoch)
+            batches_epoch = epoch
+            if n_fill:
+                T.print0(d, f"epoch {epoch}: the last step is filled up with {n_fill} examples from the epoch's start")
+        micro_batches = T.rank_micro_batches(batches[index], lengths, cfg.micro_batch_size, d)
+        lr = T.lr_at(step, total_steps, cfg.lr, cfg.warmup_ratio, cfg.lr_schedule)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+
+        # The step's trained-token count over all ranks, needed up front by the token_mean normalisation.
+        batch_list = [data.collate_sft([examples[i] for i in mb], pad_id=0) for mb in micro_batches]
+        my_tokens = sum(int((b["labels"][:, 1:] != -100).sum()) for b in batch_list)
+        my_pad = sum(int(b["input_ids"].numel()) - sum(lengths[i] for i in mb) for b, mb in zip(batch_list, micro_batches))
+        my_real = sum(lengths[i] for mb in micro_batches for i in mb)
+        step_tokens, step_pad, step_real = T.all_reduce_sum(d, my_tokens, my_pad, my_real)
+
+        loss_sum_total, mean_sum_total = 0.0, 0.0
+        for batch in batch_list:
+            input_ids = batch["input_ids"].to(d.device)  # (micro_batch, T)
+            labels = batch["labels"].to(d.device)  # (micro_batch, T)
+            logits = net(input_ids)  # (micro_batch, T, vocab)
+            loss_sum, n_tokens = token_losses(logits, labels)
+            if cfg.loss_normalization == "mean_of_means":
+                # ADELIE (open-instruct): each micro-batch's token mean / accumulation; FSDP averages over ranks.
+                loss = loss_sum / n_tokens / accum
+            else:
+                # Every trained token of the step weighs 1 / step_tokens; x world size undoes FSDP's rank average.
+                loss = loss_sum / step_tokens * d.world_size
+            loss.backward()
+            loss_sum_total += loss_sum.item()
+            mean_sum_total += loss_sum.item() / n_tokens
+        grad_norm = T.grad_norm_and_clip(net, cfg.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+        # ---- Log (the loss as the chosen normalisation defines it, over all ranks)
+        loss_sum_all, mean_sum_all = T.all_reduce_sum(d, loss_sum_total, mean_sum_total)
+        step_loss = (mean_sum_all / (accum * d.world_size) if cfg.loss_normalization == "mean_of_means"
+                     else loss_sum_all / step_tokens)
+        T.check_finite(step_loss, step + 1, out_dir, d)
+        dt = time.perf_counter() - t0
+        row = {"step": step + 1, "epoch": epoch, "loss": step_loss, "lr": lr, "grad_norm": grad_norm,
+               "tokens_per_s": step_real / dt, "trained_tokens": int(step_tokens),
+               "padding_share": step_pad / (step_pad + step_real), "step_time_s": dt}
+        if peak:
+            row["mfu"] = T.flops_per_token(args, n_params, max(lengths)) * (step_real + step_pad) / dt / (
+                peak * d.world_size)
+        log.log(row)
+
+        # ---- Checkpoint: every N steps, and when asked to stop (SIGTERM / Ctrl-C)
+        done = step + 1
+        stopping = stop.any_rank(d)
+        if stopping or (cfg.checkpoint_every > 0 and done % cfg.checkpoint_every == 0 and done < total_steps):
+            state = {"step": done, "epoch": epoch, "global_batch_size": cfg.global_batch_size,
+                     "data_fingerprint": data_fingerprint, "world_size": d.world_size,
+                     "config": dataclasses.asdict(cfg)}
+            path = T.save_checkpoint(out_dir, done, net, optimizer, state, d, cfg.keep_last)
+            if stopping:
+                T.print0(d, f"stopped by a signal after step {done}; checkpoint {path}; continue with --resume")
+                log.close()
+                T.cleanup_distributed()
+                sys.exit(143)
+    log.close()
+
+    # ---- Export: a Hugging Face directory that transformers, vLLM and lm-evaluation-harness load unchanged
+    T.export_final(net, args, model_dir / "tokenizer.model", out_dir / "final", d)
+    if d.is_main:
+        (out_dir / "data_stats.json").write_text(json.dumps(stats, indent=1))
+    T.print0(d, f"done: {total_steps} steps; weights in {out_dir / 'final'}")
+    T.cleanup_distributed()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,224 @@
+"""sft.py: the loss, the normalisations, gradient accumulation / world-size equivalence, resume, multi-node, export.
+
+Runs use a tiny model with random weights, the 512-piece tokenizer from ../shared and a handful of hand-written
+conversations, so each run takes seconds on a CPU.
+"""
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import data
+import model as llama
+import sft
+from conftest import REPO, run_torchrun
+
+# ------------------------------------------------------------------------------------------------------------
+# The loss, alone
+
+
+def test_token_losses_shift_and_mask_by_hand():
+    """Position t predicts token t+1; only labels != -100 count.
+
+    logits rows (vocab 3) for positions 0..2 of one sequence, labels [-100, 2, 0, -100]:
+      position 0 predicts labels[1] = 2 with logits [0, 0, ln 2] -> p = 2/4 -> loss ln 2
+      position 1 predicts labels[2] = 0 with logits [0, 0, 0]    -> p = 1/3 -> loss ln 3
+      position 2 predicts labels[3] = -100 (masked); position 3 predicts nothing (no next token).
+    Sum = ln 2 + ln 3 = ln 6 over 2 tokens."""
+    logits = torch.tensor([[[0.0, 0.0, math.log(2)], [0.0, 0.0, 0.0], [5.0, 0.0, 0.0], [9.0, 9.0, 9.0]]])
+    labels = torch.tensor([[-100, 2, 0, -100]])
+    loss_sum, n = sft.token_losses(logits, labels)
+    assert n == 2
+    assert loss_sum.item() == pytest.approx(math.log(6), abs=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Whole runs on a tiny model
+
+
+def conversation(i: int) -> dict:
+    """A small IEInstruct-style conversation; lengths vary with i so micro-batches need padding."""
+    words = " ".join(["alpha", "beta", "gamma", "delta"][: 1 + i % 4] * (1 + i % 3))
+    msgs = [{"role": "user", "content": f"Extract the entities. Text: '{words} number {i}'"},
+            {"role": "assistant", "content": f"[Answer]: {words.split()[0]}: thing; number {i}: number; "}]
+    if i % 5 == 0:  # a few-shot style conversation: an earlier answered turn is trained too
+        msgs = [{"role": "user", "content": "Extract the entities. Text: 'omega'"},
+                {"role": "assistant", "content": "[Answer]: omega: thing; "}] + msgs
+    return {"dataset": "toy", "id": f"toy/{i}", "messages": msgs}
+
+
+@pytest.fixture
+def tiny_setup(tmp_path, tok512_path):
+    """A tiny random model saved in HF format (with the tokenizer beside it) and 32 conversations."""
+    model_dir = tmp_path / "base"
+    torch.manual_seed(0)
+    net = llama.Transformer(llama.ModelArgs.from_name("tiny"))
+    net.init_weights(seed=0)
+    net.save_pretrained(model_dir, tokenizer_path=tok512_path)
+    data_path = tmp_path / "sft.jsonl"
+    data_path.write_text("".join(json.dumps(conversation(i)) + "\n" for i in range(32)))
+    return model_dir, data_path
+
+
+def sft_args(model_dir, data_path, out_dir, **overrides):
+    args = {"model": model_dir, "data": data_path, "out_dir": out_dir, "max_len": 64, "global_batch_size": 4,
+            "micro_batch_size": 4, "lr": 1e-2, "max_steps": 4, "warmup_ratio": 0.0, "lr_schedule": "constant",
+            "loss_normalization": "token_mean", "checkpoint_every": 0, "seed": 1}
+    args.update(overrides)
+    return [f"--{k}={v}" for k, v in args.items()]
+
+
+def run_sft_single(args):
+    """sft.py in a fresh single process (no torchrun)."""
+    proc = subprocess.run([sys.executable, "sft.py", *args], cwd=REPO, capture_output=True, text=True, timeout=240,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return proc
+
+
+def losses(out_dir: Path) -> list[float]:
+    return [json.loads(l)["loss"] for l in (out_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def final_weights(out_dir: Path) -> dict:
+    return llama.read_state_dict(out_dir / "final")
+
+
+def test_accumulation_and_world_size_give_the_same_run(tiny_setup, tmp_path):
+    """token_mean: micro 4 x accumulation 1 (1 process) == micro 1 x accumulation 4 (1 process)
+    == micro 1 x accumulation 2 x 2 processes, step for step (spec pitfall 1)."""
+    model_dir, data_path = tiny_setup
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    run_sft_single(sft_args(model_dir, data_path, a, micro_batch_size=4))
+    run_sft_single(sft_args(model_dir, data_path, b, micro_batch_size=1))
+    run_torchrun("sft.py", sft_args(model_dir, data_path, c, micro_batch_size=1), nproc=2)
+    la, lb, lc = losses(a), losses(b), losses(c)
+    assert len(la) == 4
+    assert la == pytest.approx(lb, abs=1e-5) and la == pytest.approx(lc, abs=1e-5)
+    assert la[-1] < la[0]  # it trains
+    wa, wc = final_weights(a), final_weights(c)
+    for k in wa:
+        torch.testing.assert_close(wa[k], wc[k], atol=1e-5, rtol=1e-4)
+
+
+def test_mean_of_means_is_adelies_loss_by_hand(tiny_setup, tmp_path):
+    """ADELIE's loss (open-instruct): the token mean of each micro-batch, averaged over accumulation steps.
+    The first logged loss (before any update) equals that computed here from the same weights and batches."""
+    model_dir, data_path = tiny_setup
+    out = tmp_path / "mom"
+    run_sft_single(sft_args(model_dir, data_path, out, micro_batch_size=2, max_steps=1,
+                            loss_normalization="mean_of_means"))
+    tok = llama.Tokenizer(model_dir / "tokenizer.model")
+    examples, _ = data.tokenize_sft(tok, data.load_conversations(data_path), 64)
+    lengths = [len(ids) for ids, _ in examples]
+    batches, _ = sft.T.epoch_batches(lengths, 4, 1, 0)
+    one_rank = sft.T.Dist(0, 1, 0, torch.device("cpu"))
+    micro = sft.T.rank_micro_batches(batches[0], lengths, 2, one_rank)
+    net = llama.Transformer.from_pretrained(model_dir)
+    means = []
+    with torch.no_grad():
+        for mb in micro:
+            b = data.collate_sft([examples[i] for i in mb], pad_id=0)
+            s, n = sft.token_losses(net(b["input_ids"]), b["labels"])
+            means.append(s.item() / n)
+    assert len(means) == 2 and means[0] != pytest.approx(means[1])
+    assert losses(out)[0] == pytest.approx(sum(means) / 2, abs=1e-5)
+    # ... which is not the token mean over the step when the micro-batches hold different numbers of tokens.
+
+
+def test_resume_after_sigkill_continues_exactly(tiny_setup, tmp_path):
+    """6 steps straight == 3 steps, the process killed with SIGKILL, --resume, 3 more steps (spec pitfall 12)."""
+    model_dir, data_path = tiny_setup
+    straight, broken = tmp_path / "straight", tmp_path / "broken"
+    common = dict(micro_batch_size=2, max_steps=6, global_batch_size=4, lr_schedule="cosine", warmup_ratio=0.2)
+    run_sft_single(sft_args(model_dir, data_path, straight, **common))
+    # The broken run checkpoints at step 3 and is killed right after, before it can finish.
+    proc = subprocess.Popen([sys.executable, "sft.py", *sft_args(model_dir, data_path, broken, checkpoint_every=3,
+                                                                  **common)],
+                            cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 180
+    while not (broken / "checkpoints" / "step_00000003" / "COMPLETED").exists():
+        assert proc.poll() is None and time.time() < deadline, "the run ended before writing its checkpoint"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (broken / "final").exists()
+    run_sft_single(sft_args(model_dir, data_path, broken, checkpoint_every=3, resume=True, **common))
+    assert losses(broken) == pytest.approx(losses(straight), abs=1e-6)
+    ws, wb = final_weights(straight), final_weights(broken)
+    for k in ws:
+        torch.testing.assert_close(ws[k], wb[k], atol=1e-6, rtol=1e-6)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_nodes_match_one_node(tiny_setup, tmp_path):
+    """Two torchrun launches (--nnodes 2, c10d rendezvous on 127.0.0.1), one process each, train exactly like
+    one node with two processes."""
+    model_dir, data_path = tiny_setup
+    one, two = tmp_path / "one", tmp_path / "two"
+    run_torchrun("sft.py", sft_args(model_dir, data_path, one, micro_batch_size=1), nproc=2)
+    port = free_port()
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1",
+           "--rdzv_backend=c10d", f"--rdzv_endpoint=127.0.0.1:{port}", "--rdzv_id=adelie-test",
+           "sft.py", *sft_args(model_dir, data_path, two, micro_batch_size=1)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
+    nodes = [subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for _ in range(2)]
+    outs = [n.communicate(timeout=240)[0] for n in nodes]
+    assert all(n.returncode == 0 for n in nodes), "\n".join(o[-3000:] for o in outs)
+    assert losses(two) == pytest.approx(losses(one), abs=1e-5)
+
+
+def test_export_loads_in_transformers_with_the_same_logits(tiny_setup, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    model_dir, data_path = tiny_setup
+    out = tmp_path / "exp"
+    run_sft_single(sft_args(model_dir, data_path, out, max_steps=2))
+    ours = llama.Transformer.from_pretrained(out / "final")
+    hf = transformers.LlamaForCausalLM.from_pretrained(out / "final", torch_dtype=torch.float32)
+    ids = torch.randint(3, 500, (2, 17))
+    with torch.no_grad():
+        assert (ours(ids) - hf(ids).logits).abs().max().item() <= 1e-4
+    tok = transformers.AutoTokenizer.from_pretrained(out / "final")
+    assert tok.eos_token_id == 2
+
+
+def test_loss_mask_only_answer_tokens_carry_gradient(tiny_setup):
+    """data.py's labels and the loss together: change the target of a prompt token (it stays masked) and the
+    gradient is unchanged; change the target of an answer token and it changes."""
+    model_dir, _ = tiny_setup
+    tok = llama.Tokenizer(model_dir / "tokenizer.model")
+    ids, labels = data.tokenize_chat(tok, conversation(3)["messages"], 64)
+    ids, labels = torch.tensor([ids]), torch.tensor([labels])
+    prompt_pos = int((labels[0] == -100).nonzero()[2])
+    answer_pos = int((labels[0] != -100).nonzero()[0])
+    net = llama.Transformer.from_pretrained(model_dir)
+
+    def grad_with_targets(targets):
+        net.zero_grad()
+        masked = torch.where(labels == -100, torch.full_like(targets, -100), targets)
+        loss, _ = sft.token_losses(net(ids), masked)
+        loss.backward()
+        return net.output.weight.grad.clone()
+
+    base = grad_with_targets(ids.clone())
+    prompt_changed = ids.clone()
+    prompt_changed[0, prompt_pos] = (prompt_changed[0, prompt_pos] + 7) % 500
+    answer_changed = ids.clone()
+    answer_changed[0, answer_pos] = (answer_changed[0, answer_pos] + 7) % 500
+    assert torch.equal(grad_with_targets(prompt_changed), base)
+    assert not torch.allclose(grad_with_targets(answer_changed), base)

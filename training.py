@@ -1,0 +1,382 @@
+"""What sft.py and dpo.py share, and nothing else: the plumbing around their training loops.
+
+The loops themselves stay in sft.py and dpo.py, readable top to bottom. This file holds the parts that are the
+same for both and are not part of the method:
+
+- `parse_config`: one dataclass config per script -> command-line flags, each with its help text.
+- `init_distributed` / `cleanup_distributed`: torchrun (any number of nodes) or a plain single process; gloo on
+  CPU, NCCL on CUDA, one process per GPU.
+- `build_fsdp_model`: FSDP2 (`fully_shard` per transformer block, then the root) with bf16 compute, fp32 master
+  weights and fp32 gradient reduction on CUDA; pretrained weights are read by rank 0 only (memory-mapped) and
+  broadcast shard by shard, so no rank ever materialises a full fp32 copy of a 7B model.
+- `epoch_batches` / `rank_micro_batches`: length-grouped global batches that do not depend on the micro-batch size,
+  the accumulation steps or the world size, so every split of a global batch trains on the same examples.
+- `lr_at`: the learning-rate schedules of appendix B.2 (cosine / linear with warmup), as plain functions of the step.
+- Checkpoints with torch.distributed.checkpoint (sharded model + optimizer, step, RNG), written atomically;
+  `export_final` gathers the weights to rank 0 and writes a Hugging Face directory through model.py.
+- `MetricsLog`, `StopSignal`: metrics.jsonl + tqdm on rank 0; SIGTERM / Ctrl-C -> checkpoint and exit.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import random
+import shutil
+import signal
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict, get_state_dict,
+                                                     set_model_state_dict, set_state_dict)
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+import model as llama
+
+REPO = Path(__file__).resolve().parent
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Config -> command line
+
+def parse_config(cls, argv=None):
+    """Parse command-line flags generated from dataclass `cls` (each field's metadata["help"] is its help).
+
+    Returns (config, explicit): `explicit` is the set of field names given on the command line, so a script can
+    tell a user's choice from a default (sft.py uses it for the embedded-default demo settings)."""
+    parser = argparse.ArgumentParser(description=(sys.modules[cls.__module__].__doc__ or "").split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    for f in dataclasses.fields(cls):
+        help_text = f.metadata.get("help", "")
+        if f.type in (bool, "bool"):
+            parser.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction, default=f.default,
+                                help=help_text)
+        else:
+            typ = {"int": int, "float": float, "str": str}.get(f.type, f.type)
+            kwargs = {"choices": f.metadata["choices"]} if "choices" in f.metadata else {}
+            parser.add_argument(f"--{f.name}", type=typ, default=f.default, help=help_text, **kwargs)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    ns = parser.parse_args(argv)
+    given = {a[2:].split("=")[0].removeprefix("no-") for a in argv if a.startswith("--")}
+    explicit = {f.name for f in dataclasses.fields(cls) if f.name in given}
+    return cls(**vars(ns)), explicit
+
+
+def flag(default, help, **metadata):
+    """A config field: `x: int = flag(3, "what x is (source of the number)")`."""
+    return dataclasses.field(default=default, metadata={"help": help, **metadata})
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Processes and devices
+
+@dataclasses.dataclass
+class Dist:
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(timeout_minutes: float = 30.0) -> Dist:
+    """Join the torchrun job (or make a one-process group for `python script.py`).
+
+    The timeout bounds every collective: if one rank dies, torchrun stops the others, and a rank that is left
+    waiting on a dead peer (e.g. on another node) fails with an error after this long instead of hanging."""
+    timeout = timedelta(minutes=timeout_minutes)
+    use_cuda = torch.cuda.is_available()
+    if "RANK" in os.environ:  # launched by torchrun
+        rank, world, local_rank = (int(os.environ[k]) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
+        device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+        if use_cuda:
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if use_cuda else "gloo", timeout=timeout,
+                                device_id=device if use_cuda else None)
+    else:  # a plain single process: the same code path, with a group of one
+        rank, world, local_rank = 0, 1, 0
+        device = torch.device("cuda", 0) if use_cuda else torch.device("cpu")
+        dist.init_process_group("nccl" if use_cuda else "gloo", store=dist.HashStore(), rank=0, world_size=1,
+                                timeout=timeout)
+    return Dist(rank, world, local_rank, device)
+
+
+def cleanup_distributed() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def print0(d: Dist, *args, **kwargs) -> None:
+    if d.is_main:
+        print(*args, **kwargs, flush=True)
+
+
+def all_reduce_sum(d: Dist, *values: float) -> list[float]:
+    """Sum python numbers over ranks (float64 on the collective's device)."""
+    t = torch.tensor(values, dtype=torch.float64, device=d.device)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t.tolist()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The model under FSDP2
+
+def build_fsdp_model(model_dir: str | Path, d: Dist, *, bf16: bool, activation_checkpointing: bool,
+                     trainable: bool = True):
+    """Load `model_dir` (any format model.py reads) sharded with FSDP2 over all ranks.
+
+    Parameters are fp32 ("master weights", spec section 5: at lr 5e-7 bf16 weights would round updates away);
+    with bf16=True (CUDA) forward/backward compute in bf16 and gradients are reduced in fp32. The model is built
+    on the meta device, sharded, given empty storage for its own shard only, and then filled from rank 0's
+    memory-mapped checkpoint one tensor at a time (broadcast_from_rank0)."""
+    args = llama.read_model_args(model_dir)
+    with torch.device("meta"):
+        net = llama.Transformer(args)
+    net.activation_checkpointing = activation_checkpointing
+    mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 else MixedPrecisionPolicy()
+    mesh = init_device_mesh(d.device.type, (d.world_size,))
+    for block in net.layers:  # one all-gather per block in forward, one reduce-scatter per block in backward
+        fully_shard(block, mesh=mesh, mp_policy=mp)
+    fully_shard(net, mesh=mesh, mp_policy=mp)  # the root: embeddings, final norm, output layer
+    net.to_empty(device=d.device)
+    net.init_rope()  # RoPE tables are non-persistent buffers: recompute them after to_empty
+    full_sd = llama.read_state_dict(model_dir) if d.is_main else {}
+    set_model_state_dict(net, full_sd, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
+    del full_sd
+    if not trainable:
+        net.requires_grad_(False)
+        net.eval()
+    return net, args
+
+
+def export_final(net, args, tokenizer_path: str | Path, out_dir: str | Path, d: Dist) -> None:
+    """Write the trained weights as a Hugging Face directory (+ tokenizer.model). Every rank must call this:
+    gathering the full state dict is a collective (spec pitfall 10); rank 0 receives it on CPU and writes."""
+    sd = get_model_state_dict(net, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    if d.is_main:
+        llama.write_hf_checkpoint(sd, args, out_dir, tokenizer_path=tokenizer_path)
+    dist.barrier()
+
+
+def grad_norm_and_clip(net, max_norm: float) -> float:
+    """Clip to `max_norm` and return the FULL gradient norm (under FSDP2 it is a DTensor: pitfall 11)."""
+    norm = torch.nn.utils.clip_grad_norm_(net.parameters(), max_norm if max_norm > 0 else float("inf"))
+    return float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
+
+
+def peak_flops(device: torch.device) -> float | None:
+    """Dense bf16 peak FLOP/s of one accelerator, for MFU; None on CPU or an unknown GPU."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    for key, flops in (("H200", 989e12), ("H100", 989e12), ("A100", 312e12), ("A10", 125e12), ("L40", 181e12)):
+        if key in name:
+            return flops
+    return None
+
+
+def flops_per_token(args, n_params: int, seq_len: int) -> float:
+    """Training FLOPs per token: 6 per parameter (forward + backward) plus attention's 12 * layers * dim * T
+    (the PaLM paper's appendix B estimate)."""
+    return 6 * n_params + 12 * args.n_layers * args.dim * seq_len
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Batches: which examples each optimizer step trains on, and which rank / micro-batch gets which
+
+def epoch_batches(lengths: list[int], global_batch: int, seed: int, epoch: int,
+                  group_window: int = 64) -> tuple[list[list[int]], int]:
+    """Split one epoch into global batches (lists of example indices), one per optimizer step.
+
+    Length grouping keeps padding low: the shuffled epoch is cut into windows of `group_window` global batches,
+    each window is sorted by length and cut into global batches, and the order of the batches is shuffled again.
+    The result depends only on (lengths, global_batch, seed, epoch) — never on the micro-batch size, the number
+    of accumulation steps or the world size — so all of those train on exactly the same examples per step.
+    The last batch is filled up with examples from the start of the epoch's order (as torch's
+    DistributedSampler does) so nothing is dropped; returns (batches, number of repeated examples)."""
+    rng = random.Random(f"{seed}-epoch-{epoch}")
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    n_steps = math.ceil(len(order) / global_batch)
+    n_fill = n_steps * global_batch - len(order)
+    order += order[:n_fill]
+    batches = []
+    window = group_window * global_batch
+    for w in range(0, len(order), window):
+        chunk = sorted(order[w:w + window], key=lambda i: (lengths[i], i))
+        batches += [chunk[i:i + global_batch] for i in range(0, len(chunk), global_batch)]
+    rng.shuffle(batches)
+    return batches, n_fill
+
+
+def rank_micro_batches(batch: list[int], lengths: list[int], micro_batch: int, d: Dist) -> list[list[int]]:
+    """This rank's micro-batches of one global batch: sort by length (similar lengths share a micro-batch, so
+    little padding), cut into micro-batches, and deal them round-robin to the ranks."""
+    order = sorted(batch, key=lambda i: (lengths[i], i))
+    micro = [order[i:i + micro_batch] for i in range(0, len(order), micro_batch)]
+    return micro[d.rank::d.world_size]
+
+
+def accumulation_steps(global_batch: int, micro_batch: int, world_size: int) -> int:
+    """Gradient accumulation steps so that micro_batch x accumulation x world_size == global_batch."""
+    if global_batch % (micro_batch * world_size):
+        raise ValueError(f"--global_batch_size {global_batch} is not a multiple of --micro_batch_size {micro_batch}"
+                         f" x world size {world_size}; choose sizes with global = micro x accumulation x world")
+    return global_batch // (micro_batch * world_size)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Learning-rate schedules (appendix B.2), as functions of the optimizer step
+
+def lr_at(step: int, total_steps: int, peak_lr: float, warmup_ratio: float, schedule: str) -> float:
+    """Learning rate for optimizer step `step` (0-based), as transformers' get_{cosine,linear}_schedule_with_warmup
+    compute it (ADELIE trained with open-instruct, which uses them; warmup steps = int(ratio x total) as there)."""
+    warmup = int(warmup_ratio * total_steps)
+    if step < warmup:
+        return peak_lr * step / max(1, warmup)
+    progress = (step - warmup) / max(1, total_steps - warmup)
+    if schedule == "cosine":
+        return peak_lr * max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
+    if schedule == "linear":
+        return peak_lr * max(0.0, 1.0 - progress)
+    if schedule == "constant":
+        return peak_lr
+    raise ValueError(f"unknown lr schedule {schedule!r}; expected cosine, linear or constant")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Resume checkpoints (torch.distributed.checkpoint), written atomically
+
+def checkpoint_dir(out_dir: Path, step: int) -> Path:
+    return Path(out_dir) / "checkpoints" / f"step_{step:08d}"
+
+
+def latest_checkpoint(out_dir: Path) -> Path | None:
+    """The newest COMPLETE checkpoint (a COMPLETED marker is written only after every shard is on disk)."""
+    root = Path(out_dir) / "checkpoints"
+    done = sorted(p for p in root.glob("step_*") if p.is_dir() and (p / "COMPLETED").exists()) if root.exists() else []
+    return done[-1] if done else None
+
+
+def save_checkpoint(out_dir: Path, step: int, net, optimizer, trainer_state: dict, d: Dist, keep_last: int) -> Path:
+    """Sharded checkpoint of model + optimizer (each rank writes its own shards), the trainer state (step, data
+    position, config) and every rank's RNG state. Written to `step_N.tmp/` and renamed to `step_N/` with a
+    COMPLETED marker only when all ranks have finished, so resume never picks up a half-written checkpoint."""
+    final = checkpoint_dir(out_dir, step)
+    tmp = final.with_name(final.name + ".tmp")
+    if d.is_main:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    dist.barrier()
+    model_sd, optim_sd = get_state_dict(net, optimizer)
+    dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=tmp)
+    torch.save({"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+               tmp / f"rng_rank{d.rank}.pt")
+    if d.is_main:
+        (tmp / "trainer_state.json").write_text(json.dumps(trainer_state, indent=1))
+    dist.barrier()
+    if d.is_main:
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        (final / "COMPLETED").write_text(time.strftime("%Y-%m-%d %H:%M:%S"))
+        complete = sorted(p for p in final.parent.glob("step_*") if (p / "COMPLETED").exists())
+        for old in complete[:-keep_last] if keep_last > 0 else []:
+            shutil.rmtree(old, ignore_errors=True)
+    dist.barrier()
+    return final
+
+
+def load_checkpoint(path: Path, net, optimizer, d: Dist) -> dict:
+    """Restore model + optimizer shards, this rank's RNG state; return the trainer state."""
+    model_sd, optim_sd = get_state_dict(net, optimizer)
+    state = {"model": model_sd, "optim": optim_sd}
+    dcp.load(state, checkpoint_id=path)
+    set_state_dict(net, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+    rng_file = path / f"rng_rank{d.rank}.pt"
+    if rng_file.exists():  # absent when resuming on a different world size: RNG then restarts from the seed
+        rng = torch.load(rng_file, weights_only=False)  # our own file: python/numpy RNG states are tuples
+        random.setstate(rng["python"])
+        np.random.set_state(rng["numpy"])
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+    return json.loads((path / "trainer_state.json").read_text())
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Logging and stopping
+
+class MetricsLog:
+    """metrics.jsonl (one JSON object per optimizer step) and a tqdm bar, on rank 0 only."""
+
+    def __init__(self, out_dir: Path, d: Dist, total_steps: int, start_step: int, desc: str):
+        self.d = d
+        self.path = Path(out_dir) / "metrics.jsonl"
+        self.bar = None
+        if d.is_main:
+            if self.path.exists():  # on resume, forget steps logged after the checkpoint we resume from
+                kept = [l for l in self.path.read_text().splitlines() if l and json.loads(l)["step"] <= start_step]
+                self.path.write_text("".join(l + "\n" for l in kept))
+            from tqdm import tqdm
+            self.bar = tqdm(total=total_steps, initial=start_step, desc=desc, dynamic_ncols=True)
+
+    def log(self, row: dict) -> None:
+        if not self.d.is_main:
+            return
+        with self.path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        self.bar.update(1)
+        self.bar.set_postfix({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in row.items()
+                              if k in ("loss", "lr", "grad_norm", "tokens_per_s", "reward_accuracy")})
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class StopSignal:
+    """SIGTERM / Ctrl-C set a flag; the loop checks it once per step on every rank (all-reduced, so all ranks
+    stop at the same step even if only one got the signal), saves a checkpoint and exits."""
+
+    def __init__(self):
+        self.requested = False
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame):
+        self.requested = True
+
+    def any_rank(self, d: Dist) -> bool:
+        flag = torch.tensor([1.0 if self.requested else 0.0], device=d.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
+
+def check_finite(loss: float, step: int, out_dir: Path, d: Dist) -> None:
+    """Stop the run on a NaN/inf loss (the value is already all-reduced, so every rank stops here together);
+    the last good checkpoint is left as it is."""
+    if not math.isfinite(loss):
+        last = latest_checkpoint(out_dir)
+        print0(d, f"error: the loss at step {step} is {loss}; stopping. The last good checkpoint is "
+                  f"{last if last else '(none written yet)'}; lower --lr or check the data, then --resume.")
+        cleanup_distributed()
+        sys.exit(1)
