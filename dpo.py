@@ -1,0 +1,284 @@
+"""ADELIE-DPO: direct preference optimisation of ADELIE-SFT on IEFeedback (paper section 4, appendix B.2).
+
+    torchrun --standalone --nproc_per_node 2 dpo.py          # the embedded default (after sft.py and feedback.py)
+    python dpo.py                                           # the same, one process
+    torchrun --nproc_per_node 8 dpo.py --model runs/sft/final --data ie_feedback.json \\
+        --activation_checkpointing                          # the paper's run (8 GPUs: 8 x 1 x 4 = 32 pairs)
+
+The DPO objective (Rafailov et al. 2023, eq. 7), for a prompt x with a chosen answer y_w and a rejected one y_l:
+
+    loss = -log sigmoid( beta * [ (log pi(y_w|x) - log ref(y_w|x)) - (log pi(y_l|x) - log ref(y_l|x)) ] )
+
+where pi is the policy being trained, ref the frozen SFT model it starts from, and log pi(y|x) the SUM of the
+answer tokens' log-probabilities (spec section 5). beta * (log pi - log ref) is the implicit reward of an answer.
+
+The paper's recipe (appendix B.2; spec section 5): from ADELIE-SFT, beta 0.1, lr 5e-7 with a linear schedule and
+10% warmup, 3 epochs, 32 pairs per optimizer step, 2048 tokens, fp32 master weights. Every default below is that
+recipe. With no --model, the script runs the embedded default (the SFT demo's output and its IEFeedback) with the
+demo settings in DEMO_SETTINGS, printed at the start.
+
+The loop: load pairs and tokenise chosen/rejected with loss masks (data.py) -> policy and reference (a frozen
+sharded copy, or reference log-probs precomputed once and cached) -> for each optimizer step: one forward of
+[chosen; rejected] per micro-batch, sequence log-probs, dpo_loss, backward, clip, AdamW -> log rewards -> export.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+import data
+import model as llama
+import training as T
+from training import flag
+
+REPO = Path(__file__).resolve().parent
+
+
+@dataclass
+class DPOConfig:
+    # What to train on
+    model: str = flag("", "the SFT model to start from (and the reference); any format model.py loads, with "
+                          "tokenizer.model beside the weights (default: runs/sft/final, the SFT demo's output)")
+    data: str = flag("", "IEFeedback pairs {dataset,id,messages,chosen,rejected}, JSON list or JSONL (default: "
+                         "runs/feedback/ie_feedback.json, written by feedback.py)")
+    out_dir: str = flag("runs/dpo", "output directory: config.json, metrics.jsonl, checkpoints/, final/")
+    max_len: int = flag(2048, "tokens per side; chosen and rejected are truncated separately (spec section 5)")
+    # The DPO recipe (appendix B.2, spec section 5)
+    beta: float = flag(0.1, "DPO temperature beta on the summed log-ratio (spec section 5: 0.1)")
+    reference: str = flag("online", "online: a frozen sharded copy of the SFT model computes reference log-probs "
+                                    "on the fly (ADELIE's way); precomputed: one pass before training computes "
+                                    "them all and caches them (same result, half the model memory)",
+                          choices=["online", "precomputed"])
+    epochs: int = flag(3, "passes over the pairs (appendix B.2: 3 epochs)")
+    max_steps: int = flag(-1, "stop after this many optimizer steps, overriding --epochs (-1: use --epochs)")
+    global_batch_size: int = flag(32, "pairs per optimizer step (appendix B.2: global batch 32)")
+    micro_batch_size: int = flag(1, "pairs per forward pass per rank (ADELIE: 1 per GPU x 8 GPUs x 4 accumulation)")
+    lr: float = flag(5e-7, "peak learning rate (appendix B.2: 5e-7)")
+    lr_schedule: str = flag("linear", "schedule after warmup (appendix B.2: linear)",
+                            choices=["cosine", "linear", "constant"])
+    warmup_ratio: float = flag(0.1, "share of the steps spent warming up (appendix B.2: 0.1)")
+    weight_decay: float = flag(0.0, "AdamW weight decay (ADELIE's DPO script: 0)")
+    adam_beta1: float = flag(0.9, "AdamW beta1 (the default)")
+    adam_beta2: float = flag(0.999, "AdamW beta2 (the default)")
+    adam_eps: float = flag(1e-8, "AdamW epsilon (the default)")
+    grad_clip: float = flag(1.0, "clip the full gradient norm (same launcher config as SFT, spec section 3); 0 = off")
+    seed: int = flag(42, "seed for the data order and everything random")
+    # Systems
+    bf16: bool = flag(True, "on CUDA, bf16 compute with fp32 master weights and fp32 gradient reduction; CPU: fp32")
+    activation_checkpointing: bool = flag(False, "recompute activations in backward (ADELIE used it for DPO)")
+    checkpoint_every: int = flag(200, "write a resume checkpoint every N optimizer steps (0: only on a signal)")
+    keep_last: int = flag(2, "resume checkpoints to keep")
+    resume: bool = flag(False, "continue from the newest complete checkpoint in OUT_DIR/checkpoints/")
+    dist_timeout_minutes: float = flag(30.0, "a collective that waits longer than this (a dead peer) fails the run")
+
+
+# The embedded default's SFT model is tiny and barely trained: at lr 5e-7 nothing would move in a CPU demo.
+# Used only when --model is not given, never over a value given on the command line; printed at the start.
+DEMO_SETTINGS = dict(max_len=1024, epochs=2, global_batch_size=8, micro_batch_size=2, lr=2e-5, checkpoint_every=50)
+
+
+def sequence_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """log pi(y|x) per sequence: the SUM over answer tokens of log p(token), on fp32 logits (spec section 5).
+
+    Position t predicts token t+1 (the shift, pitfall 2); labels are -100 on the prompt and on padding.
+    logits (B, T, V), labels (B, T) -> (B,)."""
+    logits = logits[:, :-1].float()  # (B, T-1, V)
+    targets = labels[:, 1:]  # (B, T-1)
+    mask = targets != -100
+    safe_targets = targets.masked_fill(~mask, 0)
+    # log_softmax at the target only: logit - logsumexp, without a (B, T-1, V) log-softmax tensor.
+    token_logp = logits.gather(-1, safe_targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+    return (token_logp * mask).sum(-1)
+
+
+def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
+             ref_rejected: torch.Tensor, beta: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The DPO loss per pair (Rafailov et al. 2023, eq. 7) and the implicit rewards beta * log(pi / ref).
+
+    loss = -log sigmoid(beta * ((pi_c - ref_c) - (pi_r - ref_r))), all inputs summed log-probs, shape (B,)."""
+    chosen_logratio = policy_chosen - ref_chosen
+    rejected_logratio = policy_rejected - ref_rejected
+    losses = -F.logsigmoid(beta * (chosen_logratio - rejected_logratio))
+    return losses, beta * chosen_logratio.detach(), beta * rejected_logratio.detach()
+
+
+def policy_and_reference_logprobs(net, batch: dict, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """One forward over [chosen; rejected] (2B rows), split back into (chosen, rejected) summed log-probs."""
+    logits = net(batch["input_ids"].to(device))  # (2B, T, V)
+    logps = sequence_logprobs(logits, batch["labels"].to(device))  # (2B,)
+    return logps.chunk(2)  # (B,), (B,)
+
+
+def precompute_reference(ref_net, pairs: list, micro_batch: int, cache: Path, d: T.Dist) -> torch.Tensor:
+    """Reference log-probs of every pair, computed once (spec pitfall 6), as a (N, 2) tensor [chosen, rejected]
+    indexed by pair index. NaN marks "not computed"; any NaN left is an error, never a silent zero. The cache
+    file's name holds a hash of everything that determines the values."""
+    if cache.exists():
+        table = torch.load(cache, weights_only=True)
+    else:
+        table = torch.full((len(pairs), 2), float("nan"), dtype=torch.float64)
+        mine = list(range(d.rank, len(pairs), d.world_size))  # every rank takes every world_size-th pair
+        # Equal numbers of forward passes on every rank (FSDP's collectives need them): pad with pair 0.
+        n_batches = math.ceil(math.ceil(len(pairs) / d.world_size) / micro_batch)
+        with torch.no_grad():
+            for b in range(n_batches):
+                idx = mine[b * micro_batch:(b + 1) * micro_batch]
+                batch = data.collate_preference([pairs[i] for i in (idx or [0])], pad_id=0)
+                chosen, rejected = policy_and_reference_logprobs(ref_net, batch, d.device)
+                for j, i in enumerate(idx):
+                    table[i] = torch.tensor([chosen[j].item(), rejected[j].item()], dtype=torch.float64)
+        # Every rank holds NaN where another rank computed: combine (NaN -> 0, then sum; each pair has one owner).
+        owned = (~table.isnan()).to(torch.float64)
+        values = torch.nan_to_num(table, nan=0.0)
+        stacked = torch.stack([values, owned]).to(d.device)
+        dist.all_reduce(stacked, op=dist.ReduceOp.SUM)
+        values, owned = stacked.cpu()
+        table = torch.where(owned > 0, values, torch.full_like(values, float("nan")))
+        if d.is_main:
+            torch.save(table, cache)
+        dist.barrier()
+    missing = table.isnan().any(-1).nonzero().flatten().tolist()
+    if missing:
+        raise RuntimeError(f"{cache}: reference log-probs missing for {len(missing)} pairs (first: {missing[:5]})")
+    return table
+
+
+def main(argv=None) -> None:
+    cfg, explicit = T.parse_config(DPOConfig, argv)
+    d = T.init_distributed(cfg.dist_timeout_minutes)
+    if not cfg.model:
+        demo = {k: v for k, v in DEMO_SETTINGS.items() if k not in explicit}
+        cfg = dataclasses.replace(cfg, model=str(REPO / "runs" / "sft" / "final"), **demo)
+        T.print0(d, f"embedded default: the SFT demo model {cfg.model}; demo settings {demo}")
+    if not cfg.data:
+        cfg = dataclasses.replace(cfg, data=str(REPO / "runs" / "feedback" / "ie_feedback.json"))
+    for path, made_by in ((Path(cfg.model), "sft.py"), (Path(cfg.data), "feedback.py")):
+        if not path.exists():
+            sys.exit(f"error: {path} does not exist; run {made_by} first (or pass --model / --data)")
+    T.seed_everything(cfg.seed)
+    out_dir = Path(cfg.out_dir)
+    if d.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if not cfg.resume and T.latest_checkpoint(out_dir):
+            sys.exit(f"error: {out_dir}/checkpoints/ already holds checkpoints; pass --resume or another --out_dir")
+        (out_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
+    dist.barrier()
+
+    # ---- Data: IEFeedback pairs, chosen and rejected tokenised with loss masks on the final answer
+    model_dir = Path(cfg.model)
+    tokenizer = llama.Tokenizer(model_dir / "tokenizer.model")
+    records = data.load_conversations(cfg.data)
+    pairs, stats = data.tokenize_preference(tokenizer, records, cfg.max_len)
+    T.print0(d, f"data: {len(records)} pairs from {cfg.data}; {json.dumps(stats)}")
+    if not pairs:
+        sys.exit(f"error: no usable pair in {cfg.data} (see the counts above)")
+    lengths = [max(len(p["chosen_ids"]), len(p["rejected_ids"])) for p in pairs]
+    data_fingerprint = hashlib.sha256(json.dumps([[len(p["chosen_ids"]), len(p["rejected_ids"])] for p in pairs])
+                                      .encode()).hexdigest()[:16]
+
+    # ---- Policy (trained) and reference (frozen): both start as the SFT model
+    use_bf16 = cfg.bf16 and d.device.type == "cuda"
+    policy, args = T.build_fsdp_model(model_dir, d, bf16=use_bf16, activation_checkpointing=cfg.activation_checkpointing)
+    llama.check_tokenizer_matches(args, tokenizer)
+    policy.train()  # LLaMA has no dropout, so train mode computes what eval mode does (pitfall 5)
+    ref_net = T.build_fsdp_model(model_dir, d, bf16=use_bf16, activation_checkpointing=False, trainable=False)[0]
+    ref_table = None
+    if cfg.reference == "precomputed":
+        key = json.dumps([str(model_dir.resolve()), (model_dir / "config.json").read_text()
+                          if (model_dir / "config.json").exists() else "", data_fingerprint, cfg.max_len, use_bf16])
+        cache = out_dir / f"reference_logprobs_{hashlib.sha256(key.encode()).hexdigest()[:12]}.pt"
+        ref_table = precompute_reference(ref_net, pairs, cfg.micro_batch_size, cache, d)
+        del ref_net  # the reference model is no longer needed: its memory goes back
+        ref_net = None
+        T.print0(d, f"reference log-probs for {len(pairs)} pairs in {cache}")
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2),
+                                  eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
+
+    accum = T.accumulation_steps(cfg.global_batch_size, cfg.micro_batch_size, d.world_size)
+    steps_per_epoch = math.ceil(len(pairs) / cfg.global_batch_size)
+    total_steps = cfg.max_steps if cfg.max_steps > 0 else cfg.epochs * steps_per_epoch
+    T.print0(d, f"{total_steps} steps of {cfg.global_batch_size} pairs ({cfg.micro_batch_size} per micro-batch x "
+                f"{accum} accumulation x {d.world_size} ranks), beta {cfg.beta}, reference {cfg.reference}")
+    start_step = 0
+    if cfg.resume and (ckpt := T.latest_checkpoint(out_dir)):
+        state = T.load_checkpoint(ckpt, policy, optimizer, d)
+        if state["data_fingerprint"] != data_fingerprint or state["global_batch_size"] != cfg.global_batch_size:
+            sys.exit(f"error: {ckpt} was written for other pairs or another global batch size")
+        start_step = state["step"]
+        T.print0(d, f"resumed from {ckpt} at step {start_step}")
+
+    # ---- Training loop
+    log = T.MetricsLog(out_dir, d, total_steps, start_step, desc="dpo")
+    stop = T.StopSignal()
+    batches, batches_epoch = None, -1
+    for step in range(start_step, total_steps):
+        t0 = time.perf_counter()
+        epoch, index = divmod(step, steps_per_epoch)
+        if epoch != batches_epoch:
+            batches, _ = T.epoch_batches(lengths, cfg.global_batch_size, cfg.seed, epoch)
+            batches_epoch = epoch
+        micro_batches = T.rank_micro_batches(batches[index], lengths, cfg.micro_batch_size, d)
+        lr = T.lr_at(step, total_steps, cfg.lr, cfg.warmup_ratio, cfg.lr_schedule)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+
+        sums = torch.zeros(6, dtype=torch.float64)  # loss, reward_c, reward_r, correct, pairs, tokens
+        for mb in micro_batches:
+            batch = data.collate_preference([pairs[i] for i in mb], pad_id=0)
+            pi_c, pi_r = policy_and_reference_logprobs(policy, batch, d.device)
+            if ref_table is not None:
+                ref_c, ref_r = ref_table[mb].to(d.device, torch.float32).unbind(-1)
+            else:
+                with torch.no_grad():
+                    ref_c, ref_r = policy_and_reference_logprobs(ref_net, batch, d.device)
+            losses, reward_c, reward_r = dpo_loss(pi_c, pi_r, ref_c, ref_r, cfg.beta)
+            # Mean over the step's pairs: every pair weighs 1 / global_batch (FSDP averages over ranks).
+            (losses.sum() / (cfg.micro_batch_size * accum)).backward()
+            sums += torch.tensor([losses.sum().item(), reward_c.sum().item(), reward_r.sum().item(),
+                                  (reward_c > reward_r).sum().item(), len(mb),
+                                  int((batch["input_ids"] != 0).sum())], dtype=torch.float64)
+        grad_norm = T.grad_norm_and_clip(policy, cfg.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+        loss, rc, rr, correct, n, tokens = T.all_reduce_sum(d, *sums.tolist())
+        T.check_finite(loss / n, step + 1, out_dir, d)
+        dt = time.perf_counter() - t0
+        log.log({"step": step + 1, "epoch": epoch, "loss": loss / n, "lr": lr, "grad_norm": grad_norm,
+                 "rewards_chosen": rc / n, "rewards_rejected": rr / n, "reward_margin": (rc - rr) / n,
+                 "reward_accuracy": correct / n, "pairs_per_s": n / dt, "tokens_per_s": tokens / dt,
+                 "step_time_s": dt})
+
+        done = step + 1
+        stopping = stop.any_rank(d)
+        if stopping or (cfg.checkpoint_every > 0 and done % cfg.checkpoint_every == 0 and done < total_steps):
+            state = {"step": done, "epoch": epoch, "global_batch_size": cfg.global_batch_size,
+                     "data_fingerprint": data_fingerprint, "world_size": d.world_size,
+                     "config": dataclasses.asdict(cfg)}
+            path = T.save_checkpoint(out_dir, done, policy, optimizer, state, d, cfg.keep_last)
+            if stopping:
+                T.print0(d, f"stopped by a signal after step {done}; checkpoint {path}; continue with --resume")
+                log.close()
+                T.cleanup_distributed()
+                sys.exit(143)
+    log.close()
+
+    T.export_final(policy, args, model_dir / "tokenizer.model", out_dir / "final", d)
+    if d.is_main:
+        (out_dir / "data_stats.json").write_text(json.dumps(stats, indent=1))
+    T.print0(d, f"done: {total_steps} steps; weights in {out_dir / 'final'}")
+    T.cleanup_distributed()
+
+
+if __name__ == "__main__":
+    main()
