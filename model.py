@@ -1,0 +1,748 @@
+"""LLaMA-2, the backbone ADELIE fine-tunes (paper section 4), written out by hand.
+
+What is here, top to bottom:
+  ModelArgs + presets ("7B", "13B", "70B", and the small CPU configs "demo" and "tiny")
+  Transformer: Meta's parameter names, RMSNorm in fp32, RoPE on interleaved pairs with fp32 tables, grouped-query
+      attention through F.scaled_dot_product_attention, SwiGLU with Meta's hidden-size rule, untied output layer
+  Checkpoints: read_checkpoint(dir) -> (args, state dict in Meta names) for Meta (params.json + consolidated.NN.pth,
+      model-parallel shards merged), Hugging Face (config.json + safetensors, q/k permutation undone) and our own
+      checkpoints (= the Hugging Face format save_pretrained writes); write_hf_checkpoint(state_dict, args, dir)
+  Tokenizer: SentencePiece with explicit BOS/EOS (LLaMA-2: bos 1, eos 2, no pad)
+  generate(): batched decoding with a static KV cache, greedy / temperature / top-p, num_samples per prompt
+
+Building for FSDP2 or for a big checkpoint never materialises random weights:
+    with torch.device("meta"): model = Transformer(args)
+    model.to_empty(device="cuda")          # uninitialised storage (RoPE buffers included)
+    model.init_weights(seed=0)             # or load a state dict; then model.init_rope() recomputes the RoPE tables
+Transformer.from_pretrained(dir) does this with mmap-ed weights and load_state_dict(assign=True), so a 7B load never
+holds two copies.
+"""
+import hashlib
+import json
+import math
+import re
+import shutil
+import warnings
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Config
+
+
+@dataclass
+class ModelArgs:
+    """The architecture. Field names and defaults are Meta's (llama/model.py); the default is LLaMA-2-7B."""
+    dim: int = 4096
+    n_layers: int = 32
+    n_heads: int = 32
+    n_kv_heads: int | None = None        # None = n_heads (multi-head attention); fewer = grouped-query attention
+    vocab_size: int = 32000
+    multiple_of: int = 256               # SwiGLU hidden size is rounded up to a multiple of this
+    ffn_dim_multiplier: float | None = None
+    norm_eps: float = 1e-5
+    rope_theta: float = 10000.0
+    max_seq_len: int = 4096              # LLaMA-2 context length; the size of the RoPE tables
+
+    def __post_init__(self):
+        self.n_kv_heads = self.n_kv_heads or self.n_heads
+        if self.dim % self.n_heads or self.n_heads % self.n_kv_heads or (self.dim // self.n_heads) % 2:
+            raise ValueError(f"ModelArgs: dim={self.dim} must split into n_heads={self.n_heads} heads of even size, "
+                             f"and n_heads must be a multiple of n_kv_heads={self.n_kv_heads}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.n_heads
+
+    @property
+    def ffn_dim(self) -> int:
+        """Meta's SwiGLU hidden size: 2/3 of 4*dim (three matrices instead of two keep the parameter count), times
+        ffn_dim_multiplier, rounded up to multiple_of. 7B: 11008, 13B: 13824, 70B: 28672."""
+        hidden = int(2 * (4 * self.dim) / 3)
+        if self.ffn_dim_multiplier is not None:
+            hidden = int(self.ffn_dim_multiplier * hidden)
+        return self.multiple_of * ((hidden + self.multiple_of - 1) // self.multiple_of)
+
+    @classmethod
+    def from_name(cls, name: str) -> "ModelArgs":
+        if name not in PRESETS:
+            raise ValueError(f"unknown model preset {name!r}; choose one of {sorted(PRESETS)}")
+        return replace(PRESETS[name])
+
+    # Meta's params.json has no max_seq_len (Meta passes it when building) and vocab_size -1 (taken from the
+    # tokenizer); read_checkpoint fills vocab_size from the embedding's shape.
+    def to_meta_params(self) -> dict:
+        params = {k: v for k, v in asdict(self).items() if k not in ("max_seq_len", "rope_theta")}
+        if self.ffn_dim_multiplier is None:
+            del params["ffn_dim_multiplier"]
+        if self.rope_theta != 10000.0:   # Code Llama's key; LLaMA-2's code does not know it
+            params["rope_theta"] = self.rope_theta
+        return params
+
+    @classmethod
+    def from_meta_params(cls, params: dict, max_seq_len: int = 4096) -> "ModelArgs":
+        unknown = set(params) - {f for f in cls.__dataclass_fields__ if f != "max_seq_len"}
+        if unknown:
+            raise ValueError(f"params.json: unsupported keys {sorted(unknown)} (this is a LLaMA-2 implementation)")
+        return cls(**params, max_seq_len=max_seq_len)
+
+    def to_hf_config(self, torch_dtype: str = "float32", bos_id: int = 1, eos_id: int = 2) -> dict:
+        """transformers' LlamaConfig as config.json holds it."""
+        return {
+            "architectures": ["LlamaForCausalLM"], "model_type": "llama",
+            "hidden_size": self.dim, "intermediate_size": self.ffn_dim, "num_hidden_layers": self.n_layers,
+            "num_attention_heads": self.n_heads, "num_key_value_heads": self.n_kv_heads, "head_dim": self.head_dim,
+            "vocab_size": self.vocab_size, "max_position_embeddings": self.max_seq_len, "rms_norm_eps": self.norm_eps,
+            "rope_theta": self.rope_theta, "rope_scaling": None, "hidden_act": "silu", "attention_bias": False,
+            "attention_dropout": 0.0, "mlp_bias": False, "tie_word_embeddings": False, "initializer_range": 0.02,
+            "pretraining_tp": 1, "use_cache": True, "bos_token_id": bos_id, "eos_token_id": eos_id,
+            "torch_dtype": torch_dtype,
+        }
+
+    @classmethod
+    def from_hf_config(cls, cfg: dict, where: str = "config.json") -> "ModelArgs":
+        """Missing keys take LlamaConfig's defaults; anything LLaMA-2 does not have is an error."""
+        unsupported = {"model_type": "llama", "hidden_act": "silu", "rope_scaling": None, "attention_bias": False,
+                       "mlp_bias": False, "tie_word_embeddings": False}
+        for key, expected in unsupported.items():
+            if cfg.get(key, expected) != expected:
+                raise ValueError(f"{where}: {key}={cfg[key]!r} is not supported (LLaMA-2 has {expected!r})")
+        dim, n_heads = cfg["hidden_size"], cfg["num_attention_heads"]
+        if cfg.get("head_dim") not in (None, dim // n_heads):
+            raise ValueError(f"{where}: head_dim={cfg['head_dim']} != hidden_size/num_attention_heads={dim // n_heads}")
+        common = dict(dim=dim, n_layers=cfg["num_hidden_layers"], n_heads=n_heads,
+                      n_kv_heads=cfg.get("num_key_value_heads") or n_heads, vocab_size=cfg["vocab_size"],
+                      norm_eps=cfg.get("rms_norm_eps", 1e-6), rope_theta=cfg.get("rope_theta", 10000.0),
+                      max_seq_len=cfg.get("max_position_embeddings", 2048))
+        # HF stores the FFN width, Meta the rule that makes it: try LLaMA-2's and our presets' rules first, else an
+        # exact equivalent (multiple_of = width: any value in (0, width] rounds up to width).
+        width = cfg["intermediate_size"]
+        rules = [(p.multiple_of, p.ffn_dim_multiplier) for p in PRESETS.values()]
+        rules.append((width, width / int(2 * (4 * dim) / 3)))
+        for multiple_of, mult in rules:
+            args = cls(**common, multiple_of=multiple_of, ffn_dim_multiplier=mult)
+            if args.ffn_dim == width:
+                return args
+        raise ValueError(f"{where}: cannot express intermediate_size={width} with Meta's hidden-size rule")
+
+
+PRESETS = {
+    # LLaMA-2 (Touvron et al. 2023, Table 1 and Meta's params.json files)
+    "7B": ModelArgs(dim=4096, n_layers=32, n_heads=32),
+    "13B": ModelArgs(dim=5120, n_layers=40, n_heads=40),
+    "70B": ModelArgs(dim=8192, n_layers=80, n_heads=64, n_kv_heads=8, multiple_of=4096, ffn_dim_multiplier=1.3),
+    # The embedded default: LLaMA-shaped (GQA included) and small enough to train on a 2-core CPU.
+    "demo": ModelArgs(dim=256, n_layers=6, n_heads=8, n_kv_heads=4, vocab_size=2048, multiple_of=32, max_seq_len=1024),
+    # Tests: matches ../shared/models/tok512.
+    "tiny": ModelArgs(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=512, multiple_of=32, max_seq_len=512),
+}
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The transformer
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        # In fp32 as Meta does: the mean of squares of bf16 activations loses too many bits.
+        xf = x.float()
+        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return xf.type_as(x) * self.weight
+
+
+def apply_rope(x, cos, sin):
+    """Rotary embedding on interleaved pairs (x0, x1), (x2, x3), ... as Meta's complex-number form does:
+    (a, b) -> (a cos - b sin, b cos + a sin). x: (B, T, H, hd); cos, sin: fp32, broadcastable to x, with each pair's
+    angle repeated twice and sin signed (-s, +s) so that the rotation is two multiplies of x and its pair-swapped copy."""
+    xf = x.float()
+    swapped = xf.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)   # (x1, x0, x3, x2, ...)
+    return (xf * cos + swapped * sin).type_as(x)
+
+
+class Attention(nn.Module):
+    def __init__(self, args: ModelArgs, layer_id: int):
+        super().__init__()
+        self.layer_id = layer_id
+        self.n_heads, self.n_kv_heads, self.head_dim = args.n_heads, args.n_kv_heads, args.head_dim
+        self.wq = nn.Linear(args.dim, args.n_heads * args.head_dim, bias=False)
+        self.wk = nn.Linear(args.dim, args.n_kv_heads * args.head_dim, bias=False)
+        self.wv = nn.Linear(args.dim, args.n_kv_heads * args.head_dim, bias=False)
+        self.wo = nn.Linear(args.n_heads * args.head_dim, args.dim, bias=False)
+
+    def forward(self, x, cos, sin, mask=None, cache=None):
+        B, T, _ = x.shape
+        q = self.wq(x).view(B, T, self.n_heads, self.head_dim)      # (B, T, n_heads, hd)
+        k = self.wk(x).view(B, T, self.n_kv_heads, self.head_dim)   # (B, T, n_kv_heads, hd)
+        v = self.wv(x).view(B, T, self.n_kv_heads, self.head_dim)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)   # (B, heads, T, hd)
+        if cache is not None:
+            k, v = cache.update(self.layer_id, k, v)                # (B, n_kv_heads, pos + T, hd)
+        # GQA: query head h reads key/value head h // (n_heads / n_kv_heads), as Meta's repeat_kv does.
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None and T > 1,
+                                           enable_gqa=self.n_kv_heads != self.n_heads)
+        return self.wo(y.transpose(1, 2).reshape(B, T, -1))        # (B, T, dim)
+
+
+class FeedForward(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.w1 = nn.Linear(args.dim, args.ffn_dim, bias=False)   # gate
+        self.w2 = nn.Linear(args.ffn_dim, args.dim, bias=False)   # down
+        self.w3 = nn.Linear(args.dim, args.ffn_dim, bias=False)   # up
+
+    def forward(self, x):
+        return self.w2(F.silu(self.w1(x)) * self.w3(x))           # SwiGLU
+
+
+class TransformerBlock(nn.Module):
+    def __init__(self, args: ModelArgs, layer_id: int):
+        super().__init__()
+        self.attention = Attention(args, layer_id)
+        self.feed_forward = FeedForward(args)
+        self.attention_norm = RMSNorm(args.dim, args.norm_eps)
+        self.ffn_norm = RMSNorm(args.dim, args.norm_eps)
+        self.checkpoint = False   # activation checkpointing: recompute this block in backward instead of storing it
+
+    def forward(self, x, cos, sin, mask=None, cache=None):
+        if self.checkpoint and torch.is_grad_enabled():
+            return checkpoint(self._forward, x, cos, sin, mask, cache, use_reentrant=False)
+        return self._forward(x, cos, sin, mask, cache)
+
+    def _forward(self, x, cos, sin, mask, cache):
+        h = x + self.attention(self.attention_norm(x), cos, sin, mask, cache)   # pre-norm residual blocks
+        return h + self.feed_forward(self.ffn_norm(h))
+
+
+class Transformer(nn.Module):
+    """LLaMA-2. `model(tokens)` maps (B, T) token ids to (B, T, vocab_size) logits in the weights' dtype."""
+
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.args = args
+        self.tok_embeddings = nn.Embedding(args.vocab_size, args.dim)
+        self.layers = nn.ModuleList(TransformerBlock(args, i) for i in range(args.n_layers))
+        self.norm = RMSNorm(args.dim, args.norm_eps)
+        self.output = nn.Linear(args.dim, args.vocab_size, bias=False)   # untied from tok_embeddings, as in LLaMA-2
+        self.init_rope()
+        if not self.output.weight.is_meta:   # on the meta device there is nothing to initialise yet
+            self.init_weights(seed=0)
+
+    def init_rope(self) -> None:
+        """(Re)compute the RoPE tables, fp32, on the weights' device. They are non-persistent buffers (never in a
+        state dict), so call this after `to_empty()`; init_weights() and from_pretrained() do."""
+        a = self.args
+        device = self.tok_embeddings.weight.device
+        # Same fp32 arithmetic as Meta's precompute_freqs_cis: theta_i = rope_theta^(-2i/hd), angle = position * theta_i
+        freqs = 1.0 / (a.rope_theta ** (torch.arange(0, a.head_dim, 2, device=device).float() / a.head_dim))
+        angles = torch.outer(torch.arange(a.max_seq_len, device=device).float(), freqs)   # (max_seq_len, hd/2)
+        self.register_buffer("rope_cos", angles.cos().repeat_interleave(2, dim=-1), persistent=False)   # (S, hd)
+        self.register_buffer("rope_sin", torch.stack((-angles.sin(), angles.sin()), dim=-1).flatten(-2),
+                             persistent=False)
+
+    @torch.no_grad()
+    def init_weights(self, seed: int = 0) -> None:
+        """Deterministic init, the same on any device or sharding: every tensor is drawn in full on the CPU from one
+        seeded generator, in parameter order. N(0, 0.02) as GPT-2/LLaMA; the residual projections (wo, w2) scaled
+        by 1/sqrt(2 n_layers) so the residual stream's variance does not grow with depth; norms = 1."""
+        gen = torch.Generator().manual_seed(seed)
+        for name, p in self.named_parameters():
+            if name.endswith("norm.weight"):
+                full = torch.ones(p.shape)
+            else:
+                std = 0.02 / math.sqrt(2 * self.args.n_layers) if name.endswith(("wo.weight", "w2.weight")) else 0.02
+                full = torch.empty(p.shape).normal_(0.0, std, generator=gen)
+            if hasattr(p, "device_mesh"):   # an FSDP2 DTensor: keep this rank's shard of the full tensor
+                from torch.distributed.tensor import distribute_tensor
+                full = distribute_tensor(full.to(p.device), p.device_mesh, p.placements, src_data_rank=None)
+            p.copy_(full)
+        self.init_rope()
+
+    def set_activation_checkpointing(self, enabled: bool = True) -> None:
+        for layer in self.layers:
+            layer.checkpoint = enabled
+
+    def forward(self, tokens, cache=None, last_only: bool = False):
+        """tokens: (B, T) ids. With a KVCache, the tokens continue each cached row and the cache advances by T.
+        last_only: return only the last position's logits, (B, 1, vocab) (what generation needs)."""
+        B, T = tokens.shape
+        if self.rope_cos.dtype != torch.float32:
+            self.init_rope()   # .to(bf16) casts buffers too; RoPE angles need fp32 (bf16 is off by 16 at position 4000)
+        if cache is None:
+            if T > self.args.max_seq_len:
+                raise ValueError(f"sequence of {T} tokens is longer than max_seq_len={self.args.max_seq_len}")
+            cos, sin = self.rope_cos[:T, None, :], self.rope_sin[:T, None, :]   # (T, 1, hd): same for every row
+            mask = None                                                        # causal
+        else:
+            positions = cache.positions(T)                                     # (B, T): each row's own positions
+            cos, sin = self.rope_cos[positions].unsqueeze(2), self.rope_sin[positions].unsqueeze(2)  # (B, T, 1, hd)
+            mask = cache.mask(T)                                               # (B, 1, T, pos + T)
+        h = self.tok_embeddings(tokens)                                        # (B, T, dim)
+        for layer in self.layers:
+            h = layer(h, cos, sin, mask, cache)
+        if cache is not None:
+            cache.pos += T
+        h = self.norm(h[:, -1:] if last_only else h)
+        return self.output(h)                                                  # (B, T, vocab_size)
+
+    @classmethod
+    def from_pretrained(cls, path, device="cpu", dtype: torch.dtype | None = None) -> "Transformer":
+        """Load a Meta, Hugging Face or our own checkpoint directory. dtype None keeps the stored dtype (the
+        embedding's), so a CPU load in that dtype uses the mmap-ed file itself as the weights' memory."""
+        args, state_dict = read_checkpoint(path)
+        dtype = dtype or state_dict["tok_embeddings.weight"].dtype
+        with torch.device("meta"):
+            model = cls(args)
+        model.load_state_dict({k: v.to(device=device, dtype=dtype) for k, v in state_dict.items()}, assign=True)
+        model.init_rope()
+        return model
+
+    def save_pretrained(self, path, tokenizer_path=None, max_shard_size: int = 5 * 10**9) -> None:
+        """Write the Hugging Face format (loads in transformers, vLLM, lm-evaluation-harness); see write_hf_checkpoint."""
+        write_hf_checkpoint(self.state_dict(), self.args, path, max_shard_size=max_shard_size,
+                            tokenizer_path=tokenizer_path)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Checkpoints
+
+# Hugging Face name -> Meta name (per-layer names under model.layers.{i}. -> layers.{i}.).
+HF_TO_META = {"model.embed_tokens.weight": "tok_embeddings.weight", "model.norm.weight": "norm.weight",
+              "lm_head.weight": "output.weight"}
+HF_TO_META_LAYER = {
+    "self_attn.q_proj.weight": "attention.wq.weight",   # rows permuted, see hf_qk_to_meta
+    "self_attn.k_proj.weight": "attention.wk.weight",   # rows permuted, see hf_qk_to_meta
+    "self_attn.v_proj.weight": "attention.wv.weight",
+    "self_attn.o_proj.weight": "attention.wo.weight",
+    "mlp.gate_proj.weight": "feed_forward.w1.weight",
+    "mlp.down_proj.weight": "feed_forward.w2.weight",
+    "mlp.up_proj.weight": "feed_forward.w3.weight",
+    "input_layernorm.weight": "attention_norm.weight",
+    "post_attention_layernorm.weight": "ffn_norm.weight",
+}
+# Meta's model parallelism (fairscale): ColumnParallelLinear (wq wk wv w1 w3 output) splits the weight's rows (dim 0),
+# RowParallelLinear (wo w2) its columns (dim 1), ParallelEmbedding the embedding dim (dim 1); norms are replicated.
+META_SHARD_DIM = {"tok_embeddings": 1, "wq": 0, "wk": 0, "wv": 0, "wo": 1, "w1": 0, "w3": 0, "w2": 1, "output": 0}
+META_IGNORED = {"rope.freqs"}   # LLaMA-2 checkpoints carry Meta's RoPE table; we compute our own
+
+
+# transformers' convert_llama_weights_to_hf.py permutes each head's q/k rows from interleaved pairs
+# (r0, r1), (r2, r3), ... to halves [r0, r2, ... | r1, r3, ...], so that its rotate-half RoPE equals Meta's pairwise
+# RoPE. Loading undoes it; saving redoes it. w: (n_heads * hd, dim); n_heads = n_kv_heads for wk.
+def hf_qk_to_meta(w, n_heads: int):
+    rows, cols = w.shape
+    return w.view(n_heads, 2, rows // n_heads // 2, cols).transpose(1, 2).reshape(rows, cols)
+
+
+def meta_qk_to_hf(w, n_heads: int):
+    rows, cols = w.shape
+    return w.view(n_heads, rows // n_heads // 2, 2, cols).transpose(1, 2).reshape(rows, cols)
+
+
+def expected_shapes(args: ModelArgs) -> dict[str, tuple]:
+    """Meta name -> shape, from a model built on the meta device (no memory)."""
+    with torch.device("meta"):
+        return {k: tuple(v.shape) for k, v in Transformer(args).state_dict().items()}
+
+
+def check_state_dict(args: ModelArgs, state_dict: dict, sources: dict, config_name: str) -> None:
+    """Every tensor present, none extra, each with the shape the config implies; errors name tensor and file."""
+    expected = expected_shapes(args)
+    missing = [k for k in expected if k not in state_dict]
+    if missing:
+        raise ValueError(f"checkpoint lacks {len(missing)} tensors that {config_name} implies, e.g. {missing[:3]}")
+    for name in state_dict:
+        if name not in expected:
+            hint = " (a torch.compile'd module: save model._orig_mod)" if name.startswith("_orig_mod.") else ""
+            raise ValueError(f"unexpected tensor {name} in {sources.get(name, 'the state dict')}{hint}")
+    for name, shape in expected.items():   # in model order, so the first mismatch reported is the first in the model
+        if tuple(state_dict[name].shape) != shape:
+            raise ValueError(f"shape mismatch for {name} in {sources.get(name, 'the state dict')}: the checkpoint has "
+                             f"{tuple(state_dict[name].shape)} but {config_name} implies {shape}")
+
+
+def check_tokenizer_matches(args: ModelArgs, tokenizer: "Tokenizer") -> None:
+    if tokenizer.vocab_size != args.vocab_size:
+        raise ValueError(f"tokenizer {tokenizer.path} has {tokenizer.vocab_size} pieces but the model's vocab_size is "
+                         f"{args.vocab_size}: they do not belong together")
+
+
+def read_checkpoint(path) -> tuple[ModelArgs, dict]:
+    """Read a checkpoint directory into (ModelArgs, state dict in Meta names), memory-lightly: tensors are mmap-ed
+    from the files (Meta's model-parallel shards are concatenated, one copy). The format is picked by looking at
+    the directory: params.json = Meta, config.json = Hugging Face (and ours). A tokenizer.model beside the weights
+    must match the model's vocabulary."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"checkpoint directory {path} does not exist")
+    if (path / "params.json").exists():
+        args, state_dict = _read_meta(path)
+    elif (path / "config.json").exists():
+        args, state_dict = _read_hf(path)
+    else:
+        raise ValueError(f"{path} is neither a Meta checkpoint (params.json + consolidated.00.pth) nor a Hugging Face "
+                         f"one (config.json + model.safetensors); it holds {sorted(p.name for p in path.iterdir())[:20]}")
+    if (path / "tokenizer.model").exists():
+        check_tokenizer_matches(args, Tokenizer(path / "tokenizer.model"))
+    return args, state_dict
+
+
+def _read_meta(path: Path) -> tuple[ModelArgs, dict]:
+    files = sorted(path.glob("consolidated.*.pth"))
+    if not files:
+        raise ValueError(f"{path}/params.json found but no consolidated.00.pth beside it")
+    for i, f in enumerate(files):
+        if f.name != f"consolidated.{i:02d}.pth":
+            raise ValueError(f"{path}: model-parallel shard consolidated.{i:02d}.pth is missing (found {f.name})")
+    params = json.loads((path / "params.json").read_text())
+    # weights_only: unpickling may only build tensors, never run code from the file. mmap: no copy in memory.
+    shards = [torch.load(f, map_location="cpu", mmap=True, weights_only=True) for f in files]
+    if params.get("vocab_size", -1) <= 0:   # Meta writes -1: the vocabulary comes from the tokenizer
+        params["vocab_size"] = shards[0]["tok_embeddings.weight"].shape[0]
+    args = ModelArgs.from_meta_params(params)
+    n_shards = args.dim // shards[0]["tok_embeddings.weight"].shape[1]
+    if n_shards != len(files):
+        raise ValueError(f"{path}: tok_embeddings.weight in consolidated.00.pth holds {args.dim // n_shards} of "
+                         f"dim={args.dim} columns, so the checkpoint has {n_shards} model-parallel shards, but "
+                         f"{len(files)} consolidated.*.pth files are present: a shard is missing")
+    state_dict, sources = {}, {}
+    for name in shards[0]:
+        if name in META_IGNORED:
+            continue
+        parts = [s[name] for s in shards]
+        dim = META_SHARD_DIM.get(name.split(".")[-2])
+        try:
+            state_dict[name] = parts[0] if dim is None or len(parts) == 1 else torch.cat(parts, dim=dim)
+        except RuntimeError as e:
+            raise ValueError(f"{path}: cannot merge {name} from shards of shapes {[tuple(p.shape) for p in parts]}: {e}")
+        sources[name] = files[0].name if len(files) == 1 else f"consolidated.*.pth ({len(files)} shards)"
+    check_state_dict(args, state_dict, sources, "params.json")
+    return args, state_dict
+
+
+def _read_hf(path: Path) -> tuple[ModelArgs, dict]:
+    args = ModelArgs.from_hf_config(json.loads((path / "config.json").read_text()), where=str(path / "config.json"))
+    for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        if (path / index_name).exists():
+            files = sorted(set(json.loads((path / index_name).read_text())["weight_map"].values()))
+            for f in files:
+                if not (path / f).exists():
+                    raise ValueError(f"{path}: shard {f} listed in {index_name} is missing")
+            break
+    else:
+        files = [f for f in ("model.safetensors", "pytorch_model.bin") if (path / f).exists()][:1]
+        if not files:
+            raise ValueError(f"{path}/config.json found but no weights: expected model.safetensors, "
+                             f"model.safetensors.index.json or pytorch_model.bin")
+    state_dict, sources = {}, {}
+    for f in files:
+        if f.endswith(".safetensors"):
+            from safetensors import safe_open   # get_tensor returns views of the mmap-ed file, no copy
+            with safe_open(path / f, framework="pt") as sf:
+                tensors = {k: sf.get_tensor(k) for k in sf.keys()}
+        else:
+            tensors = torch.load(path / f, map_location="cpu", mmap=True, weights_only=True)
+        for hf_name, t in tensors.items():
+            layer = re.fullmatch(r"model\.layers\.(\d+)\.(.+)", hf_name)
+            if layer and layer.group(2) in HF_TO_META_LAYER:
+                name = f"layers.{layer.group(1)}.{HF_TO_META_LAYER[layer.group(2)]}"
+            elif hf_name in HF_TO_META:
+                name = HF_TO_META[hf_name]
+            elif hf_name.endswith("rotary_emb.inv_freq"):   # old transformers saved its RoPE table
+                continue
+            else:
+                raise ValueError(f"unexpected tensor {hf_name} in {path / f} (not a LLaMA-2 weight)")
+            state_dict[name], sources[name] = t, f"{f} (as {hf_name})"
+    check_state_dict(args, state_dict, sources, "config.json")   # before un-permuting, which needs the right shapes
+    for i in range(args.n_layers):
+        for w, heads in (("wq", args.n_heads), ("wk", args.n_kv_heads)):
+            name = f"layers.{i}.attention.{w}.weight"
+            state_dict[name] = hf_qk_to_meta(state_dict[name], heads)
+    return args, state_dict
+
+
+def write_hf_checkpoint(state_dict: dict, args: ModelArgs, out_dir, max_shard_size: int = 5 * 10**9,
+                        tokenizer_path=None) -> None:
+    """Write a Hugging Face LLaMA directory from a full state dict in Meta names (CPU tensors; under FSDP, rank 0
+    calls this with the gathered state dict): config.json, generation_config.json, model.safetensors or
+    model-0000i-of-0000n.safetensors + model.safetensors.index.json when larger than max_shard_size bytes, and, given
+    tokenizer_path, tokenizer.model with the small files AutoTokenizer reads. Old weight files in out_dir go."""
+    if any(hasattr(t, "full_tensor") for t in state_dict.values()):
+        raise TypeError("write_hf_checkpoint needs full tensors: gather the sharded (DTensor) state dict first")
+    check_state_dict(args, state_dict, {}, "ModelArgs")
+    bos_id, eos_id = 1, 2
+    if tokenizer_path is not None:
+        tokenizer = Tokenizer(tokenizer_path)
+        check_tokenizer_matches(args, tokenizer)
+        bos_id, eos_id = tokenizer.bos_id, tokenizer.eos_id
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for old in [*out.glob("model*.safetensors"), *out.glob("model.safetensors.index.json")]:
+        old.unlink()
+    meta_to_hf = {v: k for k, v in HF_TO_META.items()}
+    tensors = {}
+    for name in expected_shapes(args):   # a stable order: embedding, layers, norm, output
+        t = state_dict[name].detach().cpu()
+        layer = re.fullmatch(r"layers\.(\d+)\.(.+)", name)
+        if layer:
+            hf_name = f"model.layers.{layer.group(1)}." + {v: k for k, v in HF_TO_META_LAYER.items()}[layer.group(2)]
+            if layer.group(2) in ("attention.wq.weight", "attention.wk.weight"):
+                t = meta_qk_to_hf(t, args.n_heads if "wq" in name else args.n_kv_heads)
+        else:
+            hf_name = meta_to_hf[name]
+        tensors[hf_name] = t.contiguous()
+    shards = [{}]
+    for hf_name, t in tensors.items():   # greedy packing in order, as transformers does
+        size = t.numel() * t.element_size()
+        if shards[-1] and sum(x.numel() * x.element_size() for x in shards[-1].values()) + size > max_shard_size:
+            shards.append({})
+        shards[-1][hf_name] = t
+    from safetensors.torch import save_file
+    if len(shards) == 1:
+        save_file(shards[0], out / "model.safetensors", metadata={"format": "pt"})
+    else:
+        weight_map = {}
+        for i, shard in enumerate(shards):
+            fname = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
+            save_file(shard, out / fname, metadata={"format": "pt"})
+            weight_map.update(dict.fromkeys(shard, fname))
+        total = sum(t.numel() * t.element_size() for t in tensors.values())
+        _write_json(out / "model.safetensors.index.json", {"metadata": {"total_size": total}, "weight_map": weight_map})
+    dtype = str(tensors["model.embed_tokens.weight"].dtype).removeprefix("torch.")
+    _write_json(out / "config.json", args.to_hf_config(dtype, bos_id, eos_id))
+    _write_json(out / "generation_config.json", {"bos_token_id": bos_id, "eos_token_id": eos_id})
+    if tokenizer_path is not None:
+        if Path(tokenizer_path).resolve() != (out / "tokenizer.model").resolve():
+            shutil.copyfile(tokenizer_path, out / "tokenizer.model")
+        special = {"bos_token": tokenizer.id_to_piece(bos_id), "eos_token": tokenizer.id_to_piece(eos_id),
+                   "unk_token": tokenizer.id_to_piece(tokenizer.sp.unk_id())}
+        _write_json(out / "special_tokens_map.json", special)
+        # legacy=True: plain SentencePiece encoding, what ADELIE trained with (spec section 1) and what Tokenizer does.
+        _write_json(out / "tokenizer_config.json", {
+            "tokenizer_class": "LlamaTokenizer", **special, "pad_token": None, "add_bos_token": True,
+            "add_eos_token": False, "legacy": True, "clean_up_tokenization_spaces": False,
+            "model_max_length": args.max_seq_len, "sp_model_kwargs": {}})
+
+
+def _write_json(path: Path, obj) -> None:
+    path.write_text(json.dumps(obj, indent=2) + "\n")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Tokenizer
+
+
+class Tokenizer:
+    """SentencePiece with BOS/EOS added only when asked (LLaMA-2: bos 1, eos 2, pad -1 = none)."""
+
+    def __init__(self, path):
+        from sentencepiece import SentencePieceProcessor
+        self.path = str(path)
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"tokenizer model {path} does not exist")
+        self.sp = SentencePieceProcessor(model_file=self.path)
+        self.vocab_size: int = self.sp.vocab_size()
+        self.bos_id: int = self.sp.bos_id()
+        self.eos_id: int = self.sp.eos_id()
+        self.pad_id: int = self.sp.pad_id()
+
+    def encode(self, text: str, bos: bool = False, eos: bool = False) -> list[int]:
+        return [self.bos_id] * bos + self.sp.encode(text) + [self.eos_id] * eos
+
+    def decode(self, ids) -> str:
+        return self.sp.decode(list(ids))
+
+    def id_to_piece(self, i: int) -> str:
+        return self.sp.id_to_piece(i)
+
+    def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """ids = encode(text), and the (begin, end) character span of each piece in text. A character split into
+        several byte pieces (byte fallback) gives its span to the last of them; the others get empty spans."""
+        if hasattr(self.sp, "encode_as_offset_mapping"):   # sentencepiece >= 0.2.1
+            res = self.sp.encode(text, out_type="offset_mapping")
+            return res["ids"], [tuple(o) for o in res["offsets"]]
+        proto = self.sp.encode(text, out_type="immutable_proto")   # older releases; begin/end are character offsets
+        return [p.id for p in proto.pieces], [(p.begin, p.end) for p in proto.pieces]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Generation
+
+
+class KVCache:
+    """Static key/value buffers, one (B, n_kv_heads, max_len, head_dim) pair per layer, allocated on first use in
+    the dtype the layer computes in. Prompts are left-padded to a common length so that every row writes its next
+    token into the same slot `pos`; the first pad[b] slots of row b are padding: masked out of attention, and row
+    b's RoPE positions start after them, so a row decodes as if it were alone."""
+
+    def __init__(self, n_layers: int, pad, max_len: int):
+        self.k, self.v = [None] * n_layers, [None] * n_layers
+        self.pad, self.max_len, self.pos = pad, max_len, 0
+        self.slots = torch.arange(max_len, device=pad.device)
+        self.valid = self.slots[None, :] >= pad[:, None]             # (B, max_len): slot holds a real token
+
+    def positions(self, T: int):
+        return (self.slots[self.pos:self.pos + T][None, :] - self.pad[:, None]).clamp(min=0)   # (B, T)
+
+    def mask(self, T: int):
+        keys = self.valid[:, None, None, :self.pos + T]              # (B, 1, 1, pos + T)
+        if T == 1:
+            return keys   # one new token: every filled slot is in its past
+        q, k = self.slots[self.pos:self.pos + T, None], self.slots[None, :self.pos + T]
+        # A padding query may see itself, so no row of the mask is empty (SDPA would return NaN there).
+        return (keys & (k <= q)) | (k == q)                          # (B, 1, T, pos + T)
+
+    def update(self, layer: int, k, v):
+        if self.pos + k.shape[2] > self.max_len:
+            raise ValueError(f"KV cache holds {self.max_len} positions; cannot add {k.shape[2]} at {self.pos}")
+        if self.k[layer] is None:
+            shape = (k.shape[0], k.shape[1], self.max_len, k.shape[3])
+            self.k[layer] = torch.zeros(shape, dtype=k.dtype, device=k.device)
+            self.v[layer] = torch.zeros(shape, dtype=v.dtype, device=v.device)
+        end = self.pos + k.shape[2]
+        self.k[layer][:, :, self.pos:end] = k
+        self.v[layer][:, :, self.pos:end] = v
+        return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
+
+    def select(self, rows) -> None:
+        """Keep (or repeat) rows: drops finished rows, or copies a prompt's cache for each of its samples."""
+        self.k = [None if k is None else k[rows] for k in self.k]
+        self.v = [None if v is None else v[rows] for v in self.v]
+        self.pad, self.valid = self.pad[rows], self.valid[rows]
+
+
+def sample_next(logits, temperature: float, top_p: float, u=None):
+    """Next token per row from (B, V) logits. temperature 0: argmax. Otherwise softmax(logits / temperature) in fp32
+    (so 0.01 cannot overflow), cut to the top-p nucleus as transformers does (the smallest set of most likely tokens
+    whose probability reaches top_p; at least one), and sampled by inverse CDF with the uniforms u (B,) in [0, 1)."""
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    order = None
+    if top_p < 1.0:
+        probs, order = probs.sort(dim=-1, descending=True, stable=True)
+        before = probs.cumsum(dim=-1) - probs                        # mass of the more likely tokens
+        probs = probs.masked_fill(before >= top_p, 0.0)              # the first token has before = 0: always kept
+    cdf = probs.double().cumsum(dim=-1)                              # fp64: u * total stays below total
+    idx = torch.searchsorted(cdf, (u.to(cdf) * cdf[:, -1]).unsqueeze(-1), right=True).clamp(max=cdf.shape[-1] - 1)
+    return (idx if order is None else order.gather(-1, idx)).squeeze(-1)
+
+
+def _hash_seed(*parts) -> int:
+    # sha256, not hash(): stable across processes, and nearby seeds give unrelated streams
+    return int.from_bytes(hashlib.sha256(":".join(map(str, parts)).encode()).digest()[:8], "little") >> 1
+
+
+def prompt_seed(seed: int, index: int) -> int:
+    """The seed generate(..., seed=seed) gives prompt number `index`. Pass it in `seeds=` to draw that prompt's
+    samples again in another call, batch or rank."""
+    return _hash_seed("prompt", seed, index)
+
+
+@torch.no_grad()
+def generate(model: Transformer, prompts: list[list[int]], max_new_tokens: int, temperature: float = 0.0,
+             top_p: float = 1.0, num_samples: int = 1, seed: int = 0, eos_id: int | None = None,
+             seeds: list[int] | None = None, batch_size: int = 32, progress: bool = False) -> list[list[int]]:
+    """Continue each prompt (a list of token ids) num_samples times; return the new tokens only, prompt-major (all
+    samples of prompt 0 first), each ending at the first eos_id (included; None = never stop early) or after
+    max_new_tokens (fewer when the prompt plus max_new_tokens would pass max_seq_len: a warning says how many).
+
+    Sampling is reproducible per row: sample s of prompt i draws from a stream seeded by (seeds[i], s), where
+    seeds[i] defaults to prompt_seed(seed, i). So the tokens never depend on which prompts share a batch, on
+    batch_size, or on how callers split the prompts, given the same seeds. Prompts are decoded longest first in
+    batches of about batch_size rows (a prompt's samples stay together); each prompt is prefilled once."""
+    if temperature < 0 or not 0 < top_p <= 1:
+        raise ValueError(f"generate: need temperature >= 0 and 0 < top_p <= 1, got {temperature}, {top_p}")
+    if seeds is not None and len(seeds) != len(prompts):
+        raise ValueError(f"generate: {len(seeds)} seeds for {len(prompts)} prompts")
+    seeds = seeds if seeds is not None else [prompt_seed(seed, i) for i in range(len(prompts))]
+    max_len, vocab = model.args.max_seq_len, model.args.vocab_size
+    for i, p in enumerate(prompts):
+        if not 0 < len(p) < max_len:
+            raise ValueError(f"generate: prompt {i} has {len(p)} tokens; need 1 to {max_len - 1} (max_seq_len)")
+        if min(p) < 0 or max(p) >= vocab:
+            raise ValueError(f"generate: prompt {i} has token ids outside [0, {vocab})")
+    budgets = [min(max_new_tokens, max_len - len(p)) for p in prompts]
+    if any(b < max_new_tokens for b in budgets):
+        warnings.warn(f"generate: {sum(b < max_new_tokens for b in budgets)} prompts get fewer than "
+                      f"max_new_tokens={max_new_tokens} new tokens: they reach max_seq_len={max_len}")
+    results = [[] for _ in range(len(prompts) * num_samples)]
+    if max_new_tokens <= 0:
+        return results
+    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
+    per_batch = max(1, batch_size // num_samples)
+    from tqdm import tqdm
+    bar = tqdm(total=len(results), unit="seq", desc="generate", disable=not progress)
+    for start in range(0, len(order), per_batch):
+        idx = order[start:start + per_batch]
+        uniforms = None
+        if temperature > 0:   # one stream per (prompt, sample), drawn on the CPU so every device agrees
+            uniforms = torch.stack([torch.rand(max(budgets[i] for i in idx),
+                                               generator=torch.Generator().manual_seed(_hash_seed(seeds[i], s)))
+                                    for i in idx for s in range(num_samples)])
+        outs = _generate_batch(model, [prompts[i] for i in idx], [budgets[i] for i in idx], num_samples,
+                               temperature, top_p, uniforms, eos_id)
+        for j, i in enumerate(idx):
+            results[i * num_samples:(i + 1) * num_samples] = outs[j * num_samples:(j + 1) * num_samples]
+        bar.update(len(idx) * num_samples)
+    bar.close()
+    return results
+
+
+def _generate_batch(model, prompts, budgets, num_samples, temperature, top_p, uniforms, eos_id) -> list[list[int]]:
+    device = model.tok_embeddings.weight.device
+    P, L, n_new = len(prompts), max(map(len, prompts)), max(budgets)
+    tokens = torch.zeros((P, L), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        tokens[i, L - len(p):] = torch.tensor(p)                         # left-padded
+    cache = KVCache(model.args.n_layers, torch.tensor([L - len(p) for p in prompts], device=device), L + n_new)
+    logits = model(tokens.to(device), cache=cache, last_only=True)[:, -1]   # (P, vocab)
+    if num_samples > 1:   # every sample of a prompt starts from the same prefill
+        rows = torch.arange(P, device=device).repeat_interleave(num_samples)
+        cache.select(rows)
+        logits = logits[rows]
+    R = P * num_samples
+    limit = torch.tensor(budgets, device=device).repeat_interleave(num_samples)   # new tokens allowed per row
+    live = list(range(R))                                        # output row of each row still in the batch
+    out = torch.zeros((R, n_new), dtype=torch.long, device=device)
+    done = torch.zeros(R, dtype=torch.bool, device=device)
+    finished = {}
+    if uniforms is not None:
+        uniforms = uniforms.to(device)
+    for step in range(n_new):
+        nxt = sample_next(logits, temperature, top_p, None if uniforms is None else uniforms[:, step])   # (rows,)
+        out[:, step] = nxt
+        done |= limit <= step + 1
+        if eos_id is not None:
+            done |= nxt == eos_id
+        n_done = int(done.sum())   # the one host sync per step
+        if n_done == len(live) or step + 1 == n_new:
+            break
+        if 2 * n_done >= len(live):   # half the rows are finished: stop computing them (the copy pays off quickly)
+            keep = (~done).nonzero().squeeze(1)
+            for r, toks in zip([r for r, d in zip(live, done.tolist()) if d], out[done].cpu()):
+                finished[r] = toks
+            live = [live[j] for j in keep.tolist()]
+            out, limit, done, nxt = out[keep], limit[keep], done[keep], nxt[keep]
+            uniforms = None if uniforms is None else uniforms[keep]
+            cache.select(keep)
+        logits = model(nxt[:, None], cache=cache, last_only=True)[:, -1]
+    finished.update(zip(live, out.cpu()))
+    results = []
+    for r in range(R):   # cut each row at its budget and first EOS (rows decode on after finishing until dropped)
+        toks = finished[r][:budgets[r // num_samples]].tolist()
+        if eos_id is not None and eos_id in toks:
+            toks = toks[:toks.index(eos_id) + 1]
+        results.append(toks)
+    return results
