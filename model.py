@@ -4,9 +4,10 @@ What is here, top to bottom:
   ModelArgs + presets ("7B", "13B", "70B", and the small CPU configs "demo" and "tiny")
   Transformer: Meta's parameter names, RMSNorm in fp32, RoPE on interleaved pairs with fp32 tables, grouped-query
       attention through F.scaled_dot_product_attention, SwiGLU with Meta's hidden-size rule, untied output layer
-  Checkpoints: read_checkpoint(dir) -> (args, state dict in Meta names) for Meta (params.json + consolidated.NN.pth,
-      model-parallel shards merged), Hugging Face (config.json + safetensors, q/k permutation undone) and our own
-      checkpoints (= the Hugging Face format save_pretrained writes); write_hf_checkpoint(state_dict, args, dir)
+  Checkpoints: read_checkpoint(dir) -> (args, state dict in Meta names) (= read_model_args + read_state_dict) for
+      Meta (params.json + consolidated.NN.pth, model-parallel shards merged), Hugging Face (config.json + safetensors,
+      q/k permutation undone) and our own checkpoints (= the Hugging Face format save_pretrained writes);
+      write_hf_checkpoint(state_dict, args, dir) writes the Hugging Face format without a module
   Tokenizer: SentencePiece with explicit BOS/EOS (LLaMA-2: bos 1, eos 2, no pad)
   generate(): batched decoding with a static KV cache, greedy / temperature / top-p, num_samples per prompt
 
@@ -269,7 +270,14 @@ class Transformer(nn.Module):
             p.copy_(full)
         self.init_rope()
 
-    def set_activation_checkpointing(self, enabled: bool = True) -> None:
+    @property
+    def activation_checkpointing(self) -> bool:
+        """`model.activation_checkpointing = True` recomputes every block in backward (each block's own switch is
+        `block.checkpoint`)."""
+        return all(layer.checkpoint for layer in self.layers)
+
+    @activation_checkpointing.setter
+    def activation_checkpointing(self, enabled: bool) -> None:
         for layer in self.layers:
             layer.checkpoint = enabled
 
@@ -381,36 +389,62 @@ def check_tokenizer_matches(args: ModelArgs, tokenizer: "Tokenizer") -> None:
 def read_checkpoint(path) -> tuple[ModelArgs, dict]:
     """Read a checkpoint directory into (ModelArgs, state dict in Meta names), memory-lightly: tensors are mmap-ed
     from the files (Meta's model-parallel shards are concatenated, one copy). The format is picked by looking at
-    the directory: params.json = Meta, config.json = Hugging Face (and ours). A tokenizer.model beside the weights
-    must match the model's vocabulary."""
+    the directory: params.json = Meta, config.json = Hugging Face (and ours)."""
+    args = read_model_args(path)
+    return args, _read_weights(Path(path), args)
+
+
+def read_model_args(path) -> ModelArgs:
+    """The architecture of a checkpoint directory, without reading its weights (every FSDP rank calls this).
+    A tokenizer.model beside the weights must match the model's vocabulary."""
     path = Path(path)
+    if _checkpoint_format(path) == "meta":
+        params = json.loads((path / "params.json").read_text())
+        if params.get("vocab_size", -1) <= 0:   # Meta writes -1: the vocabulary comes from the tokenizer
+            first = torch.load(_meta_shards(path)[0], map_location="cpu", mmap=True, weights_only=True)
+            params["vocab_size"] = first["tok_embeddings.weight"].shape[0]
+        args = ModelArgs.from_meta_params(params)
+    else:
+        args = ModelArgs.from_hf_config(json.loads((path / "config.json").read_text()), where=str(path / "config.json"))
+    if (path / "tokenizer.model").exists():
+        check_tokenizer_matches(args, Tokenizer(path / "tokenizer.model"))
+    return args
+
+
+def read_state_dict(path) -> dict:
+    """The weights of a checkpoint directory in Meta names (see read_checkpoint)."""
+    return read_checkpoint(path)[1]
+
+
+def _checkpoint_format(path: Path) -> str:
     if not path.is_dir():
         raise FileNotFoundError(f"checkpoint directory {path} does not exist")
     if (path / "params.json").exists():
-        args, state_dict = _read_meta(path)
-    elif (path / "config.json").exists():
-        args, state_dict = _read_hf(path)
-    else:
-        raise ValueError(f"{path} is neither a Meta checkpoint (params.json + consolidated.00.pth) nor a Hugging Face "
-                         f"one (config.json + model.safetensors); it holds {sorted(p.name for p in path.iterdir())[:20]}")
-    if (path / "tokenizer.model").exists():
-        check_tokenizer_matches(args, Tokenizer(path / "tokenizer.model"))
-    return args, state_dict
+        return "meta"
+    if (path / "config.json").exists():
+        return "hf"
+    raise ValueError(f"{path} is neither a Meta checkpoint (params.json + consolidated.00.pth) nor a Hugging Face "
+                     f"one (config.json + model.safetensors); it holds {sorted(p.name for p in path.iterdir())[:20]}")
 
 
-def _read_meta(path: Path) -> tuple[ModelArgs, dict]:
+def _read_weights(path: Path, args: ModelArgs) -> dict:
+    return _read_meta(path, args) if _checkpoint_format(path) == "meta" else _read_hf(path, args)
+
+
+def _meta_shards(path: Path) -> list[Path]:
     files = sorted(path.glob("consolidated.*.pth"))
     if not files:
         raise ValueError(f"{path}/params.json found but no consolidated.00.pth beside it")
     for i, f in enumerate(files):
         if f.name != f"consolidated.{i:02d}.pth":
             raise ValueError(f"{path}: model-parallel shard consolidated.{i:02d}.pth is missing (found {f.name})")
-    params = json.loads((path / "params.json").read_text())
+    return files
+
+
+def _read_meta(path: Path, args: ModelArgs) -> dict:
+    files = _meta_shards(path)
     # weights_only: unpickling may only build tensors, never run code from the file. mmap: no copy in memory.
     shards = [torch.load(f, map_location="cpu", mmap=True, weights_only=True) for f in files]
-    if params.get("vocab_size", -1) <= 0:   # Meta writes -1: the vocabulary comes from the tokenizer
-        params["vocab_size"] = shards[0]["tok_embeddings.weight"].shape[0]
-    args = ModelArgs.from_meta_params(params)
     n_shards = args.dim // shards[0]["tok_embeddings.weight"].shape[1]
     if n_shards != len(files):
         raise ValueError(f"{path}: tok_embeddings.weight in consolidated.00.pth holds {args.dim // n_shards} of "
@@ -428,11 +462,10 @@ def _read_meta(path: Path) -> tuple[ModelArgs, dict]:
             raise ValueError(f"{path}: cannot merge {name} from shards of shapes {[tuple(p.shape) for p in parts]}: {e}")
         sources[name] = files[0].name if len(files) == 1 else f"consolidated.*.pth ({len(files)} shards)"
     check_state_dict(args, state_dict, sources, "params.json")
-    return args, state_dict
+    return state_dict
 
 
-def _read_hf(path: Path) -> tuple[ModelArgs, dict]:
-    args = ModelArgs.from_hf_config(json.loads((path / "config.json").read_text()), where=str(path / "config.json"))
+def _read_hf(path: Path, args: ModelArgs) -> dict:
     for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
         if (path / index_name).exists():
             files = sorted(set(json.loads((path / index_name).read_text())["weight_map"].values()))
@@ -469,7 +502,7 @@ def _read_hf(path: Path) -> tuple[ModelArgs, dict]:
         for w, heads in (("wq", args.n_heads), ("wk", args.n_kv_heads)):
             name = f"layers.{i}.attention.{w}.weight"
             state_dict[name] = hf_qk_to_meta(state_dict[name], heads)
-    return args, state_dict
+    return state_dict
 
 
 def write_hf_checkpoint(state_dict: dict, args: ModelArgs, out_dir, max_shard_size: int = 5 * 10**9,

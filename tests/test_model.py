@@ -13,7 +13,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from model import (PRESETS, KVCache, ModelArgs, Tokenizer, Transformer, check_tokenizer_matches,  # noqa: E402
-                   generate, prompt_seed, read_checkpoint, sample_next, write_hf_checkpoint)
+                   generate, prompt_seed, read_checkpoint, read_model_args, sample_next, write_hf_checkpoint)
 
 transformers = pytest.importorskip("transformers")
 
@@ -167,7 +167,7 @@ def test_meta_checkpoint_with_model_parallel_shards_loads_to_the_same_model(args
     model = tiny_model(args)
     write_meta_checkpoint(model, tmp_path, n_shards)
     loaded = Transformer.from_pretrained(tmp_path)
-    assert loaded.args == replace(args, max_seq_len=4096)   # LLaMA-2's context: params.json does not say
+    assert loaded.args == read_model_args(tmp_path) == replace(args, max_seq_len=4096)   # LLaMA-2's context: params.json does not say
     for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
         assert torch.equal(a, b), name
     x = tokens()
@@ -250,14 +250,20 @@ def test_meta_device_build_then_init_is_deterministic():
     assert not torch.equal(other.output.weight, cpu.output.weight)
 
 
-def test_activation_checkpointing_gives_the_same_gradients():
+def test_activation_checkpointing_saves_less_and_gives_the_same_gradients():
     model, x = tiny_model(GQA), tokens()
-    grads = []
+    grads, saved = [], []
     for enabled in (False, True):
         model.zero_grad()
-        model.set_activation_checkpointing(enabled)
-        model(x).logsumexp(-1).mean().backward()
+        model.activation_checkpointing = enabled   # sets every block's `checkpoint` switch
+        assert all(layer.checkpoint == enabled for layer in model.layers)
+        count = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: count.append(t) or t, lambda t: t):
+            loss = model(x).logsumexp(-1).mean()
+        loss.backward()
+        saved.append(len(count))
         grads.append([p.grad.clone() for p in model.parameters()])
+    assert saved[1] < saved[0] / 2   # a checkpointed block keeps only its inputs for backward
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*grads))
 
 
