@@ -1,0 +1,227 @@
+"""IEFeedback (feedback.py; paper section 4, appendix B.1, spec section 4).
+
+What is checked, as the specification of the method:
+- BLEU: character BLEU-4 with NIST geometric smoothing equals nltk's sentence_bleu(..., method3), on hand-worked
+  values and thousands of random pairs; the answer is the text after the first `[Answer]: `; -1 without it.
+- Pairs: on a hand-made samples file (tests/data/feedback/samples.jsonl), which samples become chosen / rejected
+  and which prompts are skipped and why; the 0.1 gap threshold is strict.
+- Mix: 30% online / 70% offline, one pair per prompt, seeded, and what happens when pairs run short.
+- The written IEFeedback file is read by data.load_conversations and tokenised by data.tokenize_preference.
+- End to end on a tiny random model: 1 and 2 processes sample the same texts, and a killed run resumes to the
+  same result.
+"""
+import json
+import math
+import random
+from pathlib import Path
+
+import pytest
+from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+
+import feedback
+
+DATA = Path(__file__).parent / "data" / "feedback"
+
+
+def nltk_char_bleu(hypothesis: str, reference: str) -> float:
+    """The oracle: what ADELIE's compute_metric.py calls."""
+    return sentence_bleu([list(reference)], list(hypothesis), smoothing_function=SmoothingFunction().method3)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# BLEU
+
+def test_bleu_worked_by_hand():
+    """Values worked out from the definition (p_n = clipped matches / hypothesis n-grams, method3 replaces the k-th
+    zero precision by 1 / (2^k * denominator), BLEU = BP * (p1 p2 p3 p4)^(1/4)).
+
+    "abcd" vs itself: every p_n = 1, BP = 1 -> 1.
+    "NA" vs "NA": p1 = 2/2, p2 = 1/1, p3 = 0/1 -> 1/2, p4 = 0/1 -> 1/4 (a 2-character text has no 3- or 4-gram;
+        nltk counts 0 matches out of 1) -> (1/8)^(1/4) = 0.594604: an exact short answer scores well below 1.
+    "abx" vs "abcd": p1 = 2/3, p2 = 1/2, p3 = 0/1 -> 1/2, p4 = 0/1 -> 1/4; BP = exp(1 - 4/3)
+        -> exp(-1/3) * (2/3 * 1/2 * 1/2 * 1/4)^(1/4) = 0.716531 * 0.451801 = 0.323730.
+    "aaaa" vs "ab": clipping: p1 = 1/4 (one "a" in the reference), p2 = 0/3 -> 1/(2*3), p3 = 0/2 -> 1/(4*2),
+        p4 = 0/1 -> 1/(8*1); longer than the reference: BP = 1 -> (1/4 * 1/6 * 1/8 * 1/8)^(1/4) = 0.159736.
+    No common character, an empty hypothesis or an empty reference: 0 (no unigram match; nltk returns 0 before
+    smoothing)."""
+    assert feedback.bleu("abcd", "abcd") == 1.0
+    assert feedback.bleu("NA", "NA") == pytest.approx((1 / 8) ** 0.25, abs=1e-12)
+    assert feedback.bleu("NA", "NA") == pytest.approx(0.594604, abs=1e-6)
+    expected = math.exp(1 - 4 / 3) * (2 / 3 * 1 / 2 * 1 / 2 * 1 / 4) ** 0.25
+    assert feedback.bleu("abx", "abcd") == pytest.approx(expected, abs=1e-12)
+    assert feedback.bleu("abx", "abcd") == pytest.approx(0.323730, abs=1e-6)
+    assert feedback.bleu("aaaa", "ab") == pytest.approx((1 / 4 * 1 / 6 * 1 / 8 * 1 / 8) ** 0.25, abs=1e-12)
+    assert feedback.bleu("aaaa", "ab") == pytest.approx(0.159736, abs=1e-6)
+    assert feedback.bleu("xyz", "abc") == 0.0
+    assert feedback.bleu("", "abc") == 0.0
+    assert feedback.bleu("abc", "") == 0.0
+
+
+HAND_PICKED = [
+    ("EU: ORG; German: MISC; British: MISC; ", "EU: ORG; German: MISC; British: MISC; "),  # exact
+    ("German: MISC; EU: ORG; British: MISC; ", "EU: ORG; German: MISC; British: MISC; "),  # other item order
+    ("EU: ORG; German: MISC; ", "EU: ORG; German: MISC; British: MISC; "),                 # shorter: BP < 1
+    ("EU: ORG; German: MISC; British: MISC; lamb: MISC; ", "EU: ORG; German: MISC; British: MISC; "),  # longer
+    ("NA", "NA"), ("NA", "EU: ORG; "), ("EU: ORG; ", "NA"), ("N", "NA"), ("A", "A"), ("ab", "ba"),
+    ("", ""), ("", "NA"), ("NA", ""), (" ", " "), ("aaaaaaa", "a"), ("a", "aaaaaaa"),
+    ("(storm; CAUSE; flood); ", "(flood; CAUSE; storm); "),
+    ("(Anna Berg; per:employee_of; Nordic Bank)\n", "(Anna Berg; per:employee_of; Nordic Bank)"),
+    ("| Name | Age |\n| --- | --- |\n| Anna | 31 |", "| Name | Age |\n| --- | --- |\n| Anna | 30 |\n| Omar | 45 |"),
+    ("é漢字 ü", "é漢字 ü!"),  # characters, not bytes
+]
+
+
+@pytest.mark.parametrize("hypothesis,reference", HAND_PICKED)
+def test_bleu_equals_nltk_on_hand_picked_pairs(hypothesis, reference):
+    assert feedback.bleu(hypothesis, reference) == pytest.approx(nltk_char_bleu(hypothesis, reference), abs=1e-12)
+
+
+def test_bleu_equals_nltk_on_random_pairs():
+    """Small alphabets and short strings hit every edge: repeated n-grams (clipping), texts shorter than 4,
+    1 to 3 zero-match orders (method3's k), hypotheses shorter and longer than the reference (BP)."""
+    rng = random.Random(0)
+    for trial in range(3000):
+        alphabet = "ab; :()NA\n"[:rng.randint(1, 10)]
+        hyp = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 14)))
+        ref = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 14)))
+        assert feedback.bleu(hyp, ref) == pytest.approx(nltk_char_bleu(hyp, ref), abs=1e-12), (trial, hyp, ref)
+
+
+def test_answer_text_and_score_sample():
+    """The compared text is what follows the first `[Answer]: ` up to a second one (ADELIE split on the marker
+    and took part 1); the explanation before it is not scored; no marker -> -1."""
+    assert feedback.answer_text("[Explanation]: because. [Answer]: x: PER; ") == "x: PER; "
+    assert feedback.answer_text("[Answer]: a; [Answer]: b; ") == "a; "
+    assert feedback.answer_text("[Answer]:a") is None  # the marker includes its space
+    assert feedback.answer_text("Anna: PER; ") is None
+    gold = "[Explanation]: Anna is a person. [Answer]: Anna: PER; "
+    assert feedback.score_sample("[Answer]: Anna: PER; ", gold) == 1.0
+    assert feedback.score_sample("[Explanation]: other words. [Answer]: Anna: PER; [Answer]: junk", gold) == 1.0
+    assert feedback.score_sample("Anna: PER; ", gold) == -1.0
+    assert feedback.score_sample("[Answer]: Anna: LOC; ", gold) == pytest.approx(
+        nltk_char_bleu("Anna: LOC; ", "Anna: PER; "), abs=1e-12)
+    with pytest.raises(ValueError, match="gold answer without"):
+        feedback.score_sample("[Answer]: x", "x: PER; ")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Pairs on a hand-made samples file
+
+def load_samples():
+    records = [json.loads(line) for line in (DATA / "samples.jsonl").read_text().splitlines()]
+    scores = [[feedback.score_sample(s, r["messages"][-1]["content"]) for s in r["samples"]] for r in records]
+    return records, scores
+
+
+def by_id(items):
+    return {item["id"]: item for item in items}
+
+
+def test_online_pairs_on_hand_made_samples():
+    """Each prompt of samples.jsonl says in its "note" what should happen; this is that, checked."""
+    records, scores = load_samples()
+    pairs, skipped = feedback.online_pairs(records, scores, min_gap=0.1)
+    pairs, skipped = by_id(pairs), by_id(skipped)
+    assert sorted(pairs) == ["conll2003/train/0", "maven-ere/train/0", "tacred/train/1"]
+    assert {k: v["reason"] for k, v in skipped.items()} == {
+        "conll2003/train/1": "no_answer", "conll2003/train/2": "gap_too_small", "tacred/train/0": "gap_too_small"}
+    # exact answer (1.0) over the sample without [Answer]: (-1)
+    p = pairs["conll2003/train/0"]
+    assert (p["chosen_sample"], p["rejected_sample"]) == (1, 2)
+    assert (p["chosen_score"], p["rejected_score"]) == (1.0, -1.0)
+    # ties go to the earliest sample: best of {1, 3} -> 1, worst of {2, 4} -> 2
+    p = pairs["tacred/train/1"]
+    assert (p["chosen_sample"], p["rejected_sample"]) == (1, 2)
+    assert p["chosen"][-1]["content"] == records[4]["samples"][1]
+    assert p["rejected"][-1]["content"] == records[4]["samples"][2]
+    p = pairs["maven-ere/train/0"]
+    assert (p["chosen_sample"], p["rejected_sample"]) == (1, 4)
+    # the released format: prompt turns + one final assistant turn on each side; messages = prompt + gold
+    record = records[0]
+    p = pairs["conll2003/train/0"]
+    assert p["messages"] == record["messages"]
+    assert p["chosen"][:-1] == p["rejected"][:-1] == record["messages"][:-1]
+    assert p["chosen"][-1] == {"role": "assistant", "content": record["samples"][1]}
+    assert p["rejected"][-1] == {"role": "assistant", "content": record["samples"][2]}
+
+
+def test_offline_pairs_on_hand_made_samples():
+    records, scores = load_samples()
+    pairs, skipped = feedback.offline_pairs(records, scores, min_gap=0.1)
+    pairs, skipped = by_id(pairs), by_id(skipped)
+    assert sorted(pairs) == ["conll2003/train/0", "conll2003/train/1", "maven-ere/train/0", "tacred/train/1"]
+    assert {k: v["reason"] for k, v in skipped.items()} == {
+        "conll2003/train/2": "identical", "tacred/train/0": "gap_too_small"}
+    for p in pairs.values():  # chosen is always the gold answer, scored 1
+        gold = records[[r["id"] for r in records].index(p["id"])]["messages"][-1]
+        assert p["chosen"][-1] == gold and p["chosen_sample"] is None and p["chosen_score"] == 1.0
+    # all samples lack [Answer]: (-1 each): the gold answer is preferred to the first of them
+    p = pairs["conll2003/train/1"]
+    assert (p["rejected_sample"], p["rejected_score"]) == (0, -1.0)
+    assert p["rejected"][-1]["content"] == "Anna Berg is a person."
+    assert pairs["tacred/train/1"]["rejected_sample"] == 2
+    # ADELIE's release kept the gold-vs-itself pair of a correct short answer: 1 - 0.59 > 0.1
+    pairs_release, skipped_release = feedback.offline_pairs(records, scores, min_gap=0.1, skip_identical=False)
+    p = by_id(pairs_release)["conll2003/train/2"]
+    assert p["chosen"] == p["rejected"]
+    assert p["rejected_score"] == pytest.approx(0.594604, abs=1e-6)
+    assert [s["id"] for s in skipped_release] == ["tacred/train/0"]
+
+
+def test_gap_threshold_is_strict():
+    """Kept only if the gap EXCEEDS 0.1 (section 4): a gap of exactly 0.1 is skipped."""
+    rec = {"index": 0, "dataset": "d", "id": "d/train/0", "samples": ["[Answer]: a", "[Answer]: b"],
+           "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "[Answer]: g"}]}
+    assert feedback.online_pairs([rec], [[0.2, 0.1]])[1][0]["reason"] == "gap_too_small"  # 0.2 - 0.1 == 0.1
+    assert len(feedback.online_pairs([rec], [[0.25, 0.1]])[0]) == 1
+    assert feedback.offline_pairs([rec], [[1.0, 0.9]])[1][0]["reason"] == "gap_too_small"
+    assert len(feedback.offline_pairs([rec], [[1.0, 0.875]])[0]) == 1
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The 30/70 mix
+
+def fake_pairs(n_prompts, online_every):
+    """Offline pairs for every prompt, online pairs for every `online_every`-th (online-eligible prompts are always
+    offline-eligible, as in real data)."""
+    def pair(i, kind):
+        return {"index": i, "id": f"d/train/{i}", "dataset": "d", "kind": kind}
+    online = [pair(i, "online") for i in range(0, n_prompts, online_every)]
+    offline = [pair(i, "offline") for i in range(n_prompts)]
+    return online, offline
+
+
+def test_mix_is_30_70_one_pair_per_prompt_and_seeded():
+    online, offline = fake_pairs(200, 2)
+    pairs, note = feedback.mix_pairs(online, offline, target=100, online_ratio=0.3, seed=1)
+    kinds = [p["kind"] for p in pairs]
+    assert (kinds.count("online"), kinds.count("offline")) == (30, 70)
+    assert len({p["index"] for p in pairs}) == 100  # one pair per prompt
+    assert [p["index"] for p in pairs] == sorted(p["index"] for p in pairs)
+    assert "30 online + 70 offline = 100 pairs" in note
+    again, _ = feedback.mix_pairs(online, offline, target=100, online_ratio=0.3, seed=1)
+    assert again == pairs  # deterministic
+    other, _ = feedback.mix_pairs(online, offline, target=100, online_ratio=0.3, seed=2)
+    assert [p["index"] for p in other] != [p["index"] for p in pairs]  # the seed draws which prompts
+    shuffled, _ = feedback.mix_pairs(online[::-1], offline[::-1], target=100, online_ratio=0.3, seed=1)
+    assert shuffled == pairs  # input order does not matter
+
+
+def test_mix_when_pairs_run_short():
+    # fewer usable prompts than the target: every one gives a pair, still 30/70
+    online, offline = fake_pairs(50, 2)
+    pairs, note = feedback.mix_pairs(online, offline, target=100, seed=0)
+    assert [p["kind"] for p in pairs].count("online") == 15 and len(pairs) == 50
+    assert "only 50 prompts give an offline pair" in note
+    # too few online pairs (10 for 15 wanted): keep the ratio by making fewer pairs ...
+    online, offline = fake_pairs(100, 10)
+    pairs, note = feedback.mix_pairs(online, offline, target=50, seed=0, shortfall="keep_ratio")
+    kinds = [p["kind"] for p in pairs]
+    assert (kinds.count("online"), kinds.count("offline")) == (10, 24)  # round(0.3 * 34) = 10, round(0.3 * 35) = 11
+    assert "only 10 online pairs: kept the 30% online ratio by making 34 pairs" in note
+    # ... or fill the target with offline pairs
+    pairs, note = feedback.mix_pairs(online, offline, target=50, seed=0, shortfall="fill")
+    kinds = [p["kind"] for p in pairs]
+    assert (kinds.count("online"), kinds.count("offline")) == (10, 40)
+    assert "filled up with offline pairs" in note
+    assert feedback.mix_pairs([], [], target=10)[0] == []
