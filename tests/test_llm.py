@@ -560,3 +560,37 @@ def test_cli_reports_a_rejected_key_without_it(server, tmp_path, monkeypatch):
                   "--model", "m", "--api_key", KEY])
     assert KEY not in str(e.value)
     assert all(KEY.encode() not in f.read_bytes() for f in tmp_path.rglob("*") if f.is_file())
+
+
+def test_cli_explain_writes_the_file_data_py_reads_and_never_the_key(server, tmp_path, monkeypatch, capsys):
+    server.reply = explanation_reply
+    records = tmp_path / "train.jsonl"
+    records.write_text("".join(json.dumps(r) + "\n" for r in make_records(5)))
+    out = tmp_path / "expl.jsonl"
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.setattr(llm, "default_render", render)  # data.py's question/answer are tested with data.py
+    argv = ["explain", "--records", str(records), "--out", str(out), "--base_url", server.url, "--model", "m",
+            "--n_explanation", "3", "--n_cot", "1", "--workers", "2"]
+    assert llm.main(argv) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 8 and {r["style"] for r in rows} == {"explanation", "cot"}
+    assert all(70 <= r["words_number"] <= 200 for r in rows)
+    printed = capsys.readouterr().out
+    assert "conll2003: {'sampled cot': 1, 'sampled explanation': 3" in printed
+    assert "wrote 8 explanations" in printed and "8 answered by the endpoint, 0 from the cache" in printed
+    assert all(KEY.encode() not in f.read_bytes() for f in tmp_path.rglob("*") if f.is_file())
+    assert KEY not in printed
+
+
+@pytest.mark.parametrize("line, message", [
+    ("{not json", r"train.jsonl, line 2: not JSON"),
+    ('{"dataset": "d", "split": "train", "id": "d/train/1", "task": "NER", "text": "x"}',
+     r"train.jsonl, line 2: missing field\(s\) items"),
+    ('{"dataset": "d", "split": "train", "id": "d/train/1", "task": "XYZ", "text": "x", "items": []}',
+     r"train.jsonl, line 2: unknown task 'XYZ'"),
+])
+def test_bad_records_are_errors_naming_file_and_line(tmp_path, line, message):
+    path = tmp_path / "train.jsonl"
+    path.write_text(json.dumps(make_records(1)[0]) + "\n" + line + "\n")
+    with pytest.raises(ValueError, match=message):
+        llm.read_records(path)
