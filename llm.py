@@ -177,9 +177,15 @@ class ChatClient:
                  timeout: float = 120.0, max_retries: int = 6, backoff_base: float = 1.0, backoff_max: float = 60.0):
         if not base_url or not model:
             raise ValueError("ChatClient needs a base URL and a model name")
+        if urlsplit(base_url.strip()).scheme not in ("http", "https"):
+            raise ValueError(f"base URL {public_url(base_url)!r} must start with http:// or https://")
         self.base_url = base_url.strip().rstrip("/")
         self.public_url = public_url(self.base_url)
         self.model = model
+        api_key = api_key.strip()  # a key read from a file often ends with a newline
+        if any(c.isspace() or not c.isprintable() for c in api_key):
+            # requests would reject the header and quote it, key included, in its error message.
+            raise ValueError("the API key contains whitespace or control characters (key not shown)")
         self.__api_key = api_key  # only ever used in the Authorization header (name-mangled to keep it out of sight)
         self.timeout, self.max_retries = timeout, max_retries
         self.backoff_base, self.backoff_max = backoff_base, backoff_max
@@ -235,8 +241,10 @@ class ChatClient:
             retry_after = None
             try:
                 resp = requests.post(url, json=body, headers=headers, timeout=self.timeout)
-            except (requests.ConnectionError, requests.Timeout) as e:
+            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as e:
                 problem = f"{type(e).__name__}: {self._redact(str(e))[:300]}"
+            except requests.RequestException as e:  # an invalid URL and the like: retrying cannot help
+                raise LLMError(f"{where}: {type(e).__name__}: {self._redact(str(e))[:300]}") from None
             else:
                 status = resp.status_code
                 if 200 <= status < 300:

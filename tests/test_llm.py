@@ -122,6 +122,9 @@ def test_request_is_an_openai_chat_completion_and_the_cache_answers_repeats(serv
     again = client_for(server, tmp_path)
     assert again.complete(USER, temperature=0.7, max_tokens=16, tag="second sample").cached
     assert len(server.requests) == 3 and again.stats["cache_hits"] == 1
+    # A key read from a file with its newline still works.
+    ChatClient(server.url, "fake-model", KEY + "\n").complete(USER, temperature=0.7, max_tokens=16)
+    assert server.requests[-1][1]["Authorization"] == f"Bearer {KEY}"
 
 
 def test_cache_key_ignores_url_credentials_and_the_api_key(tmp_path):
@@ -131,6 +134,11 @@ def test_cache_key_ignores_url_credentials_and_the_api_key(tmp_path):
     assert a.cache_key(USER, 0.7, 8) == b.cache_key(USER, 0.7, 8)
     assert a.cache_key(USER, 0.7, 8) != a.cache_key(USER, 0.7, 9) != a.cache_key(USER, 0.0, 8)
     assert "key-a" not in repr(a) and "pw" not in repr(a)
+    with pytest.raises(ValueError, match="whitespace or control characters") as e:
+        ChatClient("http://h/v1", "m", "key a")  # requests would quote the header, key and all, in its error
+    assert "key a" not in str(e.value)
+    with pytest.raises(ValueError, match="must start with http"):
+        ChatClient("localhost:8000/v1", "m")
 
 
 def test_429_is_retried_after_the_servers_retry_after(server, tmp_path):
