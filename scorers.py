@@ -298,7 +298,8 @@ def gold_items_from_answer(gold_answer: str, task: str) -> list:
 # FewNERD (NER): released scorer fewnerd/open_evaluate.py
 
 def _adelie_fewnerd_dict(answer: str) -> dict:
-    # Items are `entity: type` pieces between `;` with exactly one colon; the type loses one trailing ".".
+    # Items are `entity: type` pieces between `;` with exactly one colon (an entity holding ":" is dropped);
+    # the type loses one trailing ".".
     # QUIRK: the answer was lowercased first, but the type check is case-sensitive against a list holding
     # "location_GPE" (and "O"), so every location_GPE item is dropped, from gold and prediction alike.
     # QUIRK: a dict keyed by the lowercased entity: repeated mentions collapse and the last type wins.
@@ -741,10 +742,12 @@ def strict_carb(gold: Sequence[Sequence[Extraction]], outputs: Sequence[str]) ->
 
 
 def strict_carb_sentence(gold: Sequence[Extraction], pred: Sequence[Extraction]) -> tuple[float, float, float]:
-    """One sentence's CaRB (p, r, f1), unrounded; an empty side scores 1 (nothing missed / nothing wrong)."""
-    pn, pd, rn, rd = carb_sentence_counts(gold, pred) if gold else (0.0, len(pred), 0.0, 0)
-    p = pn / pd if pd else 1.0
-    r = rn / rd if rd else 1.0
+    """One sentence's CaRB (p, r, f1), unrounded. Both sides empty: (1, 1, 1), nothing to find and nothing wrong;
+    one side empty: (0, 0, 0)."""
+    if not gold or not pred:
+        return (1.0, 1.0, 1.0) if not gold and not pred else (0.0, 0.0, 0.0)
+    pn, pd, rn, rd = carb_sentence_counts(gold, pred)
+    p, r = pn / pd, rn / rd
     return p, r, _f1(p, r)
 
 
