@@ -351,7 +351,7 @@ def _token_blocks(path, counts):
             if block:
                 yield block
             block = []
-        elif line.split()[0] == "-DOCSTART-" or (line.split()[-1:] == ["-DOCSTART-"]):
+        elif "-DOCSTART-" in line and "-DOCSTART-" in (line.split()[0], line.split()[-1]):
             counts["-DOCSTART- document marks (not sentences)"] += 1
             if block:
                 yield block
@@ -1040,11 +1040,11 @@ def read_casie(path, split, dataset="casie", counts=None):
         doc = _json(file)
         text = _get(doc, "content", file)
         events = [ev for h in _get(doc, "cyberevent", file).get("hopper", []) for ev in _get(h, "events", file)]
-        nodes = [n for ev in events for n in [_get(ev, "nugget", file)] + ev.get("argument", [])]
+        spans = [(_get(n, "startOffset", file), _get(n, "endOffset", file), _get(n, "text", file))
+                 for ev in events for n in [_get(ev, "nugget", file)] + ev.get("argument", [])]
         shift = 0
-        if nodes and all(text[n["startOffset"]:n["endOffset"]] != n["text"] for n in nodes):
-            votes = Counter(d for n in nodes for d in (-2, -1, 1, 2)
-                            if text[n["startOffset"] + d:n["endOffset"] + d] == n["text"])
+        if spans and all(text[s:e] != t for s, e, t in spans):  # every offset off: look for one common shift
+            votes = Counter(d for s, e, t in spans for d in (-2, -1, 1, 2) if text[s + d:e + d] == t)
             if votes:
                 shift = votes.most_common(1)[0][0]
                 counts[f"file whose offsets are all shifted by {shift} (shift applied)"] += 1
@@ -1196,9 +1196,10 @@ def read_maven_ere(path, split, dataset="maven-ere", counts=None):
         sentences = _get(doc, "tokens", where)
         tokens = [t for s in sentences for t in s]
         text, span = _token_text(tokens, where)
-        first = []  # token offset of each sentence in the document
-        for s in sentences:
-            first.append(sum(len(x) for x in sentences[:len(first)]))
+        first, n = [], 0  # document token offset of each sentence
+        for sent in sentences:
+            first.append(n)
+            n += len(sent)
         chains = {}
         for ev in doc["events"]:
             ms = []
@@ -1211,6 +1212,8 @@ def read_maven_ere(path, split, dataset="maven-ere", counts=None):
                 if men["text"] != m.get("trigger_word", men["text"]):
                     raise ValueError(f"{where}: trigger_word {m['trigger_word']!r} != {men['text']!r}")
                 ms.append(men)
+            if not ms:
+                raise ValueError(f"{where}: event {ev.get('id')} has no mention")
             chains[ev["id"]] = sorted(ms, key=lambda m: m["start"])
         heads = {eid: ms[0] for eid, ms in chains.items()}
         groups = {"temporal": doc.get("temporal_relations", {}), "causal": doc.get("causal_relations", {}),
@@ -1226,7 +1229,8 @@ def read_maven_ere(path, split, dataset="maven-ere", counts=None):
                         if str(a).startswith("TIME") or str(b).startswith("TIME"):
                             counts[f"{subtask} relation with a TIMEX argument (skipped)"] += 1
                             continue
-                        raise ValueError(f"{where}: {subtask} relation refers to unknown event {a if a not in heads else b}")
+                        unknown = a if a not in heads else b
+                        raise ValueError(f"{where}: {subtask} relation refers to unknown event {unknown}")
                     items.append({"event1": heads[a], "relation": label, "event2": heads[b]})
             items = _dedupe(items, counts, "repeated relation (same events and label)")
             records.append(make_record(dataset, split, f"{index}/{subtask}", "ERE", text, MAVEN_ERE_LABELS[subtask],
@@ -1453,7 +1457,8 @@ DATASETS = {
     "fewrel": {"task": "RC", "reader": read_fewrel,
                "splits": {"train": "fewrel/train_wiki.json", "dev": "fewrel/val_wiki.json"}},
     "semeval": {"task": "RC", "reader": read_semeval2010,
-                "splits": {"train": "semeval2010_task8/TRAIN_FILE.TXT", "test": "semeval2010_task8/TEST_FILE_FULL.TXT"}},
+                "splits": {"train": "semeval2010_task8/TRAIN_FILE.TXT",
+                           "test": "semeval2010_task8/TEST_FILE_FULL.TXT"}},
     # RE
     "scierc": {"task": "RE", "reader": read_dygie_re,
                "kwargs": {"labels": ["COMPARE", "CONJUNCTION", "EVALUATE-FOR", "FEATURE-OF", "HYPONYM-OF", "PART-OF",
@@ -1520,6 +1525,24 @@ def load_dataset(name: str, root, split: str, counts=None) -> list:
     return entry["reader"](path, split, dataset=name, counts=counts, **entry.get("kwargs", {}))
 
 
+def convert_path(name: str, path, split: str, counts=None) -> list:
+    """Read a split from `path`: a data root laid out as DATASETS says, or the split's own file (folder for CASIE).
+
+    A reader's companion files (FewRel pid2name.json, RAMS meta.json, MATRES tml/, CaRB gold/) are looked up
+    beside the file, where their releases put them.
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")
+    path = Path(path)
+    if split in DATASETS[name]["splits"] and all(p.exists() for p in _split_paths(name, path, split)):
+        return load_dataset(name, path, split, counts=counts)
+    if not (path.is_file() or (path.is_dir() and DATASETS[name]["reader"] is read_casie)):
+        rel = DATASETS[name]["splits"].get(split)
+        raise FileNotFoundError(f"{path}: neither a {name} file nor a data root holding {rel} for split {split!r}")
+    entry = DATASETS[name]
+    return entry["reader"](path, split, dataset=name, counts=counts, **entry.get("kwargs", {}))
+
+
 def convert_all(root, splits=("train",), report=None) -> dict:
     """Convert every data set split present under `root`: {name: records of all requested splits}.
 
@@ -1573,13 +1596,8 @@ def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
 
     if args.command == "convert":
-        t0, counts = time.perf_counter(), Counter()
-        try:  # a data root with the table's layout ...
-            records = load_dataset(args.name, args.path, args.split, counts=counts)
-        except FileNotFoundError:  # ... or the split's own file/folder
-            entry = DATASETS[args.name]
-            records = entry["reader"](args.path, args.split, dataset=args.name, counts=counts,
-                                      **entry.get("kwargs", {}))
+        t0 = time.perf_counter()
+        records = convert_path(args.name, args.path, args.split, counts=Counter())
         write_jsonl(records, args.out)
         print(f"{args.name}\t{args.split}\t{len(records)} records\t{time.perf_counter() - t0:.2f}s\t-> {args.out}")
         return

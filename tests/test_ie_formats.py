@@ -135,7 +135,8 @@ def test_maven_arg_jsonl():
 def test_maven_ere_jsonl():
     counts = Counter()
     got = F.read_maven_ere(FORMATS / "maven_ere.jsonl", "train", counts=counts)
-    text = "The storm hit the coast on Monday . It destroyed homes and forced an evacuation . The evacuation ended on Friday ."
+    text = ("The storm hit the coast on Monday . It destroyed homes and forced an evacuation . "
+            "The evacuation ended on Friday .")
     storm, destroyed, forced = m("storm", 4, 9), m("destroyed", 39, 48), m("forced", 59, 65)
     evac1, evac2, ended = m("evacuation", 69, 79), m("evacuation", 86, 96), m("ended", 97, 102)
     events = {"events": [storm, destroyed, forced, evac1, ended]}  # one (first) mention per event chain
@@ -170,18 +171,23 @@ def test_omnievent_unified_ed_and_eae():
                meta={"source_id": "ACE_DOC_1-0"}),
         record("richere-ed", "test", 1, "ED", t2, types,
                [{"trigger": m("died", 13, 17), "type": "Life.Die"},
-                {"trigger": m("resigned", 36, 44), "type": "Personnel.End-Position"}], meta={"source_id": "ACE_DOC_1-1"}),
+                {"trigger": m("resigned", 36, 44), "type": "Personnel.End-Position"}],
+               meta={"source_id": "ACE_DOC_1-1"}),
         record("richere-ed", "test", 2, "ED", t3, types, [], meta={"source_id": "ACE_DOC_2-0"}),
     ]
     assert F.read_omnievent(path, "test", dataset="richere-eae", task="EAE") == [
         record("richere-eae", "test", "0/0", "EAE", t1, ["Attacker", "Place", "Target"],
-               [{"argument": m("Rebels", 0, 6), "role": "Attacker"}, {"argument": m("the convoy", 16, 26), "role": "Target"},
+               [{"argument": m("Rebels", 0, 6), "role": "Attacker"},
+                {"argument": m("the convoy", 16, 26), "role": "Target"},
                 {"argument": m("Kabul", 32, 37), "role": "Place"}],
                {"trigger": m("attacked", 7, 15), "event_type": "Conflict.Attack"}, {"source_id": "ACE_DOC_1-0"}),
-        record("richere-eae", "test", "1/0", "EAE", t2, ["Victim"], [{"argument": m("Two soldiers", 0, 12), "role": "Victim"}],
+        record("richere-eae", "test", "1/0", "EAE", t2, ["Victim"],
+               [{"argument": m("Two soldiers", 0, 12), "role": "Victim"}],
                {"trigger": m("died", 13, 17), "event_type": "Life.Die"}, {"source_id": "ACE_DOC_1-1"}),
-        record("richere-eae", "test", "1/1", "EAE", t2, ["Person"], [{"argument": m("the commander", 22, 35), "role": "Person"}],
-               {"trigger": m("resigned", 36, 44), "event_type": "Personnel.End-Position"}, {"source_id": "ACE_DOC_1-1"}),
+        record("richere-eae", "test", "1/1", "EAE", t2, ["Person"],
+               [{"argument": m("the commander", 22, 35), "role": "Person"}],
+               {"trigger": m("resigned", 36, 44), "event_type": "Personnel.End-Position"},
+               {"source_id": "ACE_DOC_1-1"}),
     ]
 
 
@@ -261,7 +267,8 @@ def test_robust_json():
 
 
 def test_parse_markdown_table():
-    assert F.parse_markdown_table("| a | b |\n| --- | --- |\n| 1 | 2 |\n|  | x |") == (["a", "b"], [["1", "2"], ["", "x"]])
+    table = "| a | b |\n| --- | --- |\n| 1 | 2 |\n|  | x |"
+    assert F.parse_markdown_table(table) == (["a", "b"], [["1", "2"], ["", "x"]])
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -284,7 +291,8 @@ def test_missing_field_names_file_record_and_field(tmp_path):
     data = json.loads((FORMATS / "tacred.json").read_text())
     del data[1]["relation"]
     p = write(tmp_path, "train.json", json.dumps(data))
-    with pytest.raises(ValueError, match=r"train\.json \(record 1, id e00000000000000000002\): missing field 'relation'"):
+    where = r"train\.json \(record 1, id e00000000000000000002\)"
+    with pytest.raises(ValueError, match=where + ": missing field 'relation'"):
         F.read_tacred(p, "train")
 
 
@@ -505,7 +513,8 @@ def test_semeval(real):
         assert sum(1 for r in got["semeval", split] if not r["items"]) == other
     assert len(train[0]["labels"]) == 18
     r = train[0]  # 1 "... an arrayed <e1>configuration</e1> of antenna <e2>elements</e2>." Component-Whole(e2,e1)
-    assert r["text"] == "The system as described above has its greatest application in an arrayed configuration of antenna elements."
+    assert r["text"] == ("The system as described above has its greatest application in an arrayed configuration of "
+                         "antenna elements.")
     assert r["items"] == [{"head": m("configuration", 73, 86), "relation": "Whole and Component",
                            "tail": m("elements", 98, 106)}]
     assert train[1]["items"] == [] and train[1]["meta"] == {"semeval_id": "2", "raw_label": "Other"}
@@ -569,8 +578,10 @@ def test_ade(real):
     assert [report["counts"][f"ade/{s}"]["repeated relation (same head, tail and label)"]
             for s in ("train", "dev", "test")] == [147, 24, 24]
     r = got["ade", "train"][0]
-    assert r["text"] == "OBJECTIVE : To report the occurrence of anaphylactoid reactions to intraperitoneal cisplatin in 3 patients ."
-    assert r["items"] == [{"head": m("cisplatin", 83, 92), "relation": "causes", "tail": m("anaphylactoid reactions", 40, 63)}]
+    assert r["text"] == ("OBJECTIVE : To report the occurrence of anaphylactoid reactions to intraperitoneal cisplatin "
+                         "in 3 patients .")
+    assert r["items"] == [{"head": m("cisplatin", 83, 92), "relation": "causes",
+                           "tail": m("anaphylactoid reactions", 40, 63)}]
 
 
 def test_rams(real):
