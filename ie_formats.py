@@ -9,7 +9,8 @@ never see a source format:
      "text": "EU rejects German call to boycott British lamb .", "labels": ["LOC", "MISC", "ORG", "PER"],
      "query": null, "items": [{"entity": {"text": "EU", "start": 0, "end": 2}, "type": "ORG"}, ...], "meta": {}}
 
-A mention is {"text", "start", "end"} with character offsets into `text` (end exclusive), text[start:end] == text.
+A mention is {"text", "start", "end"}: character offsets into the record's text (end exclusive) and the text
+found there.
 The id is "{dataset}/{split}/{index}", index = position of the sentence/document/line in its source file (0-based);
 when one source unit yields several records (one EAE record per trigger, one MAVEN-ERE record per subtask, ROBUST
 paraphrases), a suffix names which: "maven-arg/train/3/1", "maven-ere/train/3/temporal", "robust/test/12/0".
@@ -82,9 +83,9 @@ def _check_keys(obj, keys, where: str, what: str, optional=()) -> None:
                          + (f" (optional {sorted(optional)})" if optional else ""))
 
 
-def _check_label(label, labels, where: str, what: str) -> None:
+def _check_label(label, labels, where: str, what: str, inventory: str = "the record's labels") -> None:
     if not isinstance(label, str) or label not in labels:
-        raise ValueError(f"{where}: {what} {label!r} is not in the record's labels {labels}")
+        raise ValueError(f"{where}: {what} {label!r} is not in {inventory} {labels}")
 
 
 def validate_record(record: dict, where: str = "") -> None:
@@ -188,7 +189,8 @@ def validate_record(record: dict, where: str = "") -> None:
                 _check_keys(arg, ("argument", "role"), w, f"argument {k}")
                 _check_mention(arg["argument"], text, w, f"argument {k}")
                 if roles is not None:
-                    _check_label(arg["role"], roles.get(item["type"], []), w, f"role of argument {k}")
+                    _check_label(arg["role"], roles.get(item["type"], []), w, f"role of argument {k}",
+                                 f"meta.roles[{item['type']!r}]")
                 elif not isinstance(arg["role"], str):
                     raise ValueError(f"{w}: role of argument {k} must be a string")
         elif task == "ERE":
@@ -399,7 +401,7 @@ def read_conll_bio(path, split, dataset="conll2003", labels=None, label_first=Fa
     return _validated(records, path)
 
 
-# Few-NERD's 66 fine-grained types (Ding et al. 2021, Figure 1), written as ADELIE names them: the coarse type, "_",
+# Few-NERD's 66 fine-grained types (the Few-NERD schema, Ding et al. 2021), written as ADELIE names them: the coarse type, "_",
 # the fine type (e.g. `person_artist/author`; Few-NERD's files write `person-artist/author`). The order is ADELIE's
 # released zero-shot prompt (../shared/data/adelie_test_format/zeroshot/few-nerd-supervised.jsonl).
 FEWNERD_TYPES = [
@@ -1594,7 +1596,13 @@ def main(argv=None) -> None:
                        help="splits to convert (default: all three)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        _run(args)
+    except (ValueError, FileNotFoundError) as e:  # bad data or paths: the message names file, line and problem
+        parser.exit(1, f"error: {e}\n")
 
+
+def _run(args) -> None:
     if args.command == "convert":
         t0 = time.perf_counter()
         records = convert_path(args.name, args.path, args.split, counts=Counter())

@@ -81,7 +81,7 @@ def broken(task, change):
     ("RC", lambda r: r["items"][0].update(tail=m("Paris", 17, 22)), "differs from the query's head/tail pair"),
     ("RC", lambda r: r.update(query=None), "RC query"),
     ("EAE", lambda r: r["items"][0].update(role="Time"), "role 'Time' is not in the record's labels"),
-    ("EE", lambda r: r["items"][0]["arguments"][0].update(role="Time"), "role of argument 0 'Time'"),
+    ("EE", lambda r: r["items"][0]["arguments"][0].update(role="Time"), "'Time' is not in meta.roles['Meet']"),
     ("ERE", lambda r: r.update(meta={}), "meta.subtask"),
     ("OpenIE", lambda r: r.update(labels=["x"]), "labels must be []"),
     ("OpenIE", lambda r: r["items"][0].update(time=None), "time must be a string"),
