@@ -1187,7 +1187,8 @@ def read_maven_ere(path, split, dataset="maven-ere", counts=None):
     the sentence's tokens, end exclusive. Text = all tokens joined by spaces. Four records per document, ids
     "{index}/{subtask}": temporal, causal and subevent relate events, each shown by its first mention (query.events
     = those mentions); coreference pairs each chain's first mention with each later one (query.events = all
-    mentions). Relations with a TIMEX argument are counted and skipped (ADELIE's ERE is between events).
+    mentions). Pairs keep MAVEN-ERE's order: (e1; subevent; e2) means e2 is a subevent of e1, (e1; cause; e2) that
+    e1 causes e2. Relations with a TIMEX argument are counted and skipped (ADELIE's ERE is between events).
     """
     counts = Counter() if counts is None else counts
     records = []

@@ -384,6 +384,9 @@ def test_cli_convert_a_file_and_a_root(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "robust\ttest\t4 records" in proc.stdout and "total: 4 records" in proc.stdout
     assert len((tmp_path / "out" / "robust.test.jsonl").read_text().splitlines()) == 4
+    proc = subprocess.run([sys.executable, "ie_formats.py", "convert", "tacred", str(tmp_path), "--out",
+                           str(tmp_path / "x.jsonl")], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and "error:" in proc.stderr and "tacred/train.json" in proc.stderr
 
 
 # ------------------------------------------------------------------------------------------------------------------
