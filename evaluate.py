@@ -1,0 +1,641 @@
+"""Held-out evaluation of ADELIE (paper section 5 and appendix C; spec section 6): test sets, generation, scoring
+with the released ADELIE scorers ("adelie") and with scorers that are right ("strict"), and reports.
+
+    python evaluate.py build  --task semeval --source ../shared/data/semeval2010_task8 --out eval/semeval.fewshot.jsonl --shots 4
+    python evaluate.py run    --model runs/sft/final --test eval/semeval.fewshot.jsonl --out runs/sft/eval/semeval.fewshot.jsonl
+    torchrun --standalone --nproc_per_node 8 evaluate.py run ...   (prompts split across ranks, results in order)
+    python evaluate.py score  --task semeval --predictions runs/sft/eval/semeval.fewshot.jsonl --scorer adelie --json
+    python evaluate.py report runs/sft runs/dpo                    (markdown Tables 1-3 + PNG plots)
+    python evaluate.py COMMAND --help                              (every flag)
+
+The paper's steps, where they are:
+  test sets (section 5.1, appendix C.1: held-out sets, zero-shot and 4/5-shot, Table 9 format requests, NA <= 20%,
+  1000 per set, seed 24) .......................................... `build_test_set`
+  inference (appendix C.1: temperature 0.01, stop at EOS) ........... `run_generation`
+  metrics (appendix C.1; the released scorers' rules in scorers.py) . `score_predictions`
+  Tables 1-3 ........................................................ `make_report`
+
+Files:
+  test file         JSON lines, one record per question: the unified IE record (docs/design.md) when built from raw
+                    data, or ADELIE's released record {"datasets","id","messages"}; `messages` ends with the gold
+                    assistant answer; the prompt is every message before it.
+  predictions file  the test file with an "output" string added to each record (any model: ours or e.g. vLLM's).
+  run directory     what `report` reads (sft.py and dpo.py write the first two; `run --out` the third):
+                      RUN_DIR/config.json                  the training config (optional; "name" labels the run)
+                      RUN_DIR/metrics.jsonl                per optimizer step {"step","loss","lr","grad_norm",
+                                                           "tokens_per_s"} (+ DPO "rewards_chosen",
+                                                           "rewards_rejected","reward_margin","reward_accuracy")
+                      RUN_DIR/eval/{TASK}.{SETTING}.jsonl  predictions; TASK one of TASKS, SETTING zeroshot|fewshot
+                    `report` writes RUN_DIR/report.md, RUN_DIR/eval_table.png and RUN_DIR/curves.png.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+import scorers as S
+
+REPO = Path(__file__).resolve().parent
+
+# The held-out tasks (paper section 5.1), plus "canonical": any task type in the canonical formats (the synthetic
+# held-out split of the embedded default), scored per task type from each record's "task" and "items".
+CLOSED_TASKS = ("fewnerd", "semeval", "richere-ed", "richere-eae", "matres")
+OPEN_TASKS = ("carb", "robust")
+TASKS = CLOSED_TASKS + OPEN_TASKS + ("odie", "canonical")
+SETTINGS = ("zeroshot", "fewshot")
+
+# The paper's numbers (F1 %), copied from its Tables 1-3 (Qi et al., "ADELIE: Aligning Large Language Models on
+# Information Extraction", ../shared/docs/adelie-paper.txt). Columns as in the tables; AVG as printed.
+PAPER_TABLE1_COLUMNS = ("fewnerd", "semeval", "richere-ed", "richere-eae", "matres", "AVG")
+PAPER_TABLE1 = {  # held-out closed IE
+    "zeroshot": {
+        "GoLLIE": (29.7, 29.2, 21.0, 39.2, 25.9, 29.0),
+        "InstructUIE": (33.5, 43.9, 40.8, 17.4, 30.2, 33.2),  # trained on SemEval (the paper's dagger)
+        "ADELIE-SFT": (32.7, 21.8, 24.5, 45.8, 47.8, 34.5),
+        "ADELIE-DPO": (32.1, 22.9, 26.9, 47.9, 47.9, 35.5),
+    },
+    "fewshot": {
+        "LLAMA 2": (4.4, 8.2, 3.0, 8.9, 3.8, 5.7),
+        "TULU 2": (24.4, 25.1, 11.8, 24.4, 16.8, 20.5),
+        "GoLLIE": (30.0, 17.5, 19.1, 24.3, 32.6, 24.7),
+        "InstructUIE": (35.6, 38.3, 42.7, 17.8, 10.4, 29.0),
+        "GPT-3.5": (44.1, 24.0, 18.8, 28.7, 41.0, 31.3),
+        "GPT-4": (52.2, 39.5, 23.8, 41.0, 59.0, 43.1),
+        "ADELIE-SFT": (39.0, 33.8, 38.1, 54.2, 48.0, 42.6),
+        "ADELIE-DPO": (37.9, 34.2, 39.7, 53.5, 48.1, 42.7),
+    },
+}
+PAPER_TABLE2_COLUMNS = ("carb", "robust", "AVG")
+PAPER_TABLE2 = {  # held-out open IE
+    "zeroshot": {"ADELIE-SFT": (52.3, 35.3, 43.8), "ADELIE-DPO": (53.0, 36.6, 44.8)},
+    "fewshot": {"LLAMA 2": (10.9, 0.2, 5.6), "TULU 2": (32.5, 11.0, 21.8), "GPT-3.5": (51.6, 27.5, 39.6),
+                "ADELIE-SFT": (55.3, 38.5, 46.9), "ADELIE-DPO": (56.0, 39.2, 47.6),
+                "OpenIE6 (fine-tuned)": (55.2, 35.8, 45.5)},
+}
+PAPER_TABLE3_COLUMNS = ("header_f1", "content_rougeL", "AVG")
+PAPER_TABLE3 = {  # on-demand IE (zero-shot); ADELIE-DPO's AVG is missing from our copy of the table: (73.7+47.3)/2
+    "zeroshot": {"LLAMA 2": (36.5, 8.2, 22.4), "TULU 2": (66.9, 47.4, 57.2), "GPT-3.5": (74.5, 51.4, 63.0),
+                 "GPT-4": (74.5, 59.1, 66.8), "ODIE-Direct": (73.8, 45.9, 59.9), "ADELIE-SFT": (73.4, 47.3, 60.4),
+                 "ADELIE-DPO": (73.7, 47.3, 60.5)},
+}
+
+
+class BadInput(ValueError):
+    """A test or predictions file that cannot be scored as it is; the message says where and why."""
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Flags from dataclasses (one config per command; every field a flag with its help)
+
+def flag(default, help: str, **metadata):
+    return dataclasses.field(default=default, metadata={"help": help, **metadata})
+
+
+def parse_flags(cls, argv: list[str], prog: str):
+    parser = argparse.ArgumentParser(prog=prog, description=cls.__doc__,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        meta = dict(f.metadata)
+        kwargs = {"help": meta.pop("help")}
+        if meta.pop("positional", False):
+            parser.add_argument(f.name, nargs=meta.pop("nargs", None), **kwargs)
+        elif isinstance(default, bool):
+            parser.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction, default=default, **kwargs)
+        else:
+            parser.add_argument(f"--{f.name}", type=type(default) if default is not None else str, default=default,
+                                **kwargs, **meta)
+    return cls(**vars(parser.parse_args(argv)))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Reading test and predictions files
+
+def read_jsonl(path) -> list[dict]:
+    """Records of a JSON-lines file; a line that is not a JSON object raises naming the file and the line."""
+    path = Path(path)
+    if not path.exists():
+        raise BadInput(f"{path}: no such file")
+    records = []
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise BadInput(f"{path}:{lineno}: not valid JSON ({e.msg}, column {e.colno})") from None
+            if not isinstance(obj, dict):
+                raise BadInput(f"{path}:{lineno}: expected a JSON object (one record per line), got "
+                               f"{type(obj).__name__}")
+            obj["_line"] = lineno
+            records.append(obj)
+    return records
+
+
+def write_jsonl(records, path) -> None:
+    """Write records (without our "_line" bookkeeping) atomically: a temporary file, then a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps({k: v for k, v in r.items() if k != "_line"}, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def _where(path, record) -> str:
+    return f"{path}:{record.get('_line', '?')}"
+
+
+def check_predictions(predictions: list[dict], path, test: list[dict] | None = None, test_path=None) -> list[str]:
+    """The outputs of a predictions file, after checking that it is a test file with an "output" per record.
+
+    With `test`, the predictions must be that test file's records, in order: same length, same id, same prompt.
+    """
+    if not predictions:
+        raise BadInput(f"{path}: no records")
+    for r in predictions:
+        if "output" not in r:
+            raise BadInput(f"{_where(path, r)}: record {r.get('id')!r} has no \"output\" (a predictions file is the "
+                           f"test file with the model's answer added to each record as an \"output\" string)")
+        if not isinstance(r["output"], str):
+            raise BadInput(f"{_where(path, r)}: \"output\" must be a string, got {type(r['output']).__name__}")
+    ids = [r.get("id") for r in predictions]
+    if None not in ids:
+        seen = {}
+        for r, i in zip(predictions, ids):
+            key = json.dumps([r.get("dataset", r.get("datasets")), i])
+            if key in seen:
+                raise BadInput(f"{_where(path, r)}: id {i!r} repeats line {seen[key]}: each test record must be "
+                               f"answered once")
+            seen[key] = r["_line"]
+    if test is not None:
+        if len(test) != len(predictions):
+            raise BadInput(f"{path} has {len(predictions)} records but the test file {test_path} has {len(test)}: "
+                           f"a predictions file must answer every test record, in order")
+        for p, t in zip(predictions, test):
+            for key in ("id", "messages", "text"):
+                if p.get(key) != t.get(key):
+                    raise BadInput(f"{_where(path, p)}: record does not match {_where(test_path, t)}: different "
+                                   f"{key!r} (prediction id {p.get('id')!r}, test id {t.get('id')!r})")
+    return [r["output"] for r in predictions]
+
+
+def gold_answer(record: dict, where: str) -> str:
+    """The gold answer of a test record: the content of its final assistant message."""
+    msgs = record.get("messages")
+    if not msgs or not isinstance(msgs, list) or msgs[-1].get("role") != "assistant":
+        raise BadInput(f"{where}: no gold answer: \"messages\" must end with the assistant's gold answer")
+    return msgs[-1]["content"]
+
+
+def released_reference(answer: str) -> str:
+    """A gold answer as ADELIE's released test files write it (what the adelie scorers expect): no `[Answer]:`
+    marker and "" for NA (e.g. "Paris: location_GPE; ", "(dolphin; Whole and Component; tail)\\n")."""
+    text, _ = S.strict_answer(answer)
+    return "" if S.normalise(text).rstrip(".; ") in S.NA_ANSWERS else text.lstrip()
+
+
+def _require_items(record: dict, where: str, task: str) -> list:
+    if "items" not in record:
+        raise BadInput(f"{where}: {task} records need the gold \"items\" of the unified IE record (build the test "
+                       f"file with `evaluate.py build --task {task}`)")
+    return record["items"]
+
+
+def open_ie_gold(record: dict, where: str, task: str) -> list:
+    """CaRB extractions (predicate, [subject, object, *extra, time, location]) of an OpenIE record's gold."""
+    out = []
+    for item in _require_items(record, where, task):
+        args = [item.get("subject", ""), item.get("object", ""), *item.get("extra", []),
+                item.get("time", ""), item.get("location", "")]
+        while args and not args[-1]:
+            args.pop()
+        out.append((item.get("predicate", ""), args))
+    return out
+
+
+_MATRES_EVENTS = re.compile(r"The first event: (.*)\nThe second event: (.*)\n")
+
+
+def matres_gold(record: dict, where: str) -> tuple[str, list]:
+    """(bare label for the adelie scorer, strict gold items) of a MATRES question."""
+    if "items" in record:  # built by us: a unified ERE record
+        items = record["items"]
+        label = items[0]["relation"] if items else ""
+        return label, S.record_gold_items({**record, "task": "ERE"})
+    label = gold_answer(record, where).strip()  # ADELIE's released file: the bare label, events in the prompt
+    found = _MATRES_EVENTS.search(record["messages"][0]["content"])
+    if not found:
+        raise BadInput(f"{where}: cannot find \"The first event: ...\\nThe second event: ...\" in the prompt")
+    return label, S.matres_gold_items(label, *found.groups())
+
+
+def score_predictions(task: str, records: list[dict], outputs: list[str], scorer: str, path="predictions",
+                      embed=None):
+    """Score one predictions file: a `scorers.Score` (an `OdieScore` for odie; {task type: Score} for canonical)."""
+    if task not in TASKS:
+        raise BadInput(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+    if scorer not in ("adelie", "strict"):
+        raise BadInput(f"unknown scorer {scorer!r}; expected adelie or strict")
+    where = [_where(path, r) for r in records]
+    if task == "canonical":
+        if scorer == "adelie":
+            raise BadInput("the adelie scorers exist only for the paper's held-out tasks; use --scorer strict")
+        for r, w in zip(records, where):
+            if "task" not in r:
+                raise BadInput(f"{w}: canonical records need \"task\" and \"items\" (unified IE records)")
+            _require_items(r, w, "canonical")
+        return S.strict_canonical(records, outputs)
+    if task in ("fewnerd", "semeval", "richere-ed", "richere-eae"):
+        golds = [gold_answer(r, w) for r, w in zip(records, where)]
+        if scorer == "adelie":
+            fn = {"fewnerd": S.adelie_fewnerd, "semeval": S.adelie_semeval, "richere-ed": S.adelie_richere_ed,
+                  "richere-eae": S.adelie_richere_eae}[task]
+            return fn([released_reference(g) for g in golds], outputs)
+        kind = {"fewnerd": "NER", "semeval": "RC", "richere-ed": "ED", "richere-eae": "EAE"}[task]
+        gold_items = []
+        for r, g, w in zip(records, golds, where):
+            if "items" in r and "task" in r:
+                gold_items.append(S.record_gold_items(r))
+            else:
+                try:
+                    gold_items.append(S.gold_items_from_answer(g, kind))
+                except ValueError as e:
+                    raise BadInput(f"{w}: {e}") from None
+        return S.strict_micro(gold_items, outputs, kind)
+    if task == "matres":
+        labels, gold_items = zip(*(matres_gold(r, w) for r, w in zip(records, where))) if records else ((), ())
+        if scorer == "adelie":
+            try:
+                return S.adelie_matres(list(labels), outputs)
+            except ValueError as e:
+                raise BadInput(f"{path}: {e}") from None
+        return S.strict_matres(list(gold_items), outputs)
+    if task == "carb":
+        gold = [open_ie_gold(r, w, task) for r, w in zip(records, where)]
+        return S.adelie_carb(gold, outputs) if scorer == "adelie" else S.strict_carb(gold, outputs)
+    if task == "robust":
+        gold = [open_ie_gold(r, w, task) for r, w in zip(records, where)]
+        cliques = []
+        for r, w in zip(records, where):
+            if "clique" not in r.get("meta", {}):
+                raise BadInput(f"{w}: ROBUST records need meta.clique (build the test file with "
+                               f"`evaluate.py build --task robust`)")
+            cliques.append(r["meta"]["clique"])
+        if scorer == "adelie":
+            return S.adelie_robust([r["text"] for r in records], cliques, gold, outputs)
+        return S.strict_robust(cliques, gold, outputs)
+    # odie
+    golds = [gold_answer(r, w) if r.get("messages") else r.get("meta", {}).get("table", "")
+             for r, w in zip(records, where)]
+    return S.adelie_odie(golds, outputs, embed) if scorer == "adelie" else S.strict_odie(golds, outputs, embed)
+
+
+def summarise(task: str, score) -> dict:
+    """The JSON summary of a score: precision/recall/f1 in percent (odie: header_f1 and content_rougeL)."""
+    if task == "canonical":
+        out = score["all"].summary()
+        out["per_task"] = {t: s.summary() for t, s in score.items() if t != "all"}
+        return out
+    return {k: (float(v) if hasattr(v, "__float__") and not isinstance(v, (bool, int)) else v)
+            for k, v in score.summary().items()}
+
+
+@dataclasses.dataclass
+class ScoreConfig:
+    """Score a predictions file (test records + "output") with the adelie or the strict scorer."""
+    task: str = flag("", "held-out task", choices=TASKS)
+    predictions: str = flag("", "predictions file: the test records, each with an added \"output\" string")
+    scorer: str = flag("adelie", "adelie: the released ADELIE scorers, quirks included (reproduces the paper); "
+                       "strict: the metric without the quirks (spec section 6)", choices=("adelie", "strict"))
+    test: str = flag("", "the test file the predictions answer; if given, every record must match it in order")
+    json: bool = flag(False, "print one JSON object as the last stdout line")
+    header: bool = flag(True, "odie: compute the header soft F1 (loads all-MiniLM-L6-v2 from the eval extra)")
+
+
+def score_command(cfg: ScoreConfig) -> dict:
+    if not cfg.task or not cfg.predictions:
+        raise BadInput("score needs --task and --predictions")
+    records = read_jsonl(cfg.predictions)
+    test = read_jsonl(cfg.test) if cfg.test else None
+    outputs = check_predictions(records, cfg.predictions, test, cfg.test)
+    embed, note = (None, "header score not requested (--no-header)")
+    if cfg.task == "odie" and cfg.header:
+        embed, note = S.load_minilm()
+    start = time.perf_counter()
+    score = score_predictions(cfg.task, records, outputs, cfg.scorer, cfg.predictions, embed)
+    seconds = time.perf_counter() - start
+    out = {"task": cfg.task, "scorer": cfg.scorer, **summarise(cfg.task, score), "seconds": seconds,
+           "predictions_per_s": len(records) / seconds if seconds > 0 else None}
+    if cfg.task == "odie" and embed is None:
+        out["header_unavailable"] = note
+    print(f"{cfg.task} ({cfg.scorer} scorer), {len(records)} predictions from {cfg.predictions}, scored in "
+          f"{seconds:.3f} s ({out['predictions_per_s']:.0f} predictions/s)")
+    if cfg.task == "odie":
+        header = "unavailable: " + note if out["header_f1"] is None else f"{out['header_f1']:.2f}"
+        print(f"  table header soft F1 {header}; table content ROUGE-Lsum {out['content_rougeL']:.2f}")
+    else:
+        print(f"  P {out['precision']:.2f}  R {out['recall']:.2f}  F1 {out['f1']:.2f}")
+        if "format_followed" in out:
+            print(f"  outputs following the required format: {out['format_followed']:.1f}%")
+        for t, s in out.get("per_task", {}).items():
+            print(f"    {t:7s} P {s['precision']:.2f}  R {s['recall']:.2f}  F1 {s['f1']:.2f}  "
+                  f"format followed {s['format_followed']:.1f}%")
+    if cfg.json:
+        print(json.dumps(out))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Reports: the paper's Tables 1-3 with our numbers beside the paper's, adelie and strict side by side
+
+def _example_f1(entry) -> float:
+    """One example's F1 in [0, 1] from its (gold, predicted, correct) counts; an NA example answered NA is 1."""
+    g, p, c = entry[:3]
+    if g == 0 and p == 0:
+        return 1.0
+    return S.prf(c, p, g)[2]
+
+
+def disagreements(task: str, records: list[dict], outputs: list[str], adelie, strict, limit: int) -> tuple[int, list]:
+    """(count, up to `limit` examples) where the adelie and strict scorers judge an example differently: its F1
+    (micro tasks: from its own counts; CaRB and ODIE: its own score) differs by more than 0.005."""
+    if task == "robust":  # per clique, not per record
+        a = [x[2] for x in adelie.per_example]
+        s = [x[2] for x in strict.per_example]
+        keys = sorted({r["meta"]["clique"] for r in records}, key=[r["meta"]["clique"] for r in records].index)
+        rows = [(f"clique {k}", "", "", x, y) for k, x, y in zip(keys, a, s)] if len(a) == len(s) else []
+    else:
+        if task in ("carb",):
+            a, s = [x[2] for x in adelie.per_example], [x[2] for x in strict.per_example]
+        elif task == "odie":
+            a, s = adelie.per_example, strict.per_example
+        else:
+            a = [_example_f1(x) for x in adelie.per_example]
+            s = [_example_f1(x) for x in strict.per_example]
+        rows = []
+        for r, out, x, y, ea, es in zip(records, outputs, a, s, adelie.per_example, strict.per_example):
+            gold = r["messages"][-1]["content"] if r.get("messages") else json.dumps(r.get("items"))[:200]
+            rows.append((str(r.get("id")), gold, out, x, y, ea, es))
+    differ = [row for row in rows if abs(row[3] - row[4]) > 0.005]
+    differ.sort(key=lambda row: -abs(row[3] - row[4]))
+    return len(differ), differ[:limit]
+
+
+def _short(text: str, n: int = 110) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= n else text[:n - 1] + "…"
+
+
+def _fmt(x) -> str:
+    return "–" if x is None else f"{x:.1f}"
+
+
+def find_predictions(run_dir: Path) -> list[tuple[str, str, Path]]:
+    """(task, setting, path) of every RUN_DIR/eval/{task}.{setting}.jsonl; other files are skipped (listed)."""
+    found = []
+    for path in sorted((run_dir / "eval").glob("*.jsonl")):
+        parts = path.name[:-len(".jsonl")].split(".")
+        if len(parts) == 2 and parts[0] in TASKS and (parts[1] in SETTINGS or parts[0] == "canonical"):
+            found.append((parts[0], parts[1], path))
+        else:
+            print(f"report: skipping {path} (expected eval/TASK.SETTING.jsonl with TASK in {TASKS} and SETTING in "
+                  f"{SETTINGS})", file=sys.stderr)
+    return found
+
+
+def run_name(run_dir: Path) -> str:
+    config = run_dir / "config.json"
+    if config.exists():
+        try:
+            name = json.loads(config.read_text()).get("name")
+            if name:
+                return str(name)
+        except (json.JSONDecodeError, AttributeError):
+            pass
+    return run_dir.name or str(run_dir)
+
+
+def evaluate_run(run_dir: Path, embed, limit: int) -> dict:
+    """Score every predictions file of a run with both scorers: {(task, setting): {...}}."""
+    results = {}
+    for task, setting, path in find_predictions(run_dir):
+        records = read_jsonl(path)
+        outputs = check_predictions(records, path)
+        entry = {"path": str(path), "n": len(records)}
+        strict = score_predictions(task, records, outputs, "strict", path, embed)
+        entry["strict"] = summarise(task, strict)
+        if task != "canonical":
+            adelie = score_predictions(task, records, outputs, "adelie", path, embed)
+            entry["adelie"] = summarise(task, adelie)
+            entry["n_disagree"], entry["disagree"] = disagreements(task, records, outputs, adelie, strict, limit)
+        results[(task, setting)] = entry
+    return results
+
+
+def _metric(entry: dict | None, scorer: str, key: str = "f1"):
+    if not entry or scorer not in entry:
+        return None
+    return entry[scorer].get(key)
+
+
+def _table(title: str, columns: tuple, labels: dict, paper: dict, runs: dict, keys: dict) -> tuple[str, list]:
+    """One paper-shaped table: the paper's rows, then each run's row as "adelie / strict" per column."""
+    lines = [f"### {title}", "", "| setting | model | " + " | ".join(labels[c] for c in columns) + " |",
+             "|---|---|" + "---|" * len(columns)]
+    rows_for_png = [["setting", "model", *[labels[c] for c in columns]]]  # first row: the column labels
+    for setting in paper:
+        for model, values in paper[setting].items():
+            lines.append(f"| {setting} | {model} (paper) | " + " | ".join(_fmt(v) for v in values) + " |")
+            rows_for_png.append([setting, f"{model} (paper)", *[_fmt(v) for v in values]])
+        for name, results in runs.items():
+            cells = []
+            per_scorer = {"adelie": [], "strict": []}
+            for c in columns[:-1]:
+                task, key = keys[c]
+                entry = results.get((task, setting))
+                a, s = _metric(entry, "adelie", key), _metric(entry, "strict", key)
+                per_scorer["adelie"].append(a)
+                per_scorer["strict"].append(s)
+                cells.append("–" if a is None and s is None else f"{_fmt(a)} / {_fmt(s)}")
+            if all(x is None for x in per_scorer["adelie"] + per_scorer["strict"]):
+                continue
+            avg = [sum(v) / len(v) if None not in v else None for v in per_scorer.values()]
+            cells.append("–" if avg == [None, None] else f"{_fmt(avg[0])} / {_fmt(avg[1])}")
+            lines.append(f"| {setting} | {name} (ours: adelie / strict) | " + " | ".join(cells) + " |")
+            rows_for_png.append([setting, f"{name} (adelie / strict)", *cells])
+    return "\n".join(lines) + "\n", rows_for_png
+
+
+TABLE_LABELS = {"fewnerd": "FewNERD", "semeval": "SemEval", "richere-ed": "RichERE-ED", "richere-eae": "RichERE-EAE",
+                "matres": "MATRES", "carb": "CaRB", "robust": "ROBUST", "header_f1": "Table header",
+                "content_rougeL": "Table content", "AVG": "AVG"}
+
+
+def make_report(run_dirs: list[Path], embed, embed_note: str, limit: int = 3) -> tuple[str, dict, list]:
+    """The markdown report of some runs, their results, and the table rows (for the PNG)."""
+    runs = {run_name(d): evaluate_run(d, embed, limit) for d in run_dirs}
+    md = ["# ADELIE held-out evaluation", "",
+          "Our numbers are given as `adelie / strict`: the released ADELIE scorers (quirks included, comparable "
+          "with the paper) and the strict scorers (spec section 6). Paper rows: Qi et al., Tables 1-3. A dash: "
+          "not evaluated.", ""]
+    t1, rows1 = _table("Table 1: held-out closed IE, F1 (%)", PAPER_TABLE1_COLUMNS, TABLE_LABELS, PAPER_TABLE1, runs,
+                       {c: (c, "f1") for c in PAPER_TABLE1_COLUMNS})
+    t2, rows2 = _table("Table 2: held-out open IE, F1 (%)", PAPER_TABLE2_COLUMNS, TABLE_LABELS, PAPER_TABLE2, runs,
+                       {c: (c, "f1") for c in PAPER_TABLE2_COLUMNS})
+    t3, rows3 = _table("Table 3: on-demand IE (%)", PAPER_TABLE3_COLUMNS, TABLE_LABELS, PAPER_TABLE3, runs,
+                       {c: ("odie", c) for c in PAPER_TABLE3_COLUMNS})
+    md += [t1, t2, t3]
+    if embed is None and any(t == "odie" for r in runs.values() for t, _ in r):
+        md.append(f"ODIE table header: {embed_note}\n")
+    canonical = [(name, s, e) for name, r in runs.items() for (t, s), e in r.items() if t == "canonical"]
+    if canonical:
+        md += ["### Canonical formats (synthetic held-out split), strict scorer", "",
+               "| run | split | task | P | R | F1 | format followed (%) |", "|---|---|---|---|---|---|---|"]
+        for name, split, e in canonical:
+            for task, s in {**e["strict"]["per_task"], "all": e["strict"]}.items():
+                md.append(f"| {name} | {split} | {task} | {_fmt(s['precision'])} | {_fmt(s['recall'])} | "
+                          f"{_fmt(s['f1'])} | {_fmt(s.get('format_followed'))} |")
+        md.append("")
+    md += ["## Where the two scorers disagree", ""]
+    for name, results in runs.items():
+        for (task, setting), e in sorted(results.items()):
+            if "disagree" not in e:
+                continue
+            md.append(f"- **{name}, {task} {setting}**: {e['n_disagree']} of {e['n']} examples scored differently "
+                      f"(F1 adelie {_fmt(_metric(e, 'adelie', 'f1' if task != 'odie' else 'content_rougeL'))}, "
+                      f"strict {_fmt(_metric(e, 'strict', 'f1' if task != 'odie' else 'content_rougeL'))})")
+            for row in e["disagree"]:
+                rid, gold, out, a, s = row[:5]
+                detail = ""
+                if len(row) > 5 and isinstance(row[5], tuple) and len(row[5]) == 3 and task not in ("carb",):
+                    detail = (f"; adelie gold/pred/correct {tuple(round(x, 2) for x in row[5])}, strict "
+                              f"{tuple(round(x, 2) for x in row[6])}")
+                md.append(f"  - `{rid}`: example score adelie {100 * a:.1f}, strict {100 * s:.1f}{detail}; gold "
+                          f"`{_short(gold)}`; output `{_short(out)}`")
+    md.append("")
+    return "\n".join(md), runs, [("Table 1", rows1), ("Table 2", rows2), ("Table 3", rows3)]
+
+
+def plot_eval_table(tables: list, path: Path) -> None:
+    """The report's tables as one PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    tables = [(title, rows) for title, rows in tables if len(rows) > 1]
+    heights = [0.6 + 0.28 * (len(rows) + 1) for _, rows in tables]
+    fig, axes = plt.subplots(len(tables), 1, figsize=(13, sum(heights) + 0.2), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
+    for ax, (title, rows) in zip(axes[:, 0], tables):
+        ax.axis("off")
+        ax.set_title(title, loc="left", fontsize=10)
+        tab = ax.table(cellText=rows[1:], colLabels=rows[0], loc="upper left", cellLoc="left")
+        tab.auto_set_font_size(False)
+        tab.set_fontsize(7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+CURVES = (("loss", "loss"), ("lr", "learning rate"), ("grad_norm", "gradient norm"), ("tokens_per_s", "tokens/s"),
+          ("reward_margin", "reward margin (DPO)"), ("reward_accuracy", "reward accuracy (DPO)"),
+          ("rewards_chosen", "reward chosen (DPO)"), ("rewards_rejected", "reward rejected (DPO)"))
+
+
+def plot_curves(metrics_path: Path, path: Path) -> bool:
+    """Training curves from metrics.jsonl (one panel per logged quantity) as a PNG; False if nothing to plot."""
+    rows = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+    panels = [(k, label) for k, label in CURVES if any(k in r for r in rows)]
+    if not rows or not panels:
+        return False
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    cols = 2
+    fig, axes = plt.subplots((len(panels) + 1) // cols, cols, figsize=(10, 2.6 * ((len(panels) + 1) // cols)),
+                             squeeze=False)
+    for ax, (key, label) in zip(axes.flat, panels):
+        pts = [(r["step"], r[key]) for r in rows if key in r and r[key] is not None]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], lw=1)
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("optimizer step", fontsize=8)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    fig.suptitle(f"{metrics_path.parent.name}: training curves", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+@dataclasses.dataclass
+class ReportConfig:
+    """Markdown tables shaped like the paper's Tables 1-3 (our numbers beside the paper's, adelie and strict side by
+    side), the examples where the two scorers disagree, and PNG plots of the tables and training curves."""
+    run_dirs: list = flag(None, "run directories (layout at the top of evaluate.py)", positional=True, nargs="+")
+    out: str = flag("", "also write the markdown here (default: report.md in the first run directory)")
+    disagreements: int = flag(3, "examples listed per predictions file where the two scorers disagree")
+    plots: bool = flag(True, "write eval_table.png and curves.png (needs matplotlib: pip install -e \".[plot]\")")
+    header: bool = flag(True, "score the ODIE table header (loads all-MiniLM-L6-v2 from the eval extra)")
+
+
+def report_command(cfg: ReportConfig) -> str:
+    run_dirs = [Path(d) for d in cfg.run_dirs]
+    for d in run_dirs:
+        if not d.is_dir():
+            raise BadInput(f"{d}: not a run directory")
+    embed, note = None, "not requested (--no-header)"
+    if cfg.header and any(t == "odie" for d in run_dirs for t, _, _ in find_predictions(d)):
+        embed, note = S.load_minilm()
+    markdown, _, tables = make_report(run_dirs, embed, note, cfg.disagreements)
+    out = Path(cfg.out) if cfg.out else run_dirs[0] / "report.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(markdown)
+    written = [str(out)]
+    if cfg.plots:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            print("plots skipped: matplotlib is not installed (pip install -e \".[plot]\" installs it)")
+        else:
+            if any(len(rows) > 1 for _, rows in tables):
+                plot_eval_table(tables, out.parent / "eval_table.png")
+                written.append(str(out.parent / "eval_table.png"))
+            for d in run_dirs:
+                if (d / "metrics.jsonl").exists() and plot_curves(d / "metrics.jsonl", d / "curves.png"):
+                    written.append(str(d / "curves.png"))
+    print(markdown)
+    print("wrote " + ", ".join(written))
+    return markdown
+
+
+# ----------------------------------------------------------------------------------------------------------------
+
+COMMANDS = {"score": (ScoreConfig, score_command), "report": (ReportConfig, report_command)}
+
+
+def main(argv=None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] not in COMMANDS:
+        print(__doc__)
+        print(f"usage: python evaluate.py {{{','.join(COMMANDS)}}} ... (--help on each)")
+        sys.exit(0 if argv and argv[0] in ("-h", "--help") else 2)
+    cls, fn = COMMANDS[argv[0]]
+    cfg = parse_flags(cls, argv[1:], prog=f"evaluate.py {argv[0]}")
+    try:
+        fn(cfg)
+    except BadInput as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
