@@ -175,7 +175,7 @@ def check_predictions(predictions: list[dict], path, test: list[dict] | None = N
             if key in seen:
                 raise BadInput(f"{_where(path, r)}: id {i!r} repeats line {seen[key]}: each test record must be "
                                f"answered once")
-            seen[key] = r["_line"]
+            seen[key] = r.get("_line", "?")
     if test is not None:
         if len(test) != len(predictions):
             raise BadInput(f"{path} has {len(predictions)} records but the test file {test_path} has {len(test)}: "
