@@ -208,6 +208,25 @@ def _split_tuples(answer: str, min_fields: int, max_fields: int) -> tuple[list, 
     return items, bad
 
 
+def _split_events(answer: str) -> tuple[list, list]:
+    """EE events `({trigger}; {type}; {argument}: {role}; ...)`, one per line (data.py's canonical EE answer)."""
+    items, bad = [], []
+    for line in answer.split("\n"):
+        for piece in _TUPLE_BOUNDARY.split(line.strip()):
+            piece = piece.strip().rstrip(";").strip()
+            if not piece:
+                continue
+            fields = [f.strip() for f in piece[1:-1].split(";")] if piece[:1] == "(" and piece[-1:] == ")" else []
+            args = [f.rpartition(": ") for f in fields[2:] if f]
+            if len(fields) < 2 or not all(fields[:2]) or not all(a[0].strip() and a[2].strip() for a in args):
+                bad.append(piece)
+                continue
+            trigger, etype = normalise(fields[0]), normalise(fields[1])
+            items.append(("trigger", trigger, etype))
+            items += [("argument", trigger, etype, normalise(a[0]), normalise(a[2])) for a in args]
+    return items, bad
+
+
 def parse_markdown_table(text: str) -> tuple[list[str], list[list[str]], bool]:
     """(header cells, body rows, well_formed) of the first markdown table in `text` ([] and [] when none)."""
     lines = [ln.strip() for ln in text.split("\n")]
@@ -245,14 +264,17 @@ def parse_answer(output: str, task: str) -> Parsed:
     """Parse a model output in the canonical format of `task` (NER RC RE ED EAE ERE OpenIE ODIE; spec section 2).
 
     The canonical NA answer (`[Answer]: NA`) and tuples whose relation says "no relation" (the prompts offer
-    "Not related" and "none") give no items. EE items are trigger items `{trigger}: {type}` (arguments, if the
-    answer carries them, are not parsed here; see data.py for the EE format).
+    "Not related" and "none") give no items. An EE event `({trigger}; {type}; {argument}: {role}; ...)` gives one
+    trigger item ("trigger", trigger, type) and one item ("argument", trigger, type, argument, role) per argument,
+    so event extraction is scored on triggers and arguments together.
     """
     answer, marked = strict_answer(output)
     if normalise(answer).rstrip(".; ") in NA_ANSWERS:
         return Parsed([], [], marked)
-    if task in _PAIR_TASKS or task == "EE":
+    if task in _PAIR_TASKS:
         items, bad = _split_pairs(answer)
+    elif task == "EE":
+        items, bad = _split_events(answer)
     elif task in _TUPLE_FIELDS:
         items, bad = _split_tuples(answer, *_TUPLE_FIELDS[task])
         if task in _RELATION_FIELD:
@@ -989,8 +1011,15 @@ def record_gold_items(record: dict) -> list:
     if task in ("RC", "RE"):
         return [(_m(i["head"]), normalise(i["relation"]), _m(i["tail"])) for i in items
                 if normalise(i["relation"]) not in NA_ANSWERS]
-    if task in ("ED", "EE"):
+    if task == "ED":
         return [(_m(i["trigger"]), normalise(i["type"])) for i in items]
+    if task == "EE":
+        out = []
+        for i in items:
+            trigger, etype = _m(i["trigger"]), normalise(i["type"])
+            out.append(("trigger", trigger, etype))
+            out += [("argument", trigger, etype, _m(a["argument"]), normalise(a["role"])) for a in i["arguments"]]
+        return out
     if task == "EAE":
         return [(_m(i["argument"]), normalise(i["role"])) for i in items]
     if task == "ERE":

@@ -556,3 +556,16 @@ def test_scorers_refuse_unpaired_inputs():
         S.adelie_fewnerd(["a: b; ", ""], [""])
     with pytest.raises(ValueError, match="MATRES gold label"):
         S.adelie_matres(["sometime"], [""])
+
+
+def test_canonical_answers_of_data_py_score_100_on_the_synthetic_test_split():
+    """The strict scorer reads exactly the canonical formats data.py writes: every synthetic held-out record of
+    every task (synthetic.py), answered with data.canonical_answer of its gold, scores 100 and follows the format."""
+    data = pytest.importorskip("data")
+    synthetic = pytest.importorskip("synthetic")
+    records = [r for r in synthetic.generate_corpus(seed=0, n_train=0, n_test=8)["test"]]
+    outputs = [data.canonical_answer(r["task"], r["items"]) for r in records]
+    scores = S.strict_canonical(records, outputs)
+    assert {"NER", "RC", "RE", "ED", "EAE", "EE", "ERE", "OpenIE", "ODIE"} <= set(scores)
+    for task, score in scores.items():
+        assert (score.f1, score.summary()["format_followed"]) == (100, 100), task
