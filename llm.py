@@ -4,7 +4,8 @@ appendix A, Tables 5 and 6).
     export OPENAI_API_KEY=...            # optional: OPENAI_BASE_URL (default https://api.openai.com/v1), OPENAI_MODEL
     python llm.py expand --pools prompts/task_descriptions.json --out runs/llm/task_descriptions_generated.json
     python llm.py explain --records train.jsonl --out runs/llm/explanations.jsonl
-    # then give both to data.py build (its flags for extra pools and --explanations)
+    python data.py build --out ie_instruct.jsonl --records train.jsonl \
+        --extra_descriptions runs/llm/task_descriptions_generated.json --explanations runs/llm/explanations.jsonl
 
 The paper's two uses of an LLM, each a plain function:
 
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import email.utils
+import functools
 import hashlib
 import json
 import logging
@@ -635,37 +637,23 @@ def write_explanations(records: list[dict], client: ChatClient, *,
 
 
 def default_render(record: dict) -> tuple[str, str]:
-    """Table 6's {input} and {output} for a unified IE record, from data.py: the instance's question and its
-    canonical gold answer (imported here so that the client works without data.py)."""
+    """Table 6's {input} and {output} for a unified IE record, from data.py: the question is the instance's
+    user turn as evaluation asks it (task description, the full schema, the canonical format request, the text;
+    no augmentation), the answer its canonical gold answer after "[Answer]: " ("NA" when there is nothing).
+    data.py is imported here, so that the client and expansion work without it (and without torch)."""
     import data
-    return data.explanation_question(record), data.canonical_answer(record["task"], record["items"])
+    messages = data.evaluation_conversation(record, [], prompts=_data_prompts())
+    return messages[-2]["content"], data.answer_text(messages[-1]["content"])
+
+
+@functools.lru_cache(maxsize=1)
+def _data_prompts():
+    import data
+    return data.load_prompts()
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Files
-
-def read_records(path: str | Path) -> list[dict]:
-    """Unified IE records (docs/design.md) from JSONL, with errors naming the file and the line."""
-    records = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                r = json.loads(line)
-            except ValueError as e:
-                raise ValueError(f"{path}, line {lineno}: not JSON ({e})") from None
-            missing = [k for k in ("dataset", "split", "id", "task", "text", "items") if not isinstance(r, dict)
-                       or k not in r]
-            if missing:
-                raise ValueError(f"{path}, line {lineno}: missing field(s) {', '.join(missing)} of a unified IE "
-                                 f"record (docs/design.md)")
-            if r["task"] not in TASKS:
-                raise ValueError(f"{path}, line {lineno}: unknown task {r['task']!r}; expected one of "
-                                 f"{', '.join(TASKS)}")
-            records.append(r)
-    return records
-
 
 def read_pools(path: str | Path) -> dict[str, list[str]]:
     """A description pool file: {TASK: [description, ...]}."""
@@ -707,7 +695,7 @@ class EndpointConfig:
     backoff_base: float = flag(1.0, "first retry waits about this many seconds, doubling each retry (plus jitter; "
                                     "never less than the server's Retry-After)")
     backoff_max: float = flag(60.0, "longest wait between retries, seconds (unless Retry-After asks for more)")
-    seed: int = flag(42, "seed for every random choice (spec section 3: ADELIE's seed 42)")
+    seed: int = flag(42, "seed for every random choice made here: examples shown, instances sampled, word limits")
 
 
 @dataclass
@@ -816,7 +804,8 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit("llm.py explain: --records FILE.jsonl is required (unified IE records)")
         client = make_client(cfg, PAPER_EXPLAIN_MODEL, cfg.out)
         _print_client(client)
-        records = [r for path in cfg.records.split(",") if path.strip() for r in read_records(path.strip())]
+        import data  # its reader validates every record (ie_formats.validate_record) and names file and line
+        records = data.read_records([p.strip() for p in cfg.records.split(",") if p.strip()])
         rows, report = write_explanations(
             records, client, n_explanation=cfg.n_explanation, n_cot=cfg.n_cot, seed=cfg.seed, split=cfg.split,
             min_words=cfg.min_words, max_words=cfg.max_words, temperature=cfg.temperature, max_tokens=cfg.max_tokens,

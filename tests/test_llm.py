@@ -542,6 +542,8 @@ def test_cli_expand_never_writes_or_logs_the_key(server, tmp_path, monkeypatch, 
     assert llm.main(argv) == 0
     generated = json.loads(out.read_text())
     assert set(generated) == {"NER", "RC"} and all(len(v) == 3 for v in generated.values())
+    import data
+    assert data.load_descriptions(out) == generated  # what `data.py build --extra_descriptions OUT` reads
     printed = capsys.readouterr()
     assert "checked these by hand" in printed.out and generated["RC"][0] in printed.out
     assert re.search(r"RC\s+\d+\s+3\s+\d+", printed.out)  # the counts table
@@ -571,34 +573,33 @@ def test_cli_reports_a_rejected_key_without_it(server, tmp_path, monkeypatch):
 
 
 def test_cli_explain_writes_the_file_data_py_reads_and_never_the_key(server, tmp_path, monkeypatch, capsys):
+    """End to end on synthetic.py's records, with data.py's question and canonical answer as Table 6's input."""
+    import data
+    import synthetic
     server.reply = explanation_reply
+    corpus = synthetic.generate_corpus(seed=0, n_train=4, n_test=1)
     records = tmp_path / "train.jsonl"
-    records.write_text("".join(json.dumps(r) + "\n" for r in make_records(5)))
+    records.write_text("".join(json.dumps(r) + "\n" for r in corpus["train"] + corpus["test"]))
     out = tmp_path / "expl.jsonl"
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    monkeypatch.setattr(llm, "default_render", render)  # data.py's question/answer are tested with data.py
     argv = ["explain", "--records", str(records), "--out", str(out), "--base_url", server.url, "--model", "m",
-            "--n_explanation", "3", "--n_cot", "1", "--workers", "2"]
+            "--n_explanation", "2", "--n_cot", "1", "--workers", "2"]
     assert llm.main(argv) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert len(rows) == 8 and {r["style"] for r in rows} == {"explanation", "cot"}
+    explained = {r["dataset"] for r in corpus["train"] if r["task"] != "ODIE"}
+    assert len(rows) == 3 * len(explained) and {r["style"] for r in rows} == {"explanation", "cot"}
     assert all(70 <= r["words_number"] <= 200 for r in rows)
+    assert data.read_explanations(out) == {r["id"]: r["explanation"] for r in rows}  # data.py build --explanations
+    # Table 6's {input} is the instance's question as data.py asks it, {output} its canonical answer.
+    by_id = {r["id"]: r for r in corpus["train"]}
+    prompts = [body["messages"][0]["content"] for _, _, body in server.requests]
+    for row in rows:
+        messages = data.evaluation_conversation(by_id[row["id"]], [])
+        question, answer = messages[-2]["content"], data.answer_text(messages[-1]["content"])
+        sent = [p for p in prompts if f"[Question]: {question}\n\n[Answer]: {answer}\n\n" in p]
+        assert len(sent) == 1 and f"No more than {row['words_number']} words." in sent[0]
     printed = capsys.readouterr().out
-    assert "conll2003: {'sampled cot': 1, 'sampled explanation': 3" in printed
-    assert "wrote 8 explanations" in printed and "8 answered by the endpoint, 0 from the cache" in printed
+    assert f"wrote {len(rows)} explanations" in printed
+    assert f"{len(rows)} answered by the endpoint, 0 from the cache" in printed
     assert all(KEY.encode() not in f.read_bytes() for f in tmp_path.rglob("*") if f.is_file())
     assert KEY not in printed
-
-
-@pytest.mark.parametrize("line, message", [
-    ("{not json", r"train.jsonl, line 2: not JSON"),
-    ('{"dataset": "d", "split": "train", "id": "d/train/1", "task": "NER", "text": "x"}',
-     r"train.jsonl, line 2: missing field\(s\) items"),
-    ('{"dataset": "d", "split": "train", "id": "d/train/1", "task": "XYZ", "text": "x", "items": []}',
-     r"train.jsonl, line 2: unknown task 'XYZ'"),
-])
-def test_bad_records_are_errors_naming_file_and_line(tmp_path, line, message):
-    path = tmp_path / "train.jsonl"
-    path.write_text(json.dumps(make_records(1)[0]) + "\n" + line + "\n")
-    with pytest.raises(ValueError, match=message):
-        llm.read_records(path)
