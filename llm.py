@@ -75,6 +75,10 @@ class AuthError(LLMError):
 # ----------------------------------------------------------------------------------------------------------------
 # The client: one POST per request, retries with backoff, a disk cache
 
+# A Retry-After longer than this (seconds) usually means a spent daily quota: stop instead of sleeping for hours.
+MAX_RETRY_AFTER = 600.0
+
+
 class Completion(NamedTuple):
     content: str
     finish_reason: str  # "stop", or "length" when max_tokens cut the reply short
@@ -260,6 +264,9 @@ class ChatClient:
                                    f"--max_tokens). Response: {excerpt}")
                 problem = f"HTTP {status}: {excerpt[:200]}"
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                if retry_after is not None and retry_after > MAX_RETRY_AFTER:
+                    raise LLMError(f"{where}: {problem}; the endpoint asks to wait {retry_after:.0f} s (a spent "
+                                   f"quota?): giving up now. Run the same command later to resume from the cache.")
             if attempt == self.max_retries:
                 break
             delay = backoff_delay(attempt, self.backoff_base, self.backoff_max, retry_after, self._jitter)
@@ -389,7 +396,7 @@ def validate_description(text: str, rules: PoolRules) -> str | None:
         return "missing placeholder"
     rest = PLACEHOLDER.sub("", text)
     if "{" in rest or "}" in rest or re.search(r"<[A-Za-z_][\w ]*>", rest):
-        return "malformed placeholder"  # {Head}, { tail }, <text>, <entity1>: would stay literal in the prompt
+        return "malformed placeholder"  # { tail }, {{text}}, <text>, <entity1>: would stay literal in the prompt
     tokens = words(text)
     if any(t.startswith(OFF_TASK_STEMS) for t in tokens):
         return "off-task"

@@ -150,6 +150,13 @@ def test_429_is_retried_after_the_servers_retry_after(server, tmp_path):
     assert client.stats["retries"] == 1 and client.stats["http_requests"] == 2
 
 
+def test_a_very_long_retry_after_stops_the_job_instead_of_sleeping(server, tmp_path):
+    server.script = [(429, {"Retry-After": "86400"}, b'{"error": "daily quota exceeded"}')]
+    with pytest.raises(LLMError, match=r"asks to wait 86400 s.*daily quota exceeded|daily quota.*86400"):
+        client_for(server, tmp_path).complete(USER, temperature=0.7, max_tokens=16)
+    assert len(server.requests) == 1
+
+
 def test_backoff_grows_exponentially_with_jitter_and_respects_the_cap():
     rng = llm.random.Random(0)
     for attempt in range(6):
