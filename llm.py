@@ -483,6 +483,7 @@ def expand_task_descriptions(pools: dict[str, list[str]], client: ChatClient, *,
                 attempt = len(accepted) + len(rejected)
                 examples = rng.sample(human, min(n_human, len(human))) \
                     + rng.sample(accepted, min(n_generated, len(accepted)))
+                rng.shuffle(examples)  # as Self-Instruct does: no position gives away which ones are generated
                 reply = client.complete([{"role": "user", "content": expansion_prompt(task, examples, rules)}],
                                         temperature=temperature, max_tokens=max_tokens,
                                         tag=f"expand/{seed}/{task}/{attempt}")  # a fresh sample per attempt
