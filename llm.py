@@ -600,7 +600,7 @@ def write_explanations(records: list[dict], client: ChatClient, *,
 
     Returns (rows, report): rows = [{"id", "explanation", "words_number", "style"}] in sampling order, the file
     data.py reads with --explanations; report = {"sampled": Counter(style), "written": Counter(style),
-    "dropped": Counter(reason), "per_dataset": {dataset: Counter}}."""
+    "dropped": Counter(reason), "per_dataset": {dataset: Counter}, "rejected": [row + "reason"]}."""
     render = render or default_render
     chosen = sample_for_explanation(records, n_explanation=n_explanation, n_cot=n_cot, seed=seed, split=split)
 
@@ -629,13 +629,15 @@ def write_explanations(records: list[dict], client: ChatClient, *,
         finally:
             bar.close()
 
-    rows, report = [], {"sampled": Counter(), "written": Counter(), "dropped": Counter(), "per_dataset": {}}
+    rows = []
+    report = {"sampled": Counter(), "written": Counter(), "dropped": Counter(), "per_dataset": {}, "rejected": []}
     for (record, style), (row, reason) in zip(chosen, results):
         per = report["per_dataset"].setdefault(record["dataset"], Counter())
         report["sampled"][style] += 1
         per[f"sampled {style}"] += 1
         if reason:
             report["dropped"][reason] += 1
+            report["rejected"].append({**row, "reason": reason})
             per[f"dropped ({reason})"] += 1
         else:
             rows.append(row)
@@ -819,12 +821,14 @@ def main(argv: list[str] | None = None) -> int:
             min_words=cfg.min_words, max_words=cfg.max_words, temperature=cfg.temperature, max_tokens=cfg.max_tokens,
             max_words_slack=cfg.max_words_slack, workers=cfg.workers)
         write_atomic(cfg.out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        rejected_path = Path(cfg.out).with_suffix(".rejected.jsonl")
+        write_atomic(rejected_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in report["rejected"]))
         print(f"\n{len(records)} records read; dataset, then counts")
         for dataset, counts in sorted(report["per_dataset"].items()):
             print(f"  {dataset}: {dict(sorted(counts.items()))}")
         print(f"sampled {dict(report['sampled'])}; written {dict(report['written'])}; "
               f"dropped {dict(report['dropped']) or 0}")
-        print(f"wrote {len(rows)} explanations to {cfg.out}")
+        print(f"wrote {len(rows)} explanations to {cfg.out}; dropped ones in {rejected_path}")
     _print_stats(client)
     return 0
 

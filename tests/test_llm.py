@@ -511,6 +511,7 @@ def test_unusable_explanations_are_dropped_and_counted(server, tmp_path):
                                           n_cot=0, workers=3, progress=False)
     assert report["dropped"] == {"empty": 1, "has its own answer": 1, "truncated": 1, "over-long": 1}
     assert sorted(r["id"] for r in rows) == ["conll2003/train/4", "conll2003/train/5"]
+    assert sorted(r["reason"] for r in report["rejected"]) == sorted(report["dropped"])  # kept for review
     assert report["per_dataset"]["conll2003"]["written explanation"] == 2
 
 
