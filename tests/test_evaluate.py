@@ -143,3 +143,204 @@ def test_report_says_how_to_get_plots_without_matplotlib(tmp_path, capsys, monke
     E.report_command(E.ReportConfig(run_dirs=[str(run)], header=False))
     assert 'pip install -e ".[plot]"' in capsys.readouterr().out
     assert not (run / "eval_table.png").exists()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# build
+
+RICHERE = REPO / "tests" / "data" / "eval" / "richere"
+ROBUST = REPO / "tests" / "data" / "formats" / "robust.json"
+
+
+def build(tmp_path=None, **kw):
+    cfg = E.BuildConfig(**kw)
+    return E.build_test_set(cfg)[0]
+
+
+def test_cap_na_keeps_at_most_the_given_share():
+    """10 answerable + 10 NA records, at most 20% NA: int(10 / 0.8 * 0.2) = 2 NA kept, source order kept."""
+    import random
+    records = [{"id": i, "items": [1] if i % 2 else []} for i in range(20)]
+    kept, dropped = E.cap_na(records, 0.2, random.Random(0))
+    assert (len(kept), dropped, sum(not r["items"] for r in kept)) == (12, 8, 2)
+    assert [r["id"] for r in kept] == sorted(r["id"] for r in kept)
+
+
+@pytest.mark.parametrize("shots,n_messages", [(0, 2), (4, 10)])
+def test_build_uses_the_released_prompts_as_they_are(shots, n_messages):
+    source = shared_path("data", "adelie_test_format")
+    records = build(task="semeval", source=str(source), shots=shots)
+    name = "zeroshot/semeval.jsonl" if shots == 0 else "fewshot_test_history/semeval.jsonl"
+    released = released_records(name)
+    assert [r["messages"] for r in records] == [r["messages"] for r in released]
+    assert [r["id"] for r in records] == list(range(1000))
+    assert all(len(r["messages"]) == n_messages for r in records)
+    assert records[0]["text"].startswith("the <entity> dolphin </entity>") if shots == 0 else records[0]["text"]
+    with pytest.raises(E.BadInput, match="zero-shot or 4-shot"):
+        build(task="semeval", source=str(source), shots=2)
+    with pytest.raises(E.BadInput, match="not richere-ed"):
+        build(task="richere-ed", source=str(source))
+
+
+def test_build_semeval_from_raw_data_4_shot():
+    """SemEval-2010 Task 8 test set (2717 sentences): NA (Other) capped at 20%, subsampled to 1000 with seed 24,
+    4 demonstrations from the training split, Table 9's format request, the canonical gold answer last."""
+    source = shared_path("data", "semeval2010_task8")
+    records = build(task="semeval", source=str(source), shots=4)
+    again = build(task="semeval", source=str(source), shots=4)
+    other = build(task="semeval", source=str(source), shots=4, seed=25)
+    assert len(records) == 1000 and records == again and [r["id"] for r in other] != [r["id"] for r in records]
+    assert sum(not r["items"] for r in records) <= 200
+    indices = [int(r["id"].split("/")[-1]) for r in records]
+    assert indices == sorted(indices) and len(set(indices)) == 1000  # positions in TEST_FILE_FULL.TXT
+    for r in records[:50]:
+        assert len(r["messages"]) == 10 and [m["role"] for m in r["messages"]] == ["user", "assistant"] * 5
+        assert all(d.startswith("semeval/train/") for d in r["meta"]["demos"])
+        assert '"[Answer]: ({subject}; {relation}; {object}); "' in r["messages"][0]["content"]
+        assert r["text"] in r["messages"][-2]["content"]
+        assert r["messages"][-1]["content"].startswith("[Answer]: ")
+
+
+def test_build_richere_from_the_hand_made_files():
+    """RichERE in OmniEvent's format: ED offers the full type list of label2id.json; EAE one record per trigger,
+    its demonstrations from the same event type (only the training file's one 'die' trigger for 'die')."""
+    ed = build(task="richere-ed", source=str(RICHERE), shots=4)
+    assert len(ed) == 5 and sum(not r["items"] for r in ed) == 1  # 1 NA of 5: 20%
+    assert ed[0]["labels"] == ["attack", "transfermoney", "die", "meet", "endposition"]
+    assert all(len(r["meta"]["demos"]) == 4 for r in ed)
+    eae = build(task="richere-eae", source=str(RICHERE), shots=4)
+    die = next(r for r in eae if r["query"]["event_type"] == "die")
+    assert die["meta"]["demos"] == ["richere-eae/train/2/0"]
+    assert die["messages"][-1]["content"] == "[Answer]: guards: victim;"
+
+
+def test_build_robust_keeps_cliques_whole_and_needs_a_demo_source():
+    records = build(task="robust", source=str(ROBUST))
+    assert [r["meta"]["clique"] for r in records] == [0, 0, 0, 1]
+    with pytest.raises(E.BadInput, match="give --demo_source"):
+        build(task="robust", source=str(ROBUST), shots=5)
+    fewshot = build(task="robust", source=str(ROBUST), shots=5, demo_source=str(shared_path("data", "carb")))
+    assert all(len(r["meta"]["demos"]) == 5 and r["meta"]["demos"][0].startswith("carb/dev/") for r in fewshot)
+    with pytest.raises(E.BadInput, match="evaluates ODIE zero-shot"):
+        build(task="odie", source=str(shared_path("data", "ondemand_ie")), shots=3)
+
+
+def full_open_ie_answer(record):
+    """The gold tuples with ALL their arguments (the 5-slot canonical answer cannot carry n-ary "extra" ones)."""
+    tuples = E.open_ie_gold(record, "", "carb")
+    return "[Answer]: " + "".join(f"({'; '.join([p, *a])})\n" for p, a in tuples) if tuples else "[Answer]: NA"
+
+
+@pytest.mark.parametrize("task,source,shots", [
+    ("semeval", ("data", "semeval2010_task8"), 0), ("matres", ("data", "matres"), 0),
+    ("odie", ("data", "ondemand_ie"), 0), ("richere-ed", RICHERE, 0), ("richere-eae", RICHERE, 0),
+    ("robust", ROBUST, 0), ("carb", ("data", "carb"), 0),
+])
+def test_gold_answers_score_100_with_the_strict_scorer(task, source, shots):
+    """Every built test set, answered with its own gold: strict 100 (CaRB: the official metric cannot give its own
+    gold 100: 14 gold tuples have an empty predicate and one object holds ";", see test_scorers)."""
+    source = shared_path(*source) if isinstance(source, tuple) else source
+    records = build(task=task, source=str(source), shots=shots)
+    outputs = [full_open_ie_answer(r) if task in E.OPEN_TASKS else r["messages"][-1]["content"] for r in records]
+    score = E.score_predictions(task, records, outputs, "strict")
+    if task == "odie":
+        assert score.content_rougeL == 100
+    elif task == "carb":
+        assert score.precision == 100 and 99.4 < score.recall < 99.6
+    else:
+        assert (score.precision, score.recall) == (100, 100)
+    assert score.summary()["format_followed"] > 98
+
+
+def test_build_command_writes_the_file(tmp_path, capsys):
+    out = tmp_path / "ed.jsonl"
+    E.build_command(E.BuildConfig(task="richere-ed", source=str(RICHERE), out=str(out)))
+    assert len(E.read_jsonl(out)) == 5
+    assert "wrote 5 richere-ed test records (0-shot)" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# run
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A random "tiny" LLaMA (model.py preset) with the tok512 tokenizer, context 2048 for few-shot prompts."""
+    import dataclasses
+    import model as llama
+    tok = shared_path("models", "tok512", "tok512.model")
+    net = llama.Transformer(dataclasses.replace(llama.ModelArgs.from_name("tiny"), max_seq_len=2048))
+    net.init_weights(seed=0)
+    path = tmp_path_factory.mktemp("tiny")
+    net.save_pretrained(path, tokenizer_path=tok)
+    return path
+
+
+@pytest.fixture
+def richere_test(tmp_path):
+    path = tmp_path / "ed.jsonl"
+    E.write_jsonl(build(task="richere-ed", source=str(RICHERE)), path)
+    return path
+
+
+def run_cfg(model, test, out, **kw):
+    return E.RunConfig(model=str(model), test=str(test), out=str(out), max_new_tokens=6, batch_size=2, save_every=2,
+                       **kw)
+
+
+def expected_outputs(model_dir, test_path, seed=0, temperature=0.01):
+    """The answers computed directly with model.generate, one prompt at a time, each with its own seed."""
+    import data
+    import model as llama
+    tok = llama.Tokenizer(model_dir / "tokenizer.model")
+    net = llama.Transformer.from_pretrained(model_dir).eval()
+    outs = []
+    for i, r in enumerate(E.read_jsonl(test_path)):
+        ids = data.encode_prompt(tok, r["messages"][:-1])
+        new = llama.generate(net, [ids], 6, temperature=temperature, eos_id=tok.eos_id,
+                             seeds=[llama.prompt_seed(seed, i)])[0]
+        outs.append(tok.decode(new[:-1] if new and new[-1] == tok.eos_id else new))
+    return outs
+
+
+def test_run_writes_test_records_plus_output(tiny_model, richere_test, tmp_path, capsys):
+    out = tmp_path / "pred.jsonl"
+    E.run_generation(run_cfg(tiny_model, richere_test, out))
+    preds = E.read_jsonl(out)
+    test = E.read_jsonl(richere_test)
+    assert [{k: v for k, v in p.items() if k != "output"} for p in preds] == test
+    assert [p["output"] for p in preds] == expected_outputs(tiny_model, richere_test)
+    assert not (tmp_path / "pred.jsonl.partial").exists()
+    E.check_predictions(preds, out, test, richere_test)  # a valid predictions file for `score --test`
+
+
+def test_run_resumes_an_interrupted_run(tiny_model, richere_test, tmp_path, capsys):
+    """An interrupted run left record 1's answer and half a line behind: the rerun keeps the finished answer,
+    generates the rest, and refuses to mix in outputs made with other settings."""
+    out = tmp_path / "pred.jsonl"
+    partial = tmp_path / "pred.jsonl.partial"
+    partial.mkdir()
+    settings = {"test": str(richere_test.resolve()), "n": 5, "model": str(tiny_model.resolve()), "max_new_tokens": 6,
+                "temperature": 0.01, "top_p": 1.0, "seed": 0}
+    (partial / "settings.json").write_text(json.dumps(settings))
+    (partial / "rank0.jsonl").write_text(json.dumps({"index": 1, "output": "KEPT"}) + '\n{"index": 2, "outp')
+    E.run_generation(run_cfg(tiny_model, richere_test, out))
+    assert "1 already answered (resumed), 4 to go" in capsys.readouterr().out
+    outputs = [p["output"] for p in E.read_jsonl(out)]
+    expected = expected_outputs(tiny_model, richere_test)
+    assert outputs == expected[:1] + ["KEPT"] + expected[2:]
+    partial.mkdir()
+    (partial / "settings.json").write_text(json.dumps({**settings, "seed": 1}))
+    with pytest.raises(E.BadInput, match="holds outputs of a run with other settings"):
+        E.run_generation(run_cfg(tiny_model, richere_test, out))
+
+
+def test_run_under_torchrun_gathers_in_order(tiny_model, richere_test, tmp_path):
+    """2 processes (gloo on CPU): prompts split across ranks, the predictions file in test order, the same answers
+    as one process gives (each prompt's sampling stream depends only on (seed, its index))."""
+    from conftest import run_torchrun
+    out = tmp_path / "pred.jsonl"
+    run_torchrun("evaluate.py", ["run", "--model", tiny_model, "--test", richere_test, "--out", out,
+                                 "--max_new_tokens", "6", "--batch_size", "2", "--save_every", "1"], nproc=2)
+    preds = E.read_jsonl(out)
+    assert [p["id"] for p in preds] == [r["id"] for r in E.read_jsonl(richere_test)]
+    assert [p["output"] for p in preds] == expected_outputs(tiny_model, richere_test)
