@@ -35,11 +35,142 @@ import math
 import os
 import random
 import sys
+import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+import torch.distributed as dist
+
+import data
+import model as llama
+import training as T
+from training import flag
+
+REPO = Path(__file__).resolve().parent
 ANSWER = "[Answer]: "  # the canonical answer marker (spec section 2); BLEU compares the text after it
+
+
+@dataclass
+class FeedbackConfig:
+    # What to sample, and from which records
+    model: str = flag("", "the SFT model to sample (ADELIE-SFT, section 4); any directory model.py loads, with "
+                          "tokenizer.model beside the weights (default: runs/sft/final, the SFT demo's output)")
+    records: str = flag("", "unified IE records, JSONL (docs/design.md); their train split makes the prompt pool "
+                            "(default: the embedded default, synthetic.py's train split that the SFT demo data "
+                            "came from)")
+    data_dir: str = flag("", "read the real IE training sets in this directory with ie_formats.convert_all "
+                             "(e.g. ../shared/data) instead of --records; held-out evaluation sets are left out")
+    explanations: str = flag("", "LLM-written explanations, JSONL {id, explanation} (llm.py; as data.py build "
+                                 "--explanations): an instance drawn for an explanation uses its record's")
+    out_dir: str = flag("runs/feedback", "output directory: prompts.jsonl, samples.rank*.jsonl, scores.jsonl, "
+                                         "ie_feedback.json, summary.json")
+    # The prompt pool (appendix B.1, spec section 4)
+    max_per_dataset: int = flag(4000, "prompts per data set at most (spec section 4: up to 4000 per data set)")
+    odie_cot_ratio: float = flag(0.3, "share of ODIE prompts in the chain-of-thought version (spec section 4: 30%)")
+    max_words: int = flag(1200, "drop a conversation (prompt + gold) over this many whitespace words (spec 4: 1200)")
+    max_prompts: int = flag(-1, "sample only the first N prompts of the shuffled pool (-1: all; appendix B.1 "
+                                "sampled 50,000 entries, about 13 data sets x 4000)")
+    # Sampling (section 4, spec section 4)
+    num_samples: int = flag(5, "independent samples per prompt (section 4: 5)")
+    temperature: float = flag(1.0, "sampling temperature (section 4: 1.0)")
+    top_p: float = flag(1.0, "nucleus sampling top-p (spec section 4: 1.0, i.e. off)")
+    max_new_tokens: int = flag(2048, "new tokens per sample at most (spec section 4: 2048)")
+    batch_size: int = flag(32, "sequences decoded together per rank (prompts x samples); changes speed, not samples")
+    flush_every: int = flag(64, "prompts per generate call; their samples are appended to this rank's samples file "
+                                "after each call, so an interrupted run loses at most this many prompts' work")
+    bf16: bool = flag(True, "on CUDA, sample in bf16 (the SFT export's training precision); on CPU, fp32")
+    # Pairs (section 4, section 5.4, Table 11, Figure 5)
+    min_gap: float = flag(0.1, "keep a pair only if its two scores differ by MORE than this (section 4: 10%)")
+    target_pairs: int = flag(10_000, "pairs in IEFeedback (section 4: 3k online + 7k offline; Figure 5: 10k)")
+    online_ratio: float = flag(0.3, "share of online pairs (section 5.4, Table 11: 30% online / 70% offline)")
+    shortfall: str = flag("keep_ratio", "too few online pairs for the ratio: keep_ratio makes fewer pairs at the "
+                                        "ratio; fill tops the target up with offline pairs",
+                          choices=["keep_ratio", "fill"])
+    skip_identical: bool = flag(True, "skip an offline pair whose rejected sample IS the gold answer (possible "
+                                      "because BLEU-4 of a short text like NA against itself is 0.59; ADELIE kept "
+                                      "them: --no-skip_identical)")
+    seed: int = flag(42, "seed of the prompt pool, the samples (per prompt) and the mix")
+    dist_timeout_minutes: float = flag(30.0, "a collective that waits longer than this (a dead peer) fails the run")
+
+
+# The embedded default's SFT model is small, barely trained, with a 1024-token context, and samples on a CPU: fewer
+# prompts and shorter samples keep the demo to minutes. Used only when --model is not given, never over a value
+# given on the command line; printed at the start.
+DEMO_SETTINGS = dict(max_per_dataset=12, max_new_tokens=160, target_pairs=200)
+
+# What the samples depend on besides the prompt (each sample line carries its prompt's hash): a run that finds
+# samples made with other values stops instead of mixing them.
+SAMPLING_FIELDS = ("model", "num_samples", "temperature", "top_p", "max_new_tokens", "bf16", "seed")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 1. The prompt pool (appendix B.1, spec section 4)
+
+# The held-out evaluation sets (paper section 5.1): never in IEInstruct (Table 7) or IEFeedback (Table 8), although
+# ie_formats.convert_all reads the train splits that some of them have (FewNERD, SemEval, RichERE, MATRES).
+HELD_OUT = ("fewnerd", "semeval", "richere-ed", "richere-eae", "matres", "carb", "robust")
+
+
+def load_ie_records(cfg: FeedbackConfig) -> tuple[list[dict], str]:
+    """The unified IE training records the pool is drawn from, and a line naming where they came from: --records,
+    --data_dir (every training set present, held-out sets excluded), or the embedded default (synthetic.py's train
+    split with the settings data.py builds the SFT demo data from)."""
+    if cfg.records and cfg.data_dir:
+        raise ValueError("give --records or --data_dir, not both")
+    if cfg.records:
+        records = data.read_records([p for p in cfg.records.split(",") if p])
+        source = f"records {cfg.records}"
+    elif cfg.data_dir:
+        import ie_formats
+        by_name = ie_formats.convert_all(cfg.data_dir, splits=("train",))
+        records = [r for name, recs in sorted(by_name.items()) if name not in HELD_OUT for r in recs]
+        source = f"training sets under {cfg.data_dir}: {', '.join(n for n in sorted(by_name) if n not in HELD_OUT)}"
+    else:
+        import synthetic
+        sft = data.IEInstructConfig()  # what sft.py's embedded default builds its IEInstruct from
+        records = synthetic.generate_corpus(sft.synthetic_seed, sft.synthetic_n_train, 0)["train"]
+        source = f"the embedded default (synthetic train split, seed {sft.synthetic_seed})"
+    held_out = sum(r["dataset"] in HELD_OUT for r in records)
+    other_splits = sum(r["split"] != "train" for r in records)
+    records = [r for r in records if r["split"] == "train" and r["dataset"] not in HELD_OUT]
+    if held_out or other_splits:
+        source += f" ({held_out} records of held-out sets and {other_splits} of other splits left out)"
+    if not records:
+        raise ValueError(f"no training records of IE data sets in {source}")
+    return records, source
+
+
+def ie_feedback_prompts(records: list[dict], *, max_per_dataset: int = 4000, odie_cot_ratio: float = 0.3,
+                        max_words: int = 1200, seed: int = 42, explanations: dict | None = None,
+                        progress: bool = False) -> tuple[list[dict], dict]:
+    """IEFeedback's prompt pool (appendix B.1: "sampled ... from raw datasets for processing in a manner similar to
+    IEInstruct. The sole distinction lies in the consistency of the output format"; spec section 4).
+
+    IEInstruct's construction (data.ie_instruct: task descriptions, schema augmentation, few-shot demonstrations,
+    explanations for 10%, the NA cap) with these differences, as in ADELIE's release:
+      - the canonical output format always (canonical_rate 1), so the gold answer is canonical and BLEU compares
+        like with like; an explanation drawn for an instance stays in its gold answer;
+      - at most `max_per_dataset` (4000) instances per data set; ODIE with the chain-of-thought version for
+        `odie_cot_ratio` (30%) of its instances;
+      - the release's length filter: `max_words` (1200) whitespace words over all turns (demonstrations are shed
+        first; an instance still too long is dropped and counted), no token filter.
+    Returns (pool, per-data-set statistics). The pool is shuffled with `seed`, so any prefix of it (--max_prompts)
+    mixes all data sets; each entry is {"index", "dataset", "id", "task", "messages", "prompt_sha"}, messages = the
+    prompt turns + the gold answer."""
+    tasks = {r["dataset"]: r["task"] for r in records}
+    cfg = data.IEInstructConfig(seed=seed, max_per_dataset=max_per_dataset, canonical_rate=1.0, json_rate=0.0,
+                                odie_cot_rate=odie_cot_ratio, max_words=max_words, max_tokens=0)
+    conversations, stats = data.ie_instruct(records, cfg, explanations=explanations, progress=progress)
+    random.Random(f"ie_feedback pool {seed}").shuffle(conversations)
+    pool = []
+    for i, c in enumerate(conversations):
+        if scored_answer(c["messages"][-1]["content"]) is None:  # cannot happen with the canonical format
+            raise ValueError(f"{c['id']}: gold answer without {ANSWER!r}: {c['messages'][-1]['content'][:200]!r}")
+        pool.append({"index": i, "dataset": c["dataset"], "id": c["id"], "task": tasks[c["dataset"]],
+                     "messages": c["messages"], "prompt_sha": prompt_sha(c["messages"])})
+    return pool, {name: dict(st) for name, st in stats.items()}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -79,9 +210,10 @@ def bleu(hypothesis: str, reference: str, max_n: int = 4) -> float:
     return brevity_penalty * math.exp(math.fsum(1 / max_n * math.log(p) for p in precisions))
 
 
-def answer_text(output: str) -> str | None:
-    """The text after the first `[Answer]: `, up to a second one if the output repeats it (spec section 4: ADELIE
-    took `output.split("[Answer]: ")[1]`); None when the marker is absent."""
+def scored_answer(output: str) -> str | None:
+    """What BLEU compares: the text after the first `[Answer]: `, up to a second one if the output repeats it (spec
+    section 4: ADELIE took `output.split("[Answer]: ")[1]`, unstripped); None when the marker is absent. (Evaluation
+    reads answers differently: data.answer_text strips and falls back to the whole output.)"""
     parts = output.split(ANSWER)
     return parts[1] if len(parts) > 1 else None
 
@@ -89,10 +221,10 @@ def answer_text(output: str) -> str | None:
 def score_sample(sample: str, gold: str) -> float:
     """A sample's score (section 4, spec section 4): character BLEU of its answer against the gold answer, or -1
     when the sample has no `[Answer]: ` (it is then below every real score, so it is the first to be rejected)."""
-    answer = answer_text(sample)
+    answer = scored_answer(sample)
     if answer is None:
         return -1.0
-    gold_answer = answer_text(gold)
+    gold_answer = scored_answer(gold)
     if gold_answer is None:
         raise ValueError(f"gold answer without {ANSWER!r}: {gold[:200]!r} (the pool must use the canonical format)")
     return bleu(answer, gold_answer)
@@ -219,3 +351,263 @@ def mix_pairs(online: list[dict], offline: list[dict], target: int = 10_000, onl
     pairs = sorted(chosen_on + chosen_off, key=lambda p: p["index"])
     summary = f"{len(chosen_on)} online + {len(chosen_off)} offline = {len(pairs)} pairs"
     return pairs, "; ".join(notes + [summary])
+
+
+IE_FEEDBACK_KEYS = ("dataset", "id", "messages", "chosen", "rejected")  # the released format (spec section 2)
+
+
+def write_ie_feedback(pairs: list[dict], path: Path) -> None:
+    """IEFeedback as released: a JSON list of {"dataset","id","messages","chosen","rejected"}, chosen/rejected being
+    the prompt turns plus one final assistant turn (what data.load_conversations and dpo.py read). Beside it,
+    pairs.jsonl says, line for line, what each pair was made from (kind, sample numbers, scores)."""
+    path.write_text(json.dumps([{k: p[k] for k in IE_FEEDBACK_KEYS} for p in pairs], ensure_ascii=False, indent=1),
+                    encoding="utf-8")
+    with open(path.with_name("pairs.jsonl"), "w", encoding="utf-8") as f:
+        for p in pairs:
+            f.write(json.dumps({k: p[k] for k in ("index", "id", "dataset", "kind", "chosen_sample",
+                                                  "rejected_sample", "chosen_score", "rejected_score")}) + "\n")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 2. Sampling (section 4), split over ranks, appended as produced, resumable
+
+def prompt_sha(messages: list[dict]) -> str:
+    """A short hash of a prompt's turns (not the gold answer): ties each saved sample to the prompt it answers."""
+    return hashlib.sha256(json.dumps(messages[:-1], sort_keys=True).encode()).hexdigest()[:16]
+
+
+def repair_sample_files(out_dir: Path) -> int:
+    """Cut a partial last line (a run killed mid-write) off every samples file; return how many were cut. Run on one
+    rank before anyone appends, so new lines never follow a torn one."""
+    cut = 0
+    for path in sorted(out_dir.glob("samples.rank*.jsonl")):
+        raw = path.read_bytes()
+        if raw and not raw.endswith(b"\n"):
+            with open(path, "r+b") as f:
+                f.truncate(raw.rfind(b"\n") + 1)  # 0 when the only line is torn
+            cut += 1
+    return cut
+
+
+def read_samples(out_dir: Path, pool: list[dict]) -> tuple[dict[int, dict], int]:
+    """Every complete sample line in OUT_DIR/samples.rank*.jsonl, by prompt index (files from any earlier world
+    size). A line whose prompt hash differs from the pool's prompt at that index is an error: the pool changed."""
+    done, outside = {}, 0
+    for path in sorted(out_dir.glob("samples.rank*.jsonl")):
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{n}: not a JSON line ({e}); a torn line can only be the last one") from e
+            i = row["index"]
+            if i >= len(pool):
+                outside += 1  # sampled for a larger pool (--max_prompts was bigger): not used now
+                continue
+            if row["prompt_sha"] != pool[i]["prompt_sha"]:
+                raise ValueError(f"{path}:{n}: prompt {i} ({row['id']}) was sampled from another prompt pool than "
+                                 f"this run builds ({pool[i]['id']}); use a new --out_dir or the earlier settings")
+            done[i] = row
+    return done, outside
+
+
+def sample_prompts(net, tokenizer, pool: list[dict], todo: list[int], cfg: FeedbackConfig, path: Path,
+                   progress: bool) -> int:
+    """Sample cfg.num_samples answers for each pool prompt in `todo`, flush_every prompts per generate call, and
+    append one line per prompt to `path` after each call. Sample s of prompt i draws from the stream seeded by
+    (prompt_seed(seed, i), s): the pool index, never the rank or batch, so any world size gives the same samples.
+    Returns the number of new tokens."""
+    from tqdm import tqdm
+    bar = tqdm(total=len(todo), unit="prompt", desc="sampling", disable=not progress)
+    n_tokens = 0
+    with open(path, "a", encoding="utf-8") as f:
+        for start in range(0, len(todo), cfg.flush_every):
+            chunk = todo[start:start + cfg.flush_every]
+            outs = llama.generate(net, [pool[i]["prompt_ids"] for i in chunk], cfg.max_new_tokens,
+                                  temperature=cfg.temperature, top_p=cfg.top_p, num_samples=cfg.num_samples,
+                                  eos_id=tokenizer.eos_id, seeds=[llama.prompt_seed(cfg.seed, i) for i in chunk],
+                                  batch_size=cfg.batch_size)  # (len(chunk) * num_samples) lists, prompt-major
+            for j, i in enumerate(chunk):
+                rows = outs[j * cfg.num_samples:(j + 1) * cfg.num_samples]
+                n_tokens += sum(map(len, rows))
+                finished = [bool(r) and r[-1] == tokenizer.eos_id for r in rows]
+                texts = [tokenizer.decode(r[:-1] if end else r) for r, end in zip(rows, finished)]
+                f.write(json.dumps({"index": i, "id": pool[i]["id"], "prompt_sha": pool[i]["prompt_sha"],
+                                    "samples": texts, "finished": finished}, ensure_ascii=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+            bar.update(len(chunk))
+    bar.close()
+    return n_tokens
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 5. What was made: summary.json and a table like the paper's Table 8
+
+SUMMARY_KEYS = ("prompts", "prompts_too_long_for_model", "sampled", "samples", "samples_without_answer",
+                "samples_cut_at_max_new_tokens", "online_eligible", "online_skipped_no_answer",
+                "online_skipped_gap_too_small", "offline_eligible", "offline_skipped_gap_too_small",
+                "offline_skipped_identical", "online_used", "offline_used")
+
+
+def summarize(pool: list[dict], sampled: list[dict], scores: list[list[float]], online: list[dict],
+              online_skipped: list[dict], offline: list[dict], offline_skipped: list[dict],
+              mixed: list[dict], too_long: Counter | None = None) -> dict:
+    """Per data set: prompts in the pool, too long for the model's context, sampled; samples without `[Answer]: `
+    or cut at max_new_tokens; eligible pairs of each kind and skipped prompts by reason; pairs used in IEFeedback
+    and their average score gap (Table 8's Delta: chosen score - rejected score, the gold answer scoring 1)."""
+    rows = defaultdict(lambda: Counter(dict.fromkeys(SUMMARY_KEYS, 0)))
+    tasks = {}
+    for p in pool:
+        rows[p["dataset"]]["prompts"] += 1
+        tasks[p["dataset"]] = p["task"]
+    for name, n in (too_long or {}).items():
+        rows[name]["prompts_too_long_for_model"] += n
+    for record, sc in zip(sampled, scores):
+        row = rows[record["dataset"]]
+        row["sampled"] += 1
+        row["samples"] += len(sc)
+        row["samples_without_answer"] += sum(s == -1.0 for s in sc)
+        row["samples_cut_at_max_new_tokens"] += sum(not f for f in record["finished"])
+    for kind, pairs, skipped in (("online", online, online_skipped), ("offline", offline, offline_skipped)):
+        for p in pairs:
+            rows[p["dataset"]][f"{kind}_eligible"] += 1
+        for s in skipped:
+            rows[s["dataset"]][f"{kind}_skipped_{s['reason']}"] += 1
+    gaps = defaultdict(list)
+    for p in mixed:
+        rows[p["dataset"]][f"{p['kind']}_used"] += 1
+        gaps[p["dataset"]].append(p["chosen_score"] - p["rejected_score"])
+    datasets = {}
+    for name in sorted(rows):
+        datasets[name] = {"task": tasks.get(name, ""), **{k: rows[name][k] for k in SUMMARY_KEYS},
+                          "delta": sum(gaps[name]) / len(gaps[name]) if gaps[name] else None}
+    all_gaps = [g for name in gaps for g in gaps[name]]
+    total = {k: sum(rows[name][k] for name in rows) for k in SUMMARY_KEYS}
+    return {"datasets": datasets, "total": {**total, "delta": sum(all_gaps) / len(all_gaps) if all_gaps else None}}
+
+
+TABLE_COLUMNS = [  # (header, summary key)
+    ("prompts", "prompts"), ("too long", "prompts_too_long_for_model"), ("sampled", "sampled"), ("no [Answer]", "samples_without_answer"), ("cut", "samples_cut_at_max_new_tokens"),
+    ("online ok", "online_eligible"), ("skip: no ans", "online_skipped_no_answer"),
+    ("skip: gap", "online_skipped_gap_too_small"), ("offline ok", "offline_eligible"),
+    ("skip: gap", "offline_skipped_gap_too_small"), ("skip: same", "offline_skipped_identical"),
+    ("online", "online_used"), ("offline", "offline_used")]
+
+
+def format_table(summary: dict) -> str:
+    """The summary as text: per data set, prompts in the pool and sampled (the others do not fit the model's
+    context); samples without `[Answer]: ` / cut at max_new_tokens;
+    eligible online pairs and skipped prompts (no answer at all / gap <= min_gap); eligible offline pairs and
+    skipped prompts (gap / rejected == gold); the pairs used (online, offline) and their mean gap Delta (Table 8)."""
+    header = ["data set", "task"] + [h for h, _ in TABLE_COLUMNS] + ["Δ"]
+    lines = []
+    for name, row in [*summary["datasets"].items(), ("total", {"task": "", **summary["total"]})]:
+        delta = "-" if row.get("delta") is None else f"{row['delta']:.2f}"
+        lines.append([name, row["task"]] + [str(row[key]) for _, key in TABLE_COLUMNS] + [delta])
+    widths = [max(len(r[c]) for r in [header] + lines) for c in range(len(header))]
+    fmt = lambda r: "  ".join(v.ljust(w) if c < 2 else v.rjust(w) for c, (v, w) in enumerate(zip(r, widths)))
+    rule = "-" * len(fmt(header))
+    return "\n".join([fmt(header), rule, *map(fmt, lines[:-1]), rule, fmt(lines[-1])])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The run
+
+def main(argv=None) -> None:
+    cfg, explicit = T.parse_config(FeedbackConfig, argv)
+    d = T.init_distributed(cfg.dist_timeout_minutes)
+    if not cfg.model:
+        demo = {k: v for k, v in DEMO_SETTINGS.items() if k not in explicit}
+        cfg = dataclasses.replace(cfg, model=str(REPO / "runs" / "sft" / "final"), **demo)
+        T.print0(d, f"embedded default: the SFT demo model {cfg.model}; demo settings {demo}")
+    model_dir, out_dir = Path(cfg.model), Path(cfg.out_dir)
+    if not model_dir.exists():
+        sys.exit(f"error: {model_dir} does not exist; run sft.py first (or pass --model)")
+    if d.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        sampling = {k: getattr(cfg, k) for k in SAMPLING_FIELDS}
+        earlier = out_dir / "sampling.json"
+        if earlier.exists() and (old := json.loads(earlier.read_text())) != sampling:
+            diff = {k: (old.get(k), v) for k, v in sampling.items() if old.get(k) != v}
+            sys.exit(f"error: {out_dir} holds samples made with other settings {diff} (earlier, now); "
+                     f"use another --out_dir or the earlier settings")
+        earlier.write_text(json.dumps(sampling, indent=1))
+        (out_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
+    dist.barrier()
+
+    # ---- 1. The prompt pool: every rank builds the same one (seeded), rank 0 writes it down
+    records, source = load_ie_records(cfg)
+    pool, pool_stats = ie_feedback_prompts(records, max_per_dataset=cfg.max_per_dataset,
+                                           odie_cot_ratio=cfg.odie_cot_ratio, max_words=cfg.max_words, seed=cfg.seed,
+                                           explanations=data.read_explanations(cfg.explanations)
+                                           if cfg.explanations else None, progress=d.is_main)
+    if cfg.max_prompts >= 0:
+        pool = pool[:cfg.max_prompts]
+    tokenizer = llama.Tokenizer(model_dir / "tokenizer.model")
+    args = llama.read_model_args(model_dir)
+    llama.check_tokenizer_matches(args, tokenizer)
+    too_long = Counter()
+    for p in pool:
+        p["prompt_ids"] = data.encode_prompt(tokenizer, p["messages"][:-1])
+        if len(p["prompt_ids"]) >= args.max_seq_len:  # no room for an answer: counted, never sampled
+            too_long[p["dataset"]] += 1
+    fits = [i for i, p in enumerate(pool) if len(p["prompt_ids"]) < args.max_seq_len]
+    per_dataset = ", ".join(f"{name} {st['instances']}" for name, st in pool_stats.items())
+    T.print0(d, f"prompt pool from {source}: {len(pool)} prompts ({per_dataset}); {len(fits)} fit the model's "
+                f"{args.max_seq_len}-token context")
+    if d.is_main:
+        with open(out_dir / "prompts.jsonl", "w", encoding="utf-8") as f:
+            for p in pool:
+                f.write(json.dumps({k: v for k, v in p.items() if k != "prompt_ids"}, ensure_ascii=False) + "\n")
+
+    # ---- 2. Sampling: resume from the samples already on disk, split the rest over the ranks
+    torn = repair_sample_files(out_dir) if d.is_main else 0
+    dist.barrier()
+    done, outside = read_samples(out_dir, pool)
+    todo = [i for i in fits if i % d.world_size == d.rank and i not in done]
+    n_todo = int(T.all_reduce_sum(d, len(todo))[0])
+    T.print0(d, f"samples on disk for {len(done)} prompts ({torn} torn last lines cut, to be redone; {outside} "
+                f"outside this pool); {n_todo} prompts to sample on {d.world_size} ranks")
+    dtype = torch.bfloat16 if cfg.bf16 and d.device.type == "cuda" else torch.float32
+    net = llama.Transformer.from_pretrained(model_dir, device=d.device, dtype=dtype).eval()
+    t0 = time.perf_counter()
+    n_tokens = sample_prompts(net, tokenizer, pool, todo, cfg, out_dir / f"samples.rank{d.rank}.jsonl",
+                              progress=d.is_main)
+    seconds = torch.tensor(time.perf_counter() - t0, dtype=torch.float64, device=d.device)
+    dist.all_reduce(seconds, op=dist.ReduceOp.MAX)  # the slowest rank's time is the job's
+    seconds = seconds.item()
+    total_tokens, = T.all_reduce_sum(d, n_tokens)
+    T.print0(d, f"sampled {int(total_tokens)} new tokens in {seconds:.1f} s ({total_tokens / max(seconds, 1e-9):.0f} "
+                f"tokens/s over {d.world_size} ranks)")
+    del net
+    dist.barrier()
+    if not d.is_main:
+        T.cleanup_distributed()
+        return
+
+    # ---- 3.-5. Scores, pairs, the mix, the files (rank 0)
+    done, _ = read_samples(out_dir, pool)
+    missing = [i for i in fits if i not in done]
+    if missing:
+        sys.exit(f"error: no samples for {len(missing)} prompts (first: {missing[:5]}); run again to sample them")
+    sampled = [{**pool[i], **done[i]} for i in fits]
+    scores = [[score_sample(s, r["messages"][-1]["content"]) for s in r["samples"]] for r in sampled]
+    with open(out_dir / "scores.jsonl", "w", encoding="utf-8") as f:
+        for r, sc in zip(sampled, scores):
+            f.write(json.dumps({"index": r["index"], "id": r["id"], "dataset": r["dataset"], "scores": sc}) + "\n")
+    online, online_skipped = online_pairs(sampled, scores, cfg.min_gap)
+    offline, offline_skipped = offline_pairs(sampled, scores, cfg.min_gap, cfg.skip_identical)
+    mixed, note = mix_pairs(online, offline, cfg.target_pairs, cfg.online_ratio, cfg.seed, cfg.shortfall)
+    write_ie_feedback(mixed, out_dir / "ie_feedback.json")
+    summary = summarize(pool, sampled, scores, online, online_skipped, offline, offline_skipped, mixed, too_long)
+    summary.update(source=source, pool=pool_stats, mix=note, torn_lines_redone=torn,
+                   sampling_tokens_per_s=total_tokens / max(seconds, 1e-9))
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    print(format_table(summary))
+    print(f"mix: {note}")
+    print(f"wrote {out_dir / 'ie_feedback.json'} ({len(mixed)} pairs) and {out_dir / 'summary.json'}")
+    T.cleanup_distributed()
+
+
+if __name__ == "__main__":
+    main()

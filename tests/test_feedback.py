@@ -90,10 +90,10 @@ def test_bleu_equals_nltk_on_random_pairs():
 def test_answer_text_and_score_sample():
     """The compared text is what follows the first `[Answer]: ` up to a second one (ADELIE split on the marker
     and took part 1); the explanation before it is not scored; no marker -> -1."""
-    assert feedback.answer_text("[Explanation]: because. [Answer]: x: PER; ") == "x: PER; "
-    assert feedback.answer_text("[Answer]: a; [Answer]: b; ") == "a; "
-    assert feedback.answer_text("[Answer]:a") is None  # the marker includes its space
-    assert feedback.answer_text("Anna: PER; ") is None
+    assert feedback.scored_answer("[Explanation]: because. [Answer]: x: PER; ") == "x: PER; "
+    assert feedback.scored_answer("[Answer]: a; [Answer]: b; ") == "a; "
+    assert feedback.scored_answer("[Answer]:a") is None  # the marker includes its space
+    assert feedback.scored_answer("Anna: PER; ") is None
     gold = "[Explanation]: Anna is a person. [Answer]: Anna: PER; "
     assert feedback.score_sample("[Answer]: Anna: PER; ", gold) == 1.0
     assert feedback.score_sample("[Explanation]: other words. [Answer]: Anna: PER; [Answer]: junk", gold) == 1.0
@@ -225,3 +225,185 @@ def test_mix_when_pairs_run_short():
     assert (kinds.count("online"), kinds.count("offline")) == (10, 40)
     assert "filled up with offline pairs" in note
     assert feedback.mix_pairs([], [], target=10)[0] == []
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Resuming: samples files with a torn last line
+
+def test_torn_last_lines_are_cut_and_prompts_resampled(tmp_path):
+    pool = [{"index": i, "id": f"d/train/{i}", "prompt_sha": f"sha{i}"} for i in range(5)]
+    line = lambda i: json.dumps({"index": i, "id": f"d/train/{i}", "prompt_sha": f"sha{i}", "samples": ["x"],
+                                 "finished": [True]}) + "\n"
+    (tmp_path / "samples.rank0.jsonl").write_text(line(0) + line(2) + line(4)[:17])  # killed while writing 4
+    (tmp_path / "samples.rank1.jsonl").write_text(line(1)[:5])  # killed while writing its first line
+    (tmp_path / "samples.rank2.jsonl").write_text(line(3))  # from a 3-process run: still read
+    assert feedback.repair_sample_files(tmp_path) == 2
+    assert (tmp_path / "samples.rank0.jsonl").read_text() == line(0) + line(2)
+    assert (tmp_path / "samples.rank1.jsonl").read_text() == ""
+    done, outside = feedback.read_samples(tmp_path, pool)
+    assert sorted(done) == [0, 2, 3] and outside == 0  # 1 and 4 will be sampled again
+    assert feedback.repair_sample_files(tmp_path) == 0
+    # fewer prompts in the pool now (--max_prompts smaller): extra lines are counted, not used
+    assert feedback.read_samples(tmp_path, pool[:3]) == ({0: done[0], 2: done[2]}, 1)
+
+
+def test_samples_of_another_pool_or_a_broken_line_are_errors(tmp_path):
+    pool = [{"index": 0, "id": "d/train/0", "prompt_sha": "new"}]
+    path = tmp_path / "samples.rank0.jsonl"
+    path.write_text(json.dumps({"index": 0, "id": "d/train/0", "prompt_sha": "old", "samples": [], "finished": []})
+                    + "\n")
+    with pytest.raises(ValueError, match=r"samples.rank0.jsonl:1: prompt 0 \(d/train/0\) was sampled from another"):
+        feedback.read_samples(tmp_path, pool)
+    path.write_text("{broken\n" + json.dumps({"index": 0}) + "\n")
+    with pytest.raises(ValueError, match=r"samples.rank0.jsonl:1: not a JSON line"):
+        feedback.read_samples(tmp_path, pool)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Summary: the Table 8 view
+
+def test_summary_counts_the_hand_made_samples():
+    records, scores = load_samples()
+    for r in records:
+        r["finished"] = [True] * 4 + [False]  # the last sample of each prompt hit max_new_tokens
+    online, online_skipped = feedback.online_pairs(records, scores)
+    offline, offline_skipped = feedback.offline_pairs(records, scores)
+    mixed, _ = feedback.mix_pairs(online, offline, target=4, online_ratio=0.5, seed=0)
+    summary = feedback.summarize(records, records, scores, online, online_skipped, offline, offline_skipped, mixed)
+    conll = summary["datasets"]["conll2003"]
+    assert conll["prompts"] == conll["sampled"] == 3 and conll["samples"] == 15
+    assert conll["samples_without_answer"] == 1 + 5 and conll["samples_cut_at_max_new_tokens"] == 3
+    assert (conll["online_eligible"], conll["online_skipped_no_answer"], conll["online_skipped_gap_too_small"]) == \
+        (1, 1, 1)
+    assert (conll["offline_eligible"], conll["offline_skipped_identical"]) == (2, 1)
+    assert summary["total"]["online_used"] == 2 and summary["total"]["offline_used"] == 2
+    gaps = [p["chosen_score"] - p["rejected_score"] for p in mixed]
+    assert summary["total"]["delta"] == pytest.approx(sum(gaps) / 4)
+    table = feedback.format_table(summary)
+    assert table.splitlines()[0].split()[:3] == ["data", "set", "task"]
+    assert table.splitlines()[-1].split()[0] == "total"
+    assert {"conll2003", "tacred", "maven-ere"} <= {line.split()[0] for line in table.splitlines()}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# End to end: feedback.py on a tiny random model under torchrun
+
+ARGS = ["--max_per_dataset", "8", "--max_new_tokens", "40", "--target_pairs", "12", "--shortfall", "fill"]
+
+
+@pytest.fixture(scope="module")
+def tiny_setup(tmp_path_factory):
+    """A random "tiny" model with the tok512 tokenizer, a few synthetic training records of three data sets, and a
+    reference run of feedback.py on them (1 process, 4 prompts per generate call)."""
+    from conftest import shared_path
+    import model as llama
+    import synthetic
+    tmp = tmp_path_factory.mktemp("feedback")
+    net = llama.Transformer(llama.ModelArgs.from_name("tiny"))
+    net.init_weights(seed=0)
+    net.save_pretrained(tmp / "model", tokenizer_path=shared_path("models", "tok512", "tok512.model"))
+    names = ["syn_news_ner", "syn_pair_ere", "syn_odie_people"]
+    records = synthetic.generate_corpus(seed=0, n_train=10, n_test=0, datasets=names)["train"]
+    with open(tmp / "records.jsonl", "w") as f:
+        for r in records:
+            f.write(json.dumps(r) + "\n")
+    run_feedback(tmp, tmp / "reference", 1, "--flush_every", "4")
+    return tmp
+
+
+def feedback_cmd(setup, out_dir, *extra):
+    return ["feedback.py", "--model", setup / "model", "--records", setup / "records.jsonl", "--out_dir", out_dir,
+            *ARGS, *extra]
+
+
+def run_feedback(setup, out_dir, nproc, *extra):
+    from conftest import run_torchrun
+    script, *args = feedback_cmd(setup, out_dir, *extra)
+    return run_torchrun(script, args, nproc=nproc)
+
+
+def all_samples(out_dir):
+    rows = [json.loads(line) for p in sorted(Path(out_dir).glob("samples.rank*.jsonl"))
+            for line in p.read_text().splitlines()]
+    assert len({r["index"] for r in rows}) == len(rows)  # each prompt sampled once
+    return {r["index"]: r["samples"] for r in rows}
+
+
+def test_reference_run_writes_ie_feedback_that_dpo_reads(tiny_setup, tok512_path):
+    """What a run leaves: the pool, 5 samples per prompt, scores, IEFeedback in the released format (read by
+    data.load_conversations and tokenised by data.tokenize_preference, as dpo.py does), pairs.jsonl, a summary."""
+    import data
+    import model as llama
+    out = tiny_setup / "reference"
+    pool = [json.loads(line) for line in (out / "prompts.jsonl").read_text().splitlines()]
+    assert len(pool) == 24 and {p["dataset"] for p in pool} == {"syn_news_ner", "syn_pair_ere", "syn_odie_people"}
+    tokenizer = llama.Tokenizer(tok512_path)
+    fits = [p["index"] for p in pool if len(data.encode_prompt(tokenizer, p["messages"][:-1])) < 512]
+    assert 12 < len(fits) < 24  # the tiny model's 512-token context leaves some few-shot prompts out
+    samples = all_samples(out)
+    assert sorted(samples) == fits and all(len(s) == 5 for s in samples.values())
+    assert all(len(set(s)) > 1 for s in samples.values())  # independent samples, not one sample repeated
+    released = json.loads((out / "ie_feedback.json").read_text())
+    assert len(released) == 12 and all(list(r) == ["dataset", "id", "messages", "chosen", "rejected"]
+                                       for r in released)
+    meta = [json.loads(line) for line in (out / "pairs.jsonl").read_text().splitlines()]
+    by_index = {p["index"]: p for p in pool}
+    for r, m in zip(released, meta):
+        prompt = by_index[m["index"]]
+        assert r["id"] == m["id"] == prompt["id"] and r["messages"] == prompt["messages"]
+        assert r["chosen"][:-1] == r["rejected"][:-1] == prompt["messages"][:-1]
+        assert r["rejected"][-1]["content"] == samples[m["index"]][m["rejected_sample"]]
+        if m["kind"] == "offline":
+            assert r["chosen"][-1] == prompt["messages"][-1]
+    conversations = data.load_conversations(out / "ie_feedback.json")
+    assert [c["id"] for c in conversations] == [r["id"] for r in released]
+    pairs, stats = data.tokenize_preference(tokenizer, conversations, max_len=2048)
+    assert len(pairs) == 12 and stats["kept"] == 12
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["total"]["prompts"] == 24 and summary["total"]["sampled"] == len(fits)
+    assert summary["total"]["samples"] == 5 * len(fits)
+    assert sum(row.get("prompts_too_long_for_model", 0) for row in summary["datasets"].values()) == 24 - len(fits)
+    assert summary["total"]["online_used"] + summary["total"]["offline_used"] == 12
+
+
+def test_two_processes_sample_what_one_does(tiny_setup, tmp_path):
+    """Prompts split over 2 ranks, 1 prompt per generate call, other batches: the same samples, the same pairs."""
+    run_feedback(tiny_setup, tmp_path / "two", 2, "--flush_every", "1", "--batch_size", "5")
+    assert all_samples(tmp_path / "two") == all_samples(tiny_setup / "reference")
+    assert (tmp_path / "two" / "ie_feedback.json").read_bytes() == \
+        (tiny_setup / "reference" / "ie_feedback.json").read_bytes()
+
+
+def test_killed_run_resumes_to_the_same_result(tiny_setup, tmp_path):
+    """SIGKILL a 1-process run (python feedback.py) after its first samples reach the disk, tear its last line as a kill mid-write
+    would, then run again on 2 processes: only the missing prompts are sampled, the torn line is redone, and the
+    result is the reference's."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from conftest import REPO
+    out = tmp_path / "killed"
+    # A plain process (no torchrun launcher between us and the worker), so that after wait() nothing writes any more
+    cmd = [sys.executable, *map(str, feedback_cmd(tiny_setup, out, "--flush_every", "1"))]
+    proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    samples_file = out / "samples.rank0.jsonl"
+    deadline = time.time() + 120
+    while not (samples_file.exists() and samples_file.read_text().count("\n") >= 2) and time.time() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    lines = samples_file.read_text().splitlines()
+    n_fit = len(all_samples(tiny_setup / "reference"))
+    assert 2 <= len(lines) < n_fit, f"the run was not killed part-way ({len(lines)} of {n_fit} prompts sampled)"
+    samples_file.write_text("".join(line + "\n" for line in lines[:-1]) + lines[-1][:40])  # tear the last line
+    from conftest import run_torchrun
+    script, *args = feedback_cmd(tiny_setup, out)
+    resumed = run_torchrun(script, args, nproc=2)
+    assert "1 torn last lines cut" in resumed.stdout
+    assert f"samples on disk for {len(lines) - 1} prompts" in resumed.stdout
+    assert f"{n_fit - len(lines) + 1} prompts to sample" in resumed.stdout  # the missing ones and the torn one
+    assert all_samples(out) == all_samples(tiny_setup / "reference")
+    assert (out / "ie_feedback.json").read_bytes() == (tiny_setup / "reference" / "ie_feedback.json").read_bytes()
