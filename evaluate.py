@@ -1,8 +1,10 @@
 """Held-out evaluation of ADELIE (paper section 5 and appendix C; spec section 6): test sets, generation, scoring
 with the released ADELIE scorers ("adelie") and with scorers that are right ("strict"), and reports.
 
-    python evaluate.py build  --task semeval --source ../shared/data/semeval2010_task8 --out eval/semeval.fewshot.jsonl --shots 4
-    python evaluate.py run    --model runs/sft/final --test eval/semeval.fewshot.jsonl --out runs/sft/eval/semeval.fewshot.jsonl
+    python evaluate.py build  --task semeval --source ../shared/data/semeval2010_task8 --shots 4 \
+                              --out eval/semeval.fewshot.jsonl
+    python evaluate.py run    --model runs/sft/final --test eval/semeval.fewshot.jsonl \
+                              --out runs/sft/eval/semeval.fewshot.jsonl
     torchrun --standalone --nproc_per_node 8 evaluate.py run ...   (prompts split across ranks, results in order)
     python evaluate.py score  --task semeval --predictions runs/sft/eval/semeval.fewshot.jsonl --scorer adelie --json
     python evaluate.py report runs/sft runs/dpo                    (markdown Tables 1-3 + PNG plots)
@@ -115,7 +117,7 @@ def parse_flags(cls, argv: list[str], prog: str):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Reading test and predictions files
+# Files: JSON lines in, JSON lines out
 
 def read_jsonl(path) -> list[dict]:
     """Records of a JSON-lines file; a line that is not a JSON object raises naming the file and the line."""
@@ -153,6 +155,305 @@ def write_jsonl(records, path) -> None:
 def _where(path, record) -> str:
     return f"{path}:{record.get('_line', '?')}"
 
+
+# ----------------------------------------------------------------------------------------------------------------
+# Test sets (paper section 5.1, appendix C.1)
+
+# ADELIE's released test prompts (../shared/data/adelie_test_format, MANIFEST.md): file per task; few-shot = 4 demos.
+RELEASED_FILES = {"fewnerd": "few-nerd-supervised.jsonl", "semeval": "semeval.jsonl", "matres": "MATRES.jsonl",
+                  "odie": "ondemand.jsonl"}
+RELEASED_SHOTS = 4
+
+# Building from raw data: (ie_formats data set, test file, demonstration file) inside --source, as each data set's
+# release lays them out (ie_formats.DATASETS). ODIE is evaluated zero-shot only (paper section 5.1); ROBUST has no
+# training split, so its demonstrations come from --demo_source (e.g. CaRB's dev set).
+RAW_SOURCES = {
+    "fewnerd": ("fewnerd", "supervised/test.txt", "supervised/train.txt"),
+    "semeval": ("semeval", "TEST_FILE_FULL.TXT", "TRAIN_FILE.TXT"),
+    "matres": ("matres", "platinum.txt", ["timebank.txt", "aquaint.txt"]),
+    "richere-ed": ("richere-ed", "test.unified.jsonl", "train.unified.jsonl"),
+    "richere-eae": ("richere-eae", "test.unified.jsonl", "train.unified.jsonl"),
+    "carb": ("carb", "test.txt", "dev.txt"),
+    "robust": ("robust", "ROBUST.json", None),
+    "odie": ("instructie", "test_data.json", None),
+}
+DEMO_NA_MAX = 0.1  # NA share of the demonstration pool (the release's EXAM_NA_RATE for its held-out sets)
+
+
+@dataclasses.dataclass
+class BuildConfig:
+    """Write a held-out test file: ADELIE's released prompts as they are, or built from raw data with our prompts and
+    the paper's Table 9 format requests."""
+    task: str = flag("", "held-out task", choices=tuple(t for t in TASKS if t != "canonical"))
+    source: str = flag("", "../shared/data/adelie_test_format (ADELIE's released prompts: fewnerd, semeval, matres, "
+                       "odie) or the raw data set's folder (e.g. ../shared/data/semeval2010_task8) or file")
+    out: str = flag("", "test file to write (JSON lines)")
+    shots: int = flag(0, "demonstrations per question, from the training split (section 5.1: 4 closed IE, 5 open IE; "
+                      "the released few-shot files have 4)")
+    seed: int = flag(24, "seed of the NA cap, the subsample and the demonstrations (spec section 6: 24)")
+    max_records: int = flag(1000, "subsample to this many questions (ROBUST: cliques) (spec section 6: 1000)")
+    na_max: float = flag(0.2, "NA questions at most this share of the test set (spec section 6: 20%)")
+    demo_source: str = flag("", "where demonstrations come from when not the task's own training split (ROBUST)")
+
+
+def _prompt_text(messages: list[dict]) -> str:
+    """The raw input of a released record: the quoted text of its last user turn (the whole turn if none)."""
+    last = [m for m in messages if m["role"] == "user"][-1]["content"]
+    found = re.search(r"Text: '(.*)'", last, re.S)
+    return found.group(1) if found else last
+
+
+def released_test_set(task: str, source: Path, shots: int) -> list[dict]:
+    """ADELIE's own test records, unchanged ({"datasets","id","messages"}), plus "text" (the raw input)."""
+    if task not in RELEASED_FILES:
+        raise BadInput(f"{source} holds ADELIE's released prompts for {', '.join(RELEASED_FILES)} only, not {task}")
+    if shots not in (0, RELEASED_SHOTS):
+        raise BadInput(f"the released test prompts are zero-shot or {RELEASED_SHOTS}-shot; got --shots {shots}")
+    path = source / ("zeroshot" if shots == 0 else "fewshot_test_history") / RELEASED_FILES[task]
+    if not path.exists():
+        raise BadInput(f"{path}: not found (MANIFEST.md: the released few-shot MATRES and ROBUST files are missing)")
+    records = read_jsonl(path)
+    for r in records:
+        r["text"] = _prompt_text(r["messages"])
+    return records
+
+
+def cap_na(records: list[dict], na_max: float, rng) -> tuple[list[dict], int]:
+    """Keep every answerable record and NA records (items == []) up to `na_max` of the result (seeded), in source
+    order; returns (records, NA records dropped). The release's rule: n_NA = int(n_valid / (1 - r) * r)."""
+    valid = [r for r in records if r["items"]]
+    na = [r for r in records if not r["items"]]
+    keep = min(len(na), int(len(valid) / (1.0 - na_max) * na_max)) if na_max < 1 else len(na)
+    kept = set(id(r) for r in rng.sample(na, keep))
+    return [r for r in records if r["items"] or id(r) in kept], len(na) - keep
+
+
+def read_source(task: str, source: Path, split_file) -> list[dict]:
+    """Unified IE records of one split of a held-out data set (ie_formats readers)."""
+    import ie_formats
+    name = RAW_SOURCES[task][0]
+    files = split_file if isinstance(split_file, list) else [split_file]
+    if source.is_file():
+        paths = [source]
+    else:
+        paths = [source / f for f in files]
+        if task == "robust" and not paths[0].exists():
+            paths = sorted(source.glob("*.json"))[:1] or paths
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise BadInput(f"{task}: missing {', '.join(missing)} (expected the data set's release layout, "
+                       f"see ../shared/data/MANIFEST.md)")
+    entry = ie_formats.DATASETS[name]
+    split = "test" if split_file == RAW_SOURCES[task][1] else "dev" if task == "carb" else "train"
+    records = entry["reader"](paths if len(paths) > 1 else paths[0], split, dataset=name, **entry.get("kwargs", {}))
+    label2id = (paths[0].parent / "label2id.json")
+    if task == "richere-ed" and label2id.exists():  # the full RichERE type list, as ADELIE offers it
+        types = [t for t in json.loads(label2id.read_text()) if t != "NA"]
+        for r in records:
+            r["labels"] = types
+    return records
+
+
+def demo_pool(task: str, cfg: BuildConfig, rng) -> list[dict]:
+    """Candidate demonstrations: the training split (dev for CaRB), NA at most DEMO_NA_MAX of the pool."""
+    source_task, demo_file = task, RAW_SOURCES[task][2]
+    source = Path(cfg.demo_source) if cfg.demo_source else Path(cfg.source)
+    if cfg.demo_source and demo_file is None:  # ROBUST: demonstrations from another open IE set (CaRB dev)
+        source_task, demo_file = "carb", RAW_SOURCES["carb"][2]
+    if demo_file is None:
+        raise BadInput(f"{task} has no training split for demonstrations" +
+                       (" (the paper evaluates ODIE zero-shot)" if task == "odie" else
+                        "; give --demo_source (e.g. ../shared/data/carb: CaRB's dev sentences)"))
+    pool = read_source(source_task, source, demo_file)
+    pool, _ = cap_na(pool, DEMO_NA_MAX, rng)
+    return pool
+
+
+def build_test_set(cfg: BuildConfig) -> tuple[list[dict], dict]:
+    """The test records of one held-out task, each with its evaluation conversation in "messages" (prompt turns,
+    then the gold canonical answer), and counts of what was dropped and why."""
+    import random
+    source = Path(cfg.source)
+    if (source / "zeroshot").is_dir():
+        return released_test_set(cfg.task, source, cfg.shots), {"released": 1}
+    import data
+    rng = random.Random(cfg.seed)
+    records = read_source(cfg.task, source, RAW_SOURCES[cfg.task][1])
+    counts = {"source records": len(records)}
+    if cfg.task == "robust":  # cliques stay whole: they are the unit the ROBUST metric scores
+        cliques = sorted({r["meta"]["clique"] for r in records})
+        keep = set(rng.sample(cliques, min(cfg.max_records, len(cliques))))
+        counts["cliques dropped by the subsample"] = len(cliques) - len(keep)
+        records = [r for r in records if r["meta"]["clique"] in keep]
+    else:
+        records, counts["NA records dropped by the NA cap"] = cap_na(records, cfg.na_max, rng)
+        if len(records) > cfg.max_records:
+            keep = set(id(r) for r in rng.sample(records, cfg.max_records))
+            counts["records dropped by the subsample"] = len(records) - cfg.max_records
+            records = [r for r in records if id(r) in keep]
+    pool = demo_pool(cfg.task, cfg, rng) if cfg.shots > 0 else []
+
+    def schema(record):  # demonstrations share the question's schema: for EAE its event type (as the release does)
+        return record["query"]["event_type"] if record["task"] == "EAE" else tuple(record["labels"])
+    by_schema: dict = {}
+    for d in pool:
+        by_schema.setdefault(schema(d), []).append(d)
+    prompts = data.load_prompts()
+    for r in records:
+        demos = []
+        if cfg.shots > 0:  # the same schema when the training split has it, else any
+            candidates = by_schema.get(schema(r)) or pool
+            demos = random.Random(f"{cfg.seed}/{r['id']}").sample(candidates, min(cfg.shots, len(candidates)))
+        r["messages"] = data.evaluation_conversation(r, demos, prompts, seed=cfg.seed)
+        r["meta"] = {**r.get("meta", {}), "demos": [d["id"] for d in demos]}
+    counts["test records"] = len(records)
+    counts["NA test records"] = sum(not r["items"] for r in records)
+    return records, counts
+
+
+def build_command(cfg: BuildConfig) -> None:
+    if not (cfg.task and cfg.source and cfg.out):
+        raise BadInput("build needs --task, --source and --out")
+    if cfg.task in OPEN_TASKS and cfg.shots not in (0, 5):
+        print(f"note: the paper uses 5 demonstrations for open IE (section 5.1); building with {cfg.shots}")
+    if cfg.task in CLOSED_TASKS and cfg.shots not in (0, 4):
+        print(f"note: the paper uses 4 demonstrations for closed IE (section 5.1); building with {cfg.shots}")
+    records, counts = build_test_set(cfg)
+    write_jsonl(records, cfg.out)
+    print(f"wrote {len(records)} {cfg.task} test records ({cfg.shots}-shot) to {cfg.out}; " +
+          ", ".join(f"{k}: {v}" for k, v in counts.items()))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Generation (appendix C.1): every test prompt answered by the model, across torchrun ranks, resumable
+
+@dataclasses.dataclass
+class RunConfig:
+    """Answer every record of a test file with a model: the predictions file = the test records + "output"."""
+    model: str = flag("", "checkpoint directory: Meta, Hugging Face or this project's (sft.py and dpo.py write "
+                      "RUN_DIR/final)")
+    tokenizer: str = flag("", "SentencePiece tokenizer.model (default: MODEL/tokenizer.model)")
+    test: str = flag("", "test file (from `evaluate.py build`, or ADELIE's released test format)")
+    out: str = flag("", "predictions file to write; put it at RUN_DIR/eval/TASK.SETTING.jsonl for `report`")
+    max_new_tokens: int = flag(2048, "new tokens per answer at most (spec section 6: 2048)")
+    temperature: float = flag(0.01, "sampling temperature (appendix C.1: 0.01, effectively greedy); 0 = greedy")
+    top_p: float = flag(1.0, "nucleus sampling threshold (1.0: off)")
+    seed: int = flag(0, "sampling seed; prompt i draws from a stream seeded by (seed, i), whatever the ranks")
+    batch_size: int = flag(16, "prompts decoded together on each rank (KV-cache batch)")
+    save_every: int = flag(64, "prompts per chunk: each finished chunk is appended to OUT.partial/ (the resume point)")
+    dtype: str = flag("auto", "weights dtype (auto: bfloat16 on CUDA, float32 on CPU)",
+                      choices=("auto", "float32", "bfloat16", "float16"))
+    limit: int = flag(0, "answer only the first N records (0: all)")
+
+
+def prompt_messages(record: dict, where: str) -> list[dict]:
+    """The prompt of a test record: its messages without the final gold assistant turn."""
+    msgs = record.get("messages")
+    if not msgs or not isinstance(msgs, list):
+        raise BadInput(f"{where}: no \"messages\" (the evaluation conversation)")
+    msgs = msgs[:-1] if msgs[-1].get("role") == "assistant" else msgs
+    if not msgs or msgs[-1].get("role") != "user":
+        raise BadInput(f"{where}: the prompt must end with a user turn")
+    return msgs
+
+
+def _read_partial(partial: Path) -> dict[int, str]:
+    """Outputs already written by any rank of an earlier (interrupted) run: {record index: output}. A line cut off
+    by the interruption (the last one of a file) is ignored; it is generated again."""
+    done = {}
+    for path in sorted(partial.glob("rank*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            done.setdefault(row["index"], row["output"])
+    return done
+
+
+def run_generation(cfg: RunConfig) -> None:
+    """Split the prompts not yet answered across the ranks, decode them with model.py's batched KV-cache
+    `generate`, append each finished chunk to OUT.partial/rank{r}.jsonl, then (rank 0) write OUT in test order."""
+    import torch
+    import torch.distributed as dist
+
+    import data
+    import model as llama
+    import training
+    if not (cfg.model and cfg.test and cfg.out):
+        raise BadInput("run needs --model, --test and --out")
+    d = training.init_distributed()
+    try:
+        records = read_jsonl(cfg.test)
+        records = records[:cfg.limit] if cfg.limit > 0 else records
+        prompts = [prompt_messages(r, _where(cfg.test, r)) for r in records]
+        out, partial = Path(cfg.out), Path(cfg.out + ".partial")
+        # The settings an interrupted run must share with its continuation.
+        settings = {"test": str(Path(cfg.test).resolve()), "n": len(records), "model": str(Path(cfg.model).resolve()),
+                    "max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature, "top_p": cfg.top_p,
+                    "seed": cfg.seed}
+        if d.is_main:
+            partial.mkdir(parents=True, exist_ok=True)
+            stamp = partial / "settings.json"
+            if stamp.exists() and json.loads(stamp.read_text()) != settings:
+                raise BadInput(f"{partial} holds outputs of a run with other settings ({stamp.read_text().strip()}); "
+                               f"delete it or rerun with those settings")
+            stamp.write_text(json.dumps(settings))
+        # Rank 0 reads what is done and tells the others, so every rank splits the same list of prompts left.
+        shared = [sorted(_read_partial(partial)) if d.is_main else None]
+        dist.broadcast_object_list(shared, src=0)
+        done = set(shared[0])
+        todo = [i for i in range(len(records)) if i not in done]
+        mine = todo[d.rank::d.world_size]  # prompt i goes to rank i mod world among those left
+        training.print0(d, f"run: {len(records)} prompts, {len(done)} already answered (resumed), {len(todo)} to go "
+                           f"on {d.world_size} rank(s)")
+        tokenizer = llama.Tokenizer(cfg.tokenizer or Path(cfg.model) / "tokenizer.model")
+        dtype = {"auto": torch.bfloat16 if d.device.type == "cuda" else torch.float32, "float32": torch.float32,
+                 "bfloat16": torch.bfloat16, "float16": torch.float16}[cfg.dtype]
+        net = llama.Transformer.from_pretrained(cfg.model, device=d.device, dtype=dtype).eval()
+        ids = {i: data.encode_prompt(tokenizer, prompts[i]) for i in mine}
+        too_long = [i for i in mine if len(ids[i]) >= net.args.max_seq_len]
+        if too_long:
+            raise BadInput(f"{len(too_long)} prompts do not fit the model's context of {net.args.max_seq_len} tokens, "
+                           f"e.g. {_where(cfg.test, records[too_long[0]])} ({len(ids[too_long[0]])} tokens)")
+        from tqdm import tqdm
+        bar = tqdm(total=len(mine), desc=f"generate (rank {d.rank})", disable=not d.is_main, dynamic_ncols=True)
+        mine_path = partial / f"rank{d.rank}.jsonl"
+        if mine_path.exists() and mine_path.stat().st_size and not mine_path.read_bytes().endswith(b"\n"):
+            with mine_path.open("a") as f:  # end the line an interruption cut off, so new lines stay whole
+                f.write("\n")
+        with mine_path.open("a", encoding="utf-8") as f:
+            for start in range(0, len(mine), cfg.save_every):
+                chunk = mine[start:start + cfg.save_every]
+                new = llama.generate(net, [ids[i] for i in chunk], cfg.max_new_tokens, temperature=cfg.temperature,
+                                     top_p=cfg.top_p, eos_id=tokenizer.eos_id, batch_size=cfg.batch_size,
+                                     seeds=[llama.prompt_seed(cfg.seed, i) for i in chunk])
+                for i, toks in zip(chunk, new):
+                    toks = toks[:-1] if toks and toks[-1] == tokenizer.eos_id else toks  # the stop token is no text
+                    f.write(json.dumps({"index": i, "output": tokenizer.decode(toks)}, ensure_ascii=False) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+                bar.update(len(chunk))
+        bar.close()
+        dist.barrier()
+        if d.is_main:  # gather: every rank's answers, back in test order
+            done = _read_partial(partial)
+            missing = [i for i in range(len(records)) if i not in done]
+            if missing:
+                raise RuntimeError(f"{len(missing)} prompts have no output after generation (first: index "
+                                   f"{missing[0]}); rerun to resume")
+            write_jsonl([dict(r, output=done[i]) for i, r in enumerate(records)], out)
+            for path in partial.iterdir():
+                path.unlink()
+            partial.rmdir()
+            print(f"wrote {len(records)} predictions to {out}")
+        dist.barrier()
+    finally:
+        training.cleanup_distributed()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Scoring (appendix C.1; spec section 6): a predictions file -> the adelie or the strict scorer of scorers.py
 
 def check_predictions(predictions: list[dict], path, test: list[dict] | None = None, test_path=None) -> list[str]:
     """The outputs of a predictions file, after checking that it is a test file with an "output" per record.
@@ -620,300 +921,9 @@ def report_command(cfg: ReportConfig) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Test sets (paper section 5.1, appendix C.1)
 
-# ADELIE's released test prompts (../shared/data/adelie_test_format, MANIFEST.md): file per task; few-shot = 4 demos.
-RELEASED_FILES = {"fewnerd": "few-nerd-supervised.jsonl", "semeval": "semeval.jsonl", "matres": "MATRES.jsonl",
-                  "odie": "ondemand.jsonl"}
-RELEASED_SHOTS = 4
-
-# Building from raw data: (ie_formats data set, test file, demonstration file) inside --source, as each data set's
-# release lays them out (ie_formats.DATASETS). ODIE is evaluated zero-shot only (paper section 5.1); ROBUST has no
-# training split, so its demonstrations come from --demo_source (e.g. CaRB's dev set).
-RAW_SOURCES = {
-    "fewnerd": ("fewnerd", "supervised/test.txt", "supervised/train.txt"),
-    "semeval": ("semeval", "TEST_FILE_FULL.TXT", "TRAIN_FILE.TXT"),
-    "matres": ("matres", "platinum.txt", ["timebank.txt", "aquaint.txt"]),
-    "richere-ed": ("richere-ed", "test.unified.jsonl", "train.unified.jsonl"),
-    "richere-eae": ("richere-eae", "test.unified.jsonl", "train.unified.jsonl"),
-    "carb": ("carb", "test.txt", "dev.txt"),
-    "robust": ("robust", "ROBUST.json", None),
-    "odie": ("instructie", "test_data.json", None),
-}
-DEMO_NA_MAX = 0.1  # NA share of the demonstration pool (the release's EXAM_NA_RATE for its held-out sets)
-
-
-@dataclasses.dataclass
-class BuildConfig:
-    """Write a held-out test file: ADELIE's released prompts as they are, or built from raw data with our prompts and
-    the paper's Table 9 format requests."""
-    task: str = flag("", "held-out task", choices=tuple(t for t in TASKS if t != "canonical"))
-    source: str = flag("", "../shared/data/adelie_test_format (ADELIE's released prompts: fewnerd, semeval, matres, "
-                       "odie) or the raw data set's folder (e.g. ../shared/data/semeval2010_task8) or file")
-    out: str = flag("", "test file to write (JSON lines)")
-    shots: int = flag(0, "demonstrations per question, from the training split (section 5.1: 4 closed IE, 5 open IE; "
-                      "the released few-shot files have 4)")
-    seed: int = flag(24, "seed of the NA cap, the subsample and the demonstrations (spec section 6: 24)")
-    max_records: int = flag(1000, "subsample to this many questions (ROBUST: cliques) (spec section 6: 1000)")
-    na_max: float = flag(0.2, "NA questions at most this share of the test set (spec section 6: 20%)")
-    demo_source: str = flag("", "where demonstrations come from when not the task's own training split (ROBUST)")
-
-
-def _prompt_text(messages: list[dict]) -> str:
-    """The raw input of a released record: the quoted text of its last user turn (the whole turn if none)."""
-    last = [m for m in messages if m["role"] == "user"][-1]["content"]
-    found = re.search(r"Text: '(.*)'", last, re.S)
-    return found.group(1) if found else last
-
-
-def released_test_set(task: str, source: Path, shots: int) -> list[dict]:
-    """ADELIE's own test records, unchanged ({"datasets","id","messages"}), plus "text" (the raw input)."""
-    if task not in RELEASED_FILES:
-        raise BadInput(f"{source} holds ADELIE's released prompts for {', '.join(RELEASED_FILES)} only, not {task}")
-    if shots not in (0, RELEASED_SHOTS):
-        raise BadInput(f"the released test prompts are zero-shot or {RELEASED_SHOTS}-shot; got --shots {shots}")
-    path = source / ("zeroshot" if shots == 0 else "fewshot_test_history") / RELEASED_FILES[task]
-    if not path.exists():
-        raise BadInput(f"{path}: not found (MANIFEST.md: the released few-shot MATRES and ROBUST files are missing)")
-    records = read_jsonl(path)
-    for r in records:
-        r["text"] = _prompt_text(r["messages"])
-    return records
-
-
-def cap_na(records: list[dict], na_max: float, rng) -> tuple[list[dict], int]:
-    """Keep every answerable record and NA records (items == []) up to `na_max` of the result (seeded), in source
-    order; returns (records, NA records dropped). The release's rule: n_NA = int(n_valid / (1 - r) * r)."""
-    valid = [r for r in records if r["items"]]
-    na = [r for r in records if not r["items"]]
-    keep = min(len(na), int(len(valid) / (1.0 - na_max) * na_max)) if na_max < 1 else len(na)
-    kept = set(id(r) for r in rng.sample(na, keep))
-    return [r for r in records if r["items"] or id(r) in kept], len(na) - keep
-
-
-def read_source(task: str, source: Path, split_file) -> list[dict]:
-    """Unified IE records of one split of a held-out data set (ie_formats readers)."""
-    import ie_formats
-    name = RAW_SOURCES[task][0]
-    files = split_file if isinstance(split_file, list) else [split_file]
-    if source.is_file():
-        paths = [source]
-    else:
-        paths = [source / f for f in files]
-        if task == "robust" and not paths[0].exists():
-            paths = sorted(source.glob("*.json"))[:1] or paths
-    missing = [str(p) for p in paths if not p.exists()]
-    if missing:
-        raise BadInput(f"{task}: missing {', '.join(missing)} (expected the data set's release layout, "
-                       f"see ../shared/data/MANIFEST.md)")
-    entry = ie_formats.DATASETS[name]
-    split = "test" if split_file == RAW_SOURCES[task][1] else "dev" if task == "carb" else "train"
-    records = entry["reader"](paths if len(paths) > 1 else paths[0], split, dataset=name, **entry.get("kwargs", {}))
-    label2id = (paths[0].parent / "label2id.json")
-    if task == "richere-ed" and label2id.exists():  # the full RichERE type list, as ADELIE offers it
-        types = [t for t in json.loads(label2id.read_text()) if t != "NA"]
-        for r in records:
-            r["labels"] = types
-    return records
-
-
-def demo_pool(task: str, cfg: BuildConfig, rng) -> list[dict]:
-    """Candidate demonstrations: the training split (dev for CaRB), NA at most DEMO_NA_MAX of the pool."""
-    source_task, demo_file = task, RAW_SOURCES[task][2]
-    source = Path(cfg.demo_source) if cfg.demo_source else Path(cfg.source)
-    if cfg.demo_source and demo_file is None:  # ROBUST: demonstrations from another open IE set (CaRB dev)
-        source_task, demo_file = "carb", RAW_SOURCES["carb"][2]
-    if demo_file is None:
-        raise BadInput(f"{task} has no training split for demonstrations" +
-                       (" (the paper evaluates ODIE zero-shot)" if task == "odie" else
-                        "; give --demo_source (e.g. ../shared/data/carb: CaRB's dev sentences)"))
-    pool = read_source(source_task, source, demo_file)
-    pool, _ = cap_na(pool, DEMO_NA_MAX, rng)
-    return pool
-
-
-def build_test_set(cfg: BuildConfig) -> tuple[list[dict], dict]:
-    """The test records of one held-out task, each with its evaluation conversation in "messages" (prompt turns,
-    then the gold canonical answer), and counts of what was dropped and why."""
-    import random
-    source = Path(cfg.source)
-    if (source / "zeroshot").is_dir():
-        return released_test_set(cfg.task, source, cfg.shots), {"released": 1}
-    import data
-    rng = random.Random(cfg.seed)
-    records = read_source(cfg.task, source, RAW_SOURCES[cfg.task][1])
-    counts = {"source records": len(records)}
-    if cfg.task == "robust":  # cliques stay whole: they are the unit the ROBUST metric scores
-        cliques = sorted({r["meta"]["clique"] for r in records})
-        keep = set(rng.sample(cliques, min(cfg.max_records, len(cliques))))
-        counts["cliques dropped by the subsample"] = len(cliques) - len(keep)
-        records = [r for r in records if r["meta"]["clique"] in keep]
-    else:
-        records, counts["NA records dropped by the NA cap"] = cap_na(records, cfg.na_max, rng)
-        if len(records) > cfg.max_records:
-            keep = set(id(r) for r in rng.sample(records, cfg.max_records))
-            counts["records dropped by the subsample"] = len(records) - cfg.max_records
-            records = [r for r in records if id(r) in keep]
-    pool = demo_pool(cfg.task, cfg, rng) if cfg.shots > 0 else []
-    by_schema: dict = {}
-    for d in pool:
-        by_schema.setdefault(tuple(d["labels"]), []).append(d)
-    prompts = data.load_prompts()
-    for r in records:
-        demos = []
-        if cfg.shots > 0:  # same schema first (EAE: the same event type's roles), else any
-            candidates = by_schema.get(tuple(r["labels"])) or pool
-            demos = random.Random(f"{cfg.seed}/{r['id']}").sample(candidates, min(cfg.shots, len(candidates)))
-        r["messages"] = data.evaluation_conversation(r, demos, prompts, seed=cfg.seed)
-        r["meta"] = {**r.get("meta", {}), "demos": [d["id"] for d in demos]}
-    counts["test records"] = len(records)
-    counts["NA test records"] = sum(not r["items"] for r in records)
-    return records, counts
-
-
-def build_command(cfg: BuildConfig) -> None:
-    if not (cfg.task and cfg.source and cfg.out):
-        raise BadInput("build needs --task, --source and --out")
-    if cfg.task in OPEN_TASKS and cfg.shots not in (0, 5):
-        print(f"note: the paper uses 5 demonstrations for open IE (section 5.1); building with {cfg.shots}")
-    if cfg.task in CLOSED_TASKS and cfg.shots not in (0, 4):
-        print(f"note: the paper uses 4 demonstrations for closed IE (section 5.1); building with {cfg.shots}")
-    records, counts = build_test_set(cfg)
-    write_jsonl(records, cfg.out)
-    print(f"wrote {len(records)} {cfg.task} test records ({cfg.shots}-shot) to {cfg.out}; " +
-          ", ".join(f"{k}: {v}" for k, v in counts.items()))
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Generation (appendix C.1): every test prompt answered by the model, across torchrun ranks, resumable
-
-@dataclasses.dataclass
-class RunConfig:
-    """Answer every record of a test file with a model: the predictions file = the test records + "output"."""
-    model: str = flag("", "checkpoint directory: Meta, Hugging Face or this project's (sft.py/dpo.py write RUN_DIR/final)")
-    tokenizer: str = flag("", "SentencePiece tokenizer.model (default: MODEL/tokenizer.model)")
-    test: str = flag("", "test file (from `evaluate.py build`, or ADELIE's released test format)")
-    out: str = flag("", "predictions file to write; put it at RUN_DIR/eval/TASK.SETTING.jsonl for `report`")
-    max_new_tokens: int = flag(2048, "new tokens per answer at most (spec section 6: 2048)")
-    temperature: float = flag(0.01, "sampling temperature (appendix C.1: 0.01, effectively greedy); 0 = greedy")
-    top_p: float = flag(1.0, "nucleus sampling threshold (1.0: off)")
-    seed: int = flag(0, "sampling seed; prompt i draws from a stream seeded by (seed, i), whatever the ranks")
-    batch_size: int = flag(16, "prompts decoded together on each rank (KV-cache batch)")
-    save_every: int = flag(64, "prompts per chunk: each finished chunk is appended to OUT.partial/ (the resume point)")
-    dtype: str = flag("auto", "weights dtype (auto: bfloat16 on CUDA, float32 on CPU)",
-                      choices=("auto", "float32", "bfloat16", "float16"))
-    limit: int = flag(0, "answer only the first N records (0: all)")
-
-
-def prompt_messages(record: dict, where: str) -> list[dict]:
-    """The prompt of a test record: its messages without the final gold assistant turn."""
-    msgs = record.get("messages")
-    if not msgs or not isinstance(msgs, list):
-        raise BadInput(f"{where}: no \"messages\" (the evaluation conversation)")
-    msgs = msgs[:-1] if msgs[-1].get("role") == "assistant" else msgs
-    if not msgs or msgs[-1].get("role") != "user":
-        raise BadInput(f"{where}: the prompt must end with a user turn")
-    return msgs
-
-
-def _read_partial(partial: Path) -> dict[int, str]:
-    """Outputs already written by any rank of an earlier (interrupted) run: {record index: output}. A line cut off
-    by the interruption (the last one of a file) is ignored; it is generated again."""
-    done = {}
-    for path in sorted(partial.glob("rank*.jsonl")):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            done.setdefault(row["index"], row["output"])
-    return done
-
-
-def run_generation(cfg: RunConfig) -> None:
-    """Split the prompts not yet answered across the ranks, decode them with model.py's batched KV-cache
-    `generate`, append each finished chunk to OUT.partial/rank{r}.jsonl, then (rank 0) write OUT in test order."""
-    import torch
-    import torch.distributed as dist
-
-    import data
-    import model as llama
-    import training
-    if not (cfg.model and cfg.test and cfg.out):
-        raise BadInput("run needs --model, --test and --out")
-    d = training.init_distributed()
-    try:
-        records = read_jsonl(cfg.test)
-        records = records[:cfg.limit] if cfg.limit > 0 else records
-        prompts = [prompt_messages(r, _where(cfg.test, r)) for r in records]
-        out, partial = Path(cfg.out), Path(cfg.out + ".partial")
-        # The settings an interrupted run must share with its continuation.
-        settings = {"test": str(Path(cfg.test).resolve()), "n": len(records), "model": str(Path(cfg.model).resolve()),
-                    "max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature, "top_p": cfg.top_p,
-                    "seed": cfg.seed}
-        if d.is_main:
-            partial.mkdir(parents=True, exist_ok=True)
-            stamp = partial / "settings.json"
-            if stamp.exists() and json.loads(stamp.read_text()) != settings:
-                raise BadInput(f"{partial} holds outputs of a run with other settings ({stamp.read_text().strip()}); "
-                               f"delete it or rerun with those settings")
-            stamp.write_text(json.dumps(settings))
-        # Rank 0 reads what is done and tells the others, so every rank splits the same list of prompts left.
-        shared = [sorted(_read_partial(partial)) if d.is_main else None]
-        dist.broadcast_object_list(shared, src=0)
-        done = set(shared[0])
-        todo = [i for i in range(len(records)) if i not in done]
-        mine = todo[d.rank::d.world_size]  # prompt i goes to rank i mod world among those left
-        training.print0(d, f"run: {len(records)} prompts, {len(done)} already answered (resumed), {len(todo)} to go "
-                           f"on {d.world_size} rank(s)")
-        tokenizer = llama.Tokenizer(cfg.tokenizer or Path(cfg.model) / "tokenizer.model")
-        dtype = {"auto": torch.bfloat16 if d.device.type == "cuda" else torch.float32, "float32": torch.float32,
-                 "bfloat16": torch.bfloat16, "float16": torch.float16}[cfg.dtype]
-        net = llama.Transformer.from_pretrained(cfg.model, device=d.device, dtype=dtype).eval()
-        ids = {i: data.encode_prompt(tokenizer, prompts[i]) for i in mine}
-        too_long = [i for i in mine if len(ids[i]) >= net.args.max_seq_len]
-        if too_long:
-            raise BadInput(f"{len(too_long)} prompts do not fit the model's context of {net.args.max_seq_len} tokens, "
-                           f"e.g. {_where(cfg.test, records[too_long[0]])} ({len(ids[too_long[0]])} tokens)")
-        from tqdm import tqdm
-        bar = tqdm(total=len(mine), desc=f"generate (rank {d.rank})", disable=not d.is_main, dynamic_ncols=True)
-        mine_path = partial / f"rank{d.rank}.jsonl"
-        if mine_path.exists() and mine_path.stat().st_size and not mine_path.read_bytes().endswith(b"\n"):
-            with mine_path.open("a") as f:  # end the line an interruption cut off, so new lines stay whole
-                f.write("\n")
-        with mine_path.open("a", encoding="utf-8") as f:
-            for start in range(0, len(mine), cfg.save_every):
-                chunk = mine[start:start + cfg.save_every]
-                new = llama.generate(net, [ids[i] for i in chunk], cfg.max_new_tokens, temperature=cfg.temperature,
-                                     top_p=cfg.top_p, eos_id=tokenizer.eos_id, batch_size=cfg.batch_size,
-                                     seeds=[llama.prompt_seed(cfg.seed, i) for i in chunk])
-                for i, toks in zip(chunk, new):
-                    toks = toks[:-1] if toks and toks[-1] == tokenizer.eos_id else toks  # the stop token is no text
-                    f.write(json.dumps({"index": i, "output": tokenizer.decode(toks)}, ensure_ascii=False) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-                bar.update(len(chunk))
-        bar.close()
-        dist.barrier()
-        if d.is_main:  # gather: every rank's answers, back in test order
-            done = _read_partial(partial)
-            missing = [i for i in range(len(records)) if i not in done]
-            if missing:
-                raise RuntimeError(f"{len(missing)} prompts have no output after generation (first: index "
-                                   f"{missing[0]}); rerun to resume")
-            write_jsonl([dict(r, output=done[i]) for i, r in enumerate(records)], out)
-            for path in partial.iterdir():
-                path.unlink()
-            partial.rmdir()
-            print(f"wrote {len(records)} predictions to {out}")
-        dist.barrier()
-    finally:
-        training.cleanup_distributed()
-
-
-# ----------------------------------------------------------------------------------------------------------------
-
-COMMANDS = {"build": (BuildConfig, build_command), "run": (RunConfig, run_generation), "score": (ScoreConfig, score_command),
+COMMANDS = {"build": (BuildConfig, build_command), "run": (RunConfig, run_generation),
+            "score": (ScoreConfig, score_command),
             "report": (ReportConfig, report_command)}
 
 

@@ -191,39 +191,40 @@ def _split_pairs(answer: str) -> tuple[list, list]:
 _TUPLE_BOUNDARY = re.compile(r"(?<=\))\s*;?\s*(?=\()")
 
 
-def _split_tuples(answer: str, min_fields: int, max_fields: int) -> tuple[list, list]:
-    """`({a}; {b}; ...)` items separated by `; ` and/or newlines (RC, RE, ERE, open IE)."""
-    items, bad = [], []
+def _tuple_pieces(answer: str):
+    """(piece, fields) for each tuple of an answer whose tuples are separated by `; ` and/or newlines; `fields` are
+    the stripped `;`-separated fields of a `(...)` piece, [] for a piece that is not one parenthesised tuple."""
     for line in answer.split("\n"):
         for piece in _TUPLE_BOUNDARY.split(line.strip()):
             piece = piece.strip().rstrip(";").strip()
-            if not piece:
-                continue
-            fields = [f.strip() for f in piece[1:-1].split(";")] if piece[:1] == "(" and piece[-1:] == ")" else []
-            if min_fields <= len(fields) <= max_fields and all(fields[:min_fields]):
-                fields += [""] * (max_fields - len(fields))  # open IE omits missing trailing elements
-                items.append(tuple(normalise(f) for f in fields))
-            else:
-                bad.append(piece)
+            if piece:
+                is_tuple = piece[:1] == "(" and piece[-1:] == ")"
+                yield piece, [f.strip() for f in piece[1:-1].split(";")] if is_tuple else []
+
+
+def _split_tuples(answer: str, min_fields: int, max_fields: int) -> tuple[list, list]:
+    """`({a}; {b}; ...)` items (RC, RE, ERE, open IE)."""
+    items, bad = [], []
+    for piece, fields in _tuple_pieces(answer):
+        if min_fields <= len(fields) <= max_fields and all(fields[:min_fields]):
+            fields += [""] * (max_fields - len(fields))  # open IE omits missing trailing elements
+            items.append(tuple(normalise(f) for f in fields))
+        else:
+            bad.append(piece)
     return items, bad
 
 
 def _split_events(answer: str) -> tuple[list, list]:
     """EE events `({trigger}; {type}; {argument}: {role}; ...)`, one per line (data.py's canonical EE answer)."""
     items, bad = [], []
-    for line in answer.split("\n"):
-        for piece in _TUPLE_BOUNDARY.split(line.strip()):
-            piece = piece.strip().rstrip(";").strip()
-            if not piece:
-                continue
-            fields = [f.strip() for f in piece[1:-1].split(";")] if piece[:1] == "(" and piece[-1:] == ")" else []
-            args = [f.rpartition(": ") for f in fields[2:] if f]
-            if len(fields) < 2 or not all(fields[:2]) or not all(a[0].strip() and a[2].strip() for a in args):
-                bad.append(piece)
-                continue
-            trigger, etype = normalise(fields[0]), normalise(fields[1])
-            items.append(("trigger", trigger, etype))
-            items += [("argument", trigger, etype, normalise(a[0]), normalise(a[2])) for a in args]
+    for piece, fields in _tuple_pieces(answer):
+        args = [f.rpartition(": ") for f in fields[2:] if f]
+        if len(fields) < 2 or not all(fields[:2]) or not all(a[0].strip() and a[2].strip() for a in args):
+            bad.append(piece)
+            continue
+        trigger, etype = normalise(fields[0]), normalise(fields[1])
+        items.append(("trigger", trigger, etype))
+        items += [("argument", trigger, etype, normalise(a[0]), normalise(a[2])) for a in args]
     return items, bad
 
 
@@ -706,36 +707,21 @@ def adelie_robust(sentences: Sequence[str], cliques: Sequence[int], gold: Sequen
 
 def open_ie_extractions(output: str) -> tuple[list, bool]:
     """Strictly parsed `({predicate}; {subject}; {object}; {time}; {location})` tuples as CaRB extractions
-    (empty trailing elements dropped), and whether the output followed the format."""
-    parsed = parse_answer(output, "OpenIE")
-    exts = []
-    for fields in parsed.items:
-        args = list(fields[1:])
-        while args and not args[-1]:
-            args.pop()
-        exts.append((fields[0], args))
-    return exts, parsed.followed
-
-
-def _raw_open_ie_extractions(output: str) -> tuple[list, bool]:
-    # Like open_ie_extractions, but with the words as written: CaRB's matcher is case-sensitive by design.
+    (predicate, [arguments]) with the words as written (CaRB's matcher is case-sensitive by design), empty trailing
+    elements dropped and fields beyond the fifth kept as further arguments (CaRB tuples are n-ary); and whether the
+    output followed the format."""
     answer, marked = strict_answer(output)
     if normalise(answer).rstrip(".; ") in NA_ANSWERS:
         return [], marked
     exts, bad = [], []
-    for line in answer.split("\n"):
-        for piece in _TUPLE_BOUNDARY.split(line.strip()):
-            piece = piece.strip().rstrip(";").strip()
-            if not piece:
-                continue
-            fields = [f.strip() for f in piece[1:-1].split(";")] if piece[:1] == "(" and piece[-1:] == ")" else []
-            if len(fields) >= 2 and all(fields[:2]):  # CaRB tuples are n-ary: more than 5 fields are kept
-                args = fields[1:]
-                while args and not args[-1]:
-                    args.pop()
-                exts.append((fields[0], args))
-            else:
-                bad.append(piece)
+    for piece, fields in _tuple_pieces(answer):
+        if len(fields) >= 2 and all(fields[:2]):
+            args = fields[1:]
+            while args and not args[-1]:
+                args.pop()
+            exts.append((fields[0], args))
+        else:
+            bad.append(piece)
     return exts, marked and not bad
 
 
@@ -752,7 +738,7 @@ def strict_carb(gold: Sequence[Sequence[Extraction]], outputs: Sequence[str]) ->
     pn_tot = rn_tot = 0.0
     n_tot = g_tot = 0
     for g, o in zip(gold, outputs):
-        exts, ok = _raw_open_ie_extractions(o)
+        exts, ok = open_ie_extractions(o)
         followed.append(ok)
         per_example.append(strict_carb_sentence(g, exts))
         if g:
@@ -781,7 +767,7 @@ def strict_robust(cliques: Sequence[int], gold: Sequence[Sequence[Extraction]], 
     groups: dict = {}
     followed = []
     for clique, g, o in zip(cliques, gold, outputs):
-        exts, ok = _raw_open_ie_extractions(o)
+        exts, ok = open_ie_extractions(o)
         followed.append(ok)
         groups.setdefault(clique, []).append(strict_carb_sentence(g, exts))
     worst = [min(s, key=lambda x: x[2]) for s in groups.values()]

@@ -114,7 +114,8 @@ def test_fewnerd_quirk_unknown_types_cost_no_precision():
     assert prf_of(S.strict_fewnerd(gold, out)) == (50, 100, 66.67)
 
 
-@pytest.mark.parametrize("name", ["zeroshot/few-nerd-supervised.jsonl", "fewshot_test_history/few-nerd-supervised.jsonl"])
+@pytest.mark.parametrize("name", ["zeroshot/few-nerd-supervised.jsonl",
+                                  "fewshot_test_history/few-nerd-supervised.jsonl"])
 def test_fewnerd_gold_as_output_on_the_released_file(name):
     """Gold as output: strict scores 100 over every gold item; adelie scores 100 over fewer items, since it drops
     every location_GPE item (21% of the gold), every entity holding a ":" (e.g. "The Swamp Fox : How Francis
