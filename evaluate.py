@@ -184,16 +184,19 @@ DEMO_NA_MAX = 0.1  # NA share of the demonstration pool (the release's EXAM_NA_R
 class BuildConfig:
     """Write a held-out test file: ADELIE's released prompts as they are, or built from raw data with our prompts and
     the paper's Table 9 format requests."""
-    task: str = flag("", "held-out task", choices=tuple(t for t in TASKS if t != "canonical"))
+    task: str = flag("", "held-out task (canonical: unified IE records of any task, e.g. synthetic.py's test split)",
+                     choices=TASKS)
     source: str = flag("", "../shared/data/adelie_test_format (ADELIE's released prompts: fewnerd, semeval, matres, "
-                       "odie) or the raw data set's folder (e.g. ../shared/data/semeval2010_task8) or file")
+                       "odie), the raw data set's folder (e.g. ../shared/data/semeval2010_task8) or file, or for "
+                       "canonical a JSONL file of unified IE records")
     out: str = flag("", "test file to write (JSON lines)")
     shots: int = flag(0, "demonstrations per question, from the training split (section 5.1: 4 closed IE, 5 open IE; "
                       "the released few-shot files have 4)")
     seed: int = flag(24, "seed of the NA cap, the subsample and the demonstrations (spec section 6: 24)")
     max_records: int = flag(1000, "subsample to this many questions (ROBUST: cliques) (spec section 6: 1000)")
     na_max: float = flag(0.2, "NA questions at most this share of the test set (spec section 6: 20%)")
-    demo_source: str = flag("", "where demonstrations come from when not the task's own training split (ROBUST)")
+    demo_source: str = flag("", "where demonstrations come from when not the task's own training split (ROBUST: "
+                            "e.g. ../shared/data/carb; canonical: a JSONL file of unified IE training records)")
 
 
 def _prompt_text(messages: list[dict]) -> str:
@@ -269,6 +272,18 @@ def demo_pool(task: str, cfg: BuildConfig, rng) -> list[dict]:
     return pool
 
 
+def subsample(records: list[dict], cfg: BuildConfig, rng, counts: dict) -> list[dict]:
+    """NA at most cfg.na_max, then at most cfg.max_records questions, seeded, in source order (spec section 6)."""
+    records, dropped = cap_na(records, cfg.na_max, rng)
+    counts["NA records dropped by the NA cap"] = counts.get("NA records dropped by the NA cap", 0) + dropped
+    if len(records) > cfg.max_records:
+        keep = set(id(r) for r in rng.sample(records, cfg.max_records))
+        counts["records dropped by the subsample"] = counts.get("records dropped by the subsample", 0) + \
+            len(records) - cfg.max_records
+        records = [r for r in records if id(r) in keep]
+    return records
+
+
 def build_test_set(cfg: BuildConfig) -> tuple[list[dict], dict]:
     """The test records of one held-out task, each with its evaluation conversation in "messages" (prompt turns,
     then the gold canonical answer), and counts of what was dropped and why."""
@@ -278,31 +293,39 @@ def build_test_set(cfg: BuildConfig) -> tuple[list[dict], dict]:
         return released_test_set(cfg.task, source, cfg.shots), {"released": 1}
     import data
     rng = random.Random(cfg.seed)
-    records = read_source(cfg.task, source, RAW_SOURCES[cfg.task][1])
-    counts = {"source records": len(records)}
-    if cfg.task == "robust":  # cliques stay whole: they are the unit the ROBUST metric scores
-        cliques = sorted({r["meta"]["clique"] for r in records})
-        keep = set(rng.sample(cliques, min(cfg.max_records, len(cliques))))
-        counts["cliques dropped by the subsample"] = len(cliques) - len(keep)
-        records = [r for r in records if r["meta"]["clique"] in keep]
+    if cfg.task == "canonical":  # any tasks: each data set capped and subsampled on its own
+        records = data.read_records([source])
+        counts = {"source records": len(records)}
+        by_dataset: dict = {}
+        for r in records:
+            by_dataset.setdefault(r["dataset"], []).append(r)
+        records = [r for name in sorted(by_dataset) for r in subsample(by_dataset[name], cfg, rng, counts)]
+        if cfg.shots > 0 and not cfg.demo_source:
+            raise BadInput("canonical few-shot needs --demo_source: a JSONL file of unified IE training records")
+        pool = cap_na(data.read_records([cfg.demo_source]), DEMO_NA_MAX, rng)[0] if cfg.shots > 0 else []
     else:
-        records, counts["NA records dropped by the NA cap"] = cap_na(records, cfg.na_max, rng)
-        if len(records) > cfg.max_records:
-            keep = set(id(r) for r in rng.sample(records, cfg.max_records))
-            counts["records dropped by the subsample"] = len(records) - cfg.max_records
-            records = [r for r in records if id(r) in keep]
-    pool = demo_pool(cfg.task, cfg, rng) if cfg.shots > 0 else []
+        records = read_source(cfg.task, source, RAW_SOURCES[cfg.task][1])
+        counts = {"source records": len(records)}
+        if cfg.task == "robust":  # cliques stay whole: they are the unit the ROBUST metric scores
+            cliques = sorted({r["meta"]["clique"] for r in records})
+            keep = set(rng.sample(cliques, min(cfg.max_records, len(cliques))))
+            counts["cliques dropped by the subsample"] = len(cliques) - len(keep)
+            records = [r for r in records if r["meta"]["clique"] in keep]
+        else:
+            records = subsample(records, cfg, rng, counts)
+        pool = demo_pool(cfg.task, cfg, rng) if cfg.shots > 0 else []
 
-    def schema(record):  # demonstrations share the question's schema: for EAE its event type (as the release does)
-        return record["query"]["event_type"] if record["task"] == "EAE" else tuple(record["labels"])
+    def schema(record):  # demonstrations share the question's data set and schema (EAE: its event type)
+        return (record["dataset"] if cfg.task == "canonical" else "",
+                record["query"]["event_type"] if record["task"] == "EAE" else tuple(record["labels"]))
     by_schema: dict = {}
     for d in pool:
         by_schema.setdefault(schema(d), []).append(d)
     prompts = data.load_prompts()
     for r in records:
         demos = []
-        if cfg.shots > 0:  # the same schema when the training split has it, else any
-            candidates = by_schema.get(schema(r)) or pool
+        if cfg.shots > 0 and r["task"] != "ODIE":  # ODIE is zero-shot (section 5.1); else the same schema if any
+            candidates = by_schema.get(schema(r)) or [d for d in pool if d["task"] == r["task"]]
             demos = random.Random(f"{cfg.seed}/{r['id']}").sample(candidates, min(cfg.shots, len(candidates)))
         r["messages"] = data.evaluation_conversation(r, demos, prompts, seed=cfg.seed)
         r["meta"] = {**r.get("meta", {}), "demos": [d["id"] for d in demos]}
