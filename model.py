@@ -156,19 +156,17 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x):
-        # In fp32 as Meta does: the mean of squares of bf16 activations loses too many bits.
-        xf = x.float()
-        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
-        return xf.type_as(x) * self.weight
+        # x / sqrt(mean(x^2) + eps), in fp32 as Meta does (the mean of squares of bf16 activations loses too many
+        # bits), then back to x's dtype and scaled
+        return F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps).type_as(x) * self.weight
 
 
-def apply_rope(x, cos, sin):
-    """Rotary embedding on interleaved pairs (x0, x1), (x2, x3), ... as Meta's complex-number form does:
-    (a, b) -> (a cos - b sin, b cos + a sin). x: (B, T, H, hd); cos, sin: fp32, broadcastable to x, with each pair's
-    angle repeated twice and sin signed (-s, +s) so that the rotation is two multiplies of x and its pair-swapped copy."""
-    xf = x.float()
-    swapped = xf.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)   # (x1, x0, x3, x2, ...)
-    return (xf * cos + swapped * sin).type_as(x)
+def apply_rope(x, freqs_cis):
+    """Rotary embedding as Meta writes it: each interleaved pair (x0, x1), (x2, x3), ... of x (B, T, H, hd) is the
+    complex number x0 + i x1, rotated by its position's angle: multiplied by freqs_cis = e^(i theta), complex64
+    broadcastable to (B, T, 1, hd/2). In fp32; one complex multiply does the whole rotation."""
+    xc = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))   # (B, T, H, hd/2) complex
+    return torch.view_as_real(xc * freqs_cis).flatten(-2).type_as(x)
 
 
 class Attention(nn.Module):
@@ -181,12 +179,12 @@ class Attention(nn.Module):
         self.wv = nn.Linear(args.dim, args.n_kv_heads * args.head_dim, bias=False)
         self.wo = nn.Linear(args.n_heads * args.head_dim, args.dim, bias=False)
 
-    def forward(self, x, cos, sin, mask=None, cache=None):
+    def forward(self, x, freqs_cis, mask=None, cache=None):
         B, T, _ = x.shape
         q = self.wq(x).view(B, T, self.n_heads, self.head_dim)      # (B, T, n_heads, hd)
         k = self.wk(x).view(B, T, self.n_kv_heads, self.head_dim)   # (B, T, n_kv_heads, hd)
         v = self.wv(x).view(B, T, self.n_kv_heads, self.head_dim)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        q, k = apply_rope(q, freqs_cis), apply_rope(k, freqs_cis)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)   # (B, heads, T, hd)
         if cache is not None:
             k, v = cache.update(self.layer_id, k, v)                # (B, n_kv_heads, pos + T, hd)
@@ -216,13 +214,13 @@ class TransformerBlock(nn.Module):
         self.ffn_norm = RMSNorm(args.dim, args.norm_eps)
         self.checkpoint = False   # activation checkpointing: recompute this block in backward instead of storing it
 
-    def forward(self, x, cos, sin, mask=None, cache=None):
+    def forward(self, x, freqs_cis, mask=None, cache=None):
         if self.checkpoint and torch.is_grad_enabled():
-            return checkpoint(self._forward, x, cos, sin, mask, cache, use_reentrant=False)
-        return self._forward(x, cos, sin, mask, cache)
+            return checkpoint(self._forward, x, freqs_cis, mask, cache, use_reentrant=False)
+        return self._forward(x, freqs_cis, mask, cache)
 
-    def _forward(self, x, cos, sin, mask, cache):
-        h = x + self.attention(self.attention_norm(x), cos, sin, mask, cache)   # pre-norm residual blocks
+    def _forward(self, x, freqs_cis, mask, cache):
+        h = x + self.attention(self.attention_norm(x), freqs_cis, mask, cache)   # pre-norm residual blocks
         return h + self.feed_forward(self.ffn_norm(h))
 
 
@@ -241,16 +239,17 @@ class Transformer(nn.Module):
             self.init_weights(seed=0)
 
     def init_rope(self) -> None:
-        """(Re)compute the RoPE tables, fp32, on the weights' device. They are non-persistent buffers (never in a
-        state dict), so call this after `to_empty()`; init_weights() and from_pretrained() do."""
+        """(Re)compute the RoPE table, fp32, on the weights' device. It is a non-persistent buffer (never in a state
+        dict), so call this after `to_empty()`; init_weights() and from_pretrained() do."""
         a = self.args
         device = self.tok_embeddings.weight.device
         # Same fp32 arithmetic as Meta's precompute_freqs_cis: theta_i = rope_theta^(-2i/hd), angle = position * theta_i
         freqs = 1.0 / (a.rope_theta ** (torch.arange(0, a.head_dim, 2, device=device).float() / a.head_dim))
-        angles = torch.outer(torch.arange(a.max_seq_len, device=device).float(), freqs)   # (max_seq_len, hd/2)
-        self.register_buffer("rope_cos", angles.cos().repeat_interleave(2, dim=-1), persistent=False)   # (S, hd)
-        self.register_buffer("rope_sin", torch.stack((-angles.sin(), angles.sin()), dim=-1).flatten(-2),
-                             persistent=False)
+        with torch.inference_mode(False):   # a normal tensor even when first built inside generate()
+            angles = torch.outer(torch.arange(a.max_seq_len, device=device).float(), freqs)   # (max_seq_len, hd/2)
+            # e^(i angle) stored as real (cos, sin) pairs, so that .to(dtype) and FSDP see a plain fp32 buffer;
+            # torch.view_as_complex reads it as complex64 without a copy.
+            self.register_buffer("freqs_cis", torch.stack((angles.cos(), angles.sin()), dim=-1), persistent=False)
 
     @torch.no_grad()
     def init_weights(self, seed: int = 0) -> None:
@@ -285,20 +284,20 @@ class Transformer(nn.Module):
         """tokens: (B, T) ids. With a KVCache, the tokens continue each cached row and the cache advances by T.
         last_only: return only the last position's logits, (B, 1, vocab) (what generation needs)."""
         B, T = tokens.shape
-        if self.rope_cos.dtype != torch.float32:
+        if self.freqs_cis.dtype != torch.float32:
             self.init_rope()   # .to(bf16) casts buffers too; RoPE angles need fp32 (bf16 is off by 16 at position 4000)
+        h = self.tok_embeddings(tokens)                                        # (B, T, dim)
         if cache is None:
             if T > self.args.max_seq_len:
                 raise ValueError(f"sequence of {T} tokens is longer than max_seq_len={self.args.max_seq_len}")
-            cos, sin = self.rope_cos[:T, None, :], self.rope_sin[:T, None, :]   # (T, 1, hd): same for every row
+            freqs_cis = torch.view_as_complex(self.freqs_cis[:T, None])         # (T, 1, hd/2): same for every row
             mask = None                                                        # causal
         else:
             positions = cache.positions(T)                                     # (B, T): each row's own positions
-            cos, sin = self.rope_cos[positions].unsqueeze(2), self.rope_sin[positions].unsqueeze(2)  # (B, T, 1, hd)
-            mask = cache.mask(T)                                               # (B, 1, T, pos + T)
-        h = self.tok_embeddings(tokens)                                        # (B, T, dim)
+            freqs_cis = torch.view_as_complex(self.freqs_cis[positions].unsqueeze(2))   # (B, T, 1, hd/2)
+            mask = cache.mask(T, h.dtype)                                      # (B, 1, T, pos + T)
         for layer in self.layers:
-            h = layer(h, cos, sin, mask, cache)
+            h = layer(h, freqs_cis, mask, cache)
         if cache is not None:
             cache.pos += T
         h = self.norm(h[:, -1:] if last_only else h)
@@ -621,20 +620,27 @@ class KVCache:
 
     def __init__(self, n_layers: int, pad, max_len: int):
         self.k, self.v = [None] * n_layers, [None] * n_layers
-        self.pad, self.max_len, self.pos = pad, max_len, 0
+        self.pad, self.max_len, self.pos, self.bias = pad, max_len, 0, None
         self.slots = torch.arange(max_len, device=pad.device)
         self.valid = self.slots[None, :] >= pad[:, None]             # (B, max_len): slot holds a real token
 
     def positions(self, T: int):
+        if T == 1:
+            return (self.pos - self.pad)[:, None]                     # (B, 1)
         return (self.slots[self.pos:self.pos + T][None, :] - self.pad[:, None]).clamp(min=0)   # (B, T)
 
-    def mask(self, T: int):
-        keys = self.valid[:, None, None, :self.pos + T]              # (B, 1, 1, pos + T)
+    def mask(self, T: int, dtype):
+        """Additive attention bias, 0 where a query may look and -inf elsewhere: (B, 1, T, pos + T). Built once as a
+        float bias, which spares SDPA converting a boolean mask in every layer at every step."""
+        if self.bias is None or self.bias.dtype != dtype:
+            self.bias = torch.zeros(self.valid.shape, dtype=dtype, device=self.valid.device)
+            self.bias.masked_fill_(~self.valid, float("-inf"))      # (B, max_len)
+        keys = self.bias[:, None, None, :self.pos + T]               # (B, 1, 1, pos + T)
         if T == 1:
             return keys   # one new token: every filled slot is in its past
         q, k = self.slots[self.pos:self.pos + T, None], self.slots[None, :self.pos + T]
-        # A padding query may see itself, so no row of the mask is empty (SDPA would return NaN there).
-        return (keys & (k <= q)) | (k == q)                          # (B, 1, T, pos + T)
+        # Causal; and a padding query may see itself, so no row is all -inf (SDPA would return NaN there).
+        return keys.masked_fill(k > q, float("-inf")).masked_fill(k == q, 0.0)   # (B, 1, T, pos + T)
 
     def update(self, layer: int, k, v):
         if self.pos + k.shape[2] > self.max_len:
@@ -643,16 +649,17 @@ class KVCache:
             shape = (k.shape[0], k.shape[1], self.max_len, k.shape[3])
             self.k[layer] = torch.zeros(shape, dtype=k.dtype, device=k.device)
             self.v[layer] = torch.zeros(shape, dtype=v.dtype, device=v.device)
-        end = self.pos + k.shape[2]
-        self.k[layer][:, :, self.pos:end] = k
-        self.v[layer][:, :, self.pos:end] = v
-        return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
+        T = k.shape[2]
+        self.k[layer].narrow(2, self.pos, T).copy_(k)
+        self.v[layer].narrow(2, self.pos, T).copy_(v)
+        return self.k[layer][:, :, :self.pos + T], self.v[layer][:, :, :self.pos + T]
 
     def select(self, rows) -> None:
         """Keep (or repeat) rows: drops finished rows, or copies a prompt's cache for each of its samples."""
         self.k = [None if k is None else k[rows] for k in self.k]
         self.v = [None if v is None else v[rows] for v in self.v]
         self.pad, self.valid = self.pad[rows], self.valid[rows]
+        self.bias = None if self.bias is None else self.bias[rows]
 
 
 def sample_next(logits, temperature: float, top_p: float, u=None):
@@ -683,7 +690,7 @@ def prompt_seed(seed: int, index: int) -> int:
     return _hash_seed("prompt", seed, index)
 
 
-@torch.no_grad()
+@torch.inference_mode()   # like no_grad, and skips autograd's bookkeeping on every op (about 15% per step)
 def generate(model: Transformer, prompts: list[list[int]], max_new_tokens: int, temperature: float = 0.0,
              top_p: float = 1.0, num_samples: int = 1, seed: int = 0, eos_id: int | None = None,
              seeds: list[int] | None = None, batch_size: int = 32, progress: bool = False) -> list[list[int]]:
@@ -753,14 +760,20 @@ def _generate_batch(model, prompts, budgets, num_samples, temperature, top_p, un
     finished = {}
     if uniforms is not None:
         uniforms = uniforms.to(device)
+    ends = set(budgets)   # the steps after which some row has had its max_new_tokens
     for step in range(n_new):
+        if step > 0:
+            logits = model(nxt[:, None], cache=cache, last_only=True)[:, -1]   # (rows, vocab)
         nxt = sample_next(logits, temperature, top_p, None if uniforms is None else uniforms[:, step])   # (rows,)
         out[:, step] = nxt
-        done |= limit <= step + 1
+        if eos_id is None and step + 1 not in ends:
+            continue   # no row can finish at this step: skip the host sync
         if eos_id is not None:
             done |= nxt == eos_id
-        n_done = int(done.sum())   # the one host sync per step
-        if n_done == len(live) or step + 1 == n_new:
+        if step + 1 in ends:
+            done |= limit <= step + 1
+        n_done = int(done.sum())
+        if n_done == len(live):
             break
         if 2 * n_done >= len(live):   # half the rows are finished: stop computing them (the copy pays off quickly)
             keep = (~done).nonzero().squeeze(1)
@@ -770,7 +783,6 @@ def _generate_batch(model, prompts, budgets, num_samples, temperature, top_p, un
             out, limit, done, nxt = out[keep], limit[keep], done[keep], nxt[keep]
             uniforms = None if uniforms is None else uniforms[keep]
             cache.select(keep)
-        logits = model(nxt[:, None], cache=cache, last_only=True)[:, -1]
     finished.update(zip(live, out.cpu()))
     results = []
     for r in range(R):   # cut each row at its budget and first EOS (rows decode on after finishing until dropped)

@@ -241,7 +241,7 @@ def test_meta_device_build_then_init_is_deterministic():
     model.to_empty(device="cpu")   # uninitialised storage, RoPE tables included
     model.init_weights(seed=3)
     assert all(torch.equal(a, b) for a, b in zip(cpu.state_dict().values(), model.state_dict().values()))
-    assert "rope_cos" not in model.state_dict()   # non-persistent: never saved, always recomputed
+    assert "freqs_cis" not in model.state_dict()   # non-persistent: never saved, always recomputed
     x = tokens()
     with torch.no_grad():
         assert torch.equal(cpu(x), model(x))
@@ -270,7 +270,7 @@ def test_activation_checkpointing_saves_less_and_gives_the_same_gradients():
 def test_rope_tables_stay_fp32_when_the_model_is_cast():
     model = tiny_model().to(torch.bfloat16)
     assert model(tokens()).dtype == torch.bfloat16
-    assert model.rope_cos.dtype == torch.float32
+    assert model.freqs_cis.dtype == torch.float32
 
 
 # --- KV cache and generation -----------------------------------------------------------------------------------------
