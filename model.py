@@ -316,7 +316,7 @@ class Transformer(nn.Module):
         return model
 
     def save_pretrained(self, path, tokenizer_path=None, max_shard_size: int = 5 * 10**9) -> None:
-        """Write the Hugging Face format (loads in transformers, vLLM, lm-evaluation-harness); see write_hf_checkpoint."""
+        """Write the Hugging Face format (loads in transformers, vLLM, lm-evaluation-harness): write_hf_checkpoint."""
         write_hf_checkpoint(self.state_dict(), self.args, path, max_shard_size=max_shard_size,
                             tokenizer_path=tokenizer_path)
 
@@ -458,7 +458,8 @@ def _read_meta(path: Path, args: ModelArgs) -> dict:
         try:
             state_dict[name] = parts[0] if dim is None or len(parts) == 1 else torch.cat(parts, dim=dim)
         except RuntimeError as e:
-            raise ValueError(f"{path}: cannot merge {name} from shards of shapes {[tuple(p.shape) for p in parts]}: {e}")
+            shapes = [tuple(p.shape) for p in parts]
+            raise ValueError(f"{path}: cannot merge {name} from shards of shapes {shapes}: {e}") from e
         sources[name] = files[0].name if len(files) == 1 else f"consolidated.*.pth ({len(files)} shards)"
     check_state_dict(args, state_dict, sources, "params.json")
     return state_dict

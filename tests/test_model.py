@@ -121,7 +121,8 @@ def test_write_hf_checkpoint_needs_no_module(tmp_path):
 
 
 def test_saved_tokenizer_loads_in_transformers(tmp_path, llama_tokenizer_path):
-    tiny_model(replace(MHA, vocab_size=32000, n_layers=1)).save_pretrained(tmp_path, tokenizer_path=llama_tokenizer_path)
+    model = tiny_model(replace(MHA, vocab_size=32000, n_layers=1))   # the real LLaMA-2 vocabulary
+    model.save_pretrained(tmp_path, tokenizer_path=llama_tokenizer_path)
     ours = Tokenizer(tmp_path / "tokenizer.model")
     slow = transformers.AutoTokenizer.from_pretrained(tmp_path, use_fast=False)
     assert (slow.bos_token_id, slow.eos_token_id) == (ours.bos_id, ours.eos_id) == (1, 2)
@@ -167,7 +168,8 @@ def test_meta_checkpoint_with_model_parallel_shards_loads_to_the_same_model(args
     model = tiny_model(args)
     write_meta_checkpoint(model, tmp_path, n_shards)
     loaded = Transformer.from_pretrained(tmp_path)
-    assert loaded.args == read_model_args(tmp_path) == replace(args, max_seq_len=4096)   # LLaMA-2's context: params.json does not say
+    # params.json does not give the context length: LLaMA-2's 4096
+    assert loaded.args == read_model_args(tmp_path) == replace(args, max_seq_len=4096)
     for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
         assert torch.equal(a, b), name
     x = tokens()
@@ -378,7 +380,8 @@ def test_tiny_temperature_is_greedy_and_finite():
 # --- tokenizer -------------------------------------------------------------------------------------------------------
 
 GOLDEN = [
-    "<|user|>\nExtract the named entities.\n\nText: 'EU rejects German call to boycott British lamb .'\n<|assistant|>\n",
+    "<|user|>\nExtract the named entities.\n\nText: 'EU rejects German call to boycott British lamb .'\n"
+    "<|assistant|>\n",
     "[Answer]: EU: organization; German: miscellaneous;",
     "  two leading spaces and two trailing  ",
     "\n\nnewlines first\n",
