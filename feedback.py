@@ -96,9 +96,10 @@ class FeedbackConfig:
 
 
 # The embedded default's SFT model is small, barely trained, with a 1024-token context, and samples on a CPU: fewer
-# prompts and shorter samples keep the demo to minutes. Used only when --model is not given, never over a value
+# prompts and shorter samples keep the demo to minutes, and such a model gives few online pairs, so offline pairs
+# fill the target (dpo.py's demo needs pairs to train on). Used only when --model is not given, never over a value
 # given on the command line; printed at the start.
-DEMO_SETTINGS = dict(max_per_dataset=12, max_new_tokens=160, target_pairs=200)
+DEMO_SETTINGS = dict(max_per_dataset=12, max_new_tokens=160, target_pairs=200, shortfall="fill")
 
 # What the samples depend on besides the prompt (each sample line carries its prompt's hash): a run that finds
 # samples made with other values stops instead of mixing them.
@@ -125,7 +126,7 @@ def load_ie_records(cfg: FeedbackConfig) -> tuple[list[dict], str]:
     elif cfg.data_dir:
         import ie_formats
         by_name = ie_formats.convert_all(cfg.data_dir, splits=("train",))
-        records = [r for name, recs in sorted(by_name.items()) if name not in HELD_OUT for r in recs]
+        records = [r for name in sorted(by_name) for r in by_name[name]]
         source = f"training sets under {cfg.data_dir}: {', '.join(n for n in sorted(by_name) if n not in HELD_OUT)}"
     else:
         import synthetic
@@ -315,11 +316,13 @@ def mix_pairs(online: list[dict], offline: list[dict], target: int = 10_000, onl
     so with N pairs wanted, n_on = round(online_ratio * N) are drawn from the online pairs and N - n_on from the
     offline pairs of the other prompts. When there are too few pairs:
       - fewer offline-eligible prompts than `target`: N = their number (every usable prompt gives one pair);
-      - too few online pairs for round(online_ratio * N): with shortfall="keep_ratio" (default), N shrinks to the
-        largest size the online pairs can fill at the ratio; with shortfall="fill", offline pairs fill the rest.
+      - fewer online pairs than n_on: all of them are used, and with shortfall="keep_ratio" (default) N shrinks to
+        round(n_on / online_ratio) so the ratio holds; with shortfall="fill" offline pairs fill the rest.
     Returns (pairs sorted by prompt index, a sentence saying what was done)."""
     if shortfall not in ("keep_ratio", "fill"):
         raise ValueError(f"shortfall must be 'keep_ratio' or 'fill', got {shortfall!r}")
+    if not 0 <= online_ratio <= 1:
+        raise ValueError(f"online_ratio must be in [0, 1], got {online_ratio}")
     rng = random.Random(f"ie_feedback mix {seed}")
     on = sorted(online, key=lambda p: p["index"])
     off = sorted(offline, key=lambda p: p["index"])
@@ -328,26 +331,26 @@ def mix_pairs(online: list[dict], offline: list[dict], target: int = 10_000, onl
     rng.shuffle(on)
     rng.shuffle(off)
 
-    def n_online(n: int) -> int:  # round half up, the same on every platform
-        return math.floor(online_ratio * n + 0.5)
+    def round_half_up(x: float) -> int:  # the same on every platform (Python's round() rounds half to even)
+        return math.floor(x + 0.5)
 
     n_total = min(target, len(off))
+    n_on = round_half_up(online_ratio * n_total)
     notes = []
     if len(off) < target:
         notes.append(f"only {len(off)} prompts give an offline pair (every online prompt is among them), fewer than "
                      f"the {target} pairs wanted: making {n_total}")
-    if n_online(n_total) > len(on):
+    if n_on > len(on):
+        n_on = len(on)
         if shortfall == "keep_ratio":
-            while n_total > 0 and n_online(n_total) > len(on):
-                n_total -= 1
+            n_total = min(n_total, round_half_up(n_on / online_ratio))
             notes.append(f"only {len(on)} online pairs: kept the {online_ratio:.0%} online ratio by making "
                          f"{n_total} pairs (--shortfall fill would fill up with offline pairs instead)")
         else:
             notes.append(f"only {len(on)} online pairs: filled up with offline pairs (--shortfall fill)")
-    take_on = min(n_online(n_total), len(on))
-    chosen_on = on[:take_on]
+    chosen_on = on[:n_on]
     used = {p["index"] for p in chosen_on}
-    chosen_off = [p for p in off if p["index"] not in used][:n_total - take_on]
+    chosen_off = [p for p in off if p["index"] not in used][:n_total - n_on]
     pairs = sorted(chosen_on + chosen_off, key=lambda p: p["index"])
     summary = f"{len(chosen_on)} online + {len(chosen_off)} offline = {len(pairs)} pairs"
     return pairs, "; ".join(notes + [summary])

@@ -217,13 +217,19 @@ def test_mix_when_pairs_run_short():
     online, offline = fake_pairs(100, 10)
     pairs, note = feedback.mix_pairs(online, offline, target=50, seed=0, shortfall="keep_ratio")
     kinds = [p["kind"] for p in pairs]
-    assert (kinds.count("online"), kinds.count("offline")) == (10, 24)  # round(0.3 * 34) = 10, round(0.3 * 35) = 11
-    assert "only 10 online pairs: kept the 30% online ratio by making 34 pairs" in note
+    assert (kinds.count("online"), kinds.count("offline")) == (10, 23)  # 10 / 0.3 = 33.3 -> 33 pairs
+    assert "only 10 online pairs: kept the 30% online ratio by making 33 pairs" in note
     # ... or fill the target with offline pairs
     pairs, note = feedback.mix_pairs(online, offline, target=50, seed=0, shortfall="fill")
     kinds = [p["kind"] for p in pairs]
     assert (kinds.count("online"), kinds.count("offline")) == (10, 40)
     assert "filled up with offline pairs" in note
+    # no online pair at all: keep_ratio makes nothing, fill makes offline pairs only
+    assert feedback.mix_pairs([], offline, target=10)[0] == []
+    assert [p["kind"] for p in feedback.mix_pairs([], offline, target=10, shortfall="fill")[0]] == ["offline"] * 10
+    # the ratio's extremes
+    assert {p["kind"] for p in feedback.mix_pairs(online, offline, target=20, online_ratio=0.0)[0]} == {"offline"}
+    assert [p["kind"] for p in feedback.mix_pairs(online, offline, target=20, online_ratio=1.0)[0]] == ["online"] * 10
     assert feedback.mix_pairs([], [], target=10)[0] == []
 
 
@@ -407,3 +413,42 @@ def test_killed_run_resumes_to_the_same_result(tiny_setup, tmp_path):
     assert f"{n_fit - len(lines) + 1} prompts to sample" in resumed.stdout  # the missing ones and the torn one
     assert all_samples(out) == all_samples(tiny_setup / "reference")
     assert (out / "ie_feedback.json").read_bytes() == (tiny_setup / "reference" / "ie_feedback.json").read_bytes()
+
+
+def test_pool_uses_training_records_of_ie_sets_only(tmp_path):
+    """The pool (spec section 4): train split only, held-out evaluation sets left out (counted), the canonical
+    format always, gold answers with [Answer]: , at most max_per_dataset per data set, seeded."""
+    import synthetic
+    corpus = synthetic.generate_corpus(seed=0, n_train=12, n_test=3, datasets=["syn_news_ner", "syn_kb_rc"])
+    semeval = [{**r, "dataset": "semeval", "id": r["id"].replace("syn_kb_rc", "semeval")}
+               for r in corpus["train"] if r["dataset"] == "syn_kb_rc"]
+    path = tmp_path / "records.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in corpus["train"] + corpus["test"] + semeval))
+    records, source = feedback.load_ie_records(feedback.FeedbackConfig(records=str(path)))
+    assert {r["dataset"] for r in records} == {"syn_news_ner", "syn_kb_rc"} and {r["split"] for r in records} == \
+        {"train"}
+    assert "12 records of held-out sets and 6 of other splits left out" in source
+    pool, stats = feedback.ie_feedback_prompts(records, max_per_dataset=5, seed=3)
+    assert [p["index"] for p in pool] == list(range(len(pool)))
+    for name in ("syn_news_ner", "syn_kb_rc"):
+        assert 0 < sum(p["dataset"] == name for p in pool) <= 5 and stats[name]["instances"] <= 5
+    for p in pool:
+        assert p["messages"][-1]["role"] == "assistant" and feedback.scored_answer(p["messages"][-1]["content"])
+        assert p["prompt_sha"] == feedback.prompt_sha(p["messages"])
+        assert all(stats[p["dataset"]].get(f"format_{f}", 0) == 0 for f in ("json", "template"))
+    again, _ = feedback.ie_feedback_prompts(records, max_per_dataset=5, seed=3)
+    assert again == pool
+    assert feedback.ie_feedback_prompts(records, max_per_dataset=5, seed=4)[0] != pool
+
+
+def test_pool_word_limit_and_odie_cot_share():
+    import synthetic
+    records = synthetic.generate_corpus(seed=0, n_train=10, n_test=0, datasets=["syn_news_ner", "syn_odie_people"])
+    records = records["train"]
+    pool, stats = feedback.ie_feedback_prompts(records, max_words=40, seed=0)
+    assert all(sum(len(m["content"].split(" ")) for m in p["messages"]) <= 40 for p in pool)
+    assert sum(st.get("dropped: too long", 0) for st in stats.values()) > 0  # dropped and counted
+    for ratio, expected in ((1.0, True), (0.0, False)):
+        pool, _ = feedback.ie_feedback_prompts(records, odie_cot_ratio=ratio, seed=0)
+        odie = [p["messages"][-1]["content"] for p in pool if p["task"] == "ODIE"]
+        assert len(odie) == 10 and all(a.startswith("[Explanation]: ") == expected for a in odie)
