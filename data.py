@@ -1,0 +1,1701 @@
+"""IEInstruct: unified IE records -> augmented chat conversations, and chat tokenisation with loss masks.
+
+ADELIE (Qi et al.) aligns LLaMA-2 on information extraction with IEInstruct, ~83.6k IE conversations built from
+~20 IE data sets with heavy instruction augmentation, mixed with general chat data (paper section 3, appendix A,
+B.1; the exact facts of the authors' release: ../shared/docs/adelie-spec.md sections 1-2). This file builds that
+corpus and turns conversations into training tensors. Where each step of the paper is:
+
+  part                                        paper / spec                         names here
+  1. the unified IE record (below)            3.1 IE data collection, Table 7      read_records, plain_items
+  2. prompt pools (prompts/*.json)            3.2, appendix A.1, Table 5           load_prompts
+  3. answers and their formats                3.3, appendix A.2, Table 9           canonical_answer, parse_canonical,
+                                                                                    json_answer, template_answer,
+                                                                                    FORMAT_REQUESTS
+  4. one IEInstruct instance                  3.2 (task description, schema        ie_instruct_instance,
+                                              shuffling/sampling, guidelines,      evaluation_conversation
+                                              symbols, output format, few-shot),
+                                              3.3 (answers, explanations)
+  5. the whole corpus                         3.1 (NA filter, examples-proportional ie_instruct, mix_general,
+                                              cap 5000), 4 (general-data mixing),  build_embedded_default
+                                              B.1 (length filter)
+  6. chat format and tokenisation             spec 1 (Tulu format, loss mask)      render_chat, tokenize_chat,
+                                                                                    encode_prompt, tokenize_sft,
+                                                                                    tokenize_preference, collate_sft,
+                                                                                    collate_preference
+  7. reading conversation files               released IEInstruct / IEFeedback /   load_conversations
+                                              TULU v2 formats
+  8. command line                                                                  build, show, train-tokenizer
+
+    python data.py build --out runs/data/ie_instruct.jsonl              # embedded default: synthetic.py's corpus
+    python data.py build --out ie_instruct.jsonl --data_dir ../shared/data --general ../shared/data/general_self_instruct \\
+        --tokenizer ../shared/models/llama2-tokenizer/tokenizer.model    # every real data set present
+    python data.py build --out x.jsonl --records my_records.jsonl --skip-bad
+    python data.py show runs/data/ie_instruct.jsonl --n 3             # what the model is trained on, masks marked
+    python data.py train-tokenizer --out assets/tokenizer.model         # re-make the embedded tokenizer
+
+THE UNIFIED IE RECORD (ie_formats.py and synthetic.py write it; data.py and evaluate.py read it). One JSON object per
+instance, one line of a .jsonl file:
+
+    {"dataset": "conll2003",            source data set name (lowercase, as in Table 7 / MANIFEST.md)
+     "split":   "train",                train | dev | test
+     "id":      "conll2003/train/17",   "{dataset}/{split}/{index}[/{suffix}]", index = position of the sentence or
+                                        document in its source; a suffix names one of several records made from one
+                                        source unit (one EAE record per trigger, one MAVEN-ERE record per subtask)
+     "task":    "NER",                  NER RC RE ED EAE EE ERE OpenIE ODIE
+     "text":    "EU rejects German call to boycott British lamb .",
+     "labels":  ["LOC", "MISC", "ORG", "PER"],   the schema offered for this record: the data set's label inventory
+                                        (entity types, relations, event types); for EAE the roles of this trigger's
+                                        event type (all roles of the data set when it has no per-type inventory);
+                                        [] for OpenIE and ODIE
+     "query":   null,                   what the input gives besides the text (table below); null when nothing
+     "items":   [{"entity": {"text": "EU", "start": 0, "end": 2}, "type": "ORG"}, ...],   gold; [] means NA
+     "meta":    {}}                     anything else: ERE subtask, EE role inventory, ...
+
+A mention M is {"text": str, "start": int, "end": int}, character offsets into `text`, end exclusive, and
+text[start:end] == M["text"]; reading a file checks this and names the file and line when it fails.
+
+    task    query                                       one item of items
+    NER     null                                        {"entity": M, "type": label}
+    RC      {"head": M, "tail": M}                      {"head": M, "relation": label, "tail": M}; no relation: []
+    RE      null                                        {"head": M, "relation": label, "tail": M}
+    ED      null                                        {"trigger": M, "type": label}
+    EAE     {"trigger": M, "event_type": str}           {"argument": M, "role": label}
+    EE      null                                        {"trigger": M, "type": label,
+                                                         "arguments": [{"argument": M, "role": str}]};
+                                                        meta.roles = {event type: [roles]}
+    ERE     {"events": [M, ...]} (document) or          {"event1": M, "relation": label, "event2": M};
+            {"event1": M, "event2": M} (a pair, MATRES) meta.subtask = temporal | causal | subevent | coreference
+    OpenIE  null                                        {"predicate", "subject", "object", "time", "location": str}
+                                                        ("" when absent; optional "extra": [str] = further
+                                                        arguments, which no answer format carries)
+    ODIE    {"instruction": str}                        exactly one item {"header": [str], "rows": [[str]]}
+
+Refinements to docs/design.md made here: `labels` of an EAE record is the role set offered for its trigger; the id
+may carry a suffix; OpenIE items may carry "extra"; ERE records must give meta.subtask. ie_formats.validate_record
+checks all of it.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import random
+import re
+import sys
+import time
+from bisect import bisect_right
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parent
+PROMPTS_DIR = REPO / "prompts"
+DEFAULT_TOKENIZER = REPO / "assets" / "tokenizer.model"
+
+TASKS = ("NER", "RC", "RE", "ED", "EAE", "EE", "ERE", "OpenIE", "ODIE")
+CLOSED_TASKS = ("NER", "RC", "RE", "ED", "EAE", "EE", "ERE")  # tasks with a schema (paper section 3.2)
+ANSWER = "[Answer]: "
+EXPLANATION = "[Explanation]: "
+
+# Spec section 2: the ODIE system prompt, verbatim from the release.
+ODIE_SYSTEM = ("You are a helpful assistant. Follow the user instruction to extract information from the given text "
+               "into a concise markdown table.")
+
+# Paper Table 9, verbatim: the one output-format request per held-out task used at evaluation (appendix C.1).
+FORMAT_REQUESTS = {
+    "NER": 'Please give the answer in the form "[Answer]: {entity}: {type}; ".',
+    "RC": 'Please give the answer in the tuple form "[Answer]: ({subject}; {relation}; {object}); ".',
+    "ED": 'Please give the answer in the form "[Answer]: {event}: {class}; ".',
+    "EAE": 'Please give the answer in the form "[Answer]: {word}: {role}; ".',
+    "ERE": 'Please give the answer in the tuple form "[Answer]: ({first event}; {relation}; {second event}); ".',
+    "OpenIE": 'Please give the answer in the tuple form "[Answer]: ({predicate}; {subject}; {object}; {time}; '
+              '{location})". If one or more of the last three elements does not exist, it can be omitted.',
+}
+
+# Spec section 2 (the release's RANDOM_SYMBOLS): what an option is replaced by under "label symbols".
+SYMBOLS = ["A", "B", "C", "D", "E", "F", "G", "LABEL_1", "LABEL_2", "LABEL_3", "LABEL_4", "LABEL_5", "LABEL_6"]
+
+# The placeholders a task description may hold, per task, and what fills them (from the record of the FIRST user
+# turn: the query in zero-shot, the first demonstration in few-shot, since the description opens that turn).
+DESCRIPTION_PLACEHOLDERS = {"NER": (), "RC": ("head", "tail"), "RE": (), "ED": (), "EAE": ("trigger", "event_type"),
+                            "EE": (), "ERE": ("relation_kind",), "OpenIE": ()}
+
+# The string fields of one item of each task, as an answer states them (the "plain" view of the gold).
+ITEM_FIELDS = {"NER": ("entity", "type"), "RC": ("head", "relation", "tail"), "RE": ("head", "relation", "tail"),
+               "ED": ("trigger", "type"), "EAE": ("argument", "role"), "EE": ("trigger", "type", "arguments"),
+               "ERE": ("event1", "relation", "event2"),
+               "OpenIE": ("predicate", "subject", "object", "time", "location"), "ODIE": ("header", "rows")}
+LABEL_FIELD = {"NER": "type", "RC": "relation", "RE": "relation", "ED": "type", "EAE": "role", "EE": "type",
+               "ERE": "relation"}
+MENTION_FIELDS = {"NER": ("entity",), "RC": ("head", "tail"), "RE": ("head", "tail"), "ED": ("trigger",),
+                  "EAE": ("argument",), "EE": ("trigger",), "ERE": ("event1", "event2")}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 1. Unified IE records: reading them (validated by ie_formats.validate_record), and their plain-string gold
+
+def read_records(paths, skip_bad: bool = False, counts: Counter | None = None) -> list[dict]:
+    """Unified IE records from JSONL files, each validated; a bad line raises ValueError naming the file, the line
+    and the problem, or with `skip_bad` is skipped and counted in `counts` ("bad line: <problem kind>")."""
+    from ie_formats import validate_record
+    counts = Counter() if counts is None else counts
+    records = []
+    for path in [paths] if isinstance(paths, (str, Path)) else paths:
+        with open(path, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                where = f"{path}:{lineno}"
+                try:
+                    try:
+                        record = json.loads(line)
+                    except json.JSONDecodeError as e:
+                        raise ValueError(f"{where}: malformed JSON ({e.msg} at column {e.colno})") from None
+                    validate_record(record, where)
+                except ValueError as e:
+                    if not skip_bad:
+                        raise
+                    counts[f"bad line: {_problem_kind(str(e))}"] += 1
+                    counts.setdefault("_first_bad", str(e))
+                    continue
+                records.append(record)
+    return records
+
+
+def _problem_kind(message: str) -> str:
+    """A short class of a validation message, for counting skipped lines."""
+    for kind in ("malformed JSON", "unknown task", "outside the text", "has keys", "not in the record's labels"):
+        if kind in message:
+            return {"has keys": "missing or extra field"}.get(kind, kind)
+    return "other problem"
+
+
+def _text(x) -> str:
+    return x["text"] if isinstance(x, dict) else x
+
+
+def plain_items(task: str, items: list[dict]) -> list[dict]:
+    """Gold items with every mention replaced by its string: what an answer can state, and what scoring compares.
+    Idempotent (plain items pass through unchanged); OpenIE "extra" arguments are left out (no format has them)."""
+    out = []
+    for it in items:
+        if task == "EE":
+            out.append({"trigger": _text(it["trigger"]), "type": it["type"],
+                        "arguments": [{"argument": _text(a["argument"]), "role": a["role"]} for a in it["arguments"]]})
+        elif task == "ODIE":
+            out.append({"header": list(it["header"]), "rows": [list(r) for r in it["rows"]]})
+        else:
+            out.append({k: _text(it[k]) for k in ITEM_FIELDS[task]})
+    return out
+
+
+def _item_key(task: str, it: dict) -> str:
+    """A canonical string for an item, for multiset comparisons (ignores argument order inside EE events)."""
+    if task == "EE":
+        it = {**it, "arguments": sorted((a["argument"], a["role"]) for a in it["arguments"])}
+    return json.dumps(it, sort_keys=True, ensure_ascii=False)
+
+
+def same_items(task: str, a: list[dict], b: list[dict]) -> bool:
+    """True when two item lists hold the same items, counted with multiplicity, in any order."""
+    return Counter(_item_key(task, x) for x in plain_items(task, a)) == \
+        Counter(_item_key(task, x) for x in plain_items(task, b))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 2. Prompt pools (paper section 3.2, appendix A.1). Hand-written by this project; a second task-description file
+#    of the same shape (llm.py's GPT-generated descriptions, paper 3.2's self-instruct loop) is appended on request.
+
+PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
+
+
+@dataclass
+class Prompts:
+    descriptions: dict   # task -> [task description]                 prompts/task_descriptions.json (+ extra)
+    formats: dict        # task -> {"canonical", "json", "templates"}  prompts/output_formats.json
+    explanations: dict   # task -> template explanation parts          prompts/explanations.json
+    schema: dict         # task -> schema intros                        prompts/schema.json
+    guidelines: dict     # data set -> {label: definition}             prompts/label_descriptions.json
+
+    def format_requests(self) -> set[str]:
+        """Every output-format request sentence (they quote format specs such as {entity}: literal braces)."""
+        out = set(FORMAT_REQUESTS.values())
+        for f in self.formats.values():
+            out |= {f["canonical"], *f["json"], *(t["request"] for t in f["templates"])}
+        return out
+
+
+def _load_json(path: Path):
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
+
+
+def _check_placeholders(text: str, allowed, where: str) -> None:
+    bad = [p for p in PLACEHOLDER_RE.findall(text) if p not in allowed]
+    if bad:
+        raise ValueError(f"{where}: placeholder(s) {', '.join('{' + b + '}' for b in bad)} not allowed here; "
+                         f"allowed: {', '.join('{' + a + '}' for a in allowed) or 'none'}")
+
+
+def load_descriptions(path: Path) -> dict[str, list[str]]:
+    """A task-description pool {TASK: [description]}, each placeholder checked against DESCRIPTION_PLACEHOLDERS."""
+    pool = _load_json(path)
+    if not isinstance(pool, dict):
+        raise ValueError(f"{path}: expected an object {{TASK: [description, ...]}}")
+    for task, descs in pool.items():
+        if task not in DESCRIPTION_PLACEHOLDERS:
+            raise ValueError(f"{path}: unknown task {task!r}; expected one of {', '.join(DESCRIPTION_PLACEHOLDERS)}")
+        if not isinstance(descs, list) or not all(isinstance(d, str) and d.strip() for d in descs):
+            raise ValueError(f"{path}: {task} must be a list of non-empty strings")
+        for i, d in enumerate(descs):
+            _check_placeholders(d, DESCRIPTION_PLACEHOLDERS[task], f"{path}: {task} description {i}")
+    return pool
+
+
+def load_prompts(extra_descriptions=(), prompts_dir: Path = PROMPTS_DIR) -> Prompts:
+    """Read and check prompts/; `extra_descriptions` = more task-description files (same shape) to append."""
+    descriptions = {t: list(d) for t, d in load_descriptions(prompts_dir / "task_descriptions.json").items()}
+    for path in extra_descriptions:
+        for task, descs in load_descriptions(Path(path)).items():
+            descriptions.setdefault(task, []).extend(descs)
+    formats = _load_json(prompts_dir / "output_formats.json")
+    for task, f in formats.items():
+        where = f"{prompts_dir / 'output_formats.json'}: {task}"
+        for i, t in enumerate(f["templates"]):
+            fields = set(ITEM_FIELDS[task]) | ({"rest"} if task == "OpenIE" else set())
+            _check_placeholders(t["item"], fields, f"{where} template {i} item")
+            for part in ("sep", "none"):
+                if part not in t:
+                    raise ValueError(f"{where} template {i}: missing {part!r}")
+            if task == "EE":
+                _check_placeholders(t["argument"], {"argument", "role"}, f"{where} template {i} argument")
+            if task == "OpenIE":
+                for k, p in t["parts"].items():
+                    _check_placeholders(p, {k}, f"{where} template {i} part {k}")
+    explanations = _load_json(prompts_dir / "explanations.json")
+    schema = _load_json(prompts_dir / "schema.json")
+    guidelines = _load_json(prompts_dir / "label_descriptions.json")
+    for task in DESCRIPTION_PLACEHOLDERS:
+        if len(descriptions.get(task, [])) == 0 or task not in formats or task not in explanations:
+            raise ValueError(f"{prompts_dir}: no task descriptions, output formats or explanations for {task}")
+    return Prompts(descriptions, formats, explanations, schema, guidelines)
+
+
+def fill_placeholders(template: str, values: dict[str, str]) -> str:
+    """Replace every {name} by values[name]; a name without a value is an error (never left in a prompt)."""
+    def sub(m):
+        if m.group(1) not in values:
+            raise KeyError(f"placeholder {{{m.group(1)}}} has no value in {template!r}")
+        return values[m.group(1)]
+    return PLACEHOLDER_RE.sub(sub, template)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 3. Answers (paper section 3.3, appendix A.2). Every format starts with "[Answer]: "; NA items give the format's
+#    "none" answer. Items arrive plain (plain_items) and already in target order: the builder shuffles them once
+#    (spec section 2: "items are shuffled in the target to avoid order bias") so explanation and answer agree.
+
+def _canonical_item(task: str, it: dict) -> str:
+    if task in ("NER", "ED"):
+        return f"{it['entity' if task == 'NER' else 'trigger']}: {it['type']};"
+    if task == "EAE":
+        return f"{it['argument']}: {it['role']};"
+    if task in ("RC", "RE"):
+        return f"({it['head']}; {it['relation']}; {it['tail']})"
+    if task == "ERE":
+        return f"({it['event1']}; {it['relation']}; {it['event2']});"
+    if task == "EE":
+        return "(" + "; ".join([it["trigger"], it["type"]] + [f"{a['argument']}: {a['role']}"
+                                                              for a in it["arguments"]]) + ")"
+    if task == "OpenIE":
+        parts = [it["predicate"], it["subject"], it["object"], it["time"], it["location"]]
+        while len(parts) > 2 and not parts[-1]:  # Table 9: missing trailing elements are omitted
+            parts.pop()
+        return "(" + "; ".join(parts) + ")"
+    raise ValueError(f"unknown task {task!r}")
+
+
+# Canonical item separators (spec section 2): NER/ED/EAE/ERE items follow each other on one line, the tuple tasks
+# put one item per line.
+CANONICAL_SEP = {"NER": " ", "ED": " ", "EAE": " ", "ERE": " ", "RC": "\n", "RE": "\n", "EE": "\n", "OpenIE": "\n"}
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """An ODIE answer table: header line, separator line, one line per row."""
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def canonical_answer(task: str, items: list[dict], rng: random.Random | None = None) -> str:
+    """The canonical target (spec section 2): "[Answer]: " + items in the canonical format, or "[Answer]: NA".
+
+    NER `{entity}: {type};` ED `{trigger}: {type};` EAE `{argument}: {role};` ERE `({event1}; {relation}; {event2});`
+    (space-separated); RC/RE `({head}; {relation}; {tail})`, EE `({trigger}; {type}; {argument}: {role}; ...)`,
+    OpenIE `({predicate}; {subject}; {object}; {time}; {location})` without missing trailing elements (one per
+    line); ODIE a markdown table. With `rng` the items are shuffled first. Inverse: parse_canonical."""
+    items = plain_items(task, items)
+    if task == "ODIE":
+        return ANSWER + markdown_table(items[0]["header"], items[0]["rows"])
+    if rng is not None:
+        rng.shuffle(items)
+    if not items:
+        return ANSWER + "NA"
+    return ANSWER + CANONICAL_SEP[task].join(_canonical_item(task, it) for it in items)
+
+
+def answer_text(output: str) -> str:
+    """The answer part of a model output (spec sections 4 and 6): the text after the first "[Answer]:" up to a
+    second one, stripped; the whole output when it has none."""
+    if "[Answer]:" not in output:
+        return output.strip()
+    return output.split("[Answer]:", 2)[1].strip()
+
+
+def _tuples(body: str, bad) -> list[list[str]]:
+    """The '; '-separated fields of every '(...)' tuple in `body`: one or more per line, ';' between them allowed."""
+    out = []
+    for line in body.split("\n"):
+        s = line.strip().rstrip(";").strip()
+        if not s:
+            continue
+        if not (s.startswith("(") and s.endswith(")")):
+            bad(line)
+            continue
+        out += [t.split("; ") for t in re.split(r"\)\s*;?\s*\(", s[1:-1])]
+    return out
+
+
+def parse_canonical(task: str, text: str, strict: bool = False) -> list[dict]:
+    """Plain items from a canonical answer (the inverse of canonical_answer, in any item order).
+
+    `text` may be a whole model output (the part after "[Answer]:" is used). "NA" or nothing -> []. A malformed
+    piece is skipped, or with strict=True raises ValueError naming it. Mention strings that themselves contain the
+    separators ("; ", ": " or ")(") cannot round-trip; synthetic.py's lexicons avoid them."""
+    body = answer_text(text)
+
+    def bad(piece):
+        if strict:
+            raise ValueError(f"malformed {task} answer piece {piece!r} in {body!r}")
+
+    if task == "ODIE":
+        lines = [l.strip() for l in body.split("\n") if l.strip().startswith("|")]
+        cells = [[c.strip() for c in l.strip().strip("|").split("|")] for l in lines]
+        cells = [c for c in cells if not all(re.fullmatch(r":?-{3,}:?", x) for x in c)]  # drop separator line
+        if not cells:
+            bad(body)
+            return []
+        return [{"header": cells[0], "rows": cells[1:]}]
+    if body in ("", "NA"):
+        return []
+    items = []
+    if task in ("NER", "ED", "EAE"):
+        keys = {"NER": ("entity", "type"), "ED": ("trigger", "type"), "EAE": ("argument", "role")}[task]
+        for seg in body.split(";"):
+            seg = seg.strip()
+            if not seg:
+                continue
+            parts = seg.rsplit(": ", 1)
+            if len(parts) != 2 or not all(parts):
+                bad(seg)
+                continue
+            items.append(dict(zip(keys, parts)))
+        return items
+    for fields in _tuples(body, bad):
+        if task in ("RC", "RE", "ERE"):
+            if len(fields) != 3:
+                bad("; ".join(fields))
+                continue
+            keys = ("head", "relation", "tail") if task != "ERE" else ("event1", "relation", "event2")
+            items.append(dict(zip(keys, fields)))
+        elif task == "OpenIE":
+            if not 2 <= len(fields) <= 5:
+                bad("; ".join(fields))
+                continue
+            fields = fields + [""] * (5 - len(fields))
+            items.append(dict(zip(ITEM_FIELDS["OpenIE"], fields)))
+        elif task == "EE":
+            args = [a.rsplit(": ", 1) for a in fields[2:]]
+            if len(fields) < 2 or any(len(a) != 2 for a in args):
+                bad("; ".join(fields))
+                continue
+            items.append({"trigger": fields[0], "type": fields[1],
+                          "arguments": [{"argument": a, "role": r} for a, r in args]})
+        else:
+            raise ValueError(f"unknown task {task!r}")
+    return items
+
+
+def json_answer(task: str, items: list[dict]) -> str:
+    """Real JSON (spec section 2; the release wrote a Python dict repr): a list of item objects, [] for NA.
+    OpenIE objects leave out the empty optional fields."""
+    items = plain_items(task, items)
+    if task == "OpenIE":
+        items = [{k: v for k, v in it.items() if v or k in ("predicate", "subject")} for it in items]
+    return ANSWER + json.dumps(items, ensure_ascii=False)
+
+
+def _template_item(task: str, it: dict, t: dict) -> str:
+    values = dict(it)
+    if task == "EE":
+        args = [t["argument"].format(**a) for a in it["arguments"]]
+        values["arguments"] = t["argument_sep"].join(args) if args else t["no_arguments"]
+    if task == "OpenIE":
+        values["rest"] = "".join(t["parts"][k].format(**{k: it[k]}) for k in ("object", "time", "location") if it[k])
+    return t["item"].format(**values)
+
+
+def template_answer(task: str, items: list[dict], template: dict) -> str:
+    """A keyed-tuple or natural-language answer from one prompts/output_formats.json template (paper 3.3)."""
+    items = plain_items(task, items)
+    if not items:
+        return ANSWER + template["none"]
+    return ANSWER + template["sep"].join(_template_item(task, it, template) for it in items)
+
+
+def template_explanation(task: str, items: list[dict], parts: dict, rng: random.Random) -> str:
+    """A template explanation (spec section 2; the release's OUTPUT_EXPLAN): intro + one sentence per item +
+    a lead-in to the answer, or a sentence saying there is nothing to extract."""
+    items = plain_items(task, items)
+    if task == "ODIE":
+        table = items[0]
+        rows = [parts["cell_sep"].join(parts["cell"].format(header=h, value=v) for h, v in zip(table["header"], r))
+                for r in table["rows"]]
+        if not rows:
+            return rng.choice(parts["none"])
+        item = rng.choice(parts["item"])
+        return (rng.choice(parts["intro"]).format(columns=", ".join(table["header"]))
+                + " ".join(item.format(cells=c) for c in rows) + " " + rng.choice(parts["outro"]))
+    if not items:
+        return rng.choice(parts["none"])
+    item = rng.choice(parts["item"])
+    sentences = []
+    for it in items:
+        values = dict(it)
+        if task == "EE":
+            args = [parts["argument"].format(**a) for a in it["arguments"]]
+            values["arguments"] = parts["argument_sep"].join(args) if args else parts["no_arguments"]
+        if task == "OpenIE":
+            values["rest"] = "".join(parts["parts"][k].format(**{k: it[k]})
+                                     for k in ("object", "time", "location") if it[k])
+        sentences.append(item.format(**values))
+    return rng.choice(parts["intro"]) + " ".join(sentences) + " " + rng.choice(parts["outro"])
+
+
+def with_explanation(answer: str, explanation: str | None) -> str:
+    """`[Explanation]: ... [Answer]: ...` (spec section 2), or the answer alone."""
+    if not explanation:
+        return answer
+    return EXPLANATION + explanation + ("" if explanation.endswith(" ") else " ") + answer
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 4. One IEInstruct instance (paper section 3.2-3.3; spec section 2). Each augmentation is a named option whose
+#    default is the paper's (or, where the paper is silent, the release's) rate.
+
+def flag(default, help, **metadata):
+    """A config field: `x: int = flag(3, "what x is (source of the number)")`; the CLI flags are made from these."""
+    return dataclasses.field(default=default, metadata={"help": help, **metadata})
+
+
+@dataclass
+class IEInstructConfig:
+    # ---- inputs and output (`python data.py build`)
+    out: str = flag("", "output IEInstruct JSONL {dataset, id, messages}; the statistics table goes beside it "
+                        "(OUT.stats.md / OUT.stats.json)")
+    seed: int = flag(0, "every random choice of the build derives from this seed (same seed -> same file)")
+    data_dir: str = flag("", "read every real data set present here with ie_formats.convert_all "
+                             "(e.g. ../shared/data); default: the embedded synthetic corpus")
+    records: str = flag("", "unified IE records, JSONL (comma-separated for several files), validated line by line")
+    skip_bad: bool = flag(False, "with --records: skip (and count) bad lines instead of stopping at the first")
+    splits: str = flag("train", "record splits to build from (comma-separated); IEInstruct uses training data")
+    synthetic_n_train: int = flag(1000, "embedded default: synthetic train records per synthetic data set")
+    synthetic_seed: int = flag(0, "embedded default: seed of synthetic.py's corpus (kept apart from --seed so that "
+                                  "the held-out split evaluate.py uses does not change with the build seed)")
+    general: str = flag("", "general chat data to mix in (section 4): TULU-v2-style JSONL {dataset, id, messages}, "
+                            "a self-instruct JSONL or a directory of them (e.g. ../shared/data/general_self_instruct); "
+                            "default '': synthetic.py's general chat; 'none': no general data")
+    ie_proportion: float = flag(0.2, "share of IE conversations in the mix (section 4: 83,585 IE + 320,000 "
+                                     "general = 20%); 1 = IE only")
+    explanations: str = flag("", "LLM-written explanations, JSONL {id, explanation} keyed by record id "
+                                 "(llm.py, paper 3.3 / Table 6); without it every explanation is a template")
+    extra_descriptions: str = flag("", "more task descriptions, JSON {TASK: [description]} (llm.py's GPT-written "
+                                       "ones, paper 3.2), appended to prompts/task_descriptions.json")
+    tokenizer: str = flag(str(DEFAULT_TOKENIZER), "SentencePiece model the length filter counts tokens with "
+                                                  "(the one training will use)")
+    max_tokens: int = flag(2048, "length filter (appendix B.1: drop instances over 2,048 tokens; default, so that "
+                                 "nothing is cut by SFT's 2048-token truncation); demonstrations are removed first, "
+                                 "the instance only if it is still too long; 0 = off")
+    max_words: int = flag(0, "the release's length filter instead: whitespace words over all turns (spec "
+                             "section 2: 1500); 0 = off")
+    # ---- data collection (section 3.1)
+    max_per_dataset: int = flag(5000, "examples-proportional mixture cap: instances per data set (section 3.1: 5,000)")
+    na_cap: float = flag(0.2, "NA instances at most this share of each data set (section 3.1: 'filter out 80% of "
+                              "NA data'; spec 2: capped at 20%)")
+    # ---- schema description (section 3.2; spec section 2)
+    class_dropout: float = flag(0.1, "each option dropped with this probability; a dropped gold label takes its "
+                                     "items out of the answer (spec 2: 0.1)")
+    guideline_rate: float = flag(0.2, "share of closed-IE instances whose options get guidelines (section 3.2: 20%)")
+    guideline_max_options: int = flag(10, "with guidelines the option list is cut to this many, gold kept (spec 2)")
+    example_rate: float = flag(0.2, "share of closed-IE instances whose options get 'such as' example mentions "
+                                    "from the training data (spec 2: 0.2)")
+    example_max_options: int = flag(15, "with examples the option list is cut to this many, gold kept (spec 2)")
+    examples_per_option: int = flag(3, "example mentions per option at most (spec 2: up to 3)")
+    example_min_mentions: int = flag(10, "an option gets examples only with this many training mentions (release: "
+                                         ">= 10)")
+    symbol_rate: float = flag(0.05, "each option replaced by a symbol (A..G, LABEL_1..LABEL_6) with this "
+                                    "probability, in schema and answer (section 3.2; spec 2: 0.05)")
+    label_variation_rate: float = flag(7 / 11, "share of instances whose label strings are rewritten (lower case, "
+                                               "separators); the paper only says 'label-string variation'; the "
+                                               "release draws randint(0, 10) and varies on 7 of the 11 values")
+    # ---- output format (sections 3.2-3.3; spec 2)
+    canonical_rate: float = flag(0.8, "share with the canonical output format (spec 2: 0.8)")
+    json_rate: float = flag(0.05, "share with real JSON answers (spec 2: 5%); the rest use the keyed-tuple and "
+                                  "natural-language templates of prompts/output_formats.json")
+    # ---- explanations (section 3.3; spec 2)
+    explanation_rate: float = flag(0.1, "share of closed/open IE instances with [Explanation]: ... before the answer "
+                                        "(section 3.3: 10%)")
+    odie_cot_rate: float = flag(0.2, "share of ODIE instances with an explanation (spec 2: about 20% use the CoT "
+                                     "version)")
+    # ---- few-shot demonstrations (section 3.2; spec 2)
+    fewshot_rate: float = flag(0.5, "share of closed/open IE instances with demonstrations (section 3.2: 50%)")
+    fewshot_max: int = flag(8, "demonstrations: uniform 1..this (section 3.2: 1 to 8)")
+    fewshot_na_keep: float = flag(0.1, "an NA demonstration is kept with this probability (spec 2: 0.1)")
+
+
+@dataclass
+class DatasetContext:
+    """What building one data set's instances needs beyond the record itself."""
+    name: str
+    task: str
+    pools: dict      # tuple(labels) -> train records: demonstration candidates with the same schema
+    mentions: dict   # label -> (number of training mentions, sorted distinct example strings) for 'such as'
+    explanations: dict  # record id -> LLM-written explanation
+
+
+def _label_examples(task: str, record: dict):
+    """(label, example string) for each gold item: the strings a 'such as' list shows."""
+    for it in record["items"]:
+        if task in ("NER",):
+            yield it["type"], f'"{it["entity"]["text"]}"'
+        elif task in ("ED", "EE"):
+            yield it["type"], f'"{it["trigger"]["text"]}"'
+        elif task == "EAE":
+            yield it["role"], f'"{it["argument"]["text"]}"'
+        elif task in ("RC", "RE"):
+            yield it["relation"], f'("{it["head"]["text"]}", "{it["tail"]["text"]}")'
+        elif task == "ERE":
+            yield it["relation"], f'("{it["event1"]["text"]}", "{it["event2"]["text"]}")'
+
+
+def dataset_context(records: list[dict], explanations: dict | None = None) -> DatasetContext:
+    """Demonstration pools (records with the same schema) and 'such as' mentions of one data set's train records."""
+    if not records:
+        raise ValueError("dataset_context needs at least one record")
+    name, task = records[0]["dataset"], records[0]["task"]
+    pools, counts = defaultdict(list), defaultdict(Counter)
+    for r in records:
+        if r["task"] != task:
+            raise ValueError(f"{r['id']}: data set {name} mixes tasks {task} and {r['task']}")
+        if task in CLOSED_TASKS and not r["labels"]:
+            raise ValueError(f"{r['id']}: a {task} record needs a non-empty label inventory (its schema)")
+        pools[tuple(r["labels"])].append(r)
+        for label, ex in _label_examples(task, r):
+            counts[label][ex] += 1
+    mentions = {label: (sum(c.values()), sorted(c)) for label, c in counts.items()}
+    return DatasetContext(name, task, dict(pools), mentions, explanations or {})
+
+
+def _humanize(label: str) -> str:
+    return re.sub(r"[-_.:/]+", " ", label).strip()
+
+
+# Label-string variations (spec 2: "separators `:`/`_`/`-` rewritten"; the release also lower-cases).
+LABEL_VARIATIONS = {
+    "lowercase": lambda s: s.lower(),
+    "separators_to_spaces": lambda s: re.sub(r"\s*[-_.:/]+\s*", " ", s),
+    "separators_to_underscores": lambda s: re.sub(r"[-.:/\s]+", "_", s),
+    "lowercase_spaces": lambda s: re.sub(r"\s*[-_.:/]+\s*", " ", s).lower(),
+    "lowercase_underscores": lambda s: re.sub(r"[-.:/\s]+", "_", s).lower(),
+    "uppercase": lambda s: s.upper(),
+}
+
+
+_VARIED: dict[tuple[str, str], str] = {}  # (variation, label) -> varied label (labels repeat across instances)
+
+
+def _vary(variation: str, label: str) -> str:
+    out = _VARIED.get((variation, label))
+    if out is None:
+        out = _VARIED[(variation, label)] = LABEL_VARIATIONS[variation](label)
+    return out
+
+
+def _applicable_variations(names: list[str]) -> list[str]:
+    """Variations that change at least one name and keep the names distinct and non-empty."""
+    out = []
+    for v in LABEL_VARIATIONS:
+        new = [_vary(v, n) for n in names]
+        if new != names and len(set(new)) == len(new) and all(x.strip() for x in new):
+            out.append(v)
+    return out
+
+
+def _cut(options: list[str], k: int, gold: set[str]) -> list[str]:
+    """At most k options in their current order, never removing a gold label (spec 2: 'gold labels always kept')."""
+    free = max(0, k - sum(o in gold for o in options))
+    out = []
+    for o in options:
+        if o in gold:
+            out.append(o)
+        elif free:
+            out.append(o)
+            free -= 1
+    return out
+
+
+@dataclass
+class Plan:
+    """Every random choice of one instance, so it can be rendered again (with fewer demonstrations)."""
+    task: str
+    description: str            # task-description template (placeholders filled at render time)
+    options: list               # the schema: original labels in shown order ([] for OpenIE)
+    shown: dict                 # original label -> string shown (a symbol, a varied string, or itself)
+    schema_text: str            # the schema description, rendered
+    output_format: str          # "canonical" | "json" | "template"
+    template: dict | None       # the prompts/output_formats.json template when output_format == "template"
+    request: str                # the output-format request sentence
+    explain: bool
+    explanation_request: str
+    llm_explanation: str | None  # the query's LLM-written explanation, when one is used
+    demos: list
+
+
+_PLAIN: dict[int, tuple[dict, list[dict]]] = {}  # id(record) -> (record, its plain items), reused across turns
+
+
+def _plain_gold(record: dict) -> list[dict]:
+    hit = _PLAIN.get(id(record))
+    if hit is None or hit[0] is not record:
+        if len(_PLAIN) > 2_000_000:
+            _PLAIN.clear()
+        hit = _PLAIN[id(record)] = (record, plain_items(record["task"], record["items"]))
+    return hit[1]
+
+
+def _gold(record: dict, plan: Plan) -> list[dict]:
+    """The record's plain gold under the plan: items of options left in the schema, labels as shown."""
+    task = record["task"]
+    items = list(_plain_gold(record))
+    if task not in CLOSED_TASKS:
+        return items
+    key = LABEL_FIELD[task]
+    return [{**it, key: plan.shown[it[key]]} for it in items if it[key] in plan.shown]
+
+
+def _is_na(record: dict, plan: Plan) -> bool:
+    return record["task"] != "ODIE" and not _gold(record, plan)
+
+
+def text_block(record: dict) -> str:
+    """The input of one user turn: `Text: '...'` (spec 2), then, for tasks whose input names mentions (RC's entity
+    pair, EAE's trigger, ERE's events), one line per named mention. Those lines are in EVERY turn, demonstrations
+    included: the release put them only in the task description, so its few-shot turns did not say which entities
+    or events were meant (spec 2: placeholders left unfilled in all few-shot prompts)."""
+    out = f"Text: '{record['text']}'"
+    q, task = record["query"], record["task"]
+    if task == "RC":
+        out += f'\nHead entity: "{q["head"]["text"]}"\nTail entity: "{q["tail"]["text"]}"'
+    elif task == "EAE":
+        out += f'\nTrigger: "{q["trigger"]["text"]}" (event type: {q["event_type"]})'
+    elif task == "ERE" and "events" in q:
+        out += "\nEvents: " + ", ".join(f'"{m["text"]}"' for m in q["events"])
+    elif task == "ERE":
+        out += f'\nEvent 1: "{q["event1"]["text"]}"\nEvent 2: "{q["event2"]["text"]}"'
+    return out
+
+
+def _placeholder_values(record: dict) -> dict[str, str]:
+    """What fills a task description's placeholders (DESCRIPTION_PLACEHOLDERS), from one record."""
+    q, task = record["query"], record["task"]
+    if task == "RC":
+        return {"head": q["head"]["text"], "tail": q["tail"]["text"]}
+    if task == "EAE":
+        return {"trigger": q["trigger"]["text"], "event_type": q["event_type"]}
+    if task == "ERE":
+        return {"relation_kind": record["meta"]["subtask"]}
+    return {}
+
+
+def _guideline(dataset: str, task: str, label: str, prompts: Prompts, info: Counter) -> str:
+    g = prompts.guidelines.get(dataset, {}).get(label)
+    if g is None:
+        info["guideline_fallbacks"] += 1
+        g = prompts.guidelines["_default"][task].format(label=_humanize(label))
+    return g
+
+
+def _schema(record, ctx, prompts, cfg, rng, augment: bool, protect_gold: bool, info: Counter):
+    """Options, shown strings and the schema description (section 3.2: shuffling and sampling, guidelines with
+    examples, symbols; spec 2: class dropout, label-string variation)."""
+    task, labels = record["task"], list(record["labels"])
+    gold = {it[LABEL_FIELD[task]] for it in record["items"]}
+    options = labels
+    if augment:  # class dropout (spec 2: 0.1); a schema is never left empty
+        options = [o for o in labels if (protect_gold and o in gold) or rng.random() >= cfg.class_dropout]
+        if not options:
+            options = [rng.choice(labels)]
+            info["schema_refilled"] += 1
+    info["labels"] += len(labels)
+    info["dropped"] += len(labels) - len(options)
+    rng.shuffle(options)  # schema shuffling (section 3.2)
+    guidelines = augment and rng.random() < cfg.guideline_rate
+    examples = augment and rng.random() < cfg.example_rate
+    if guidelines:
+        options = _cut(options, cfg.guideline_max_options, gold)
+    if examples:
+        options = _cut(options, cfg.example_max_options, gold)
+    shown = {o: o for o in options}
+    if augment:
+        free = list(SYMBOLS)
+        for o in options:  # label symbols (section 3.2; spec 2: each option with probability 0.05)
+            if rng.random() < cfg.symbol_rate and not (protect_gold and o in gold):
+                shown[o] = free.pop(rng.randrange(len(free))) if free else o
+        if rng.random() < cfg.label_variation_rate and not protect_gold:  # label-string variation
+            plain = [o for o in options if shown[o] == o]
+            names = _applicable_variations(plain) if plain else []
+            if names:
+                variation = rng.choice(names)
+                shown.update({o: _vary(variation, o) for o in plain})
+                info["varied"] += 1
+    info["options"] += len(options)
+    info["symbols"] += sum(shown[o] in SYMBOLS and shown[o] != o for o in options)
+    info["guidelines"] += guidelines
+    info["examples"] += examples
+
+    intros = prompts.schema[task]
+    if guidelines or examples:
+        own = {ex for _, ex in _label_examples(task, record)}  # never show the query's own gold as an example
+        lines = []
+        for o in options:
+            line = "- " + shown[o]
+            if guidelines:
+                line += ": " + _guideline(record["dataset"], task, o, prompts, info).rstrip(".")
+            n, distinct = ctx.mentions.get(o, (0, []))
+            if examples and n >= cfg.example_min_mentions:
+                picks = rng.sample(distinct, min(len(distinct), cfg.examples_per_option + len(own)))
+                picks = [p for p in picks if p not in own][:cfg.examples_per_option]
+                if picks:
+                    line += " (such as " + ", ".join(picks) + ")"
+            lines.append(line + ("." if guidelines else ""))
+        text = rng.choice(intros["guidelines" if guidelines else "examples"]) + "\n" + "\n".join(lines)
+    else:
+        text = rng.choice(intros["list"]) + " [" + ", ".join(shown[o] for o in options) + "]."
+    roles = record["meta"].get("roles") if task == "EE" else None
+    if roles:  # EE: which roles each event type takes
+        per_type = [f"{shown[t]}: {', '.join(roles[t])}" for t in options if roles.get(t)]
+        if per_type:
+            text += "\n" + rng.choice(intros["roles"]) + " " + "; ".join(per_type) + "."
+    return options, shown, text
+
+
+def _sample_demos(record, ctx, cfg, rng, shown: dict, info: Counter) -> list[dict]:
+    """Few-shot demonstrations (section 3.2: 50% of instances get 1..8, sampled at random; spec 2: same schema,
+    NA demonstrations kept with probability 0.1)."""
+    if rng.random() >= cfg.fewshot_rate:
+        return []
+    k = rng.randint(1, cfg.fewshot_max)
+    pool = ctx.pools.get(tuple(record["labels"]), [])
+    task, key = record["task"], LABEL_FIELD.get(record["task"])
+    chosen, seen, tries = [], set(), 0
+    while len(chosen) < k and len(seen) < len(pool) and tries < 50 * k + 200:
+        tries += 1
+        i = rng.randrange(len(pool))
+        if i in seen:
+            continue
+        seen.add(i)
+        d = pool[i]
+        if d["id"] == record["id"]:
+            continue
+        na = not any(it[key] in shown for it in d["items"]) if task in CLOSED_TASKS else not d["items"]
+        if na and rng.random() >= cfg.fewshot_na_keep:
+            continue
+        chosen.append(d)
+    info["demos_short"] += k - len(chosen)
+    return chosen
+
+
+def _plan(record, ctx, prompts, cfg, rng, *, output_format=None, demos=None, explanation=None,
+          augment_schema=True, format_request=None, description=None, info=None) -> Plan:
+    task = record["task"]
+    info = Counter() if info is None else info
+    if explanation is None:
+        explanation = rng.random() < cfg.explanation_rate
+    llm = ctx.explanations.get(record["id"]) if explanation else None
+    if llm is not None:
+        info["llm_explanation"] += 1
+    if task in CLOSED_TASKS:
+        options, shown, schema_text = _schema(record, ctx, prompts, cfg, rng, augment_schema, llm is not None, info)
+    else:
+        options, shown, schema_text = [], {}, ""
+    formats = prompts.formats[task]
+    if output_format is None:
+        u = rng.random()
+        output_format = ("canonical" if u < cfg.canonical_rate else
+                         "json" if u < cfg.canonical_rate + cfg.json_rate else "template")
+    template = None
+    if output_format == "canonical":
+        request = formats["canonical"]
+    elif output_format == "json":
+        request = rng.choice(formats["json"])
+    elif output_format == "template":
+        template = rng.choice(formats["templates"])
+        request = template["request"]
+    else:
+        raise ValueError(f"output_format must be canonical, json or template, not {output_format!r}")
+    if format_request is not None:
+        request = format_request
+    if demos is None:
+        demos = _sample_demos(record, ctx, cfg, rng, shown, info)
+    if description is None:
+        description = rng.choice(prompts.descriptions[task])
+    return Plan(task, description, options, shown, schema_text, output_format, template, request, explanation,
+                rng.choice(prompts.explanations["_requests"]) if explanation else "", llm, list(demos))
+
+
+def _assistant_turn(record: dict, plan: Plan, prompts: Prompts, rng: random.Random, is_query: bool) -> str:
+    task = record["task"]
+    items = _gold(record, plan)
+    rng.shuffle(items)  # spec 2: items shuffled in the target
+    if plan.output_format == "canonical":
+        answer = canonical_answer(task, items)
+    elif plan.output_format == "json":
+        answer = json_answer(task, items)
+    else:
+        answer = template_answer(task, items, plan.template)
+    explanation = None
+    if plan.explain:
+        explanation = plan.llm_explanation if (is_query and plan.llm_explanation) else \
+            template_explanation(task, items, prompts.explanations[task], rng)
+    return with_explanation(answer, explanation)
+
+
+def _render_plan(record: dict, plan: Plan, prompts: Prompts, rng: random.Random, demos=None) -> list[dict]:
+    """The conversation of a plan: demonstrations as earlier user/assistant turns, then the query (spec 2).
+    First user turn = instruction + blank line + text block; later user turns = the text block alone."""
+    demos = plan.demos if demos is None else demos
+    turns = demos + [record]
+    description = fill_placeholders(plan.description, _placeholder_values(turns[0]))
+    request = (plan.explanation_request + " " if plan.explain else "") + plan.request
+    instruction = "\n".join(p for p in (description, plan.schema_text, request) if p)
+    messages = []
+    for i, r in enumerate(turns):
+        user = (instruction + "\n\n" if i == 0 else "") + text_block(r)
+        messages += [{"role": "user", "content": user},
+                     {"role": "assistant", "content": _assistant_turn(r, plan, prompts, rng, r is record)}]
+    return messages
+
+
+def _odie_instance(record, ctx, prompts, cfg, rng, explanation=None, info=None) -> list[dict]:
+    """ODIE (spec 2): system prompt, user = instruction + "\\nText: " + text, answer "[Answer]: " + table; about 20%
+    with an explanation first (the CoT version)."""
+    info = Counter() if info is None else info
+    if explanation is None:
+        explanation = rng.random() < cfg.odie_cot_rate
+    instruction = record["query"]["instruction"].strip()
+    expl = None
+    if explanation:
+        instruction += " " + rng.choice(prompts.explanations["_requests"])
+        expl = ctx.explanations.get(record["id"]) or template_explanation("ODIE", record["items"],
+                                                                          prompts.explanations["ODIE"], rng)
+    info["explained"] += explanation
+    return [{"role": "system", "content": ODIE_SYSTEM},
+            {"role": "user", "content": instruction + "\nText: " + record["text"]},
+            {"role": "assistant", "content": with_explanation(canonical_answer("ODIE", record["items"]), expl)}]
+
+
+def ie_instruct_instance(record: dict, ctx: DatasetContext, prompts: Prompts, cfg: IEInstructConfig,
+                         rng: random.Random, *, output_format: str | None = None, demos: list | None = None,
+                         explanation: bool | None = None, augment_schema: bool = True,
+                         format_request: str | None = None, description: str | None = None,
+                         info: Counter | None = None) -> list[dict]:
+    """One IEInstruct conversation for `record` (paper sections 3.2-3.3).
+
+    Every augmentation is drawn from `rng` at the rates of `cfg`, unless forced:
+      output_format  "canonical" | "json" | "template"  (feedback.py and evaluate.py force "canonical")
+      demos          the demonstration records ([] = zero-shot; evaluate.py passes k train records)
+      explanation    True / False
+      augment_schema False = all labels, no dropout, guidelines, examples, symbols or label variation (evaluation)
+      format_request the output-format sentence to use (evaluate.py: the paper's Table 9, FORMAT_REQUESTS)
+      description    the task-description template to use
+    `info` (a Counter) receives what was chosen, for the statistics table."""
+    info = Counter() if info is None else info
+    if record["task"] == "ODIE":
+        return _odie_instance(record, ctx, prompts, cfg, rng, explanation, info)
+    plan = _plan(record, ctx, prompts, cfg, rng, output_format=output_format, demos=demos, explanation=explanation,
+                 augment_schema=augment_schema, format_request=format_request, description=description, info=info)
+    _count_plan(plan, record, info)
+    return _render_plan(record, plan, prompts, rng)
+
+
+def _count_plan(plan: Plan, record: dict, info: Counter) -> None:
+    info[f"format_{plan.output_format}"] += 1
+    info["explained"] += plan.explain
+    info["demos"] += len(plan.demos)
+    info["fewshot"] += bool(plan.demos)
+    info["na_demos"] += sum(_is_na(d, plan) for d in plan.demos)
+    info["na"] += _is_na(record, plan)
+
+
+def evaluation_conversation(record: dict, demos: list[dict], prompts: Prompts | None = None, seed: int = 0,
+                            format_request: str | None = None) -> list[dict]:
+    """A held-out evaluation conversation (paper section 5.1, appendix C.1): built like training instances but with
+    the full schema, no augmentation, no explanation, the given demonstrations (k records of the train split) and
+    the task's single format request of Table 9. The last turn is the gold canonical answer: the prompt is
+    messages[:-1]. Deterministic in (seed, record id)."""
+    prompts = prompts or load_prompts()
+    task = record["task"]
+    rng = random.Random(f"evaluation/{seed}/{record['id']}")
+    ctx = DatasetContext(record["dataset"], task, {}, {}, {})
+    request = format_request or FORMAT_REQUESTS.get(task) or prompts.formats.get(task, {}).get("canonical")
+    return ie_instruct_instance(record, ctx, prompts, IEInstructConfig(), rng, output_format="canonical",
+                                demos=list(demos), explanation=False, augment_schema=False, format_request=request)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 5. The whole corpus (paper section 3.1, section 4, appendix B.1): per data set, records in a seeded random order
+#    become instances until the cap (5000); NA instances are kept only while they stay within 20% of the data set;
+#    over-long instances lose demonstrations, then are dropped. Then the IE part is mixed with general chat data.
+
+class TokenCounter:
+    """Token counts of conversations, as tokenize_chat would give them, fast: a SentencePiece model has no piece
+    containing a newline (it is a byte piece), so a stretch's count is the sum of its lines' counts plus one per
+    newline, and lines repeat a lot (instructions, schema lines, the texts of demonstrations), so they are
+    cached. tests/test_data.py checks the counts against tokenize_chat."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer, self.cache, self.nl = tokenizer, {}, len(tokenizer.encode("\n"))
+
+    def line(self, line: str, first: bool) -> int:
+        """Tokens of one line: the first of a stretch carries SentencePiece's dummy "▁" prefix, a later one
+        follows a newline (counted as encode("\n" + line) minus the "▁" and newline pieces)."""
+        key = (line, first)
+        n = self.cache.get(key)
+        if n is None:
+            if len(self.cache) > 1_000_000:
+                self.cache.clear()
+            if first:
+                n = len(self.tokenizer.encode(line)) if line else self.nl - 1  # a lone dummy "▁"
+            else:
+                n = len(self.tokenizer.encode("\n" + line)) - self.nl if line else 0
+            self.cache[key] = n
+        return n
+
+    def __call__(self, messages: list[dict]) -> tuple[int, list[int]]:
+        """(total tokens, tokens per stretch between special tokens)."""
+        counts = []
+        for stretch in SPECIAL_RE.split(render_chat(messages)):
+            lines = stretch.split("\n")
+            counts.append(0 if not stretch else
+                          self.line(lines[0], True) + sum(self.line(l, False) for l in lines[1:]) + len(lines) - 1)
+        return 1 + sum(counts) + len(counts) - 1, counts
+
+
+def _length(messages: list[dict], tokenizer, words: bool) -> tuple[int, list[int]]:
+    """(total, per-part) length: whitespace words per message, or tokens per EOS-separated stretch of the
+    rendered text (what tokenize_chat gives: BOS + stretches + one id per special token)."""
+    if words:
+        counts = [len(m["content"].split(" ")) for m in messages]
+        return sum(counts), counts
+    counter = tokenizer if isinstance(tokenizer, TokenCounter) else TokenCounter(tokenizer)
+    return counter(messages)
+
+
+def _too_long(messages: list[dict], cfg: IEInstructConfig, tokenizer) -> bool:
+    """The length filter: the paper's 2048 tokens (appendix B.1) and/or the release's 1500 words (spec 2)."""
+    if cfg.max_words and _length(messages, None, True)[0] > cfg.max_words:
+        return True
+    if cfg.max_tokens and tokenizer is not None:
+        # Cheap bound first: BOS + one dummy prefix per stretch + special ids + at most one piece per byte
+        if len(render_chat(messages).encode("utf-8")) + 2 * len(messages) + 2 <= cfg.max_tokens:
+            return False
+        return _length(messages, tokenizer, False)[0] > cfg.max_tokens
+    return False
+
+
+def _demos_that_fit(messages: list[dict], cfg: IEInstructConfig, tokenizer) -> int:
+    """How many of the demonstrations (earlier turn pairs) can stay under the length limits: the lengths add up
+    per turn pair (one EOS-separated stretch each), so one measurement finds the number."""
+    k = len(messages) // 2 - 1
+    best = k
+    for words, limit in ((True, cfg.max_words), (False, cfg.max_tokens if tokenizer is not None else 0)):
+        if not limit:
+            continue
+        _, counts = _length(messages, tokenizer, words)
+        if words:
+            counts = [counts[i] + counts[i + 1] for i in range(0, len(counts), 2)]  # per user/assistant pair
+            per_special = 0
+        else:
+            counts, per_special = counts[:k + 1], 1  # stretch i = turn pair i (the last one is the query's)
+        first, query = counts[0], counts[k]
+        m, total = 0, None
+        for m_try in range(1, k + 1):  # keep demos 0..m_try-1; demo 0 carries the instruction
+            total = (not words) + first + sum(counts[1:m_try]) + query + per_special * (m_try + 1)
+            if total > limit:
+                break
+            m = m_try
+        best = min(best, m)
+    return best
+
+
+def _fit_length(record, plan, messages, cfg, tokenizer, prompts, rng, st) -> list[dict] | None:
+    """The length filter (appendix B.1): demonstrations are removed from the end until the conversation fits;
+    None when even the query alone is too long."""
+    if not (cfg.max_words or (cfg.max_tokens and tokenizer is not None)) or not _too_long(messages, cfg, tokenizer):
+        return messages
+    if plan.demos:
+        keep = _demos_that_fit(messages, cfg, tokenizer)
+        st["demonstrations removed for length"] += len(plan.demos) - keep
+        plan.demos = plan.demos[:keep]
+        messages = _render_plan(record, plan, prompts, rng)
+        while plan.demos and _too_long(messages, cfg, tokenizer):  # answers were re-shuffled: check again
+            plan.demos = plan.demos[:-1]
+            st["demonstrations removed for length"] += 1
+            messages = _render_plan(record, plan, prompts, rng)
+    return None if _too_long(messages, cfg, tokenizer) else messages
+
+
+def ie_instruct(records: list[dict], cfg: IEInstructConfig, prompts: Prompts | None = None, tokenizer=None,
+                explanations: dict | None = None, progress: bool = True) -> tuple[list[dict], dict]:
+    """IEInstruct from unified IE records (paper section 3): conversations {dataset, id, messages} and statistics
+    {data set: Counter} (what was built, dropped and drawn). Deterministic in cfg.seed; data sets are built in
+    name order, each from its own random stream, so adding a data set leaves the others unchanged."""
+    from tqdm import tqdm
+    prompts = prompts or load_prompts()
+    if tokenizer is not None and not isinstance(tokenizer, TokenCounter):
+        tokenizer = TokenCounter(tokenizer)
+    by_dataset = defaultdict(list)
+    for r in records:
+        by_dataset[r["dataset"]].append(r)
+    conversations, stats = [], {}
+    bar = tqdm(total=sum(min(len(v), cfg.max_per_dataset) for v in by_dataset.values()), desc="IEInstruct",
+               unit="inst", disable=not progress, mininterval=1.0)
+    for name in sorted(by_dataset):
+        recs = by_dataset[name]
+        ctx = dataset_context(recs, explanations)
+        rng = random.Random(f"ie_instruct/{cfg.seed}/{name}")
+        order = list(range(len(recs)))
+        rng.shuffle(order)
+        st = Counter(task=0, records=len(recs), na_records=sum(not r["items"] for r in recs))
+        n_kept = n_na = 0
+        for j, idx in enumerate(order):
+            if n_kept >= cfg.max_per_dataset:  # examples-proportional mixture (section 3.1: limit 5,000)
+                st["not used: data set cap"] += len(order) - j
+                break
+            r, info = recs[idx], Counter()
+            plan = None if r["task"] == "ODIE" else _plan(r, ctx, prompts, cfg, rng, info=info)
+            na = plan is not None and _is_na(r, plan)
+            if na and n_na + 1 > cfg.na_cap * (n_kept + 1):  # NA cap (section 3.1), checked after class dropout
+                st["dropped: NA over the cap"] += 1
+                continue
+            if plan is None:
+                messages = _odie_instance(r, ctx, prompts, cfg, rng, info=info)
+                messages = None if _too_long(messages, cfg, tokenizer) else messages
+            else:
+                messages = _fit_length(r, plan, _render_plan(r, plan, prompts, rng), cfg, tokenizer, prompts, rng, st)
+            if messages is None:
+                st["dropped: too long"] += 1
+                continue
+            if plan is not None:
+                _count_plan(plan, r, info)
+            n_kept += 1
+            n_na += na
+            st.update(info)
+            conversations.append({"dataset": name, "id": r["id"], "messages": messages})
+            bar.update(1)
+        st["instances"], st["na_instances"] = n_kept, n_na
+        stats[name] = st
+        stats[name]["task"] = recs[0]["task"]
+    bar.close()
+    _PLAIN.clear()
+    return conversations, stats
+
+
+def load_general(path) -> list[dict]:
+    """General chat data for mixing (section 4): TULU-v2-style JSONL {dataset, id, messages} (what ADELIE mixed),
+    or self-instruct JSONL {instruction, instances: [{input, output}]} (../shared/data/general_self_instruct, one
+    conversation per instance: user = instruction [+ blank line + input], assistant = output), or a directory of
+    such files (read in name order)."""
+    path = Path(path)
+    files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
+    if not files:
+        raise ValueError(f"{path}: no .jsonl files with general chat data")
+    out = []
+    for f in files:
+        with open(f, encoding="utf-8") as fh:
+            first = next((l for l in fh if l.strip()), "")
+        try:
+            kind = "self-instruct" if "instances" in json.loads(first) else "chat"
+        except json.JSONDecodeError:
+            kind = "chat"  # load_conversations reports the bad line
+        if kind == "chat":
+            out += [{"dataset": c["dataset"] or f.stem, "id": c["id"], "messages": c["messages"]}
+                    for c in load_conversations(f)]
+            continue
+        with open(f, encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    task = json.loads(line)
+                    instruction, instances = task["instruction"].strip(), task["instances"]
+                except (json.JSONDecodeError, KeyError, AttributeError) as e:
+                    raise ValueError(f"{f}:{lineno}: not a self-instruct task {{instruction, instances}} ({e})")
+                for k, inst in enumerate(instances):
+                    user = instruction + ("\n\n" + inst["input"].strip() if inst.get("input", "").strip() else "")
+                    out.append({"dataset": f.stem, "id": f"{f.stem}/{task.get('id', lineno)}/{k}",
+                                "messages": [{"role": "user", "content": user},
+                                             {"role": "assistant", "content": inst["output"].strip()}]})
+    return out
+
+
+def mix_general(ie: list[dict], general: list[dict], ie_proportion: float, rng: random.Random) -> list[dict]:
+    """The general conversations to add so that IE makes up `ie_proportion` of the mix (section 4: 20%); all of
+    them when there are fewer (the realised proportion is then higher, and reported)."""
+    need = general_needed(len(ie), ie_proportion)
+    return list(general) if len(general) <= need else rng.sample(general, need)
+
+
+def general_needed(n_ie: int, ie_proportion: float) -> int:
+    """How many general conversations make IE `ie_proportion` of the mix."""
+    if not 0 < ie_proportion <= 1:
+        raise ValueError(f"ie_proportion must be in (0, 1], got {ie_proportion}")
+    return round(n_ie * (1 - ie_proportion) / ie_proportion)
+
+
+def statistics_table(stats: dict, n_general: int, general_source: str) -> str:
+    """The build report, like the paper's Table 7 (instances per task and data set) plus the realised rate of every
+    augmentation, as a markdown table."""
+    cols = ["task", "data set", "records", "NA% in", "instances", "NA%", "few-shot", "demos", "NA demos",
+            "explained", "canonical", "json", "template", "guidelines", "such as", "symbol/opt", "dropout/opt",
+            "varied", "dropped"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+
+    def pct(a, b):
+        return f"{100 * a / b:.1f}" if b else "-"
+
+    def row(task, name, s):
+        n, closed = s["instances"], task in CLOSED_TASKS if task != "all" else True
+        dropped = (s["dropped: NA over the cap"] + s["dropped: too long"], s["not used: data set cap"])
+        return ("| " + " | ".join([
+            task, name, str(s["records"]), pct(s["na_records"], s["records"]), str(n), pct(s["na_instances"], n),
+            pct(s["fewshot"], n) if task != "ODIE" else "-", f"{s['demos'] / max(1, s['fewshot']):.2f}",
+            pct(s["na_demos"], s["demos"]), pct(s["explained"], n),
+            *([pct(s[f"format_{f}"], n) for f in ("canonical", "json", "template")] if task != "ODIE" else ["-"] * 3),
+            pct(s["guidelines"], n) if closed else "-", pct(s["examples"], n) if closed else "-",
+            pct(s["symbols"], s["options"]), pct(s["dropped"], s["labels"]), pct(s["varied"], n),
+            f"{dropped[0]} + {dropped[1]} unused"]) + " |")
+
+    totals: dict[str, Counter] = defaultdict(Counter)
+    for name in sorted(stats, key=lambda k: (TASKS.index(stats[k]["task"]), k)):
+        s = stats[name]
+        lines.append(row(s["task"], name, s))
+        totals[s["task"]].update({k: v for k, v in s.items() if k != "task"})
+    for task in TASKS:
+        if task in totals:
+            lines.append(row(task, "**all**", totals[task]))
+    every = Counter()
+    for t in totals.values():
+        every.update(t)
+    lines.append(row("all", "**IE total**", every))
+    n_ie = every["instances"]
+    lines.append("")
+    lines.append(f"IE instances: {n_ie}; general chat: {n_general} ({general_source}); IE proportion: "
+                 f"{pct(n_ie, n_ie + n_general)}%. Rates are % of instances (few-shot, explained, formats, guidelines, "
+                 f"such as, varied: closed IE for schema columns), % of shown options (symbol), % of labels "
+                 f"(dropout), % of demonstrations (NA demos). 'dropped' = NA over the cap + too long, 'unused' = "
+                 f"past the per-data-set cap.")
+    extra = Counter()
+    for s in stats.values():
+        for k in ("guideline_fallbacks", "schema_refilled", "demos_short", "demonstrations removed for length",
+                  "llm_explanation"):
+            extra[k] += s[k]
+    lines.append("Also: " + ", ".join(f"{k}: {v}" for k, v in extra.items()) + " (guideline_fallbacks = options "
+                 "shown with the per-task default guideline; schema_refilled = every option dropped, one put back; "
+                 "demos_short = demonstrations asked for but not found).")
+    return "\n".join(lines)
+
+
+def read_explanations(path) -> dict[str, str]:
+    """LLM-written explanations, JSONL {"id", "explanation"} keyed by record id (llm.py writes them)."""
+    out = {}
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+                rid, text = obj["id"], obj["explanation"]
+            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                raise ValueError(f"{path}:{lineno}: expected JSON {{\"id\", \"explanation\"}} ({e})") from None
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError(f"{path}:{lineno}: explanation must be a non-empty string")
+            out[str(rid)] = text.strip()
+    return out
+
+
+def build(cfg: IEInstructConfig, progress: bool = True) -> dict:
+    """`python data.py build`: records -> IEInstruct (+ general chat) -> cfg.out, with the statistics table
+    printed and written beside it. Returns the summary."""
+    import ie_formats
+    import synthetic
+    t0 = time.perf_counter()
+    counts = Counter()
+    splits = [s.strip() for s in cfg.splits.split(",") if s.strip()]
+    if cfg.records:
+        records = read_records([p for p in cfg.records.split(",") if p], skip_bad=cfg.skip_bad, counts=counts)
+        source = f"records {cfg.records}"
+    elif cfg.data_dir:
+        records = [r for recs in ie_formats.convert_all(cfg.data_dir, splits=tuple(splits)).values() for r in recs]
+        source = f"real data sets under {cfg.data_dir}"
+    else:
+        records = synthetic.generate_corpus(cfg.synthetic_seed, cfg.synthetic_n_train, 0)["train"]
+        source = f"synthetic corpus (seed {cfg.synthetic_seed}, {cfg.synthetic_n_train} per data set)"
+    n_other = sum(r["split"] not in splits for r in records)
+    records = [r for r in records if r["split"] in splits]
+    if n_other:
+        counts[f"records of other splits than {splits}, not used"] += n_other
+    if not records:
+        raise ValueError(f"no records of split(s) {splits} to build from ({source})")
+    prompts = load_prompts([cfg.extra_descriptions] if cfg.extra_descriptions else ())
+    tokenizer = None
+    if cfg.max_tokens:
+        import model
+        tokenizer = model.Tokenizer(cfg.tokenizer)
+    explanations = read_explanations(cfg.explanations) if cfg.explanations else None
+    ie, stats = ie_instruct(records, cfg, prompts, tokenizer, explanations, progress)
+
+    rng = random.Random(f"mix/{cfg.seed}")
+    if cfg.general == "none" or cfg.ie_proportion >= 1:
+        general, general_source = [], "none"
+    elif cfg.general:
+        general, general_source = mix_general(ie, load_general(cfg.general), cfg.ie_proportion, rng), cfg.general
+    else:
+        general = synthetic.generate_general(general_needed(len(ie), cfg.ie_proportion), cfg.seed)
+        general_source = "synthetic general chat"
+    mixed = ie + general
+    rng.shuffle(mixed)
+    out = Path(cfg.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", encoding="utf-8") as f:
+        for c in mixed:
+            f.write(json.dumps({"dataset": c["dataset"], "id": c["id"], "messages": c["messages"]},
+                               ensure_ascii=False) + "\n")
+    table = statistics_table(stats, len(general), general_source)
+    seconds = time.perf_counter() - t0
+    summary = {"out": str(out), "source": source, "ie_instances": len(ie), "general": len(general),
+               "seconds": round(seconds, 2), "input_counts": dict(counts), "datasets": stats,
+               "config": dataclasses.asdict(cfg)}
+    stem = out.with_suffix("") if out.suffix == ".jsonl" else out
+    Path(f"{stem}.stats.md").write_text(f"# IEInstruct statistics ({source})\n\n{table}\n", encoding="utf-8")
+    Path(f"{stem}.stats.json").write_text(json.dumps(summary, indent=1, default=dict) + "\n", encoding="utf-8")
+    print(table)
+    bad = {k: v for k, v in counts.items() if not k.startswith("_")}
+    if bad:
+        print(f"input: {json.dumps(bad)}" + (f"; first bad line: {counts['_first_bad']}" if "_first_bad" in counts
+                                              else ""))
+    print(f"wrote {len(mixed)} conversations ({len(ie)} IE + {len(general)} general) to {out} in {seconds:.1f}s; "
+          f"statistics in {stem}.stats.md")
+    return summary
+
+
+def build_embedded_default(path, seed: int = 0, **overrides) -> dict:
+    """The embedded default's IEInstruct: synthetic.py's corpus, every augmentation at the paper's rate, mixed with
+    synthetic general chat (what sft.py trains on when given no data)."""
+    return build(IEInstructConfig(out=str(path), seed=seed, **overrides), progress=False)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 6. Chat format and tokenisation (spec section 1; allenai/open-instruct's Tulu format, which ADELIE trained with).
+#    Ids are [BOS] + the whole rendered string, each "</s>" being the EOS id and each stretch between such
+#    markers one SentencePiece encode call: exactly transformers' slow LlamaTokenizer(path) (legacy=True) on the
+#    whole string, so a "▁" piece follows every EOS. Ids and the loss mask are made together in one pass
+#    (nanochat's render_conversation): a token is trained when the character it starts at lies in an assistant
+#    turn's content, its EOS or (non-final turns) the newline after the EOS; everything else is -100.
+
+EOS_TEXT, BOS_TEXT = "</s>", "<s>"
+SPECIAL_RE = re.compile(r"</s>|<s>")  # the special-token strings the slow Llama tokenizer maps to ids
+
+
+def _render_chat(messages: list[dict]) -> tuple[str, list[tuple[int, int]]]:
+    """(rendered text, trained character intervals [start, end)), both after the final strip."""
+    parts, trained, n = [], [], 0
+    for k, m in enumerate(messages):
+        role, content = m.get("role"), m.get("content")
+        if role not in ("system", "user", "assistant") or not isinstance(content, str):
+            raise ValueError(f"message {k}: expected role system/user/assistant and string content, got {m!r}")
+        content = content.strip()  # spec 1: content stripped of surrounding whitespace
+        tag = f"<|{role}|>\n"
+        if role == "assistant":
+            body = content + EOS_TEXT + "\n"
+            trained.append((n + len(tag), n + len(tag) + len(body)))
+        else:
+            body = content + "\n"
+        parts += [tag, body]
+        n += len(tag) + len(body)
+    text = "".join(parts).strip()  # spec 1: the whole rendered text is stripped (drops the final newline)
+    return text, [(a, min(b, len(text))) for a, b in trained]
+
+
+def render_chat(messages: list[dict], add_generation_prompt: bool = False) -> str:
+    """The Tulu rendering (spec 1): <|system|>\\n{c}\\n, <|user|>\\n{c}\\n, <|assistant|>\\n{c}</s>\\n per message,
+    the whole stripped; with add_generation_prompt the inference prompt, ending in "<|assistant|>\\n"."""
+    text = _render_chat(messages)[0]
+    return text + "\n<|assistant|>\n" if add_generation_prompt else text
+
+
+def _encode(tokenizer, text: str, trained: list[tuple[int, int]]) -> tuple[list[int], list[int]]:
+    specials = {EOS_TEXT: tokenizer.eos_id, BOS_TEXT: tokenizer.bos_id}
+    starts = [a for a, _ in trained]
+
+    def is_trained(c: int) -> bool:
+        k = bisect_right(starts, c) - 1
+        return k >= 0 and c < trained[k][1]
+
+    ids, labels, pos = [tokenizer.bos_id], [-100], 0
+    for m in [*SPECIAL_RE.finditer(text), None]:
+        end = len(text) if m is None else m.start()
+        stretch = text[pos:end]
+        if stretch:  # one SentencePiece call per stretch between special tokens (dummy "▁" prefix included)
+            piece_ids, offsets = tokenizer.encode_with_offsets(stretch)
+            for i, (b, _) in zip(piece_ids, offsets):
+                ids.append(i)
+                labels.append(i if is_trained(pos + min(b, len(stretch) - 1)) else -100)
+        if m is not None:
+            ids.append(specials[m.group()])
+            labels.append(ids[-1] if is_trained(m.start()) else -100)
+            pos = m.end()
+    return ids, labels
+
+
+def tokenize_chat(tokenizer, messages: list[dict], max_len: int | None = None) -> tuple[list[int], list[int]]:
+    """(input ids, labels) of one conversation (spec 1), truncated to max_len. labels = the id where the loss is
+    taken (assistant content, its EOS, the newline after a non-final EOS), -100 elsewhere."""
+    ids, labels = _encode(tokenizer, *_render_chat(messages))
+    return (ids[:max_len], labels[:max_len]) if max_len else (ids, labels)
+
+
+def encode_prompt(tokenizer, messages: list[dict]) -> list[int]:
+    """Ids of the inference prompt (spec 1): the conversation so far, then "<|assistant|>\\n"; no truncation."""
+    return _encode(tokenizer, render_chat(messages, add_generation_prompt=True), [])[0]
+
+
+def tokenize_sft(tokenizer, conversations: list[dict], max_len: int) -> tuple[list[tuple], dict]:
+    """[(ids, labels)] for SFT, and counts. A conversation left with no trainable token after truncation to
+    max_len is dropped and counted (spec 7.3: it would give a NaN loss)."""
+    examples, stats = [], Counter(conversations=len(conversations))
+    for c in conversations:
+        ids, labels = tokenize_chat(tokenizer, c["messages"])
+        if len(ids) > max_len:
+            stats["truncated"] += 1
+            ids, labels = ids[:max_len], labels[:max_len]
+        if all(x == -100 for x in labels):
+            stats["dropped_no_trainable_token"] += 1
+            continue
+        examples.append((ids, labels))
+    stats["examples"] = len(examples)
+    return examples, dict(stats)
+
+
+def tokenize_preference(tokenizer, records: list[dict], max_len: int) -> tuple[list[tuple], dict]:
+    """[((chosen ids, chosen labels), (rejected ids, rejected labels))] for DPO, and counts. Chosen and rejected
+    (each a full message list: prompt turns + final answer) are tokenised and truncated separately (spec 5); a pair
+    where either side has no trainable token left is dropped and counted."""
+    pairs, stats = [], Counter(pairs=len(records))
+    for r in records:
+        sides = []
+        for side in ("chosen", "rejected"):
+            ids, labels = tokenize_chat(tokenizer, r[side])
+            if len(ids) > max_len:
+                stats[f"truncated_{side}"] += 1
+                ids, labels = ids[:max_len], labels[:max_len]
+            sides.append((ids, labels))
+        if any(all(x == -100 for x in labels) for _, labels in sides):
+            stats["dropped_no_trainable_token"] += 1
+            continue
+        pairs.append(tuple(sides))
+    stats["kept"] = len(pairs)
+    return pairs, dict(stats)
+
+
+def collate_sft(examples: list[tuple], pad_id: int = 0) -> dict[str, torch.Tensor]:
+    """Right-padded batch {"input_ids": (B, T), "labels": (B, T)}, T = the longest example; labels -100 on pads.
+    Padding positions sit after every real token of their row, so a causal model never attends to them."""
+    if pad_id < 0:
+        raise ValueError(f"pad_id must be a valid token id (>= 0), got {pad_id}; LLaMA has no pad token, any id "
+                         f"works because padded positions are masked (spec 1)")
+    T = max(len(ids) for ids, _ in examples)
+    input_ids = torch.full((len(examples), T), pad_id, dtype=torch.long)  # (B, T)
+    labels = torch.full((len(examples), T), -100, dtype=torch.long)       # (B, T)
+    for b, (ids, lab) in enumerate(examples):
+        input_ids[b, :len(ids)] = torch.tensor(ids, dtype=torch.long)
+        labels[b, :len(lab)] = torch.tensor(lab, dtype=torch.long)
+    return {"input_ids": input_ids, "labels": labels}
+
+
+def collate_preference(pairs: list[tuple], pad_id: int = 0) -> dict[str, torch.Tensor]:
+    """One batch for a single forward pass over [chosen; rejected] (trl's DataCollatorForPreference): rows 0..B-1
+    are the chosen answers, rows B..2B-1 the rejected ones, all right-padded to one length; split the logits with
+    .chunk(2).
+
+    >>> pairs = [(([1, 5, 6], [-100, 5, 6]), ([1, 5, 7, 8], [-100, 5, 7, 8]))]
+    >>> batch = collate_preference(pairs, pad_id=0)
+    >>> batch["input_ids"].tolist()
+    [[1, 5, 6, 0], [1, 5, 7, 8]]
+    >>> batch["labels"].tolist()
+    [[-100, 5, 6, -100], [-100, 5, 7, 8]]
+    """
+    return collate_sft([c for c, _ in pairs] + [r for _, r in pairs], pad_id)  # (2B, T)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 7. Reading conversation files: IEInstruct JSONL, IEFeedback (JSON list or JSONL), TULU-v2-style JSONL
+
+def _json_list(text: str, path) -> list[tuple[dict, int]]:
+    """The items of a top-level JSON list with the line each starts on (for error messages)."""
+    dec, out = json.JSONDecoder(), []
+    i, line = text.index("[") + 1, 1 + text.count("\n", 0, text.index("["))
+    ws = re.compile(r"\s*")
+    while True:
+        j = ws.match(text, i).end()
+        line, i = line + text.count("\n", i, j), j
+        if i >= len(text):
+            raise ValueError(f"{path}:{line}: the JSON list is not closed with ']'")
+        if text[i] == "]":
+            return out
+        try:
+            obj, j = dec.raw_decode(text, i)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{e.lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
+        out.append((obj, line))
+        line, i = line + text.count("\n", i, j), j
+        j = ws.match(text, i).end()
+        line, i = line + text.count("\n", i, j), j
+        if i < len(text) and text[i] == ",":
+            i += 1
+        elif i >= len(text) or text[i] != "]":
+            raise ValueError(f"{path}:{line}: expected ',' or ']' between list items")
+
+
+def _check_messages(messages, where: str, field: str) -> list[dict]:
+    if not isinstance(messages, list) or not messages:
+        raise ValueError(f"{where}: '{field}' must be a non-empty list of messages, got {type(messages).__name__}")
+    for k, m in enumerate(messages):
+        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant") \
+                or not isinstance(m.get("content"), str):
+            raise ValueError(f"{where}: {field}[{k}] must be {{\"role\": system|user|assistant, \"content\": str}}, "
+                             f"got {str(m)[:200]}")
+    return messages
+
+
+def load_conversations(path) -> list[dict]:
+    """Conversations {dataset, id, messages} (+ chosen, rejected for preference data) from an IEInstruct JSONL,
+    an IEFeedback file (JSON list or JSONL; chosen/rejected = message lists) or a TULU-v2-style JSONL. A missing
+    dataset or id is filled in (file name, position); anything else wrong raises ValueError naming file and line."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    if text.lstrip().startswith("["):
+        items = _json_list(text, path)
+    else:
+        items = []
+        for lineno, line in enumerate(text.split("\n"), 1):
+            if line.strip():
+                try:
+                    items.append((json.loads(line), lineno))
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
+    out = []
+    for k, (obj, lineno) in enumerate(items):
+        where = f"{path}:{lineno}"
+        if not isinstance(obj, dict):
+            raise ValueError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+        conv = {"dataset": str(obj.get("dataset", obj.get("datasets", path.stem))),
+                "id": str(obj.get("id", f"{path.stem}/{k}"))}
+        if "chosen" in obj or "rejected" in obj:
+            for side in ("chosen", "rejected"):
+                conv[side] = _check_messages(obj.get(side), where, side)
+            if "messages" in obj:
+                conv["messages"] = _check_messages(obj["messages"], where, "messages")
+        elif "messages" in obj:
+            conv["messages"] = _check_messages(obj["messages"], where, "messages")
+        else:
+            raise ValueError(f"{where}: missing field 'messages' (or 'chosen' and 'rejected'); keys: {sorted(obj)}")
+        out.append(conv)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 8. Command line: build, show, train-tokenizer (one dataclass config each; every field is a flag with help)
+
+@dataclass
+class ShowConfig:
+    file: str = flag("", "conversations to show (IEInstruct JSONL, IEFeedback, TULU-v2 JSONL)", positional=True)
+    n: int = flag(3, "how many conversations to show")
+    seed: int = flag(0, "which ones: a seeded random sample (-1: the first n)")
+    tokenizer: str = flag(str(DEFAULT_TOKENIZER), "SentencePiece model to tokenise with (the one training uses)")
+    max_len: int = flag(2048, "truncate like SFT does (spec 1: 2048 tokens)")
+    color: str = flag("auto", "mark trained tokens with a green background (always), with ⟦ ⟧ brackets (never), "
+                              "or by whether stdout is a terminal (auto)", choices=["auto", "always", "never"])
+
+
+@dataclass
+class TokenizerConfig:
+    out: str = flag(str(DEFAULT_TOKENIZER), "where to write the SentencePiece model")
+    vocab_size: int = flag(2048, "vocabulary size (model.py's 'demo' preset uses 2048)")
+    synthetic_n_train: int = flag(1000, "synthetic train records per data set in the training text")
+    n_general: int = flag(20000, "synthetic general chat conversations in the training text")
+
+
+def _parse(cls, argv: list[str]):
+    """A config from command-line flags generated from dataclass `cls` (underscores or dashes in flag names)."""
+    parser = argparse.ArgumentParser(prog=f"data.py {cls.__name__}", description=(cls.__doc__ or "").split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    for f in dataclasses.fields(cls):
+        kwargs = {"help": f.metadata.get("help", ""), "default": f.default}
+        if "choices" in f.metadata:
+            kwargs["choices"] = f.metadata["choices"]
+        if f.metadata.get("positional"):
+            parser.add_argument(f.name, **{k: v for k, v in kwargs.items() if k != "default"})
+            continue
+        names = [f"--{f.name}"] + ([f"--{f.name.replace('_', '-')}"] if "_" in f.name else [])
+        if f.type in (bool, "bool"):
+            parser.add_argument(*names, dest=f.name, action=argparse.BooleanOptionalAction, **kwargs)
+        else:
+            typ = {"int": int, "float": float, "str": str}.get(f.type, f.type)
+            parser.add_argument(*names, dest=f.name, type=typ, **kwargs)
+    return cls(**vars(parser.parse_args(argv)))
+
+
+def _piece_text(tokenizer, ids: list[int]) -> str:
+    """The text of a run of tokens, piece by piece: "▁" shown as a space, byte pieces decoded, BOS/EOS named."""
+    out, pending = [], bytearray()
+    for i in ids:
+        piece = "<s>" if i == tokenizer.bos_id else "</s>" if i == tokenizer.eos_id else tokenizer.id_to_piece(i)
+        m = re.fullmatch(r"<0x([0-9A-Fa-f]{2})>", piece)
+        if m:
+            pending.append(int(m.group(1), 16))
+            continue
+        if pending:
+            out.append(pending.decode("utf-8", errors="replace"))
+            pending = bytearray()
+        out.append(piece.replace("▁", " "))
+    if pending:
+        out.append(pending.decode("utf-8", errors="replace"))
+    return "".join(out)
+
+
+def marked_text(tokenizer, ids: list[int], labels: list[int], color: bool) -> str:
+    """The tokens as text, trained runs (label != -100) marked: green background, or ⟦ ⟧ brackets."""
+    out, k = [], 0
+    while k < len(ids):
+        j, trained = k, labels[k] != -100
+        while j < len(ids) and (labels[j] != -100) == trained:
+            j += 1
+        text = _piece_text(tokenizer, ids[k:j])
+        if trained:
+            text = "\x1b[30;42m" + text.replace("\n", "\x1b[0m\n\x1b[30;42m") + "\x1b[0m" if color else \
+                "⟦" + text + "⟧"
+        out.append(text)
+        k = j
+    return "".join(out)
+
+
+def show(cfg: ShowConfig) -> None:
+    """`python data.py show FILE`: conversations as the model sees them, the tokens it is trained on marked."""
+    import model
+    tokenizer = model.Tokenizer(cfg.tokenizer)
+    conversations = load_conversations(cfg.file)
+    if cfg.seed < 0:
+        picked = conversations[:cfg.n]
+    else:
+        picked = random.Random(cfg.seed).sample(conversations, min(cfg.n, len(conversations)))
+    color = cfg.color == "always" or (cfg.color == "auto" and sys.stdout.isatty())
+    for c in picked:
+        for side in ("messages", "chosen", "rejected"):
+            if side not in c:
+                continue
+            ids, labels = tokenize_chat(tokenizer, c[side], cfg.max_len)
+            n_trained = sum(x != -100 for x in labels)
+            title = f"{c['dataset']} / {c['id']}" + (f" / {side}" if side != "messages" else "")
+            print(f"{'=' * 20} {title}: {len(ids)} tokens, {n_trained} trained "
+                  f"({'green' if color else 'inside ⟦ ⟧'})")
+            print(marked_text(tokenizer, ids, labels, color))
+            print()
+
+
+def tokenizer_training_text(cfg: TokenizerConfig) -> list[str]:
+    """What the embedded tokenizer is trained on: synthetic.py's corpus built into IEInstruct (every prompt pool
+    of prompts/ in use) and synthetic general chat, rendered in the chat format, one line per sentence piece
+    input, plus every prompt string verbatim."""
+    import synthetic
+    records = synthetic.generate_corpus(0, cfg.synthetic_n_train, 0)["train"]
+    build_cfg = IEInstructConfig(max_tokens=0)
+    prompts = load_prompts()
+    ie, _ = ie_instruct(records, build_cfg, prompts, progress=False)
+    conversations = ie + synthetic.generate_general(cfg.n_general, 0)
+    lines = []
+    for c in conversations:
+        lines += render_chat(c["messages"]).split("\n")
+    for name in ("task_descriptions", "output_formats", "explanations", "schema", "label_descriptions"):
+        def walk(x):
+            if isinstance(x, str):
+                lines.extend(x.split("\n"))
+            elif isinstance(x, dict):
+                for k in sorted(x):
+                    walk(x[k])
+            elif isinstance(x, list):
+                for v in x:
+                    walk(v)
+        walk(_load_json(PROMPTS_DIR / f"{name}.json"))
+    return [l for l in lines if l.strip()]
+
+
+def train_tokenizer(cfg: TokenizerConfig) -> None:
+    """`python data.py train-tokenizer`: the embedded default tokenizer, a LLaMA-like SentencePiece BPE model
+    (byte fallback, identity normalisation, no extra-whitespace removal, digits split; unk 0, bos 1, eos 2, no
+    pad) trained on tokenizer_training_text. Single-threaded and unshuffled, so the file is reproducible."""
+    import io
+    import sentencepiece as spm
+    lines = tokenizer_training_text(cfg)
+    model = io.BytesIO()  # no file paths: the trainer stores its input/prefix paths in the model, breaking equality
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(lines), model_writer=model, vocab_size=cfg.vocab_size, model_type="bpe",
+        byte_fallback=True, normalization_rule_name="identity", remove_extra_whitespaces=False, split_digits=True,
+        allow_whitespace_only_pieces=True, character_coverage=1.0, unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
+        num_threads=1, input_sentence_size=0, shuffle_input_sentence=False, max_sentence_length=16384,
+        minloglevel=2)
+    Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(cfg.out).write_bytes(model.getvalue())
+    print(f"wrote {cfg.out} ({Path(cfg.out).stat().st_size} bytes, vocab {cfg.vocab_size}) from {len(lines)} lines")
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    commands = {"build": (IEInstructConfig, build), "show": (ShowConfig, show),
+                "train-tokenizer": (TokenizerConfig, train_tokenizer)}
+    if not argv or argv[0] not in commands:
+        sys.exit(f"usage: python data.py {{{','.join(commands)}}} [flags]  (-h after a command lists its flags)\n\n"
+                 + __doc__.split("\n\n")[2])
+    cls, fn = commands[argv[0]]
+    cfg = _parse(cls, argv[1:])
+    if cls is IEInstructConfig and not cfg.out:
+        sys.exit("error: build needs --out FILE")
+    fn(cfg)
+
+
+if __name__ == "__main__":
+    main()
