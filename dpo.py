@@ -182,9 +182,9 @@ def main(argv=None) -> None:
     T.print0(d, f"data: {len(records)} pairs from {cfg.data}; {json.dumps(stats)}")
     if not pairs:
         sys.exit(f"error: no usable pair in {cfg.data} (see the counts above)")
-    lengths = [max(len(p["chosen_ids"]), len(p["rejected_ids"])) for p in pairs]
-    data_fingerprint = hashlib.sha256(json.dumps([[len(p["chosen_ids"]), len(p["rejected_ids"])] for p in pairs])
-                                      .encode()).hexdigest()[:16]
+    pair_lengths = [[len(chosen[0]), len(rejected[0])] for chosen, rejected in pairs]  # pairs: ((ids, labels),)*2
+    lengths = [max(pl) for pl in pair_lengths]
+    data_fingerprint = hashlib.sha256(json.dumps(pair_lengths).encode()).hexdigest()[:16]
 
     # ---- Policy (trained) and reference (frozen): both start as the SFT model
     use_bf16 = cfg.bf16 and d.device.type == "cuda"
@@ -245,8 +245,8 @@ def main(argv=None) -> None:
             # Mean over the step's pairs: every pair weighs 1 / global_batch (FSDP averages over ranks).
             (losses.sum() / (cfg.micro_batch_size * accum)).backward()
             sums += torch.tensor([losses.sum().item(), reward_c.sum().item(), reward_r.sum().item(),
-                                  (reward_c > reward_r).sum().item(), len(mb),
-                                  int((batch["input_ids"] != 0).sum())], dtype=torch.float64)
+                                  (reward_c > reward_r).sum().item(), len(mb), sum(sum(pair_lengths[i]) for i in mb)],
+                                 dtype=torch.float64)
         grad_norm = T.grad_norm_and_clip(policy, cfg.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

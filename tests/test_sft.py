@@ -69,11 +69,11 @@ def tiny_setup(tmp_path, tok512_path):
 
 
 def sft_args(model_dir, data_path, out_dir, **overrides):
-    args = {"model": model_dir, "data": data_path, "out_dir": out_dir, "max_len": 64, "global_batch_size": 4,
+    args = {"model": model_dir, "data": data_path, "out_dir": out_dir, "max_len": 256, "global_batch_size": 4,
             "micro_batch_size": 4, "lr": 1e-2, "max_steps": 4, "warmup_ratio": 0.0, "lr_schedule": "constant",
             "loss_normalization": "token_mean", "checkpoint_every": 0, "seed": 1}
     args.update(overrides)
-    return [f"--{k}={v}" for k, v in args.items()]
+    return [(f"--{k}" if v else f"--no-{k}") if isinstance(v, bool) else f"--{k}={v}" for k, v in args.items()]
 
 
 def run_sft_single(args):
@@ -117,7 +117,7 @@ def test_mean_of_means_is_adelies_loss_by_hand(tiny_setup, tmp_path):
     run_sft_single(sft_args(model_dir, data_path, out, micro_batch_size=2, max_steps=1,
                             loss_normalization="mean_of_means"))
     tok = llama.Tokenizer(model_dir / "tokenizer.model")
-    examples, _ = data.tokenize_sft(tok, data.load_conversations(data_path), 64)
+    examples, _ = data.tokenize_sft(tok, data.load_conversations(data_path), 256)
     lengths = [len(ids) for ids, _ in examples]
     batches, _ = sft.T.epoch_batches(lengths, 4, 1, 0)
     one_rank = sft.T.Dist(0, 1, 0, torch.device("cpu"))
@@ -202,7 +202,7 @@ def test_loss_mask_only_answer_tokens_carry_gradient(tiny_setup):
     gradient is unchanged; change the target of an answer token and it changes."""
     model_dir, _ = tiny_setup
     tok = llama.Tokenizer(model_dir / "tokenizer.model")
-    ids, labels = data.tokenize_chat(tok, conversation(3)["messages"], 64)
+    ids, labels = data.tokenize_chat(tok, conversation(3)["messages"], 256)
     ids, labels = torch.tensor([ids]), torch.tensor([labels])
     prompt_pos = int((labels[0] == -100).nonzero()[2])
     answer_pos = int((labels[0] != -100).nonzero()[0])
