@@ -175,6 +175,78 @@ def ie_feedback_prompts(records: list[dict], *, max_per_dataset: int = 4000, odi
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# 2. Sampling (section 4), split over ranks, appended as produced, resumable
+
+def prompt_sha(messages: list[dict]) -> str:
+    """A short hash of a prompt's turns (not the gold answer): ties each saved sample to the prompt it answers."""
+    return hashlib.sha256(json.dumps(messages[:-1], sort_keys=True).encode()).hexdigest()[:16]
+
+
+def repair_sample_files(out_dir: Path) -> int:
+    """Cut a partial last line (a run killed mid-write) off every samples file; return how many were cut. Run on one
+    rank before anyone appends, so new lines never follow a torn one."""
+    cut = 0
+    for path in sorted(out_dir.glob("samples.rank*.jsonl")):
+        raw = path.read_bytes()
+        if raw and not raw.endswith(b"\n"):
+            with open(path, "r+b") as f:
+                f.truncate(raw.rfind(b"\n") + 1)  # 0 when the only line is torn
+            cut += 1
+    return cut
+
+
+def read_samples(out_dir: Path, pool: list[dict]) -> tuple[dict[int, dict], int]:
+    """Every complete sample line in OUT_DIR/samples.rank*.jsonl, by prompt index (files from any earlier world
+    size). A line whose prompt hash differs from the pool's prompt at that index is an error: the pool changed."""
+    done, outside = {}, 0
+    for path in sorted(out_dir.glob("samples.rank*.jsonl")):
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{n}: not a JSON line ({e}); a torn line can only be the last one") from e
+            i = row["index"]
+            if i >= len(pool):
+                outside += 1  # sampled for a larger pool (--max_prompts was bigger): not used now
+                continue
+            if row["prompt_sha"] != pool[i]["prompt_sha"]:
+                raise ValueError(f"{path}:{n}: prompt {i} ({row['id']}) was sampled from another prompt pool than "
+                                 f"this run builds ({pool[i]['id']}); use a new --out_dir or the earlier settings")
+            done[i] = row
+    return done, outside
+
+
+def sample_prompts(net, tokenizer, pool: list[dict], todo: list[int], cfg: FeedbackConfig, path: Path,
+                   progress: bool) -> int:
+    """Sample cfg.num_samples answers for each pool prompt in `todo`, flush_every prompts per generate call, and
+    append one line per prompt to `path` after each call. Sample s of prompt i draws from the stream seeded by
+    (prompt_seed(seed, i), s): the pool index, never the rank or batch, so any world size gives the same samples.
+    Returns the number of new tokens."""
+    from tqdm import tqdm
+    bar = tqdm(total=len(todo), unit="prompt", desc="sampling", disable=not progress)
+    n_tokens = 0
+    with open(path, "a", encoding="utf-8") as f:
+        for start in range(0, len(todo), cfg.flush_every):
+            chunk = todo[start:start + cfg.flush_every]
+            outs = llama.generate(net, [pool[i]["prompt_ids"] for i in chunk], cfg.max_new_tokens,
+                                  temperature=cfg.temperature, top_p=cfg.top_p, num_samples=cfg.num_samples,
+                                  eos_id=tokenizer.eos_id, seeds=[llama.prompt_seed(cfg.seed, i) for i in chunk],
+                                  batch_size=cfg.batch_size)  # (len(chunk) * num_samples) lists, prompt-major
+            for j, i in enumerate(chunk):
+                rows = outs[j * cfg.num_samples:(j + 1) * cfg.num_samples]
+                n_tokens += sum(map(len, rows))
+                finished = [bool(r) and r[-1] == tokenizer.eos_id for r in rows]
+                texts = [tokenizer.decode(r[:-1] if end else r) for r, end in zip(rows, finished)]
+                f.write(json.dumps({"index": i, "id": pool[i]["id"], "prompt_sha": pool[i]["prompt_sha"],
+                                    "samples": texts, "finished": finished}, ensure_ascii=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+            bar.update(len(chunk))
+    bar.close()
+    return n_tokens
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # 3. Scoring: character BLEU (appendix B.1, spec section 4)
 
 def bleu(hypothesis: str, reference: str, max_n: int = 4) -> float:
@@ -312,9 +384,9 @@ def mix_pairs(online: list[dict], offline: list[dict], target: int = 10_000, onl
     10k pairs are enough): `target` pairs, round(online_ratio * target) of them online, at most one pair per prompt
     (ADELIE's release makes one pair per prompt, online or offline), drawn at random with `seed`.
 
-    Every online-eligible prompt is also offline-eligible (best - worst > gap and best <= 1 imply 1 - worst > gap),
-    so with N pairs wanted, n_on = round(online_ratio * N) are drawn from the online pairs and N - n_on from the
-    offline pairs of the other prompts. When there are too few pairs:
+    An online-eligible prompt is (nearly always) offline-eligible too (best - worst > gap and best <= 1 imply
+    1 - worst > gap; only skip_identical can differ), so with N pairs wanted, n_on = round(online_ratio * N) are
+    drawn from the online pairs and N - n_on from the offline pairs of the other prompts. When there are too few pairs:
       - fewer offline-eligible prompts than `target`: N = their number (every usable prompt gives one pair);
       - fewer online pairs than n_on: all of them are used, and with shortfall="keep_ratio" (default) N shrinks to
         round(n_on / online_ratio) so the ratio holds; with shortfall="fill" offline pairs fill the rest.
@@ -338,8 +410,8 @@ def mix_pairs(online: list[dict], offline: list[dict], target: int = 10_000, onl
     n_on = round_half_up(online_ratio * n_total)
     notes = []
     if len(off) < target:
-        notes.append(f"only {len(off)} prompts give an offline pair (every online prompt is among them), fewer than "
-                     f"the {target} pairs wanted: making {n_total}")
+        notes.append(f"only {len(off)} prompts give an offline pair, fewer than the {target} pairs wanted: "
+                     f"making {n_total}")
     if n_on > len(on):
         n_on = len(on)
         if shortfall == "keep_ratio":
@@ -351,6 +423,8 @@ def mix_pairs(online: list[dict], offline: list[dict], target: int = 10_000, onl
     chosen_on = on[:n_on]
     used = {p["index"] for p in chosen_on}
     chosen_off = [p for p in off if p["index"] not in used][:n_total - n_on]
+    if len(chosen_off) < n_total - n_on:  # offline prompts taken by online pairs (the rare case above)
+        notes.append(f"{n_total - n_on - len(chosen_off)} offline pairs short: their prompts give online pairs")
     pairs = sorted(chosen_on + chosen_off, key=lambda p: p["index"])
     summary = f"{len(chosen_on)} online + {len(chosen_off)} offline = {len(pairs)} pairs"
     return pairs, "; ".join(notes + [summary])
@@ -369,78 +443,6 @@ def write_ie_feedback(pairs: list[dict], path: Path) -> None:
         for p in pairs:
             f.write(json.dumps({k: p[k] for k in ("index", "id", "dataset", "kind", "chosen_sample",
                                                   "rejected_sample", "chosen_score", "rejected_score")}) + "\n")
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# 2. Sampling (section 4), split over ranks, appended as produced, resumable
-
-def prompt_sha(messages: list[dict]) -> str:
-    """A short hash of a prompt's turns (not the gold answer): ties each saved sample to the prompt it answers."""
-    return hashlib.sha256(json.dumps(messages[:-1], sort_keys=True).encode()).hexdigest()[:16]
-
-
-def repair_sample_files(out_dir: Path) -> int:
-    """Cut a partial last line (a run killed mid-write) off every samples file; return how many were cut. Run on one
-    rank before anyone appends, so new lines never follow a torn one."""
-    cut = 0
-    for path in sorted(out_dir.glob("samples.rank*.jsonl")):
-        raw = path.read_bytes()
-        if raw and not raw.endswith(b"\n"):
-            with open(path, "r+b") as f:
-                f.truncate(raw.rfind(b"\n") + 1)  # 0 when the only line is torn
-            cut += 1
-    return cut
-
-
-def read_samples(out_dir: Path, pool: list[dict]) -> tuple[dict[int, dict], int]:
-    """Every complete sample line in OUT_DIR/samples.rank*.jsonl, by prompt index (files from any earlier world
-    size). A line whose prompt hash differs from the pool's prompt at that index is an error: the pool changed."""
-    done, outside = {}, 0
-    for path in sorted(out_dir.glob("samples.rank*.jsonl")):
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{n}: not a JSON line ({e}); a torn line can only be the last one") from e
-            i = row["index"]
-            if i >= len(pool):
-                outside += 1  # sampled for a larger pool (--max_prompts was bigger): not used now
-                continue
-            if row["prompt_sha"] != pool[i]["prompt_sha"]:
-                raise ValueError(f"{path}:{n}: prompt {i} ({row['id']}) was sampled from another prompt pool than "
-                                 f"this run builds ({pool[i]['id']}); use a new --out_dir or the earlier settings")
-            done[i] = row
-    return done, outside
-
-
-def sample_prompts(net, tokenizer, pool: list[dict], todo: list[int], cfg: FeedbackConfig, path: Path,
-                   progress: bool) -> int:
-    """Sample cfg.num_samples answers for each pool prompt in `todo`, flush_every prompts per generate call, and
-    append one line per prompt to `path` after each call. Sample s of prompt i draws from the stream seeded by
-    (prompt_seed(seed, i), s): the pool index, never the rank or batch, so any world size gives the same samples.
-    Returns the number of new tokens."""
-    from tqdm import tqdm
-    bar = tqdm(total=len(todo), unit="prompt", desc="sampling", disable=not progress)
-    n_tokens = 0
-    with open(path, "a", encoding="utf-8") as f:
-        for start in range(0, len(todo), cfg.flush_every):
-            chunk = todo[start:start + cfg.flush_every]
-            outs = llama.generate(net, [pool[i]["prompt_ids"] for i in chunk], cfg.max_new_tokens,
-                                  temperature=cfg.temperature, top_p=cfg.top_p, num_samples=cfg.num_samples,
-                                  eos_id=tokenizer.eos_id, seeds=[llama.prompt_seed(cfg.seed, i) for i in chunk],
-                                  batch_size=cfg.batch_size)  # (len(chunk) * num_samples) lists, prompt-major
-            for j, i in enumerate(chunk):
-                rows = outs[j * cfg.num_samples:(j + 1) * cfg.num_samples]
-                n_tokens += sum(map(len, rows))
-                finished = [bool(r) and r[-1] == tokenizer.eos_id for r in rows]
-                texts = [tokenizer.decode(r[:-1] if end else r) for r, end in zip(rows, finished)]
-                f.write(json.dumps({"index": i, "id": pool[i]["id"], "prompt_sha": pool[i]["prompt_sha"],
-                                    "samples": texts, "finished": finished}, ensure_ascii=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-            bar.update(len(chunk))
-    bar.close()
-    return n_tokens
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -490,7 +492,8 @@ def summarize(pool: list[dict], sampled: list[dict], scores: list[list[float]], 
 
 
 TABLE_COLUMNS = [  # (header, summary key)
-    ("prompts", "prompts"), ("too long", "prompts_too_long_for_model"), ("sampled", "sampled"), ("no [Answer]", "samples_without_answer"), ("cut", "samples_cut_at_max_new_tokens"),
+    ("prompts", "prompts"), ("too long", "prompts_too_long_for_model"), ("sampled", "sampled"),
+    ("no [Answer]", "samples_without_answer"), ("cut", "samples_cut_at_max_new_tokens"),
     ("online ok", "online_eligible"), ("skip: no ans", "online_skipped_no_answer"),
     ("skip: gap", "online_skipped_gap_too_small"), ("offline ok", "offline_eligible"),
     ("skip: gap", "offline_skipped_gap_too_small"), ("skip: same", "offline_skipped_identical"),
@@ -528,7 +531,7 @@ def main(argv=None) -> None:
         sys.exit(f"error: {model_dir} does not exist; run sft.py first (or pass --model)")
     if d.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
-        sampling = {k: getattr(cfg, k) for k in SAMPLING_FIELDS}
+        sampling = {k: getattr(cfg, k) for k in SAMPLING_FIELDS} | {"model": str(model_dir.resolve())}
         earlier = out_dir / "sampling.json"
         if earlier.exists() and (old := json.loads(earlier.read_text())) != sampling:
             diff = {k: (old.get(k), v) for k, v in sampling.items() if old.get(k) != v}
@@ -571,18 +574,20 @@ def main(argv=None) -> None:
     n_todo = int(T.all_reduce_sum(d, len(todo))[0])
     T.print0(d, f"samples on disk for {len(done)} prompts ({torn} torn last lines cut, to be redone; {outside} "
                 f"outside this pool); {n_todo} prompts to sample on {d.world_size} ranks")
-    dtype = torch.bfloat16 if cfg.bf16 and d.device.type == "cuda" else torch.float32
-    net = llama.Transformer.from_pretrained(model_dir, device=d.device, dtype=dtype).eval()
-    t0 = time.perf_counter()
-    n_tokens = sample_prompts(net, tokenizer, pool, todo, cfg, out_dir / f"samples.rank{d.rank}.jsonl",
-                              progress=d.is_main)
+    t0, n_tokens = time.perf_counter(), 0
+    if todo:  # every rank holds the whole model (no sharding for sampling: LLaMA-2-7B in bf16 takes 14 GB)
+        dtype = torch.bfloat16 if cfg.bf16 and d.device.type == "cuda" else torch.float32
+        net = llama.Transformer.from_pretrained(model_dir, device=d.device, dtype=dtype).eval()
+        t0 = time.perf_counter()
+        n_tokens = sample_prompts(net, tokenizer, pool, todo, cfg, out_dir / f"samples.rank{d.rank}.jsonl",
+                                  progress=d.is_main)
+        del net
     seconds = torch.tensor(time.perf_counter() - t0, dtype=torch.float64, device=d.device)
     dist.all_reduce(seconds, op=dist.ReduceOp.MAX)  # the slowest rank's time is the job's
     seconds = seconds.item()
     total_tokens, = T.all_reduce_sum(d, n_tokens)
     T.print0(d, f"sampled {int(total_tokens)} new tokens in {seconds:.1f} s ({total_tokens / max(seconds, 1e-9):.0f} "
                 f"tokens/s over {d.world_size} ranks)")
-    del net
     dist.barrier()
     if not d.is_main:
         T.cleanup_distributed()

@@ -381,9 +381,9 @@ def test_two_processes_sample_what_one_does(tiny_setup, tmp_path):
 
 
 def test_killed_run_resumes_to_the_same_result(tiny_setup, tmp_path):
-    """SIGKILL a 1-process run (python feedback.py) after its first samples reach the disk, tear its last line as a kill mid-write
-    would, then run again on 2 processes: only the missing prompts are sampled, the torn line is redone, and the
-    result is the reference's."""
+    """SIGKILL a 1-process run (python feedback.py) after its first samples reach the disk, tear its last line as a
+    kill mid-write would, then run again on 2 processes: only the missing prompts are sampled, the torn line is
+    redone, and the result is the reference's."""
     import os
     import signal
     import subprocess
