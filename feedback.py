@@ -21,7 +21,7 @@ What the paper does (section 4; appendix B.1; spec section 4), step by step, and
    `[Answer]: `. `bleu` is written out here; tests check it against nltk.
 4. `online_pairs`: best sample vs worst sample, kept when their BLEU differs by more than 0.1 (section 4).
    `offline_pairs`: the gold answer (score 1) vs the worst sample, kept when 1 - worst > 0.1 (section 4).
-5. `mix_pairs`: 30% online, 70% offline (section 5.4 / Table 11: the best mix), 10,000 pairs (Figure 5), one pair per
+5. `mix_pairs`: 30% online, 70% offline (section 6.2, Table 11: the best mix), 10,000 pairs (Figure 5), one pair per
    prompt, seeded. Written as OUT_DIR/ie_feedback.json in the released IEFeedback format
    [{"dataset","id","messages","chosen","rejected"}], which dpo.py reads, with OUT_DIR/summary.json and a table like
    Table 8 (pairs per data set, average score gap).
@@ -64,8 +64,9 @@ class FeedbackConfig:
                              "(e.g. ../shared/data) instead of --records; held-out evaluation sets are left out")
     explanations: str = flag("", "LLM-written explanations, JSONL {id, explanation} (llm.py; as data.py build "
                                  "--explanations): an instance drawn for an explanation uses its record's")
-    out_dir: str = flag("runs/feedback", "output directory: prompts.jsonl, samples.rank*.jsonl, scores.jsonl, "
-                                         "ie_feedback.json, summary.json")
+    out_dir: str = flag("runs/feedback", "output directory: prompts.jsonl (the pool), samples.rank*.jsonl, "
+                                         "scores.jsonl, ie_feedback.json (for dpo.py), pairs.jsonl (what each pair "
+                                         "is made of), summary.json; sampling.json and config.json (the settings)")
     # The prompt pool (appendix B.1, spec section 4)
     max_per_dataset: int = flag(4000, "prompts per data set at most (spec section 4: up to 4000 per data set)")
     odie_cot_ratio: float = flag(0.3, "share of ODIE prompts in the chain-of-thought version (spec section 4: 30%)")
@@ -81,10 +82,11 @@ class FeedbackConfig:
     flush_every: int = flag(64, "prompts per generate call; their samples are appended to this rank's samples file "
                                 "after each call, so an interrupted run loses at most this many prompts' work")
     bf16: bool = flag(True, "on CUDA, sample in bf16 (the SFT export's training precision); on CPU, fp32")
-    # Pairs (section 4, section 5.4, Table 11, Figure 5)
+    # Pairs (section 4; section 6.2 with appendix C.4: Table 11, Figure 5)
     min_gap: float = flag(0.1, "keep a pair only if its two scores differ by MORE than this (section 4: 10%)")
     target_pairs: int = flag(10_000, "pairs in IEFeedback (section 4: 3k online + 7k offline; Figure 5: 10k)")
-    online_ratio: float = flag(0.3, "share of online pairs (section 5.4, Table 11: 30% online / 70% offline)")
+    online_ratio: float = flag(0.3, "share of online pairs (section 6.2, Table 11: 30% online / 70% offline is "
+                                    "best)")
     shortfall: str = flag("keep_ratio", "too few online pairs for the ratio: keep_ratio makes fewer pairs at the "
                                         "ratio; fill tops the target up with offline pairs",
                           choices=["keep_ratio", "fill"])
@@ -304,7 +306,7 @@ def score_sample(sample: str, gold: str) -> float:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# 4. Preference pairs (section 4) and their mix (section 5.4, Table 11, Figure 5)
+# 4. Preference pairs (section 4) and their mix (section 6.2, appendix C.4, Table 11, Figure 5)
 
 def _with_answer(messages: list[dict], content: str) -> list[dict]:
     """The prompt turns of `messages` (all but the gold answer) followed by the assistant turn `content`."""
@@ -380,7 +382,7 @@ def offline_pairs(records: list[dict], scores: list[list[float]], min_gap: float
 
 def mix_pairs(online: list[dict], offline: list[dict], target: int = 10_000, online_ratio: float = 0.3,
               seed: int = 42, shortfall: str = "keep_ratio") -> tuple[list[dict], str]:
-    """IEFeedback's mix (section 4: 3k online + 7k offline; section 5.4 and Table 11: 30% online is best; Figure 5:
+    """IEFeedback's mix (section 4: 3k online + 7k offline; section 6.2 and Table 11: 30% online is best; Figure 5:
     10k pairs are enough): `target` pairs, round(online_ratio * target) of them online, at most one pair per prompt
     (ADELIE's release makes one pair per prompt, online or offline), drawn at random with `seed`.
 

@@ -56,7 +56,7 @@ def parse_config(cls, argv=None):
     parser = argparse.ArgumentParser(description=(sys.modules[cls.__module__].__doc__ or "").split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for f in dataclasses.fields(cls):
-        help_text = f.metadata.get("help", "")
+        help_text = f.metadata.get("help", "").replace("%", "%%")  # argparse %-formats help text
         if f.type in (bool, "bool"):
             parser.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction, default=f.default,
                                 help=help_text)

@@ -452,3 +452,12 @@ def test_pool_word_limit_and_odie_cot_share():
         pool, _ = feedback.ie_feedback_prompts(records, odie_cot_ratio=ratio, seed=0)
         odie = [p["messages"][-1]["content"] for p in pool if p["task"] == "ODIE"]
         assert len(odie) == 10 and all(a.startswith("[Explanation]: ") == expected for a in odie)
+
+
+def test_samples_made_with_other_settings_are_not_mixed_in(tiny_setup):
+    """An output directory whose samples came from other sampling settings is refused, not silently extended."""
+    from conftest import run_torchrun
+    script, *args = feedback_cmd(tiny_setup, tiny_setup / "reference", "--num_samples", "4")
+    proc = run_torchrun(script, args, nproc=1, check=False)
+    assert proc.returncode != 0
+    assert "holds samples made with other settings {'num_samples': (5, 4)}" in proc.stderr
