@@ -108,7 +108,7 @@ def tiny_dpo(tmp_path, tok512_path):
 
 
 def dpo_args(model_dir, data_path, out_dir, **overrides):
-    args = {"model": model_dir, "data": data_path, "out_dir": out_dir, "max_len": 64, "global_batch_size": 4,
+    args = {"model": model_dir, "data": data_path, "out_dir": out_dir, "max_len": 256, "global_batch_size": 4,
             "micro_batch_size": 2, "lr": 1e-3, "max_steps": 3, "warmup_ratio": 0.0, "lr_schedule": "constant",
             "checkpoint_every": 0, "seed": 1}
     args.update(overrides)
@@ -178,15 +178,15 @@ def test_fp32_master_weights_keep_updates_at_lr_5e7(tiny_dpo, tmp_path):
     before, after = llama.read_state_dict(model_dir), llama.read_state_dict(out / "final")
     changed = [k for k in before if not torch.equal(before[k].float(), after[k].float())]
     assert len(changed) == len(before)
-    w = before["layers.0.attention.wq.weight"]
-    assert torch.equal(w.bfloat16(), (w + 5e-7).bfloat16())  # the same update in bf16 is lost
+    w = before["layers.0.attention.wq.weight"].bfloat16()  # pure bf16 weights: the same update rounds away
+    assert (w + 5e-7 == w).float().mean().item() > 0.99
 
 
 def test_truncated_pairs_are_dropped_and_counted_never_nan(tiny_dpo, tmp_path, tok512_path):
     """A pair whose answer falls entirely beyond max_len has no trainable token on one side: it is dropped and
     counted, and training on the rest gives finite losses."""
     model_dir, _ = tiny_dpo
-    long_prompt = [{"role": "user", "content": "word " * 200}]
+    long_prompt = [{"role": "user", "content": "word " * 300}]
     bad = {"dataset": "toy", "id": "toy/long", "messages": long_prompt,
            "chosen": long_prompt + [{"role": "assistant", "content": "[Answer]: a"}],
            "rejected": long_prompt + [{"role": "assistant", "content": "[Answer]: b"}]}
