@@ -222,3 +222,74 @@ def test_loss_mask_only_answer_tokens_carry_gradient(tiny_setup):
     answer_changed[0, answer_pos] = (answer_changed[0, answer_pos] + 7) % 500
     assert torch.equal(grad_with_targets(prompt_changed), base)
     assert not torch.allclose(grad_with_targets(answer_changed), base)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Failure behaviour
+
+
+def start_torchrun(args, nproc=2):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "sft.py", *args]
+    return subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def wait_for_step(out_dir: Path, step: int, proc, timeout=180):
+    deadline = time.time() + timeout
+    while not ((out_dir / "metrics.jsonl").exists() and len(losses(out_dir)) >= step):
+        assert proc.poll() is None, proc.stdout.read()[-3000:]
+        assert time.time() < deadline, "the run did not reach the step in time"
+        time.sleep(0.05)
+
+
+def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_setup, tmp_path):
+    model_dir, data_path = tiny_setup
+    out = tmp_path / "nan"
+    proc = subprocess.run([sys.executable, "sft.py", *sft_args(model_dir, data_path, out, lr=1e30, grad_clip=0,
+                                                               max_steps=30, checkpoint_every=1, keep_last=100)],
+                          cwd=REPO, capture_output=True, text=True, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    logged = losses(out)
+    bad_step = len(logged) + 1  # the NaN step is reported, not logged
+    assert f"the loss at step {bad_step} is" in proc.stdout and all(math.isfinite(x) for x in logged)
+    ckpts = sorted((out / "checkpoints").glob("step_*"))
+    assert ckpts and all((c / "COMPLETED").exists() for c in ckpts)
+    assert ckpts[-1].name == f"step_{bad_step - 1:08d}"  # nothing written for the NaN step
+    assert not (out / "final").exists()
+
+
+def test_a_dead_rank_ends_the_whole_job(tiny_setup, tmp_path):
+    """SIGKILL one of two workers mid-run: torchrun stops the other and exits with an error (no hang)."""
+    model_dir, data_path = tiny_setup
+    out = tmp_path / "dead"
+    proc = start_torchrun(sft_args(model_dir, data_path, out, micro_batch_size=1, max_steps=10_000))
+    wait_for_step(out, 2, proc)
+    workers = subprocess.run(["pgrep", "-f", f"sft.py.*{out}"], capture_output=True, text=True).stdout.split()
+    workers = [int(p) for p in workers if int(p) != proc.pid]
+    assert len(workers) == 2, workers
+    os.kill(workers[1], signal.SIGKILL)
+    try:
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode != 0
+    assert len(losses(out)) < 10_000
+
+
+def test_sigterm_saves_a_checkpoint_that_resumes(tiny_setup, tmp_path):
+    """SIGTERM to torchrun (what a cluster scheduler sends): every rank stops at the same step, a complete
+    checkpoint is written, and --resume continues from it."""
+    model_dir, data_path = tiny_setup
+    out = tmp_path / "term"
+    args = sft_args(model_dir, data_path, out, micro_batch_size=1, max_steps=400)
+    proc = start_torchrun(args)
+    wait_for_step(out, 2, proc)
+    proc.send_signal(signal.SIGTERM)
+    output = proc.communicate(timeout=120)[0]
+    ckpt = sft.T.latest_checkpoint(out)
+    assert ckpt is not None, output[-3000:]
+    stopped_at = int(ckpt.name.split("_")[1])
+    assert stopped_at == len(losses(out)) and "stopped by a signal" in output
+    run_torchrun("sft.py", [*args[:-1], "--max_steps=%d" % (stopped_at + 2), "--resume"], nproc=2)
+    assert len(losses(out)) == stopped_at + 2 and (out / "final").exists()
