@@ -1560,12 +1560,12 @@ class TokenizerConfig:
     n_general: int = flag(20000, "synthetic general chat conversations in the training text")
 
 
-def _parse(cls, argv: list[str]):
+def _parse(cls, argv: list[str], command: str, description: str):
     """A config from command-line flags generated from dataclass `cls` (underscores or dashes in flag names)."""
-    parser = argparse.ArgumentParser(prog=f"data.py {cls.__name__}", description=(cls.__doc__ or "").split("\n")[0],
+    parser = argparse.ArgumentParser(prog=f"python data.py {command}", description=description,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for f in dataclasses.fields(cls):
-        kwargs = {"help": f.metadata.get("help", ""), "default": f.default}
+        kwargs = {"help": f.metadata.get("help", "").replace("%", "%%"), "default": f.default}
         if "choices" in f.metadata:
             kwargs["choices"] = f.metadata["choices"]
         if f.metadata.get("positional"):
@@ -1688,10 +1688,11 @@ def main(argv: list[str] | None = None) -> None:
     commands = {"build": (IEInstructConfig, build), "show": (ShowConfig, show),
                 "train-tokenizer": (TokenizerConfig, train_tokenizer)}
     if not argv or argv[0] not in commands:
+        examples = next(p for p in __doc__.split("\n\n") if "python data.py build" in p)
         sys.exit(f"usage: python data.py {{{','.join(commands)}}} [flags]  (-h after a command lists its flags)\n\n"
-                 + __doc__.split("\n\n")[2])
+                 + examples)
     cls, fn = commands[argv[0]]
-    cfg = _parse(cls, argv[1:])
+    cfg = _parse(cls, argv[1:], argv[0], (fn.__doc__ or "").split("\n")[0])
     if cls is IEInstructConfig and not cfg.out:
         sys.exit("error: build needs --out FILE")
     fn(cfg)
