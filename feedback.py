@@ -459,7 +459,7 @@ SUMMARY_KEYS = ("prompts", "prompts_too_long_for_model", "sampled", "samples", "
 def summarize(pool: list[dict], sampled: list[dict], scores: list[list[float]], online: list[dict],
               online_skipped: list[dict], offline: list[dict], offline_skipped: list[dict],
               mixed: list[dict], too_long: Counter | None = None) -> dict:
-    """Per data set: prompts in the pool, too long for the model's context, sampled; samples without `[Answer]: `
+    """Per data set: prompts in the pool, too long (prompt + max_new_tokens over the model's context), sampled; samples without `[Answer]: `
     or cut at max_new_tokens; eligible pairs of each kind and skipped prompts by reason; pairs used in IEFeedback
     and their average score gap (Table 8's Delta: chosen score - rejected score, the gold answer scoring 1)."""
     rows = defaultdict(lambda: Counter(dict.fromkeys(SUMMARY_KEYS, 0)))
@@ -554,15 +554,17 @@ def main(argv=None) -> None:
     tokenizer = llama.Tokenizer(model_dir / "tokenizer.model")
     args = llama.read_model_args(model_dir)
     llama.check_tokenizer_matches(args, tokenizer)
+    # A prompt must leave room for a whole answer of max_new_tokens (as vLLM requires): a sample cut by the context
+    # would score as a wrong answer. With LLaMA-2 (4096) and 1200-word prompts this never happens; it is counted.
     too_long = Counter()
     for p in pool:
         p["prompt_ids"] = data.encode_prompt(tokenizer, p["messages"][:-1])
-        if len(p["prompt_ids"]) >= args.max_seq_len:  # no room for an answer: counted, never sampled
+        if len(p["prompt_ids"]) + cfg.max_new_tokens > args.max_seq_len:
             too_long[p["dataset"]] += 1
-    fits = [i for i, p in enumerate(pool) if len(p["prompt_ids"]) < args.max_seq_len]
+    fits = [i for i, p in enumerate(pool) if len(p["prompt_ids"]) + cfg.max_new_tokens <= args.max_seq_len]
     per_dataset = ", ".join(f"{name} {st['instances']}" for name, st in pool_stats.items())
-    T.print0(d, f"prompt pool from {source}: {len(pool)} prompts ({per_dataset}); {len(fits)} fit the model's "
-                f"{args.max_seq_len}-token context")
+    T.print0(d, f"prompt pool from {source}: {len(pool)} prompts ({per_dataset}); {len(fits)} leave room for "
+                f"{cfg.max_new_tokens} new tokens in the model's {args.max_seq_len}-token context")
     if d.is_main:
         with open(out_dir / "prompts.jsonl", "w", encoding="utf-8") as f:
             for p in pool:
