@@ -39,7 +39,7 @@ import torch.nn.functional as F
 import data
 import model as llama
 import training as T
-from training import flag
+from config import flag, parse_config
 
 REPO = Path(__file__).resolve().parent
 
@@ -154,7 +154,7 @@ def precompute_reference(ref_net, pairs: list, micro_batch: int, cache: Path, d:
 
 
 def main(argv=None) -> None:
-    cfg, explicit = T.parse_config(DPOConfig, argv)
+    cfg, explicit = parse_config(DPOConfig, argv)
     d = T.init_distributed(cfg.dist_timeout_minutes)
     if not cfg.model:
         demo = {k: v for k, v in DEMO_SETTINGS.items() if k not in explicit}

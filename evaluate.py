@@ -32,7 +32,6 @@ Files:
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -42,6 +41,7 @@ import time
 from pathlib import Path
 
 import scorers as S
+from config import flag, parse_config
 
 REPO = Path(__file__).resolve().parent
 
@@ -90,30 +90,6 @@ PAPER_TABLE3 = {  # on-demand IE (zero-shot); ADELIE-DPO's AVG is missing from o
 
 class BadInput(ValueError):
     """A test or predictions file that cannot be scored as it is; the message says where and why."""
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Flags from dataclasses (one config per command; every field a flag with its help)
-
-def flag(default, help: str, **metadata):
-    return dataclasses.field(default=default, metadata={"help": help, **metadata})
-
-
-def parse_flags(cls, argv: list[str], prog: str):
-    parser = argparse.ArgumentParser(prog=prog, description=cls.__doc__,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    for f in dataclasses.fields(cls):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        meta = dict(f.metadata)
-        kwargs = {"help": meta.pop("help")}
-        if meta.pop("positional", False):
-            parser.add_argument(f.name, nargs=meta.pop("nargs", None), **kwargs)
-        elif isinstance(default, bool):
-            parser.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction, default=default, **kwargs)
-        else:
-            parser.add_argument(f"--{f.name}", type=type(default) if default is not None else str, default=default,
-                                **kwargs, **meta)
-    return cls(**vars(parser.parse_args(argv)))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -957,7 +933,7 @@ def main(argv=None) -> None:
         print(f"usage: python evaluate.py {{{','.join(COMMANDS)}}} ... (--help on each)")
         sys.exit(0 if argv and argv[0] in ("-h", "--help") else 2)
     cls, fn = COMMANDS[argv[0]]
-    cfg = parse_flags(cls, argv[1:], prog=f"evaluate.py {argv[0]}")
+    cfg, _ = parse_config(cls, argv[1:], prog=f"evaluate.py {argv[0]}", description=cls.__doc__)
     try:
         fn(cfg)
     except BadInput as e:

@@ -29,8 +29,6 @@ Temperature: appendix A says 0.7 for both GPT-3.5 and GPT-4; the released code u
 """
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import email.utils
 import functools
 import hashlib
@@ -51,6 +49,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from tqdm import tqdm
+
+from config import flag, parse_config
 
 log = logging.getLogger("llm")
 
@@ -689,10 +689,6 @@ def write_atomic(path: str | Path, text: str) -> None:
 # ----------------------------------------------------------------------------------------------------------------
 # Command line: one dataclass per subcommand, every field a flag
 
-def flag(default, help: str):
-    return dataclasses.field(default=default, metadata={"help": help})
-
-
 @dataclass
 class EndpointConfig:
     base_url: str = flag("", f"chat-completions base URL (default: $OPENAI_BASE_URL, else {DEFAULT_BASE_URL})")
@@ -740,18 +736,6 @@ class ExplainConfig(EndpointConfig):
     workers: int = flag(4, "requests in flight at once")
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name, cls, doc in (("expand", ExpandConfig, "section 3.2: expand the task-description pools"),
-                           ("explain", ExplainConfig, "section 3.3: explanations of gold answers")):
-        p = sub.add_parser(name, help=doc, description=doc, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-        for f in dataclasses.fields(cls):
-            p.add_argument(f"--{f.name}", type={"int": int, "float": float, "str": str}[f.type], default=f.default,
-                           help=f.metadata["help"])
-    return parser
-
-
 def make_client(cfg: EndpointConfig, paper_model: str, out: str) -> ChatClient:
     """The client a config describes; flags first, then the environment, then the paper's defaults."""
     return ChatClient(cfg.base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL,
@@ -774,11 +758,17 @@ def _print_stats(client: ChatClient) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = vars(_parser().parse_args(argv))
-    command = args.pop("command")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    commands = {"expand": (ExpandConfig, "section 3.2: expand the task-description pools"),
+                "explain": (ExplainConfig, "section 3.3: explanations of gold answers")}
+    if not argv or argv[0] not in commands:
+        print(f"usage: python llm.py {{{','.join(commands)}}} ... (--help on each)\n\n{__doc__}")
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    command = argv[0]
+    cls, doc = commands[command]
+    cfg, _ = parse_config(cls, argv[1:], prog=f"python llm.py {command}", description=doc)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if command == "expand":
-        cfg = ExpandConfig(**args)
         client = make_client(cfg, PAPER_EXPAND_MODEL, cfg.out)
         _print_client(client)
         pools = read_pools(cfg.pools)
@@ -809,7 +799,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {sum(map(len, generated.values()))} descriptions to {cfg.out}; rejected outputs in "
               f"{rejected_path}")
     else:
-        cfg = ExplainConfig(**args)
         if not cfg.records:
             raise SystemExit("llm.py explain: --records FILE.jsonl is required (unified IE records)")
         client = make_client(cfg, PAPER_EXPLAIN_MODEL, cfg.out)

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 import data
 import model as llama
 import training as T
-from training import flag
+from config import flag, parse_config
 
 REPO = Path(__file__).resolve().parent
 DEFAULT_TOKENIZER = REPO / "assets" / "tokenizer.model"
@@ -100,30 +100,17 @@ def token_losses(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tens
     return loss_sum, int((targets != -100).sum())
 
 
-def make_embedded_default_model(out_dir: Path, seed: int, d: T.Dist) -> Path:
-    """The embedded default's starting point: the 'demo' preset with random weights from the seed, saved once
-    (with the project's tokenizer) so it loads like any other checkpoint and evaluation can score it as 'base'."""
-    base = out_dir / "base"
-    if d.is_main and not (base / "config.json").exists():
-        torch.manual_seed(seed)
-        net = llama.Transformer(llama.ModelArgs.from_name("demo"))
-        net.init_weights(seed=seed)
-        net.save_pretrained(base, tokenizer_path=DEFAULT_TOKENIZER)
-    torch.distributed.barrier()
-    return base
-
-
-def make_embedded_default_data(out_dir: Path, seed: int, d: T.Dist) -> Path:
-    """The embedded default's data: synthetic IE records -> IEInstruct (every augmentation of paper section 3)."""
-    path = out_dir / "data" / "ie_instruct.jsonl"
-    if d.is_main and not path.exists():
-        data.build_embedded_default(path, seed=seed)
-    torch.distributed.barrier()
-    return path
+def save_embedded_default_model(path: Path, seed: int, preset: str = "demo") -> Path:
+    """The embedded default's starting point: a preset with random weights from the seed, saved (with the
+    project's tokenizer) so it loads like any other checkpoint and evaluation can score it as the 'base' model."""
+    net = llama.Transformer(llama.ModelArgs.from_name(preset))
+    net.init_weights(seed=seed)
+    net.save_pretrained(path, tokenizer_path=DEFAULT_TOKENIZER)
+    return Path(path)
 
 
 def main(argv=None) -> None:
-    cfg, explicit = T.parse_config(SFTConfig, argv)
+    cfg, explicit = parse_config(SFTConfig, argv)
     d = T.init_distributed(cfg.dist_timeout_minutes)
     if not cfg.model:
         demo = {k: v for k, v in DEMO_SETTINGS.items() if k not in explicit}
@@ -140,8 +127,15 @@ def main(argv=None) -> None:
     torch.distributed.barrier()
 
     # ---- Data: IEInstruct (+ general chat), tokenised with loss masks on the assistant's turns (spec section 1)
-    model_dir = Path(cfg.model) if cfg.model else make_embedded_default_model(out_dir, cfg.seed, d)
-    data_path = Path(cfg.data) if cfg.data else make_embedded_default_data(out_dir, cfg.seed, d)
+    # The embedded default (no --model / --data): the demo preset with random weights, and synthetic IE records
+    # turned into IEInstruct with every augmentation of paper section 3 (data.py). Rank 0 writes them once.
+    model_dir = Path(cfg.model) if cfg.model else out_dir / "base"
+    data_path = Path(cfg.data) if cfg.data else out_dir / "data" / "ie_instruct.jsonl"
+    if d.is_main and not cfg.model and not (model_dir / "config.json").exists():
+        save_embedded_default_model(model_dir, cfg.seed)
+    if d.is_main and not cfg.data and not data_path.exists():
+        data.build_embedded_default(data_path, seed=cfg.seed)
+    torch.distributed.barrier()
     tokenizer = llama.Tokenizer(model_dir / "tokenizer.model")
     conversations = data.load_conversations(data_path)
     examples, stats = data.tokenize_sft(tokenizer, conversations, cfg.max_len)

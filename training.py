@@ -3,7 +3,6 @@
 The loops themselves stay in sft.py and dpo.py, readable top to bottom. This file holds the parts that are the
 same for both and are not part of the method:
 
-- `parse_config`: one dataclass config per script -> command-line flags, each with its help text.
 - `init_distributed` / `cleanup_distributed`: torchrun (any number of nodes) or a plain single process; gloo on
   CPU, NCCL on CUDA, one process per GPU.
 - `build_fsdp_model`: FSDP2 (`fully_shard` per transformer block, then the root) with bf16 compute, fp32 master
@@ -18,7 +17,6 @@ same for both and are not part of the method:
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -41,39 +39,9 @@ from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
 import model as llama
+from config import flag, parse_config  # noqa: F401  (feedback.py still imports them from here)
 
 REPO = Path(__file__).resolve().parent
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Config -> command line
-
-def parse_config(cls, argv=None):
-    """Parse command-line flags generated from dataclass `cls` (each field's metadata["help"] is its help).
-
-    Returns (config, explicit): `explicit` is the set of field names given on the command line, so a script can
-    tell a user's choice from a default (sft.py uses it for the embedded-default demo settings)."""
-    parser = argparse.ArgumentParser(description=(sys.modules[cls.__module__].__doc__ or "").split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    for f in dataclasses.fields(cls):
-        help_text = f.metadata.get("help", "").replace("%", "%%")  # argparse %-formats help text
-        if f.type in (bool, "bool"):
-            parser.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction, default=f.default,
-                                help=help_text)
-        else:
-            typ = {"int": int, "float": float, "str": str}.get(f.type, f.type)
-            kwargs = {"choices": f.metadata["choices"]} if "choices" in f.metadata else {}
-            parser.add_argument(f"--{f.name}", type=typ, default=f.default, help=help_text, **kwargs)
-    argv = sys.argv[1:] if argv is None else list(argv)
-    ns = parser.parse_args(argv)
-    given = {a[2:].split("=")[0].removeprefix("no-") for a in argv if a.startswith("--")}
-    explicit = {f.name for f in dataclasses.fields(cls) if f.name in given}
-    return cls(**vars(ns)), explicit
-
-
-def flag(default, help, **metadata):
-    """A config field: `x: int = flag(3, "what x is (source of the number)")`."""
-    return dataclasses.field(default=default, metadata={"help": help, **metadata})
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -368,9 +336,9 @@ class StopSignal:
         self.requested = True
 
     def any_rank(self, d: Dist) -> bool:
-        flag = torch.tensor([1.0 if self.requested else 0.0], device=d.device)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        return bool(flag.item())
+        requested = torch.tensor([1.0 if self.requested else 0.0], device=d.device)
+        dist.all_reduce(requested, op=dist.ReduceOp.MAX)
+        return bool(requested.item())
 
 
 def check_finite(loss: float, step: int, out_dir: Path, d: Dist) -> None:
