@@ -332,8 +332,10 @@ class RunConfig:
     model: str = flag("", "checkpoint directory: Meta, Hugging Face or this project's (sft.py and dpo.py write "
                       "RUN_DIR/final)")
     tokenizer: str = flag("", "SentencePiece tokenizer.model (default: MODEL/tokenizer.model)")
-    test: str = flag("", "test file (from `evaluate.py build`, or ADELIE's released test format)")
-    out: str = flag("", "predictions file to write; put it at RUN_DIR/eval/TASK.SETTING.jsonl for `report`")
+    test: str = flag("", "test file (from `evaluate.py build`, or ADELIE's released test format); several "
+                     "comma-separated files are answered in turn with one model load")
+    out: str = flag("", "predictions file to write, one per --test file (comma-separated); put it at "
+                    "RUN_DIR/eval/TASK.SETTING.jsonl for `report`")
     max_new_tokens: int = flag(2048, "new tokens per answer at most (spec section 6: 2048)")
     temperature: float = flag(0.01, "sampling temperature (appendix C.1: 0.01, effectively greedy); 0 = greedy")
     top_p: float = flag(1.0, "nucleus sampling threshold (1.0: off)")
@@ -371,84 +373,96 @@ def _read_partial(partial: Path) -> dict[int, str]:
 
 
 def run_generation(cfg: RunConfig) -> None:
+    """Answer each --test file with the model (loaded once), writing its --out predictions file."""
+    import torch
+
+    import model as llama
+    import training
+    tests, outs = [t for t in cfg.test.split(",") if t], [o for o in cfg.out.split(",") if o]
+    if not (cfg.model and tests and outs):
+        raise BadInput("run needs --model, --test and --out")
+    if len(tests) != len(outs):
+        raise BadInput(f"run got {len(tests)} --test files but {len(outs)} --out files; give one --out per --test")
+    d = training.init_distributed()
+    try:
+        tokenizer = llama.Tokenizer(cfg.tokenizer or Path(cfg.model) / "tokenizer.model")
+        dtype = {"auto": torch.bfloat16 if d.device.type == "cuda" else torch.float32, "float32": torch.float32,
+                 "bfloat16": torch.bfloat16, "float16": torch.float16}[cfg.dtype]
+        net = llama.Transformer.from_pretrained(cfg.model, device=d.device, dtype=dtype).eval()
+        for test, out in zip(tests, outs):
+            answer_test_file(cfg, test, out, net, tokenizer, d)
+    finally:
+        training.cleanup_distributed()
+
+
+def answer_test_file(cfg: RunConfig, test: str, out: str, net, tokenizer, d) -> None:
     """Split the prompts not yet answered across the ranks, decode them with model.py's batched KV-cache
     `generate`, append each finished chunk to OUT.partial/rank{r}.jsonl, then (rank 0) write OUT in test order."""
-    import torch
     import torch.distributed as dist
 
     import data
     import model as llama
     import training
-    if not (cfg.model and cfg.test and cfg.out):
-        raise BadInput("run needs --model, --test and --out")
-    d = training.init_distributed()
-    try:
-        records = read_jsonl(cfg.test)
-        records = records[:cfg.limit] if cfg.limit > 0 else records
-        prompts = [prompt_messages(r, _where(cfg.test, r)) for r in records]
-        out, partial = Path(cfg.out), Path(cfg.out + ".partial")
-        # The settings an interrupted run must share with its continuation.
-        settings = {"test": str(Path(cfg.test).resolve()), "n": len(records), "model": str(Path(cfg.model).resolve()),
-                    "max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature, "top_p": cfg.top_p,
-                    "seed": cfg.seed}
-        if d.is_main:
-            partial.mkdir(parents=True, exist_ok=True)
-            stamp = partial / "settings.json"
-            if stamp.exists() and json.loads(stamp.read_text()) != settings:
-                raise BadInput(f"{partial} holds outputs of a run with other settings ({stamp.read_text().strip()}); "
-                               f"delete it or rerun with those settings")
-            stamp.write_text(json.dumps(settings))
-        # Rank 0 reads what is done and tells the others, so every rank splits the same list of prompts left.
-        shared = [sorted(_read_partial(partial)) if d.is_main else None]
-        dist.broadcast_object_list(shared, src=0)
-        done = set(shared[0])
-        todo = [i for i in range(len(records)) if i not in done]
-        mine = todo[d.rank::d.world_size]  # prompt i goes to rank i mod world among those left
-        training.print0(d, f"run: {len(records)} prompts, {len(done)} already answered (resumed), {len(todo)} to go "
-                           f"on {d.world_size} rank(s)")
-        tokenizer = llama.Tokenizer(cfg.tokenizer or Path(cfg.model) / "tokenizer.model")
-        dtype = {"auto": torch.bfloat16 if d.device.type == "cuda" else torch.float32, "float32": torch.float32,
-                 "bfloat16": torch.bfloat16, "float16": torch.float16}[cfg.dtype]
-        net = llama.Transformer.from_pretrained(cfg.model, device=d.device, dtype=dtype).eval()
-        ids = {i: data.encode_prompt(tokenizer, prompts[i]) for i in mine}
-        too_long = [i for i in mine if len(ids[i]) >= net.args.max_seq_len]
-        if too_long:
-            raise BadInput(f"{len(too_long)} prompts do not fit the model's context of {net.args.max_seq_len} tokens, "
-                           f"e.g. {_where(cfg.test, records[too_long[0]])} ({len(ids[too_long[0]])} tokens)")
-        from tqdm import tqdm
-        bar = tqdm(total=len(mine), desc=f"generate (rank {d.rank})", disable=not d.is_main, dynamic_ncols=True)
-        mine_path = partial / f"rank{d.rank}.jsonl"
-        if mine_path.exists() and mine_path.stat().st_size and not mine_path.read_bytes().endswith(b"\n"):
-            with mine_path.open("a") as f:  # end the line an interruption cut off, so new lines stay whole
-                f.write("\n")
-        with mine_path.open("a", encoding="utf-8") as f:
-            for start in range(0, len(mine), cfg.save_every):
-                chunk = mine[start:start + cfg.save_every]
-                new = llama.generate(net, [ids[i] for i in chunk], cfg.max_new_tokens, temperature=cfg.temperature,
-                                     top_p=cfg.top_p, eos_id=tokenizer.eos_id, batch_size=cfg.batch_size,
-                                     seeds=[llama.prompt_seed(cfg.seed, i) for i in chunk])
-                for i, toks in zip(chunk, new):
-                    toks = toks[:-1] if toks and toks[-1] == tokenizer.eos_id else toks  # the stop token is no text
-                    f.write(json.dumps({"index": i, "output": tokenizer.decode(toks)}, ensure_ascii=False) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-                bar.update(len(chunk))
-        bar.close()
-        dist.barrier()
-        if d.is_main:  # gather: every rank's answers, back in test order
-            done = _read_partial(partial)
-            missing = [i for i in range(len(records)) if i not in done]
-            if missing:
-                raise RuntimeError(f"{len(missing)} prompts have no output after generation (first: index "
-                                   f"{missing[0]}); rerun to resume")
-            write_jsonl([dict(r, output=done[i]) for i, r in enumerate(records)], out)
-            for path in partial.iterdir():
-                path.unlink()
-            partial.rmdir()
-            print(f"wrote {len(records)} predictions to {out}")
-        dist.barrier()
-    finally:
-        training.cleanup_distributed()
+    records = read_jsonl(test)
+    records = records[:cfg.limit] if cfg.limit > 0 else records
+    prompts = [prompt_messages(r, _where(test, r)) for r in records]
+    out, partial = Path(out), Path(out + ".partial")
+    # The settings an interrupted run must share with its continuation.
+    settings = {"test": str(Path(test).resolve()), "n": len(records), "model": str(Path(cfg.model).resolve()),
+                "max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature, "top_p": cfg.top_p,
+                "seed": cfg.seed}
+    if d.is_main:
+        partial.mkdir(parents=True, exist_ok=True)
+        stamp = partial / "settings.json"
+        if stamp.exists() and json.loads(stamp.read_text()) != settings:
+            raise BadInput(f"{partial} holds outputs of a run with other settings ({stamp.read_text().strip()}); "
+                           f"delete it or rerun with those settings")
+        stamp.write_text(json.dumps(settings))
+    # Rank 0 reads what is done and tells the others, so every rank splits the same list of prompts left.
+    shared = [sorted(_read_partial(partial)) if d.is_main else None]
+    dist.broadcast_object_list(shared, src=0)
+    done = set(shared[0])
+    todo = [i for i in range(len(records)) if i not in done]
+    mine = todo[d.rank::d.world_size]  # prompt i goes to rank i mod world among those left
+    training.print0(d, f"run {test}: {len(records)} prompts, {len(done)} already answered (resumed), "
+                       f"{len(todo)} to go on {d.world_size} rank(s)")
+    ids = {i: data.encode_prompt(tokenizer, prompts[i]) for i in mine}
+    too_long = [i for i in mine if len(ids[i]) >= net.args.max_seq_len]
+    if too_long:
+        raise BadInput(f"{len(too_long)} prompts do not fit the model's context of {net.args.max_seq_len} tokens, "
+                       f"e.g. {_where(test, records[too_long[0]])} ({len(ids[too_long[0]])} tokens)")
+    from tqdm import tqdm
+    bar = tqdm(total=len(mine), desc=f"generate (rank {d.rank})", disable=not d.is_main, dynamic_ncols=True)
+    mine_path = partial / f"rank{d.rank}.jsonl"
+    if mine_path.exists() and mine_path.stat().st_size and not mine_path.read_bytes().endswith(b"\n"):
+        with mine_path.open("a") as f:  # end the line an interruption cut off, so new lines stay whole
+            f.write("\n")
+    with mine_path.open("a", encoding="utf-8") as f:
+        for start in range(0, len(mine), cfg.save_every):
+            chunk = mine[start:start + cfg.save_every]
+            new = llama.generate(net, [ids[i] for i in chunk], cfg.max_new_tokens, temperature=cfg.temperature,
+                                 top_p=cfg.top_p, eos_id=tokenizer.eos_id, batch_size=cfg.batch_size,
+                                 seeds=[llama.prompt_seed(cfg.seed, i) for i in chunk])
+            for i, toks in zip(chunk, new):
+                toks = toks[:-1] if toks and toks[-1] == tokenizer.eos_id else toks  # the stop token is no text
+                f.write(json.dumps({"index": i, "output": tokenizer.decode(toks)}, ensure_ascii=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+            bar.update(len(chunk))
+    bar.close()
+    dist.barrier()
+    if d.is_main:  # gather: every rank's answers, back in test order
+        done = _read_partial(partial)
+        missing = [i for i in range(len(records)) if i not in done]
+        if missing:
+            raise RuntimeError(f"{len(missing)} prompts have no output after generation (first: index "
+                               f"{missing[0]}); rerun to resume")
+        write_jsonl([dict(r, output=done[i]) for i, r in enumerate(records)], out)
+        for path in partial.iterdir():
+            path.unlink()
+        partial.rmdir()
+        print(f"wrote {len(records)} predictions to {out}")
+    dist.barrier()
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from config import flag, parse_config
 
@@ -60,7 +61,7 @@ SCALES = {
         "ie_instruct": dict(),
         "sft": dict(max_len=256, max_steps=3, global_batch_size=4, micro_batch_size=1, lr=1e-3, warmup_ratio=0.0,
                     checkpoint_every=0),
-        "feedback": dict(max_prompts=6, max_new_tokens=12, target_pairs=6),
+        "feedback": dict(max_prompts=6, max_new_tokens=12, target_pairs=6, shortfall="fill"),
         "dpo": dict(max_len=256, max_steps=2, global_batch_size=2, micro_batch_size=1, lr=1e-4, checkpoint_every=0),
         "eval": dict(max_new_tokens=12, limit=8),
         "real_eval_limit": 4,
@@ -90,7 +91,7 @@ class Stage:
     name: str
     inputs: list[Path]
     outputs: list[Path]
-    command: list[str]
+    command: list[str] | Callable[[], object]  # a command line, or a function run in this process
     resumable_dir: Path | None = None  # a stage's own directory; wiped when its inputs changed (stale), kept when
     # its output is merely missing (interrupted: the script resumes from it)
 
@@ -131,35 +132,44 @@ def build_stages(cfg: PipelineConfig) -> list[Stage]:
         Stage("dpo", [sft / "final" / "config.json", ie_feedback], [dpo / "final" / "config.json"],
               torchrun(cfg.nproc, "dpo.py", f"--model={sft / 'final'}", f"--data={ie_feedback}", f"--out_dir={dpo}",
                        f"--seed={cfg.seed}", "--resume", *flags(s["dpo"])), resumable_dir=dpo),
-        Stage("test_set", [corpus / "test.jsonl", corpus / "train.jsonl"], [test_zero, test_few],
-              ["bash", "-c", " && ".join(
-                  f"{py} evaluate.py build --task canonical --source {corpus / 'test.jsonl'} "
-                  f"--demo_source {corpus / 'train.jsonl'} --shots {k} --seed {cfg.seed} --out {t}"
-                  for k, t in ((0, test_zero), (cfg.shots, test_few)))]),
     ]
+    for setting, shots, test in (("zeroshot", 0, test_zero), ("fewshot", cfg.shots, test_few)):
+        stages.append(Stage(f"test_set_{setting}", [corpus / "test.jsonl", corpus / "train.jsonl"], [test],
+                            [py, "evaluate.py", "build", "--task=canonical", f"--source={corpus / 'test.jsonl'}",
+                             f"--demo_source={corpus / 'train.jsonl'}", f"--shots={shots}", f"--seed={cfg.seed}",
+                             f"--out={test}"]))
+    tests = [(test_zero, "canonical.zeroshot"), (test_few, "canonical.fewshot")]
     real = real_test_files() if cfg.real_eval else []
+    if real:  # the first few records of each released test file, copied so every test file lives in OUT
+        copies = [(out / "test_sets" / f"{name}.jsonl", name) for _, name in real]
+        stages.append(Stage("test_set_released", [p for p, _ in real], [c for c, _ in copies],
+                            lambda: [copy_head(src, dst, s["real_eval_limit"]) for (src, _), (dst, _) in zip(real, copies)]))
+        tests += copies
     for name, model_dir in (("base", base), ("sft", sft / "final"), ("dpo", dpo / "final")):
-        run_dir = out / name
-        for test, task_setting, limit in ([(test_zero, "canonical.zeroshot", s["eval"]["limit"]),
-                                           (test_few, "canonical.fewshot", s["eval"]["limit"])]
-                                          + [(t, ts, s["real_eval_limit"]) for t, ts in real]):
-            pred = run_dir / "eval" / f"{task_setting}.jsonl"
-            stages.append(Stage(
-                f"eval_{name}_{task_setting}", [model_dir / "config.json", test], [pred],
-                torchrun(cfg.nproc, "evaluate.py", "run", f"--model={model_dir}", f"--test={test}", f"--out={pred}",
-                         f"--max_new_tokens={s['eval']['max_new_tokens']}", f"--limit={limit}", "--temperature=0")))
-    preds = [st.outputs[0] for st in stages if st.name.startswith("eval_")]
+        preds = [out / name / "eval" / f"{setting}.jsonl" for _, setting in tests]
+        stages.append(Stage(
+            f"eval_{name}", [model_dir / "config.json"] + [t for t, _ in tests], preds,
+            torchrun(cfg.nproc, "evaluate.py", "run", f"--model={model_dir}", f"--test={','.join(str(t) for t, _ in tests)}",
+                     f"--out={','.join(map(str, preds))}", f"--max_new_tokens={s['eval']['max_new_tokens']}",
+                     f"--limit={s['eval']['limit']}", "--temperature=0")))
+    preds = [p for st in stages if st.name.startswith("eval_") for p in st.outputs]
     stages.append(Stage("report", preds + [sft / "metrics.jsonl", dpo / "metrics.jsonl"], [out / "report.md"],
                         [py, "evaluate.py", "report", str(out / "base"), str(sft), str(dpo), f"--out={out / 'report.md'}"]))
     return stages
+
+
+def copy_head(src: Path, dst: Path, n: int) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with src.open(encoding="utf-8") as f:
+        dst.write_text("".join(line for _, line in zip(range(n), f)), encoding="utf-8")
 
 
 def real_test_files() -> list[tuple[Path, str]]:
     """The paper's released held-out prompts (../shared/data/adelie_test_format), when present."""
     root = SHARED / "data" / "adelie_test_format"
     files = [(root / "zeroshot" / "semeval.jsonl", "semeval.zeroshot"),
-             (root / "zeroshot" / "few-nerd-supervised.jsonl", "fewnerd.zeroshot"),
-             (root / "zeroshot" / "MATRES.jsonl", "matres.zeroshot")]
+             (root / "zeroshot" / "few-nerd-supervised.jsonl", "fewnerd.zeroshot")]
+    # (MATRES documents are longer than the demo model's 1024-token context.)
     return [(p, ts) for p, ts in files if p.exists()]
 
 
@@ -184,18 +194,22 @@ def main(argv=None) -> None:
         if why is None:
             print(f"[pipeline] {stage.name}: up to date, skipped", flush=True)
             continue
-        if why != f"missing {stage.outputs[0]}" and stage.resumable_dir and stage.resumable_dir.exists():
-            shutil.rmtree(stage.resumable_dir)  # stale or forced: its checkpoints belong to other inputs
-        for p in stage.outputs:  # never let a stale output look up to date if the command fails half-way
-            if p.is_file() and why != f"missing {stage.outputs[0]}":
-                p.unlink()
-        print(f"[pipeline] {stage.name}: running ({why})\n  {' '.join(stage.command)}", flush=True)
+        if not why.startswith("missing"):  # stale or forced: what it wrote before belongs to other inputs
+            if stage.resumable_dir and stage.resumable_dir.exists():
+                shutil.rmtree(stage.resumable_dir)
+            for p in stage.outputs:  # never let a stale output look up to date if the command fails half-way
+                p.unlink(missing_ok=True)
         t0 = time.time()
-        env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-        proc = subprocess.run(stage.command, cwd=REPO, env=env)
-        if proc.returncode != 0:
-            sys.exit(f"[pipeline] stage {stage.name} failed with exit code {proc.returncode}; fix it and rerun: the "
-                     f"stages before it are kept")
+        if callable(stage.command):
+            print(f"[pipeline] {stage.name}: running ({why})", flush=True)
+            stage.command()
+        else:
+            print(f"[pipeline] {stage.name}: running ({why})\n  {' '.join(stage.command)}", flush=True)
+            env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+            proc = subprocess.run(stage.command, cwd=REPO, env=env)
+            if proc.returncode != 0:
+                sys.exit(f"[pipeline] stage {stage.name} failed with exit code {proc.returncode}; fix it and rerun: "
+                         f"the stages before it are kept")
         timings[stage.name] = round(time.time() - t0, 1)
         print(f"[pipeline] {stage.name}: done in {timings[stage.name]} s", flush=True)
     log = out / "pipeline_timings.json"
