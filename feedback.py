@@ -42,6 +42,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from tqdm import tqdm
 
 import data
 import model as llama
@@ -224,7 +225,6 @@ def sample_prompts(net, tokenizer, pool: list[dict], todo: list[int], cfg: Feedb
     append one line per prompt to `path` after each call. Sample s of prompt i draws from the stream seeded by
     (prompt_seed(seed, i), s): the pool index, never the rank or batch, so any world size gives the same samples.
     Returns the number of new tokens."""
-    from tqdm import tqdm
     bar = tqdm(total=len(todo), unit="prompt", desc="sampling", disable=not progress)
     n_tokens = 0
     with open(path, "a", encoding="utf-8") as f:
