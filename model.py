@@ -9,7 +9,8 @@ What is here, top to bottom:
       q/k permutation undone) and our own checkpoints (= the Hugging Face format save_pretrained writes);
       write_hf_checkpoint(state_dict, args, dir) writes the Hugging Face format without a module
   Tokenizer: SentencePiece with explicit BOS/EOS (LLaMA-2: bos 1, eos 2, no pad)
-  generate(): batched decoding with a static KV cache, greedy / temperature / top-p, num_samples per prompt
+  generate(): batched decoding with a static KV cache, greedy / temperature / top-p, num_samples per prompt;
+      its per-token step is decode_step, the layers written flat (the same arithmetic with fewer PyTorch calls)
 
 Building for FSDP2 or for a big checkpoint never materialises random weights:
     with torch.device("meta"): model = Transformer(args)
@@ -156,9 +157,13 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x):
-        # x / sqrt(mean(x^2) + eps), in fp32 as Meta does (the mean of squares of bf16 activations loses too many
-        # bits), then back to x's dtype and scaled
-        return F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps).type_as(x) * self.weight
+        return rms_norm(x, self.weight, self.eps)
+
+
+def rms_norm(x, weight, eps: float):
+    # x / sqrt(mean(x^2) + eps), in fp32 as Meta does (the mean of squares of bf16 activations loses too many bits),
+    # then back to x's dtype and scaled
+    return F.rms_norm(x.float(), (x.shape[-1],), eps=eps).type_as(x) * weight
 
 
 def apply_rope(x, freqs_cis):
@@ -293,7 +298,9 @@ class Transformer(nn.Module):
             freqs_cis = torch.view_as_complex(self.freqs_cis[:T, None])         # (T, 1, hd/2): same for every row
             mask = None                                                        # causal
         else:
-            positions = cache.positions(T)                                     # (B, T): each row's own positions
+            # (B, T): each row's own positions. Clamped for generate's rows that are past their budget and decode
+            # on (their tokens are dropped) until enough rows finish: they may run past the RoPE table.
+            positions = cache.positions(T).clamp(max=self.args.max_seq_len - 1)
             freqs_cis = torch.view_as_complex(self.freqs_cis[positions].unsqueeze(2))   # (B, T, 1, hd/2)
             mask = cache.mask(T, h.dtype)                                      # (B, 1, T, pos + T)
         for layer in self.layers:
@@ -663,6 +670,52 @@ class KVCache:
         self.bias = None if self.bias is None else self.bias[rows]
 
 
+def decode_weights(model: Transformer) -> tuple:
+    """The weights decode_step reads, looked up once per generate call (an nn.Module attribute lookup costs about
+    what a small matmul does): (tok_embeddings, layers, norm, output) with, per layer, (attention_norm, wq, wk, wv,
+    wo, ffn_norm, w1, w2, w3). Projections are transposed views, (in, out) for `x @ w`: no copies."""
+    layers = [(b.attention_norm.weight, b.attention.wq.weight.t(), b.attention.wk.weight.t(),
+               b.attention.wv.weight.t(), b.attention.wo.weight.t(), b.ffn_norm.weight, b.feed_forward.w1.weight.t(),
+               b.feed_forward.w2.weight.t(), b.feed_forward.w3.weight.t()) for b in model.layers]
+    return model.tok_embeddings.weight, layers, model.norm.weight, model.output.weight.t()
+
+
+def decode_step(args: ModelArgs, weights: tuple, tokens, cache: KVCache, freqs_cis):
+    """Next-token logits (B, vocab) for one new token per row, tokens (B,): what
+    model(tokens[:, None], cache=cache, last_only=True)[:, -1] computes, with the same functions (rms_norm,
+    apply_rope, the cache, SDPA), written flat over decode_weights(model). Why: at decoding sizes a PyTorch call
+    costs more than its arithmetic, and module calls, attribute lookups, (B, T, ...) shape bookkeeping and the
+    per-step RoPE lookup were ~45% of a small model's step. freqs_cis: each row's RoPE rotation for this step,
+    (B, 1, hd/2) complex. Only for a plain Transformer (flat_decoding_ok); tests/test_model.py checks it against
+    the module path."""
+    B, H, KV, hd, eps = tokens.shape[0], args.n_heads, args.n_kv_heads, args.head_dim, args.norm_eps
+    tok_embeddings, layers, norm, output = weights
+    x = F.embedding(tokens, tok_embeddings)                                  # (B, dim)
+    mask = cache.mask(1, x.dtype)                                            # (B, 1, 1, pos + 1)
+    for i, (attention_norm, wq, wk, wv, wo, ffn_norm, w1, w2, w3) in enumerate(layers):
+        h = rms_norm(x, attention_norm, eps)
+        q = apply_rope((h @ wq).view(B, H, hd), freqs_cis)                   # (B, H, hd)
+        k = apply_rope((h @ wk).view(B, KV, hd), freqs_cis)                  # (B, KV, hd)
+        k, v = cache.update(i, k[:, :, None], (h @ wv).view(B, KV, 1, hd))   # (B, KV, pos + 1, hd) each
+        # GQA with one query per row: the H/KV query heads that read one key/value head (head j reads j // (H/KV),
+        # as in Attention) are, to SDPA, that head's H/KV queries; no K/V repeat, and fewer, larger blocks.
+        y = F.scaled_dot_product_attention(q.view(B, KV, H // KV, hd), k, v, attn_mask=mask)   # (B, KV, H/KV, hd)
+        x = x + y.reshape(B, -1) @ wo
+        h = rms_norm(x, ffn_norm, eps)
+        x = x + (F.silu(h @ w1) * (h @ w3)) @ w2                            # SwiGLU
+    cache.pos += 1
+    return rms_norm(x, norm, eps) @ output                                  # (B, vocab)
+
+
+def flat_decoding_ok(model) -> bool:
+    """decode_step reads the weights directly, so it may stand in for model(...) only when nothing changes what the
+    modules compute: our own module classes (no replaced layer, no torch.compile or FSDP2 wrapper), no hooks, no
+    sharded (DTensor) weights."""
+    plain = (Transformer, TransformerBlock, Attention, FeedForward, RMSNorm, nn.Linear, nn.Embedding, nn.ModuleList)
+    return (all(type(m) in plain and not (m._forward_hooks or m._forward_pre_hooks) for m in model.modules())
+            and not any(hasattr(p, "device_mesh") for p in model.parameters()))
+
+
 def sample_next(logits, temperature: float, top_p: float, u=None):
     """Next token per row from (B, V) logits. temperature 0: argmax. Otherwise softmax(logits / temperature) in fp32
     (so 0.01 cannot overflow), cut to the top-p nucleus as transformers does (the smallest set of most likely tokens
@@ -762,8 +815,15 @@ def _generate_batch(model, prompts, budgets, num_samples, temperature, top_p, un
     if uniforms is not None:
         uniforms = uniforms.to(device)
     ends = set(budgets)   # the steps after which some row has had its max_new_tokens
+    flat = flat_decoding_ok(model)
+    if flat:   # each row's RoPE rotation for steps 1.. at once, clamped as in forward: one lookup, not one a step
+        positions = (cache.positions(1) + torch.arange(n_new - 1, device=device)).clamp(max=model.args.max_seq_len - 1)
+        rope = torch.view_as_complex(model.freqs_cis[positions])                   # (rows, n_new - 1, hd/2)
+        weights = decode_weights(model)
     for step in range(n_new):
-        if step > 0:
+        if step > 0 and flat:
+            logits = decode_step(model.args, weights, nxt, cache, rope[:, step - 1, None])   # (rows, vocab)
+        elif step > 0:
             logits = model(nxt[:, None], cache=cache, last_only=True)[:, -1]   # (rows, vocab)
         nxt = sample_next(logits, temperature, top_p, None if uniforms is None else uniforms[:, step])   # (rows,)
         out[:, step] = nxt
@@ -783,6 +843,7 @@ def _generate_batch(model, prompts, budgets, num_samples, temperature, top_p, un
             live = [live[j] for j in keep.tolist()]
             out, limit, done, nxt = out[keep], limit[keep], done[keep], nxt[keep]
             uniforms = None if uniforms is None else uniforms[keep]
+            rope = rope[keep] if flat else None
             cache.select(keep)
     finished.update(zip(live, out.cpu()))
     results = []

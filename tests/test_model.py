@@ -13,7 +13,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from model import (PRESETS, KVCache, ModelArgs, Tokenizer, Transformer, check_tokenizer_matches,  # noqa: E402
-                   generate, prompt_seed, read_checkpoint, read_model_args, sample_next, write_hf_checkpoint)
+                   decode_step, decode_weights, flat_decoding_ok, generate, prompt_seed, read_checkpoint,
+                   read_model_args, sample_next, write_hf_checkpoint)
 
 transformers = pytest.importorskip("transformers")
 
@@ -297,6 +298,64 @@ def test_kv_cache_decoding_gives_the_logits_of_a_full_forward():
             assert torch.allclose(logits[b], full[b][n - 1 + t], atol=1e-5), (b, t)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("args", [MHA, GQA], ids=["MHA", "GQA"])
+def test_flat_decode_step_gives_the_logits_of_the_module_forward(args, dtype):
+    # generate's decoding step is the layers written flat for speed: the same logits and cache as model(...)
+    model = tiny_model(args).to(dtype)
+    pad = torch.tensor([0, 4, 7])   # rows left-padded by 0, 4 and 7 slots
+    flat, modules = KVCache(args.n_layers, pad, max_len=20), KVCache(args.n_layers, pad, max_len=20)
+    new = tokens(B=3, T=8, seed=2)
+    with torch.inference_mode():
+        model(tokens(B=3, T=12), cache=flat)
+        model(tokens(B=3, T=12), cache=modules)
+        weights = decode_weights(model)
+        for t in range(8):
+            freqs_cis = torch.view_as_complex(model.freqs_cis[flat.positions(1)])   # (3, 1, hd/2)
+            ours = decode_step(args, weights, new[:, t], flat, freqs_cis)
+            reference = model(new[:, t:t + 1], cache=modules, last_only=True)[:, -1]
+            assert ours.shape == reference.shape == (3, args.vocab_size) and ours.dtype == dtype
+            assert torch.allclose(ours.float(), reference.float(), atol=1e-5 if dtype == torch.float32 else 1e-2), t
+    assert flat.pos == modules.pos == 20
+    for a, b in zip(flat.k + flat.v, modules.k + modules.v):
+        assert torch.allclose(a.float(), b.float(), atol=1e-6 if dtype == torch.float32 else 1e-2)
+
+
+def test_generate_goes_through_the_modules_when_they_are_not_plain():
+    # decode_step reads the weights directly; with a hook (FSDP2 all-gathers weights in one), a replaced layer or a
+    # sharded weight, generate must call the modules, and it gives the same tokens (row drops and samples included).
+    model = tiny_model(replace(GQA, vocab_size=32))   # few tokens: EOS comes early
+    prompts = [[t % 32 for t in range(1, n + 1)] for n in (3, 17, 9)]
+    kw = dict(max_new_tokens=12, temperature=1.0, top_p=0.9, num_samples=2, eos_id=12)
+    assert flat_decoding_ok(model)
+    flat = generate(model, prompts, **kw)
+    assert sorted(map(len, flat)) == [1, 3, 6, 9, 12, 12]   # half the rows finish by step 6: they are dropped
+    calls = []
+    hook = model.layers[1].register_forward_hook(lambda *_: calls.append(1))
+    assert not flat_decoding_ok(model)
+    assert generate(model, prompts, **kw) == flat
+    assert len(calls) == max(map(len, flat))   # the prefill and every decoding step went through the layer
+    hook.remove()
+    model.layers[0].feed_forward = torch.nn.Sequential()   # a replaced layer (what LoRA or a quantizer does)
+    assert not flat_decoding_ok(model)
+
+
+def test_generate_sees_weight_updates_between_calls():
+    # decode_weights is looked up again in every generate call: an optimizer step (in place) or a load with
+    # assign=True (new tensors) between calls is decoded with.
+    model, prompts = tiny_model(GQA), [[1, 5, 9], [1, 7]]
+    before = generate(model, prompts, max_new_tokens=10)
+    other = tiny_model(GQA, seed=1)
+    with torch.no_grad():
+        for p, q in zip(model.parameters(), other.parameters()):
+            p.copy_(q)
+    after = generate(model, prompts, max_new_tokens=10)
+    assert after == generate(other, prompts, max_new_tokens=10) and after != before
+    third = tiny_model(GQA, seed=2)
+    model.load_state_dict(third.state_dict(), assign=True)
+    assert generate(model, prompts, max_new_tokens=10) == generate(third, prompts, max_new_tokens=10)
+
+
 def test_greedy_generation_equals_transformers_generate(tmp_path):
     ours = tiny_model(GQA)
     ours.save_pretrained(tmp_path)
@@ -355,6 +414,14 @@ def test_generation_stops_at_max_seq_len_with_a_warning():
     with pytest.warns(UserWarning, match="1 prompts get fewer"):
         out = generate(model, [[1] * 10, [1] * 2], max_new_tokens=8)
     assert [len(o) for o in out] == [6, 8]
+    # The long prompt's row decodes on past its budget (and past the RoPE table) while the others finish
+    with pytest.warns(UserWarning, match="1 prompts get fewer"):
+        out = generate(model, [[1] * 10, [1] * 2, [1] * 3], max_new_tokens=8)
+    assert [len(o) for o in out] == [6, 8, 8]
+    assert out[0] == generate(model, [[1] * 10], max_new_tokens=6)[0]
+    model.register_forward_pre_hook(lambda *_: None)   # the same through the modules (see below)
+    with pytest.warns(UserWarning, match="1 prompts get fewer"):
+        assert generate(model, [[1] * 10, [1] * 2, [1] * 3], max_new_tokens=8) == out
 
 
 def test_top_p_keeps_the_same_nucleus_as_transformers():
