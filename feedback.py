@@ -47,7 +47,7 @@ from tqdm import tqdm
 import data
 import model as llama
 import training as T
-from training import flag
+from config import flag, parse_config
 
 REPO = Path(__file__).resolve().parent
 ANSWER = "[Answer]: "  # the canonical answer marker (spec section 2); BLEU compares the text after it
@@ -522,7 +522,7 @@ def format_table(summary: dict) -> str:
 # The run
 
 def main(argv=None) -> None:
-    cfg, explicit = T.parse_config(FeedbackConfig, argv)
+    cfg, explicit = parse_config(FeedbackConfig, argv)
     d = T.init_distributed(cfg.dist_timeout_minutes)
     if not cfg.model:
         demo = {k: v for k, v in DEMO_SETTINGS.items() if k not in explicit}
