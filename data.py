@@ -673,24 +673,16 @@ class Plan:
     explanation_request: str
     llm_explanation: str | None  # the query's LLM-written explanation, when one is used
     demos: list
-
-
-_PLAIN: dict[int, tuple[dict, list[dict]]] = {}  # id(record) -> (record, its plain items), reused across turns
-
-
-def _plain_gold(record: dict) -> list[dict]:
-    hit = _PLAIN.get(id(record))
-    if hit is None or hit[0] is not record:
-        if len(_PLAIN) > 2_000_000:
-            _PLAIN.clear()
-        hit = _PLAIN[id(record)] = (record, plain_items(record["task"], record["items"]))
-    return hit[1]
+    plain: dict = dataclasses.field(default_factory=dict)  # id(record) -> plain gold items, for this instance
 
 
 def _gold(record: dict, plan: Plan) -> list[dict]:
     """The record's plain gold under the plan: items of options left in the schema, labels as shown."""
     task = record["task"]
-    items = list(_plain_gold(record))
+    items = plan.plain.get(id(record))
+    if items is None:  # computed once per record and instance (answers are rendered again when demos are shed)
+        items = plan.plain[id(record)] = plain_items(task, record["items"])
+    items = list(items)
     if task not in CLOSED_TASKS:
         return items
     key = LABEL_FIELD[task]
@@ -1121,7 +1113,6 @@ def ie_instruct(records: list[dict], cfg: IEInstructConfig, prompts: Prompts | N
         stats[name] = st
         stats[name]["task"] = recs[0]["task"]
     bar.close()
-    _PLAIN.clear()
     return conversations, stats
 
 

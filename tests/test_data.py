@@ -263,10 +263,17 @@ def test_build_report_is_a_table_like_table_7(big_build):
 # Determinism, and errors on bad input
 
 def test_same_seed_same_file_other_seed_other_file(tmp_path):
-    paths = {}
-    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
-        paths[name] = tmp_path / f"{name}.jsonl"
+    """Byte-identical output for one seed, also from another process with another string-hash seed (no set or
+    hash order leaks into the file); another seed gives another file."""
+    import os
+    import subprocess
+    import sys
+    paths = {name: tmp_path / f"{name}.jsonl" for name in "abc"}
+    for name, seed in (("a", 3), ("c", 4)):
         data.main(["build", "--out", str(paths[name]), "--seed", str(seed), "--synthetic_n_train", "40"])
+    subprocess.run([sys.executable, "data.py", "build", "--out", str(paths["b"]), "--seed", "3",
+                    "--synthetic_n_train", "40"], cwd=data.REPO, check=True, capture_output=True,
+                   env={**os.environ, "PYTHONHASHSEED": "12345"})
     assert paths["a"].read_bytes() == paths["b"].read_bytes()
     assert paths["a"].read_bytes() != paths["c"].read_bytes()
 
