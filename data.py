@@ -76,7 +76,6 @@ checks all of it.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -90,6 +89,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from config import flag, parse_config
 
 REPO = Path(__file__).resolve().parent
 PROMPTS_DIR = REPO / "prompts"
@@ -496,11 +497,6 @@ def with_explanation(answer: str, explanation: str | None) -> str:
 # ----------------------------------------------------------------------------------------------------------------
 # 4. One IEInstruct instance (paper section 3.2-3.3; spec section 2). Each augmentation is a named option whose
 #    default is the paper's (or, where the paper is silent, the release's) rate.
-
-def flag(default, help, **metadata):
-    """A config field: `x: int = flag(3, "what x is (source of the number)")`; the CLI flags are made from these."""
-    return dataclasses.field(default=default, metadata={"help": help, **metadata})
-
 
 @dataclass
 class IEInstructConfig:
@@ -1551,26 +1547,6 @@ class TokenizerConfig:
     n_general: int = flag(20000, "synthetic general chat conversations in the training text")
 
 
-def _parse(cls, argv: list[str], command: str, description: str):
-    """A config from command-line flags generated from dataclass `cls` (underscores or dashes in flag names)."""
-    parser = argparse.ArgumentParser(prog=f"python data.py {command}", description=description,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    for f in dataclasses.fields(cls):
-        kwargs = {"help": f.metadata.get("help", "").replace("%", "%%"), "default": f.default}
-        if "choices" in f.metadata:
-            kwargs["choices"] = f.metadata["choices"]
-        if f.metadata.get("positional"):
-            parser.add_argument(f.name, **{k: v for k, v in kwargs.items() if k != "default"})
-            continue
-        names = [f"--{f.name}"] + ([f"--{f.name.replace('_', '-')}"] if "_" in f.name else [])
-        if f.type in (bool, "bool"):
-            parser.add_argument(*names, dest=f.name, action=argparse.BooleanOptionalAction, **kwargs)
-        else:
-            typ = {"int": int, "float": float, "str": str}.get(f.type, f.type)
-            parser.add_argument(*names, dest=f.name, type=typ, **kwargs)
-    return cls(**vars(parser.parse_args(argv)))
-
-
 def _piece_text(tokenizer, ids: list[int]) -> str:
     """The text of a run of tokens, piece by piece: "▁" shown as a space, byte pieces decoded, BOS/EOS named."""
     out, pending = [], bytearray()
@@ -1683,7 +1659,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"usage: python data.py {{{','.join(commands)}}} [flags]  (-h after a command lists its flags)\n\n"
                  + examples)
     cls, fn = commands[argv[0]]
-    cfg = _parse(cls, argv[1:], argv[0], (fn.__doc__ or "").split("\n")[0])
+    cfg, _ = parse_config(cls, argv[1:], prog=f"python data.py {argv[0]}",
+                          description=(fn.__doc__ or "").split("\n")[0])
     if cls is IEInstructConfig and not cfg.out:
         sys.exit("error: build needs --out FILE")
     fn(cfg)
