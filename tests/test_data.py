@@ -194,6 +194,14 @@ def test_realised_rates_are_the_settings(big_build):
     print("realised vs set (%):", json.dumps(report))
     for name, (got, want) in measured.items():
         assert abs(got - want) <= 0.02, f"{name}: realised {got:.4f}, set {want:.4f}"
+    # schema sampling: at most 10 options with guidelines, 15 with examples (gold labels are never cut), and at
+    # most 3 'such as' examples per option
+    for c, r, kind, opts, _ in schemas:
+        n_gold = len({it[LABEL_FIELD[r["task"]]] for it in r["items"]})
+        assert len(opts) <= max({"guidelines": 10, "examples": 15, "list": len(r["labels"])}[kind], n_gold)
+        for line in instruction_of(c).split("\n"):
+            if " (such as " in line:
+                assert 1 <= line.split(" (such as ", 1)[1].count('"') // 2 <= 3 * (1 + (r["task"] in ("RC", "RE", "ERE")))
     # few-shot: 1..8 demonstrations, uniform (mean 4.5)
     demos = Counter(n - 1 for n in n_turns if n > 1)
     assert set(demos) == set(range(1, 9)) and abs(sum(k * v for k, v in demos.items()) / sum(demos.values()) - 4.5) < 0.2
@@ -403,6 +411,20 @@ def test_canonical_answer_by_hand_and_back(task, items, text):
     assert data.same_items(task, data.parse_canonical(task, output, strict=True), items)
     shuffled = data.canonical_answer(task, items, random.Random(5))
     assert data.same_items(task, data.parse_canonical(task, shuffled, strict=True), items)
+
+
+def test_items_are_shuffled_in_the_target():
+    """Spec 2: the order of items in a target varies (no order bias), while the items stay the same."""
+    records, ctx = toy_context(60, "syn_news_ner")
+    record = max(records, key=lambda r: len(r["items"]))
+    targets = set()
+    for k in range(30):
+        messages = data.ie_instruct_instance(record, ctx, PROMPTS, data.IEInstructConfig(class_dropout=0, symbol_rate=0,
+                                             label_variation_rate=0), random.Random(k), output_format="canonical",
+                                             demos=[], explanation=False)
+        targets.add(messages[-1]["content"])
+        assert data.same_items("NER", data.parse_canonical("NER", messages[-1]["content"]), record["items"])
+    assert len(record["items"]) >= 3 and len(targets) > 1
 
 
 def test_na_and_malformed_answers():
