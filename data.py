@@ -27,7 +27,8 @@ corpus and turns conversations into training tensors. Where each step of the pap
   8. command line                                                                  build, show, train-tokenizer
 
     python data.py build --out runs/data/ie_instruct.jsonl              # embedded default: synthetic.py's corpus
-    python data.py build --out ie_instruct.jsonl --data_dir ../shared/data --general ../shared/data/general_self_instruct \\
+    python data.py build --out ie_instruct.jsonl --data_dir ../shared/data \\
+        --general ../shared/data/general_self_instruct \\
         --tokenizer ../shared/models/llama2-tokenizer/tokenizer.model    # every real data set present
     python data.py build --out x.jsonl --records my_records.jsonl --skip-bad
     python data.py show runs/data/ie_instruct.jsonl --n 3             # what the model is trained on, masks marked
@@ -78,7 +79,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import random
 import re
 import sys

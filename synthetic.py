@@ -177,7 +177,8 @@ LEX: dict[str, list[str] | Callable[[random.Random], str]] = {
     "POSITION": POSITION, "PRODUCT": PRODUCT, "MONEY": _money, "NUMBER": _number, "DRUG": DRUG, "DISEASE": DISEASE,
     "EFFECT": EFFECT, "PATIENT": PATIENT, "HACKER": HACKER, "HACKER_NAME": HACKER_NAME, "DATA": DATA,
     "SOFTWARE": SOFTWARE, "METHOD": METHOD, "TASKN": TASKN, "DATASETN": DATASETN, "METRIC": METRIC,
-    "COMPONENT": COMPONENT, "CUISINE": CUISINE, "DISH": DISH, "LOCQ": LOCQ, "PRICE": PRICE, "PARTY": PARTY, "RATING": RATING,
+    "COMPONENT": COMPONENT, "CUISINE": CUISINE, "DISH": DISH, "LOCQ": LOCQ, "PRICE": PRICE, "PARTY": PARTY,
+    "RATING": RATING,
     "HOURS": HOURS, "CAUSE_N": CAUSE_N, "EFFECT_N": EFFECT_N, "PART_N": PART_N, "WHOLE_N": WHOLE_N,
     "CONTENT_N": CONTENT_N, "CONTAINER_N": CONTAINER_N, "THING_N": THING_N, "ORIGIN_N": ORIGIN_N,
     "ARTIFACT_N": ARTIFACT_N, "MAKER_N": MAKER_N, "MEMBER_N": MEMBER_N, "COLLECTION_N": COLLECTION_N,
@@ -290,7 +291,8 @@ NER_SETS = {
                    "Senator {a:POLITICIAN} visited {k:COUNTRY} last week.",
                    "The film {f:FILM} opened the {e:FESTIVAL}.", "{a:ARTIST} wrote the novel {b:BOOK} in {c:CITY}.",
                    "{o:ORG} unveiled the {v:CAR} in {c:CITY}.", "The new {v:PHONE} from {o:ORG} sold out quickly.",
-                   "{a:POLITICIAN} studied at the {u:UNIV}.", "A bridge over the {r:RIVER} links {c:CITY} and {d:CITY}.",
+                   "{a:POLITICIAN} studied at the {u:UNIV}.",
+                   "A bridge over the {r:RIVER} links {c:CITY} and {d:CITY}.",
                    "{t:TEAM} beat {s:TEAM} with a late goal by {a:ATHLETE}.",
                    "The singer {a:ARTIST} will perform at the {e:FESTIVAL}.",
                    "Critics loved the film {f:FILM} but not the book {b:BOOK}.",
@@ -310,7 +312,8 @@ RE_SETS = {
                    ("{o:ORG}, based in {c:CITY}, was founded by {p:PER}.",
                     [("o", "located_in", "c"), ("o", "founded_by", "p")]),
                    ("{p:PER} was born in {c:CITY}.", [("p", "born_in", "c")]),
-                   ("Born in {c:CITY}, {p:PER} now lives in {d:CITY}.", [("p", "born_in", "c"), ("p", "lives_in", "d")]),
+                   ("Born in {c:CITY}, {p:PER} now lives in {d:CITY}.",
+                    [("p", "born_in", "c"), ("p", "lives_in", "d")]),
                    ("{p:PER} founded {o:ORG} in {m:MONTH}.", [("o", "founded_by", "p")]),
                    ("{o:ORG} has its headquarters in {c:CITY}.", [("o", "located_in", "c")]),
                    ("{p:PER} left {o:ORG} and joined {q:ORG}.", [("p", "works_for", "q")])],
@@ -475,7 +478,8 @@ CYBER_EVENTS = {"Databreach": ["Attacker", "Victim", "Compromised-Data"], "Phish
 CYBER_CLAUSES = [
     ("{a:HACKER} {t:BREACH_V} {k:DATA} from {v:ORG}",
      [("t", "Databreach", [("a", "Attacker"), ("k", "Compromised-Data"), ("v", "Victim")])]),
-    ("the {n:HACKER_NAME} group {t:PHISH_V} staff at {v:ORG}", [("t", "Phishing", [("n", "Attacker"), ("v", "Victim")])]),
+    ("the {n:HACKER_NAME} group {t:PHISH_V} staff at {v:ORG}",
+     [("t", "Phishing", [("n", "Attacker"), ("v", "Victim")])]),
     ("{a:HACKER} {t:RANSOM_V} {m:MONEY} from {v:ORG}",
      [("t", "Ransom", [("a", "Attacker"), ("m", "Price"), ("v", "Victim")])]),
     ("{o:ORG} {t:PATCH_V} a flaw in its {s:SOFTWARE}",
@@ -619,7 +623,8 @@ def ere_story_example(name: str, rng: random.Random):
     if subtask == "temporal":
         if kind == 0:
             v1, v2 = rng.choice(SEQ_VERBS)
-            g, tpl, rels = {"e1": v1, "e2": v2}, "{p:PER} {e1} in the morning. Then {q:PER} {e2}.", [("e1", "BEFORE", "e2")]
+            g, tpl = {"e1": v1, "e2": v2}, "{p:PER} {e1} in the morning. Then {q:PER} {e2}."
+            rels = [("e1", "BEFORE", "e2")]
         elif kind == 1:
             v1, v2 = rng.choice(SEQ_VERBS)
             g, tpl, rels = {"e1": v1, "e2": v2}, "Before {q:PER} {e2}, {p:PER} {e1}.", [("e1", "BEFORE", "e2")]
@@ -639,7 +644,8 @@ def ere_story_example(name: str, rng: random.Random):
             rels = [("e1", "CAUSE", "e2")]
         elif kind == 2:
             p, q = rng.choice(PRECOND)
-            g, tpl, rels = {"e1": p, "e2": q}, "Once the {e1} was over, the {e2} could begin.", [("e1", "PRECONDITION", "e2")]
+            g, tpl = {"e1": p, "e2": q}, "Once the {e1} was over, the {e2} could begin."
+            rels = [("e1", "PRECONDITION", "e2")]
         else:
             i, j = rng.sample(range(len(CAUSES)), 2)
             c, e = CAUSES[i][0], CAUSES[j][1]
@@ -814,7 +820,8 @@ def _general_turn(rng: random.Random) -> tuple[str, str]:
     kind = rng.randrange(10)
     if kind == 0:
         a, b = rng.randint(2, 99), rng.randint(2, 99)
-        return rng.choice([f"What is {a} + {b}?", f"Add {a} and {b}.", f"Compute {a} plus {b}."]), f"{a} + {b} = {a + b}."
+        question = rng.choice([f"What is {a} + {b}?", f"Add {a} and {b}.", f"Compute {a} plus {b}."])
+        return question, f"{a} + {b} = {a + b}."
     if kind == 1:
         a, b = sorted((rng.randint(2, 99), rng.randint(2, 99)), reverse=True)
         return rng.choice([f"What is {a} - {b}?", f"Subtract {b} from {a}."]), f"{a} - {b} = {a - b}."
@@ -823,7 +830,8 @@ def _general_turn(rng: random.Random) -> tuple[str, str]:
         return rng.choice([f"What is {a} times {b}?", f"Multiply {a} by {b}."]), f"{a} x {b} = {a * b}."
     if kind == 3:
         w = rng.choice(THINGS)
-        return rng.choice([f"Reverse the word '{w}'.", f"Spell '{w}' backwards."]), f"The word '{w}' reversed is '{w[::-1]}'."
+        question = rng.choice([f"Reverse the word '{w}'.", f"Spell '{w}' backwards."])
+        return question, f"The word '{w}' reversed is '{w[::-1]}'."
     if kind == 4:
         w = " ".join(rng.sample(THINGS, rng.randint(1, 3)))
         return rng.choice([f"Write '{w}' in capital letters.", f"Convert to upper case: {w}"]), w.upper()

@@ -72,7 +72,8 @@ FEW_SHOT_TEXT = ("<|user|>\nFind the entities. Entity types: [Person, Location].
 
 SYSTEM = [{"role": "system", "content": data.ODIE_SYSTEM},
           {"role": "user", "content": "List each person with their job.\nText: Anna is a nurse. Omar is a chef."},
-          {"role": "assistant", "content": "[Answer]: | Name | Job |\n| --- | --- |\n| Anna | nurse |\n| Omar | chef |"}]
+          {"role": "assistant",
+           "content": "[Answer]: | Name | Job |\n| --- | --- |\n| Anna | nurse |\n| Omar | chef |"}]
 SYSTEM_TEXT = ("<|system|>\n" + data.ODIE_SYSTEM + "\n"
                "<|user|>\nList each person with their job.\nText: Anna is a nurse. Omar is a chef.\n"
                "<|assistant|>\n[Answer]: | Name | Job |\n| --- | --- |\n| Anna | nurse |\n| Omar | chef |</s>")

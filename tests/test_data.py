@@ -201,10 +201,12 @@ def test_realised_rates_are_the_settings(big_build):
         assert len(opts) <= max({"guidelines": 10, "examples": 15, "list": len(r["labels"])}[kind], n_gold)
         for line in instruction_of(c).split("\n"):
             if " (such as " in line:
-                assert 1 <= line.split(" (such as ", 1)[1].count('"') // 2 <= 3 * (1 + (r["task"] in ("RC", "RE", "ERE")))
+                strings_per_example = 2 if r["task"] in ("RC", "RE", "ERE") else 1  # pairs for relations
+                assert 1 <= line.split(" (such as ", 1)[1].count('"') // 2 <= 3 * strings_per_example
     # few-shot: 1..8 demonstrations, uniform (mean 4.5)
     demos = Counter(n - 1 for n in n_turns if n > 1)
-    assert set(demos) == set(range(1, 9)) and abs(sum(k * v for k, v in demos.items()) / sum(demos.values()) - 4.5) < 0.2
+    assert set(demos) == set(range(1, 9))
+    assert abs(sum(k * v for k, v in demos.items()) / sum(demos.values()) - 4.5) < 0.2
 
 
 def test_na_share_at_most_twenty_percent_per_data_set_and_na_demos_rare(big_build):
@@ -387,7 +389,8 @@ CANONICAL = [
     ("EAE", [{"argument": M("rebels", 0), "role": "Attacker"}, {"argument": M("Lima", 20), "role": "Place"}],
      "[Answer]: rebels: Attacker; Lima: Place;"),
     ("EE", [{"trigger": M("developed", 10), "type": "Adverse_event",
-             "arguments": [{"argument": M("A man", 0), "role": "Subject"}, {"argument": M("rash", 20), "role": "Effect"}]},
+             "arguments": [{"argument": M("A man", 0), "role": "Subject"},
+                           {"argument": M("rash", 20), "role": "Effect"}]},
             {"trigger": M("cured", 30), "type": "Therapy", "arguments": []}],
      "[Answer]: (developed; Adverse_event; A man: Subject; rash: Effect)\n(cured; Therapy)"),
     ("ERE", [{"event1": M("storm", 4), "relation": "CAUSE", "event2": M("flood", 20)},
