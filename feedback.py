@@ -91,9 +91,10 @@ class FeedbackConfig:
     shortfall: str = flag("keep_ratio", "too few online pairs for the ratio: keep_ratio makes fewer pairs at the "
                                         "ratio; fill tops the target up with offline pairs",
                           choices=["keep_ratio", "fill"])
-    skip_identical: bool = flag(True, "skip an offline pair whose rejected sample IS the gold answer (possible "
-                                      "because BLEU-4 of a short text like NA against itself is 0.59; ADELIE kept "
-                                      "them: --no-skip_identical)")
+    skip_identical: bool = flag(False, "a fix, off by default (faithful): skip an offline pair whose rejected "
+                                       "sample IS the gold answer. BLEU-4 of a short text like NA against itself is "
+                                       "0.59, so such a pair passes the gap test; it states no preference and has a "
+                                       "zero DPO gradient. ADELIE's release kept them")
     seed: int = flag(42, "seed of the prompt pool, the samples (per prompt) and the mix")
     dist_timeout_minutes: float = flag(30.0, "a collective that waits longer than this (a dead peer) fails the run")
 
@@ -354,7 +355,7 @@ def online_pairs(records: list[dict], scores: list[list[float]], min_gap: float 
 
 
 def offline_pairs(records: list[dict], scores: list[list[float]], min_gap: float = 0.1,
-                  skip_identical: bool = True) -> tuple[list[dict], list[dict]]:
+                  skip_identical: bool = False) -> tuple[list[dict], list[dict]]:
     """Offline pairs (section 4): chosen = the gold answer (score 1.0), rejected = the lowest-BLEU sample, kept only
     if 1 - lowest > `min_gap`. A sample without `[Answer]: ` scores -1 and is a valid rejected answer (as in ADELIE's
     release: the gold answer is preferred to a malformed one).

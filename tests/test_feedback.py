@@ -147,7 +147,7 @@ def test_online_pairs_on_hand_made_samples():
 
 def test_offline_pairs_on_hand_made_samples():
     records, scores = load_samples()
-    pairs, skipped = feedback.offline_pairs(records, scores, min_gap=0.1)
+    pairs, skipped = feedback.offline_pairs(records, scores, min_gap=0.1, skip_identical=True)
     pairs, skipped = by_id(pairs), by_id(skipped)
     assert sorted(pairs) == ["conll2003/train/0", "conll2003/train/1", "maven-ere/train/0", "tacred/train/1"]
     assert {k: v["reason"] for k, v in skipped.items()} == {
@@ -160,8 +160,8 @@ def test_offline_pairs_on_hand_made_samples():
     assert (p["rejected_sample"], p["rejected_score"]) == (0, -1.0)
     assert p["rejected"][-1]["content"] == "Anna Berg is a person."
     assert pairs["tacred/train/1"]["rejected_sample"] == 2
-    # ADELIE's release kept the gold-vs-itself pair of a correct short answer: 1 - 0.59 > 0.1
-    pairs_release, skipped_release = feedback.offline_pairs(records, scores, min_gap=0.1, skip_identical=False)
+    # ADELIE's release (and our default) keeps the gold-vs-itself pair of a correct short answer: 1 - 0.59 > 0.1
+    pairs_release, skipped_release = feedback.offline_pairs(records, scores, min_gap=0.1)
     p = by_id(pairs_release)["conll2003/train/2"]
     assert p["chosen"] == p["rejected"]
     assert p["rejected_score"] == pytest.approx(0.594604, abs=1e-6)
@@ -273,7 +273,7 @@ def test_summary_counts_the_hand_made_samples():
     for r in records:
         r["finished"] = [True] * 4 + [False]  # the last sample of each prompt hit max_new_tokens
     online, online_skipped = feedback.online_pairs(records, scores)
-    offline, offline_skipped = feedback.offline_pairs(records, scores)
+    offline, offline_skipped = feedback.offline_pairs(records, scores, skip_identical=True)
     mixed, _ = feedback.mix_pairs(online, offline, target=4, online_ratio=0.5, seed=0)
     summary = feedback.summarize(records, records, scores, online, online_skipped, offline, offline_skipped, mixed)
     conll = summary["datasets"]["conll2003"]
