@@ -387,9 +387,13 @@ def check_state_dict(args: ModelArgs, state_dict: dict, sources: dict, config_na
 
 
 def check_tokenizer_matches(args: ModelArgs, tokenizer: "Tokenizer") -> None:
-    if tokenizer.vocab_size != args.vocab_size:
-        raise ValueError(f"tokenizer {tokenizer.path} has {tokenizer.vocab_size} pieces but the model's vocab_size is "
-                         f"{args.vocab_size}: they do not belong together")
+    """The model's embedding rows must be the tokenizer's pieces plus the tokens added beside it (added_tokens.json:
+    ADELIE's released checkpoints added <pad>, so 32000 pieces + 1 = vocab_size 32001)."""
+    n_added = len(tokenizer.added_tokens)
+    if tokenizer.vocab_size + n_added != args.vocab_size:
+        added = f" + {n_added} added tokens" if n_added else ""
+        raise ValueError(f"tokenizer {tokenizer.path} has {tokenizer.vocab_size} pieces{added} but the model's "
+                         f"vocab_size is {args.vocab_size}: they do not belong together")
 
 
 def read_checkpoint(path) -> tuple[ModelArgs, dict]:
@@ -596,6 +600,10 @@ class Tokenizer:
         self.bos_id: int = self.sp.bos_id()
         self.eos_id: int = self.sp.eos_id()
         self.pad_id: int = self.sp.pad_id()
+        # Tokens a Hugging Face tokenizer added after training (e.g. ADELIE's <pad>), listed beside the model file.
+        # They widen the model's vocabulary; this tokenizer never emits them.
+        added = Path(path).parent / "added_tokens.json"
+        self.added_tokens: dict[str, int] = json.loads(added.read_text()) if added.is_file() else {}
 
     def encode(self, text: str, bos: bool = False, eos: bool = False) -> list[int]:
         return [self.bos_id] * bos + self.sp.encode(text) + [self.eos_id] * eos

@@ -234,6 +234,18 @@ def test_tokenizer_vocab_mismatch(tmp_path, tok512_path):
         Transformer.from_pretrained(tmp_path)
 
 
+def test_added_tokens_widen_the_vocabulary(tmp_path, tok512_path):
+    """ADELIE's released checkpoints: tokenizer.model (32000 pieces) + added_tokens.json {"<pad>": 32000} and an
+    embedding of 32001 rows. The same layout at tiny size loads; one row more or less does not."""
+    shutil.copyfile(tok512_path, tmp_path / "tokenizer.model")
+    (tmp_path / "added_tokens.json").write_text(json.dumps({"<pad>": 512}))
+    tok = Tokenizer(tmp_path / "tokenizer.model")
+    assert tok.added_tokens == {"<pad>": 512}
+    check_tokenizer_matches(replace(MHA, vocab_size=513), tok)
+    with pytest.raises(ValueError, match=r"512 pieces \+ 1 added tokens but the model's vocab_size is 514"):
+        check_tokenizer_matches(replace(MHA, vocab_size=514), tok)
+
+
 # --- FSDP2-style construction ----------------------------------------------------------------------------------------
 
 def test_meta_device_build_then_init_is_deterministic():
