@@ -508,6 +508,8 @@ class IEInstructConfig:
                              "(e.g. ../shared/data); default: the embedded synthetic corpus")
     records: str = flag("", "unified IE records, JSONL (comma-separated for several files), validated line by line")
     skip_bad: bool = flag(False, "with --records: skip (and count) bad lines instead of stopping at the first")
+    include_held_out: bool = flag(False, "also build from the held-out evaluation sets (FewNERD, SemEval, RichERE, "
+                                          "MATRES, CaRB, ROBUST: ie_formats.HELD_OUT), which section 5.1 keeps out")
     splits: str = flag("train", "record splits to build from (comma-separated); IEInstruct uses training data")
     synthetic_n_train: int = flag(1000, "embedded default: synthetic train records per synthetic data set")
     synthetic_seed: int = flag(0, "embedded default: seed of synthetic.py's corpus (kept apart from --seed so that "
@@ -1252,6 +1254,10 @@ def build(cfg: IEInstructConfig, progress: bool = True) -> dict:
     else:
         records = synthetic.generate_corpus(cfg.synthetic_seed, cfg.synthetic_n_train, 0)["train"]
         source = f"synthetic corpus (seed {cfg.synthetic_seed}, {cfg.synthetic_n_train} per data set)"
+    n_held_out = sum(r["dataset"] in ie_formats.HELD_OUT for r in records)
+    if n_held_out and not cfg.include_held_out:  # section 5.1: the evaluation sets stay out of IEInstruct
+        records = [r for r in records if r["dataset"] not in ie_formats.HELD_OUT]
+        counts["records of held-out evaluation sets (section 5.1), not used"] += n_held_out
     n_other = sum(r["split"] not in splits for r in records)
     records = [r for r in records if r["split"] in splits]
     if n_other:

@@ -45,6 +45,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 import data
+import ie_formats
 import model as llama
 import training as T
 from config import flag, parse_config
@@ -113,11 +114,6 @@ SAMPLING_FIELDS = ("model", "num_samples", "temperature", "top_p", "max_new_toke
 # ----------------------------------------------------------------------------------------------------------------
 # 1. The prompt pool (appendix B.1, spec section 4)
 
-# The held-out evaluation sets (paper section 5.1): never in IEInstruct (Table 7) or IEFeedback (Table 8), although
-# ie_formats.convert_all reads the train splits that some of them have (FewNERD, SemEval, RichERE, MATRES).
-HELD_OUT = ("fewnerd", "semeval", "richere-ed", "richere-eae", "matres", "carb", "robust")
-
-
 def load_ie_records(cfg: FeedbackConfig) -> tuple[list[dict], str]:
     """The unified IE training records the pool is drawn from, and a line naming where they came from: --records,
     --data_dir (every training set present, held-out sets excluded), or the embedded default (synthetic.py's train
@@ -128,18 +124,17 @@ def load_ie_records(cfg: FeedbackConfig) -> tuple[list[dict], str]:
         records = data.read_records([p for p in cfg.records.split(",") if p])
         source = f"records {cfg.records}"
     elif cfg.data_dir:
-        import ie_formats
         by_name = ie_formats.convert_all(cfg.data_dir, splits=("train",))
         records = [r for name in sorted(by_name) for r in by_name[name]]
-        source = f"training sets under {cfg.data_dir}: {', '.join(n for n in sorted(by_name) if n not in HELD_OUT)}"
+        source = f"training sets under {cfg.data_dir}: {', '.join(n for n in sorted(by_name) if n not in ie_formats.HELD_OUT)}"
     else:
         import synthetic
         sft = data.IEInstructConfig()  # what sft.py's embedded default builds its IEInstruct from
         records = synthetic.generate_corpus(sft.synthetic_seed, sft.synthetic_n_train, 0)["train"]
         source = f"the embedded default (synthetic train split, seed {sft.synthetic_seed})"
-    held_out = sum(r["dataset"] in HELD_OUT for r in records)
+    held_out = sum(r["dataset"] in ie_formats.HELD_OUT for r in records)
     other_splits = sum(r["split"] != "train" for r in records)
-    records = [r for r in records if r["split"] == "train" and r["dataset"] not in HELD_OUT]
+    records = [r for r in records if r["split"] == "train" and r["dataset"] not in ie_formats.HELD_OUT]
     if held_out or other_splits:
         source += f" ({held_out} records of held-out sets and {other_splits} of other splits left out)"
     if not records:

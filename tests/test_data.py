@@ -330,6 +330,25 @@ def test_skip_bad_counts_and_reports_the_skips(tmp_path, capsys):
     assert "bad line" in capsys.readouterr().out
 
 
+def test_held_out_evaluation_sets_stay_out_of_ie_instruct(tmp_path):
+    """Section 5.1: FewNERD, SemEval, RichERE, MATRES, CaRB and ROBUST are held out. Their train records (which
+    ie_formats reads) are left out of IEInstruct and counted; --include_held_out puts them back."""
+    import synthetic
+    corpus = synthetic.generate_corpus(0, 6, 0, datasets=["syn_semantic_rc", "syn_news_ner"])["train"]
+    for r in corpus:
+        if r["dataset"] == "syn_semantic_rc":  # the same records, under the held-out SemEval's name
+            r["dataset"], r["id"] = "semeval", r["id"].replace("syn_semantic_rc", "semeval")
+    path = tmp_path / "records.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in corpus))
+    data.main(["build", "--out", str(tmp_path / "x.jsonl"), "--records", str(path), "--ie_proportion", "1"])
+    summary = json.loads((tmp_path / "x.stats.json").read_text())
+    assert set(summary["datasets"]) == {"syn_news_ner"}
+    assert summary["input_counts"]["records of held-out evaluation sets (section 5.1), not used"] == 6
+    data.main(["build", "--out", str(tmp_path / "y.jsonl"), "--records", str(path), "--ie_proportion", "1",
+               "--include_held_out"])
+    assert "semeval" in json.loads((tmp_path / "y.stats.json").read_text())["datasets"]
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Prompt pools (prompts/)
 
