@@ -259,25 +259,12 @@ def main(argv=None) -> None:
                  "reward_accuracy": correct / n, "pairs_per_s": n / dt, "tokens_per_s": tokens / dt,
                  "step_time_s": dt})
 
-        done = step + 1
-        stopping = stop.any_rank(d)
-        if stopping or (cfg.checkpoint_every > 0 and done % cfg.checkpoint_every == 0 and done < total_steps):
-            state = {"step": done, "epoch": epoch, "global_batch_size": cfg.global_batch_size,
-                     "data_fingerprint": data_fingerprint, "world_size": d.world_size,
-                     "config": dataclasses.asdict(cfg)}
-            path = T.save_checkpoint(out_dir, done, policy, optimizer, state, d, cfg.keep_last)
-            if stopping:
-                T.print0(d, f"stopped by a signal after step {done}; checkpoint {path}; continue with --resume")
-                log.close()
-                T.cleanup_distributed()
-                sys.exit(143)
+        state = {"step": step + 1, "epoch": epoch, "global_batch_size": cfg.global_batch_size,
+                 "data_fingerprint": data_fingerprint, "world_size": d.world_size, "config": dataclasses.asdict(cfg)}
+        T.checkpoint_if_due(step + 1, total_steps, cfg.checkpoint_every, stop, out_dir, policy, optimizer, state, d,
+                            cfg.keep_last, log)
     log.close()
-
-    T.export_final(policy, args, model_dir / "tokenizer.model", out_dir / "final", d)
-    if d.is_main:
-        (out_dir / "data_stats.json").write_text(json.dumps(stats, indent=1))
-    T.print0(d, f"done: {total_steps} steps; weights in {out_dir / 'final'}")
-    T.cleanup_distributed()
+    T.finish_run(policy, args, model_dir / "tokenizer.model", out_dir, stats, total_steps, d)
 
 
 if __name__ == "__main__":

@@ -194,7 +194,9 @@ def main(argv=None) -> None:
         my_tokens = sum(int((b["labels"][:, 1:] != -100).sum()) for b in batch_list)
         my_pad = sum(int(b["input_ids"].numel()) - sum(lengths[i] for i in mb) for b, mb in zip(batch_list, micro_batches))
         my_real = sum(lengths[i] for mb in micro_batches for i in mb)
-        step_tokens, step_pad, step_real = T.all_reduce_sum(d, my_tokens, my_pad, my_real)
+        my_flops = sum(b["input_ids"].numel() * T.flops_per_token(args, n_params, b["input_ids"].shape[1])
+                       for b in batch_list)
+        step_tokens, step_pad, step_real, step_flops = T.all_reduce_sum(d, my_tokens, my_pad, my_real, my_flops)
 
         loss_sum_total, mean_sum_total = 0.0, 0.0
         for batch in batch_list:
@@ -224,32 +226,19 @@ def main(argv=None) -> None:
         row = {"step": step + 1, "epoch": epoch, "loss": step_loss, "lr": lr, "grad_norm": grad_norm,
                "tokens_per_s": step_real / dt, "trained_tokens": int(step_tokens),
                "padding_share": step_pad / (step_pad + step_real), "step_time_s": dt}
-        if peak:
-            row["mfu"] = T.flops_per_token(args, n_params, max(lengths)) * (step_real + step_pad) / dt / (
-                peak * d.world_size)
+        if peak:  # model FLOPs utilisation: the FLOPs the step's padded batches need / what the GPUs could do
+            row["mfu"] = step_flops / dt / (peak * d.world_size)
         log.log(row)
 
         # ---- Checkpoint: every N steps, and when asked to stop (SIGTERM / Ctrl-C)
-        done = step + 1
-        stopping = stop.any_rank(d)
-        if stopping or (cfg.checkpoint_every > 0 and done % cfg.checkpoint_every == 0 and done < total_steps):
-            state = {"step": done, "epoch": epoch, "global_batch_size": cfg.global_batch_size,
-                     "data_fingerprint": data_fingerprint, "world_size": d.world_size,
-                     "config": dataclasses.asdict(cfg)}
-            path = T.save_checkpoint(out_dir, done, net, optimizer, state, d, cfg.keep_last)
-            if stopping:
-                T.print0(d, f"stopped by a signal after step {done}; checkpoint {path}; continue with --resume")
-                log.close()
-                T.cleanup_distributed()
-                sys.exit(143)
+        state = {"step": step + 1, "epoch": epoch, "global_batch_size": cfg.global_batch_size,
+                 "data_fingerprint": data_fingerprint, "world_size": d.world_size, "config": dataclasses.asdict(cfg)}
+        T.checkpoint_if_due(step + 1, total_steps, cfg.checkpoint_every, stop, out_dir, net, optimizer, state, d,
+                            cfg.keep_last, log)
     log.close()
 
     # ---- Export: a Hugging Face directory that transformers, vLLM and lm-evaluation-harness load unchanged
-    T.export_final(net, args, model_dir / "tokenizer.model", out_dir / "final", d)
-    if d.is_main:
-        (out_dir / "data_stats.json").write_text(json.dumps(stats, indent=1))
-    T.print0(d, f"done: {total_steps} steps; weights in {out_dir / 'final'}")
-    T.cleanup_distributed()
+    T.finish_run(net, args, model_dir / "tokenizer.model", out_dir, stats, total_steps, d)
 
 
 if __name__ == "__main__":

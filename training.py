@@ -39,7 +39,6 @@ from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
 import model as llama
-from config import flag, parse_config  # noqa: F401  (feedback.py still imports them from here)
 
 REPO = Path(__file__).resolve().parent
 
@@ -290,6 +289,30 @@ def load_checkpoint(path: Path, net, optimizer, d: Dist) -> dict:
         if rng["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
     return json.loads((path / "trainer_state.json").read_text())
+
+
+def checkpoint_if_due(done: int, total_steps: int, every: int, stop: "StopSignal", out_dir: Path, net, optimizer,
+                      state: dict, d: Dist, keep_last: int, log: "MetricsLog") -> None:
+    """After optimizer step `done`: a resume checkpoint every `every` steps (none at the last step: the export
+    follows), and one when a signal asked the run to stop (SIGTERM / Ctrl-C on any rank), after which it exits."""
+    stopping = stop.any_rank(d)
+    if stopping or (every > 0 and done % every == 0 and done < total_steps):
+        path = save_checkpoint(out_dir, done, net, optimizer, state, d, keep_last)
+        if stopping:
+            print0(d, f"stopped by a signal after step {done}; checkpoint {path}; continue with --resume")
+            log.close()
+            cleanup_distributed()
+            sys.exit(143)
+
+
+def finish_run(net, args, tokenizer_path: Path, out_dir: Path, stats: dict, total_steps: int, d: Dist) -> None:
+    """Export OUT_DIR/final (Hugging Face format: transformers, vLLM and lm-evaluation-harness load it unchanged),
+    keep the data counts beside it, and leave the process group."""
+    export_final(net, args, tokenizer_path, out_dir / "final", d)
+    if d.is_main:
+        (out_dir / "data_stats.json").write_text(json.dumps(stats, indent=1))
+    print0(d, f"done: {total_steps} steps; weights in {out_dir / 'final'}")
+    cleanup_distributed()
 
 
 # ----------------------------------------------------------------------------------------------------------------
