@@ -15,18 +15,31 @@
 Runs of ours and theirs alternate and each figure is the median of --repeats runs, so load from other processes
 hits both alike. transformers is a test oracle, imported here only.
 
-`sft`, `dpo` and `feedback` compare whole training loops / the sampling path, each in one run on the same model
-directory (the preset with seeded random weights, saved once with model.py's save_pretrained and loaded by both
-sides) and the same data. Our scripts run as they are (a subprocess: `python sft.py --model DIR --data FILE ...`)
+`sft`, `dpo` and `feedback` compare our scripts with what a user would otherwise run, each in one run on the same
+model directory (the preset with seeded random weights, saved once by model.py's save_pretrained and loaded by both
+sides) and the same data:
+  sft       useful (non-pad) tokens/s of sft.py vs TRL's SFTTrainer on LlamaForCausalLM, both fed data.py's ids and
+            loss masks (TRL: input_ids + completion_mask), TRL padding-free and best-fit-decreasing packing (both
+            exact here, the table says by how much); target >= 1.5;
+  dpo       pairs/s of dpo.py vs TRL's DPOTrainer, on IEFeedback pairs made by feedback.py's functions, the
+            reference model run on the fly on both sides; target >= 1.3;
+  feedback  new tokens/s of feedback.py's sampling path (model.generate, 5 samples per prompt, temperature 1, top-p
+            1) vs transformers' generate with num_return_sequences=5 on the same prompts in the same groups, new
+            tokens counted exactly up to each row's first EOS; target >= 3.0.
+Our training scripts run as a user runs them (a subprocess: `python sft.py --model DIR --data FILE ...`, one process)
 and their metrics.jsonl is read back; TRL runs in this process with the settings matched flag by flag (fp32 on the
-CPU, no gradient checkpointing, same micro-batch, accumulation, max length, lr and schedule). Both sides time the
-same optimizer steps after the same warm-up steps; the ratio is ours / theirs. trl and transformers are test
-oracles, imported here only.
+CPU, no gradient checkpointing, same micro-batch, accumulation, max length, lr, schedule and thread count). Both
+sides run the same warm-up steps and then time the same number of optimizer steps (by default one epoch's worth, so
+both time about the same examples); runs alternate, and --repeats > 1 gives medians. On a shared machine use
+--threads 1: with 2 threads and other processes busy, threads wait on each other and every figure halves or worse.
+trl and transformers are test oracles, imported here only.
 """
 import argparse
 import contextlib
+import dataclasses
 import io
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -286,7 +299,8 @@ class SFTBenchConfig:
     accumulation: int = flag(4, "micro-batches per optimizer step (sft.py's demo: 16 = 4 x 4)")
     lr: float = flag(1e-3, "peak learning rate, cosine schedule with 3%% warmup on both sides (sft.py's demo)")
     warmup_steps: int = flag(3, "optimizer steps run first and not timed, on both sides")
-    timed_steps: int = flag(20, "optimizer steps timed, on both sides")
+    timed_steps: int = flag(0, "optimizer steps timed, on both sides (0: one epoch's worth, so both sides time "
+                               "about the same examples: ours groups lengths, TRL draws at random)")
     trl_modes: str = flag("padding_free,bfd", "TRL runs, comma-separated: padded (TRL's default), padding_free "
                                               "(each micro-batch one row, positions restart per example), bfd "
                                               "(best-fit-decreasing packing into max_len rows, --bfd_rows per "
@@ -332,6 +346,8 @@ def bench_sft(cfg: SFTBenchConfig) -> None:
     examples, stats = data.tokenize_sft(llama.Tokenizer(TOKENIZER), data.load_conversations(work / "ie_instruct.jsonl"),
                                         cfg.max_len)
     lengths = [len(ids) for ids, _ in examples]
+    if not cfg.timed_steps:
+        cfg = dataclasses.replace(cfg, timed_steps=math.ceil(len(examples) / (cfg.micro_batch_size * cfg.accumulation)))
     n_steps = cfg.warmup_steps + cfg.timed_steps
     print(f"preset {cfg.preset}, {len(examples)} examples ({stats}), mean {statistics.mean(lengths):.0f} / max "
           f"{max(lengths)} tokens; micro-batch {cfg.micro_batch_size} x {cfg.accumulation} accumulation, max_len "
@@ -380,7 +396,7 @@ def bench_sft(cfg: SFTBenchConfig) -> None:
     notes = {}
     rate = alternate_runs(runs, cfg.repeats, work)
     print_table(["run", "useful tokens/s (median)", "each run", "note"],
-                [[name, f"{statistics.median(r):,.0f}", " ".join(f"{x:,.0f}" for x in r), notes[name]]
+                [[name, f"{statistics.median(r):,.0f}", " ".join(f"{x:,.0f}" for x in r), notes.get(name, "")]
                  for name, r in rate.items()])
     best = max((name for name in rate if name != "sft.py"), key=lambda name: statistics.median(rate[name]))
     ratio = statistics.median(rate["sft.py"]) / statistics.median(rate[best])
@@ -394,14 +410,15 @@ def bench_sft(cfg: SFTBenchConfig) -> None:
 @dataclass
 class DPOBenchConfig:
     preset: str = flag("demo", "model.py preset with seeded random weights: policy and reference on both sides")
-    pairs: int = flag(200, "IEFeedback pairs made by feedback.py's functions (see make_ie_feedback)")
+    pairs: int = flag(120, "IEFeedback pairs made by feedback.py's functions (see make_ie_feedback)")
     max_len: int = flag(1024, "tokens per side; pairs with a longer side are left out on both sides (dpo.py's demo)")
     micro_batch_size: int = flag(2, "pairs per forward pass (dpo.py's demo setting)")
     accumulation: int = flag(4, "micro-batches per optimizer step (dpo.py's demo: 8 = 2 x 4)")
     beta: float = flag(0.1, "DPO beta (paper appendix B.2: 0.1)")
     lr: float = flag(2e-5, "peak learning rate, linear schedule with 10%% warmup on both sides (dpo.py's demo)")
     warmup_steps: int = flag(2, "optimizer steps run first and not timed, on both sides")
-    timed_steps: int = flag(10, "optimizer steps timed, on both sides")
+    timed_steps: int = flag(0, "optimizer steps timed, on both sides (0: one epoch's worth, so both sides time "
+                               "about the same pairs: ours groups lengths, TRL draws at random)")
     repeats: int = flag(1, "runs of each side, alternating; the median counts")
     threads: int = flag(0, "torch CPU threads on both sides (0: torch's default; 1 is steadier on a loaded machine)")
     seed: int = flag(0, "weights, data and data order")
@@ -443,8 +460,9 @@ def trl_preference_rows(pairs: list[tuple]) -> tuple[dict, int]:
     """Our tokenised pairs ((chosen ids, labels), (rejected ids, labels)) as TRL's DPO columns: prompt_ids = the ids
     before the final answer (the shared prefix), chosen_ids / rejected_ids = the rest. TRL then trains on exactly
     our ids and takes log-probs of exactly the final answer + EOS, as our labels do (our labels also cover earlier
-    assistant turns, the few-shot demonstrations; they are the same tokens under the same prefix on both sides of
-    a pair, so they cancel in the DPO loss). A pair whose sides do not share that prefix is left out and counted."""
+    assistant turns, the few-shot demonstrations (spec section 1); they are the same tokens under the same prefix on
+    both sides of a pair, so they cancel in the DPO loss). Returns (columns, number of pairs whose sides do not
+    share that prefix: left out)."""
     rows, bad = {"prompt_ids": [], "chosen_ids": [], "rejected_ids": []}, 0
     for (c_ids, c_lab), (r_ids, r_lab) in pairs:
         cut = [max(i for i, x in enumerate(lab) if x == -100) + 1 for lab in (c_lab, r_lab)]   # final answer start
@@ -482,7 +500,10 @@ def bench_dpo(cfg: DPOBenchConfig) -> None:
     if bad:
         sys.exit(f"error: {bad} pairs whose chosen and rejected sides do not share the prompt's ids")
     lengths = [len(p) + max(len(c), len(r)) for p, c, r in zip(*rows.values())]
-    n_steps, per_step = cfg.warmup_steps + cfg.timed_steps, cfg.micro_batch_size * cfg.accumulation
+    per_step = cfg.micro_batch_size * cfg.accumulation
+    if not cfg.timed_steps:
+        cfg = dataclasses.replace(cfg, timed_steps=math.ceil(len(pairs) / per_step))
+    n_steps = cfg.warmup_steps + cfg.timed_steps
     print(f"preset {cfg.preset}, {len(pairs)} pairs ({note}; {len(records) - len(fits)} over {cfg.max_len} tokens "
           f"left out), longer side mean {statistics.mean(lengths):.0f} / max {max(lengths)} tokens; "
           f"{cfg.micro_batch_size} pairs x {cfg.accumulation} accumulation, beta {cfg.beta}, lr {cfg.lr}, reference "
