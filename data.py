@@ -1375,10 +1375,13 @@ def _encode(tokenizer, text: str, trained: list[tuple[int, int]]) -> tuple[list[
     return ids, labels
 
 
-def tokenize_chat(tokenizer, messages: list[dict], max_len: int | None = None) -> tuple[list[int], list[int]]:
+def tokenize_chat(tokenizer, messages: list[dict], max_len: int | None = None,
+                  final_answer_only: bool = False) -> tuple[list[int], list[int]]:
     """(input ids, labels) of one conversation (spec 1), truncated to max_len. labels = the id where the loss is
-    taken (assistant content, its EOS, the newline after a non-final EOS), -100 elsewhere."""
-    ids, labels = _encode(tokenizer, *_render_chat(messages))
+    taken (assistant content, its EOS, the newline after a non-final EOS), -100 elsewhere. final_answer_only:
+    only the last assistant turn is labelled (DPO's response; earlier turns are few-shot demonstrations)."""
+    text, trained = _render_chat(messages)
+    ids, labels = _encode(tokenizer, text, trained[-1:] if final_answer_only else trained)
     return (ids[:max_len], labels[:max_len]) if max_len else (ids, labels)
 
 
@@ -1412,7 +1415,11 @@ def tokenize_preference(tokenizer, records: list[dict], max_len: int) -> tuple[l
     for r in records:
         sides = []
         for side in ("chosen", "rejected"):
-            ids, labels = tokenize_chat(tokenizer, r[side])
+            # Only the final answer is the response: the demonstrations' answers before it are the same tokens in
+            # chosen and rejected, so their log-probs would cancel in the DPO loss; leaving them out keeps the loss
+            # and its gradient, makes the logged rewards the answers' own, and drops a pair whose answer was
+            # truncated away.
+            ids, labels = tokenize_chat(tokenizer, r[side], final_answer_only=True)
             if len(ids) > max_len:
                 stats[f"truncated_{side}"] += 1
                 ids, labels = ids[:max_len], labels[:max_len]

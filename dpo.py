@@ -202,7 +202,8 @@ def main(argv=None) -> None:
         ref_net = None
         T.print0(d, f"reference log-probs for {len(pairs)} pairs in {cache}")
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2),
-                                  eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
+                                  eps=cfg.adam_eps, weight_decay=cfg.weight_decay,
+                                  fused=True)  # one kernel per step instead of a loop over tensors
 
     accum = T.accumulation_steps(cfg.global_batch_size, cfg.micro_batch_size, d.world_size)
     steps_per_epoch = math.ceil(len(pairs) / cfg.global_batch_size)

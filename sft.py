@@ -150,7 +150,8 @@ def main(argv=None) -> None:
     llama.check_tokenizer_matches(args, tokenizer)
     n_params = sum(p.numel() for p in net.parameters())
     optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2),
-                                  eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
+                                  eps=cfg.adam_eps, weight_decay=cfg.weight_decay,
+                                  fused=True)  # one kernel per step instead of a loop over tensors
 
     # ---- The plan: which examples each optimizer step sees (independent of micro-batch and world size)
     accum = T.accumulation_steps(cfg.global_batch_size, cfg.micro_batch_size, d.world_size)

@@ -662,6 +662,28 @@ def test_tokenize_preference_drops_a_pair_when_either_side_has_nothing_to_train(
     assert c_labels[-1] == r_labels[-1] == tok.eos_id
 
 
+def test_dpo_response_is_the_final_answer_only():
+    """A few-shot pair: the demonstration's answer is the same in chosen and rejected, so only the final answer is
+    labelled (its log-probs are what DPO compares); SFT labels every assistant turn. A pair whose final answer is
+    truncated away is dropped even though a demonstration's answer is still inside max_len."""
+    tok = model.Tokenizer(data.DEFAULT_TOKENIZER)
+    demo = [{"role": "user", "content": "Find the people. Text: 'Ann met Bo.'"},
+            {"role": "assistant", "content": "[Answer]: Ann: PER; Bo: PER;"},
+            {"role": "user", "content": "Text: 'Cy left.'"}]
+    pair = {"chosen": demo + [{"role": "assistant", "content": "[Answer]: Cy: PER;"}],
+            "rejected": demo + [{"role": "assistant", "content": "[Answer]: NA"}]}
+    (pairs, _), (sft_ids, sft_labels) = data.tokenize_preference(tok, [pair], 512), data.tokenize_chat(tok, pair["chosen"])
+    (c_ids, c_labels), _ = pairs[0]
+    assert c_ids == sft_ids
+    trained = [i for i, l in enumerate(c_labels) if l != -100]
+    assert trained == [i for i, l in enumerate(sft_labels) if l != -100][-len(trained):]  # the last run only
+    assert tok.decode([c_ids[i] for i in trained]).startswith("[Answer]: Cy")
+    assert sum(l != -100 for l in sft_labels) > len(trained)
+    n_upto_demo = max(i for i, l in enumerate(sft_labels) if l != -100 and i < trained[0]) + 1
+    dropped, stats = data.tokenize_preference(tok, [pair], max_len=n_upto_demo + 3)
+    assert dropped == [] and stats["dropped_no_trainable_token"] == 1
+
+
 def test_collators_pad_right_with_masked_labels_and_stack_chosen_over_rejected():
     batch = data.collate_sft([([1, 7, 8], [-100, 7, 8]), ([1, 9], [-100, 9])], pad_id=0)
     assert batch["input_ids"].shape == (2, 3) and batch["input_ids"].dtype == torch.long
