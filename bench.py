@@ -34,7 +34,6 @@ both time about the same examples); runs alternate, and --repeats > 1 gives medi
 --threads 1: with 2 threads and other processes busy, threads wait on each other and every figure halves or worse.
 trl and transformers are test oracles, imported here only.
 """
-import argparse
 import contextlib
 import dataclasses
 import io
@@ -46,27 +45,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-
-def flag(default, help: str):
-    return field(default=default, metadata={"help": help})
-
-
-def add_dataclass_flags(parser: argparse.ArgumentParser, cls) -> None:
-    """One --flag per dataclass field, typed by its default, with the field's help."""
-    for f in fields(cls):
-        default = f.default if f.default is not MISSING else f.default_factory()
-        if isinstance(default, bool):
-            parser.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction, default=default,
-                                help=f.metadata["help"])
-        else:
-            parser.add_argument(f"--{f.name}", type=type(default), default=default,
-                                help=f"{f.metadata['help']} (default: {default})")
+from config import flag, parse_config
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -297,7 +282,7 @@ class SFTBenchConfig:
     max_len: int = flag(1024, "tokens per example, longer ones truncated (sft.py's demo setting)")
     micro_batch_size: int = flag(4, "sequences per forward pass (sft.py's demo setting)")
     accumulation: int = flag(4, "micro-batches per optimizer step (sft.py's demo: 16 = 4 x 4)")
-    lr: float = flag(1e-3, "peak learning rate, cosine schedule with 3%% warmup on both sides (sft.py's demo)")
+    lr: float = flag(1e-3, "peak learning rate, cosine schedule with 3% warmup on both sides (sft.py's demo)")
     warmup_steps: int = flag(3, "optimizer steps run first and not timed, on both sides")
     timed_steps: int = flag(0, "optimizer steps timed, on both sides (0: one epoch's worth, so both sides time "
                                "about the same examples: ours groups lengths, TRL draws at random)")
@@ -415,7 +400,7 @@ class DPOBenchConfig:
     micro_batch_size: int = flag(2, "pairs per forward pass (dpo.py's demo setting)")
     accumulation: int = flag(4, "micro-batches per optimizer step (dpo.py's demo: 8 = 2 x 4)")
     beta: float = flag(0.1, "DPO beta (paper appendix B.2: 0.1)")
-    lr: float = flag(2e-5, "peak learning rate, linear schedule with 10%% warmup on both sides (dpo.py's demo)")
+    lr: float = flag(2e-5, "peak learning rate, linear schedule with 10% warmup on both sides (dpo.py's demo)")
     warmup_steps: int = flag(2, "optimizer steps run first and not timed, on both sides")
     timed_steps: int = flag(0, "optimizer steps timed, on both sides (0: one epoch's worth, so both sides time "
                                "about the same pairs: ours groups lengths, TRL draws at random)")
@@ -638,14 +623,15 @@ COMMANDS = {"model": (ModelBenchConfig, bench_model, "model.py against transform
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name, (cls, _, help) in COMMANDS.items():
-        add_dataclass_flags(sub.add_parser(name, help=help, description=help), cls)
-    ns = vars(parser.parse_args(argv))
-    cls, run, _ = COMMANDS[ns.pop("command")]
-    run(cls(**ns))
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] not in COMMANDS:
+        print(__doc__)
+        print(f"usage: python bench.py {{{','.join(COMMANDS)}}} ... (--help on each)")
+        sys.exit(0 if argv and argv[0] in ("-h", "--help") else 2)
+    cls, run, help = COMMANDS[argv[0]]
+    cfg, _ = parse_config(cls, argv[1:], prog=f"bench.py {argv[0]}", description=help)
+    run(cfg)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

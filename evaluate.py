@@ -789,6 +789,36 @@ def _table(title: str, columns: tuple, labels: dict, paper: dict, runs: dict, ke
     return "\n".join(lines) + "\n", rows_for_png
 
 
+def training_summary(rows: list[dict]) -> dict:
+    """A run's metrics.jsonl in a few numbers: its optimizer steps and, as (start, end) pairs, the loss and (DPO)
+    the reward accuracy and margin averaged over the first and the last tenth of the steps (at least one step)."""
+    k = max(1, len(rows) // 10)
+    summary = {"steps": len(rows)}
+    for key in ("loss", "reward_accuracy", "reward_margin"):
+        if rows and all(key in r for r in rows):
+            summary[key] = tuple(sum(r[key] for r in part) / k for part in (rows[:k], rows[-k:]))
+    return summary
+
+
+def _training_table(run_dirs: list[Path]) -> list[str]:
+    rows = []
+    for d in run_dirs:
+        path = d / "metrics.jsonl"
+        if not path.exists():
+            continue
+        t = training_summary([json.loads(line) for line in path.read_text().splitlines() if line.strip()])
+        if not t["steps"]:
+            continue
+        span = lambda key, scale=1.0: (f"{t[key][0] * scale:.3g} -> {t[key][1] * scale:.3g}" if key in t else "–")
+        rows.append(f"| {run_name(d)} | {t['steps']} | {span('loss')} | {span('reward_accuracy', 100)} | "
+                    f"{span('reward_margin')} |")
+    if not rows:
+        return []
+    return ["### Training (metrics.jsonl: mean over the first tenth of the steps -> over the last tenth)", "",
+            "| run | optimizer steps | loss | reward accuracy (%) | reward margin |", "|---|---|---|---|---|",
+            *rows, ""]
+
+
 TABLE_LABELS = {"fewnerd": "FewNERD", "semeval": "SemEval", "richere-ed": "RichERE-ED", "richere-eae": "RichERE-EAE",
                 "matres": "MATRES", "carb": "CaRB", "robust": "ROBUST", "header_f1": "Table header",
                 "content_rougeL": "Table content", "AVG": "AVG"}
@@ -819,6 +849,7 @@ def make_report(run_dirs: list[Path], embed, embed_note: str, limit: int = 3) ->
                 md.append(f"| {name} | {split} | {task} | {_fmt(s['precision'])} | {_fmt(s['recall'])} | "
                           f"{_fmt(s['f1'])} | {_fmt(s.get('format_followed'))} |")
         md.append("")
+    md += _training_table(run_dirs)
     md += ["## Where the two scorers disagree", ""]
     for name, results in runs.items():
         for (task, setting), e in sorted(results.items()):

@@ -132,8 +132,24 @@ def test_report_tables_beside_the_paper_and_disagreements(tmp_path, capsys):
     adelie, strict = (float(x) for x in fewnerd_cell.split("/"))
     assert strict < adelie < 100
     assert "**sft-demo, fewnerd zeroshot**" in markdown and "location_other" in markdown
+    assert "| sft-demo | 5 | 2 -> 0.4 | – | – |" in markdown  # losses 2/1 .. 2/5: first and last step (5 // 10 = 0)
     assert (run / "report.md").read_text() == markdown
     assert (run / "eval_table.png").stat().st_size > 0 and (run / "curves.png").stat().st_size > 0
+
+
+def test_training_summary_means_over_the_first_and_last_tenth():
+    """20 DPO steps: each tenth is 2 steps. Losses 0.70, 0.69 | ... | 0.31, 0.29 -> 0.695 and 0.30; accuracy
+    0, 0.5 | ... | 1, 1 -> 0.25 and 1.0; margins 0.0, 0.2 | ... | 3.0, 5.0 -> 0.1 and 4.0."""
+    rows = [{"step": s, "loss": 0.5, "reward_accuracy": 0.75, "reward_margin": 1.0} for s in range(1, 21)]
+    for i, (loss, acc, margin) in {0: (0.70, 0.0, 0.0), 1: (0.69, 0.5, 0.2), 18: (0.31, 1.0, 3.0),
+                                   19: (0.29, 1.0, 5.0)}.items():
+        rows[i].update(loss=loss, reward_accuracy=acc, reward_margin=margin)
+    t = E.training_summary(rows)
+    assert t["steps"] == 20
+    assert t["loss"] == pytest.approx((0.695, 0.30))
+    assert t["reward_accuracy"] == pytest.approx((0.25, 1.0))
+    assert t["reward_margin"] == pytest.approx((0.1, 4.0))
+    assert set(E.training_summary([{"step": 1, "loss": 1.0}])) == {"steps", "loss"}  # SFT: no rewards
 
 
 def test_report_says_how_to_get_plots_without_matplotlib(tmp_path, capsys, monkeypatch):
