@@ -81,7 +81,7 @@ class SFTConfig:
     dist_timeout_minutes: float = flag(30.0, "a collective that waits longer than this (a dead peer) fails the run")
 
 
-# The embedded default is a ~5M-parameter model with random weights: the paper's lr 2e-5 and 128-sequence
+# The embedded default is a 1.3M-parameter model with random weights: the paper's lr 2e-5 and 128-sequence
 # batches would leave it untrained in a few CPU minutes. These replace the defaults (never a value given on the
 # command line) only when --model is not given, and are printed at the start.
 DEMO_SETTINGS = dict(max_len=1024, epochs=2, global_batch_size=16, micro_batch_size=4, lr=1e-3, warmup_ratio=0.03,
