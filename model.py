@@ -287,9 +287,12 @@ class Transformer(nn.Module):
         for layer in self.layers:
             layer.checkpoint = enabled
 
-    def forward(self, tokens, cache=None, last_only: bool = False):
+    def forward(self, tokens, cache=None, last_only: bool = False, positions=None):
         """tokens: (B, T) ids. With a KVCache, the tokens continue each cached row and the cache advances by T.
-        last_only: return only the last position's logits, (B, 1, vocab) (what generation needs)."""
+        last_only: return only the last position's logits, (B, 1, vocab) (what generation needs).
+        positions: a (B, T) bool mask; return the logits of those positions only, (N, vocab) in row-major order
+        (training needs them only where the next token is trained: the output layer and the softmax then skip
+        the prompt and the padding)."""
         B, T = tokens.shape
         if self.freqs_cis.dtype != torch.float32:
             self.init_rope()   # .to(bf16) casts buffers too; RoPE angles need fp32 (bf16 is off by 16 at position 4000)
@@ -309,8 +312,10 @@ class Transformer(nn.Module):
             h = layer(h, freqs_cis, mask, cache)
         if cache is not None:
             cache.pos += T
+        if positions is not None:
+            h = h[positions]                                                   # (N, dim)
         h = self.norm(h[:, -1:] if last_only else h)
-        return self.output(h)                                                  # (B, T, vocab_size)
+        return self.output(h)                                                  # (B, T, vocab_size) or (N, vocab)
 
     @classmethod
     def from_pretrained(cls, path, device="cpu", dtype: torch.dtype | None = None) -> "Transformer":

@@ -88,16 +88,21 @@ DEMO_SETTINGS = dict(max_len=1024, epochs=2, global_batch_size=16, micro_batch_s
                      checkpoint_every=50)
 
 
+def trained_positions(labels: torch.Tensor) -> torch.Tensor:
+    """(B, T) bool: the positions whose logits the loss uses. Position t predicts token t+1 (the shift), so it is
+    trained when labels[t+1] != -100 (data.py puts -100 on the prompt and the padding); the last position
+    predicts nothing."""
+    return F.pad(labels[:, 1:] != -100, (0, 1), value=False)
+
+
 def token_losses(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
     """Next-token cross-entropy summed over the trained tokens, and their number.
 
-    Position t predicts token t+1, so logits drop their last position and labels their first (the shift);
-    labels are -100 wherever the loss is masked (prompt, padding), as data.py builds them. fp32 logits."""
-    logits = logits[:, :-1].float()  # (B, T-1, V)
-    targets = labels[:, 1:]  # (B, T-1)
-    loss_sum = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1),
-                               ignore_index=-100, reduction="sum")
-    return loss_sum, int((targets != -100).sum())
+    logits: (N, vocab), the model's output at `trained_positions(labels)` only (row-major, as boolean indexing
+    gives them); labels: (B, T). The targets are the labels shifted by one at the same positions. fp32 logits."""
+    targets = labels[:, 1:][labels[:, 1:] != -100]  # (N,): token t+1 for each trained position t
+    loss_sum = F.cross_entropy(logits.float(), targets, reduction="sum")
+    return loss_sum, targets.numel()
 
 
 def save_embedded_default_model(path: Path, seed: int, preset: str = "demo") -> Path:
@@ -203,7 +208,7 @@ def main(argv=None) -> None:
         for batch in batch_list:
             input_ids = batch["input_ids"].to(d.device)  # (micro_batch, T)
             labels = batch["labels"].to(d.device)  # (micro_batch, T)
-            logits = net(input_ids)  # (micro_batch, T, vocab)
+            logits = net(input_ids, positions=trained_positions(labels))  # (trained tokens, vocab)
             loss_sum, n_tokens = token_losses(logits, labels)
             if cfg.loss_normalization == "mean_of_means":
                 # ADELIE (open-instruct): each micro-batch's token mean / accumulation; FSDP averages over ranks.

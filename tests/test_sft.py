@@ -36,7 +36,9 @@ def test_token_losses_shift_and_mask_by_hand():
     Sum = ln 2 + ln 3 = ln 6 over 2 tokens."""
     logits = torch.tensor([[[0.0, 0.0, math.log(2)], [0.0, 0.0, 0.0], [5.0, 0.0, 0.0], [9.0, 9.0, 9.0]]])
     labels = torch.tensor([[-100, 2, 0, -100]])
-    loss_sum, n = sft.token_losses(logits, labels)
+    trained = sft.trained_positions(labels)
+    assert trained.tolist() == [[True, True, False, False]]
+    loss_sum, n = sft.token_losses(logits[trained], labels)
     assert n == 2
     assert loss_sum.item() == pytest.approx(math.log(6), abs=1e-6)
 
@@ -128,7 +130,7 @@ def test_mean_of_means_is_adelies_loss_by_hand(tiny_setup, tmp_path):
     with torch.no_grad():
         for mb in micro:
             b = data.collate_sft([examples[i] for i in mb], pad_id=0)
-            s, n = sft.token_losses(net(b["input_ids"]), b["labels"])
+            s, n = sft.token_losses(net(b["input_ids"])[sft.trained_positions(b["labels"])], b["labels"])
             means.append(s.item() / n)
     assert len(means) == 2 and means[0] != pytest.approx(means[1])
     assert losses(out)[0] == pytest.approx(sum(means) / 2, abs=1e-5)
@@ -212,7 +214,7 @@ def test_loss_mask_only_answer_tokens_carry_gradient(tiny_setup):
     def grad_with_targets(targets):
         net.zero_grad()
         masked = torch.where(labels == -100, torch.full_like(targets, -100), targets)
-        loss, _ = sft.token_losses(net(ids), masked)
+        loss, _ = sft.token_losses(net(ids, positions=sft.trained_positions(masked)), masked)
         loss.backward()
         return net.output.weight.grad.clone()
 
