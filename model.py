@@ -287,10 +287,10 @@ class Transformer(nn.Module):
         for layer in self.layers:
             layer.checkpoint = enabled
 
-    def forward(self, tokens, cache=None, last_only: bool = False, positions=None):
+    def forward(self, tokens, cache=None, last_only: bool = False, logits_mask=None):
         """tokens: (B, T) ids. With a KVCache, the tokens continue each cached row and the cache advances by T.
         last_only: return only the last position's logits, (B, 1, vocab) (what generation needs).
-        positions: a (B, T) bool mask; return the logits of those positions only, (N, vocab) in row-major order
+        logits_mask: a (B, T) bool mask; return the logits of those positions only, (N, vocab) in row-major order
         (training needs them only where the next token is trained: the output layer and the softmax then skip
         the prompt and the padding)."""
         B, T = tokens.shape
@@ -312,8 +312,8 @@ class Transformer(nn.Module):
             h = layer(h, freqs_cis, mask, cache)
         if cache is not None:
             cache.pos += T
-        if positions is not None:
-            h = h[positions]                                                   # (N, dim)
+        if logits_mask is not None:
+            h = h[logits_mask]                                                 # (N, dim)
         h = self.norm(h[:, -1:] if last_only else h)
         return self.output(h)                                                  # (B, T, vocab_size) or (N, vocab)
 

@@ -208,7 +208,7 @@ def main(argv=None) -> None:
         for batch in batch_list:
             input_ids = batch["input_ids"].to(d.device)  # (micro_batch, T)
             labels = batch["labels"].to(d.device)  # (micro_batch, T)
-            logits = net(input_ids, positions=trained_positions(labels))  # (trained tokens, vocab)
+            logits = net(input_ids, logits_mask=trained_positions(labels))  # (trained tokens, vocab)
             loss_sum, n_tokens = token_losses(logits, labels)
             if cfg.loss_normalization == "mean_of_means":
                 # ADELIE (open-instruct): each micro-batch's token mean / accumulation; FSDP averages over ranks.

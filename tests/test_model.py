@@ -311,14 +311,14 @@ def test_kv_cache_decoding_gives_the_logits_of_a_full_forward():
 
 
 def test_logits_at_chosen_positions_are_those_of_the_full_forward():
-    """positions= (what SFT uses: logits only where the next token is trained) gives the full forward's rows at
+    """logits_mask= (what SFT uses: logits only where the next token is trained) gives the full forward's rows at
     those positions, in row-major order."""
     model = tiny_model(GQA)
     x = tokens(B=3, T=16)
     positions = torch.rand(3, 16, generator=torch.Generator().manual_seed(1)) < 0.4
     with torch.no_grad():
         full = model(x)                                                     # (3, 16, vocab)
-        chosen = model(x, positions=positions)                              # (N, vocab)
+        chosen = model(x, logits_mask=positions)                              # (N, vocab)
     assert chosen.shape == (int(positions.sum()), GQA.vocab_size)
     assert torch.allclose(chosen, full[positions], atol=1e-6)
 

@@ -214,7 +214,7 @@ def test_loss_mask_only_answer_tokens_carry_gradient(tiny_setup):
     def grad_with_targets(targets):
         net.zero_grad()
         masked = torch.where(labels == -100, torch.full_like(targets, -100), targets)
-        loss, _ = sft.token_losses(net(ids, positions=sft.trained_positions(masked)), masked)
+        loss, _ = sft.token_losses(net(ids, logits_mask=sft.trained_positions(masked)), masked)
         loss.backward()
         return net.output.weight.grad.clone()
 
