@@ -1,6 +1,6 @@
 """The whole ADELIE method end to end, stage by stage, each stage's output feeding the next.
 
-    python pipeline.py                       # the embedded default demo: about 21 minutes on 2 CPU cores
+    python pipeline.py                       # the embedded default demo: about 18 minutes on 2 CPU cores
     python pipeline.py --scale tiny          # a few steps per stage (what the CI test runs)
     python pipeline.py --ie_proportion 0.5   # an ablation knob of the paper (Figure 4); see the flags
 
@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parent
 SHARED = Path(os.environ.get("ADELIE_SHARED", REPO.parent / "shared"))
 
 # The two scales. "demo" is sized so the SFT model clearly beats the base model on the synthetic held-out split
-# within about 21 minutes on 2 CPU cores (measured: README); "tiny" only checks that every stage runs and writes
+# within about 18 minutes on 2 CPU cores (measured: README); "tiny" only checks that every stage runs and writes
 # what the next needs.
 # The optimisation numbers differ from the paper's (appendix B.2) because the model is 1.3M parameters trained from
 # random weights, not LLaMA-2-7B: the paper's lr 2e-5 / 5e-7 would leave it where it started.
@@ -73,7 +73,7 @@ SCALES = {
 @dataclass
 class PipelineConfig:
     out_dir: str = flag("runs/demo", "where every stage writes (one sub-directory per stage)")
-    scale: str = flag("demo", "demo: the README's demo (~21 min on 2 CPU cores); tiny: a few steps per stage",
+    scale: str = flag("demo", "demo: the README's demo (~18 min on 2 CPU cores); tiny: a few steps per stage",
                       choices=list(SCALES))
     nproc: int = flag(2, "processes per torchrun stage (sft, feedback, dpo, evaluation)")
     seed: int = flag(42, "seed of every stage (paper appendix B.2: 42)")
