@@ -130,7 +130,7 @@ def load_ie_records(cfg: FeedbackConfig) -> tuple[list[dict], str]:
     else:
         import synthetic
         sft = data.IEInstructConfig()  # what sft.py's embedded default builds its IEInstruct from
-        records = synthetic.generate_corpus(sft.synthetic_seed, sft.synthetic_n_train, 0)["train"]
+        records = synthetic.generate_corpus(sft.synthetic_seed, data.EMBEDDED_DEFAULT_N_TRAIN, 0)["train"]
         source = f"the embedded default (synthetic train split, seed {sft.synthetic_seed})"
     held_out = sum(r["dataset"] in ie_formats.HELD_OUT for r in records)
     other_splits = sum(r["split"] != "train" for r in records)
