@@ -511,7 +511,8 @@ class IEInstructConfig:
     include_held_out: bool = flag(False, "also build from the held-out evaluation sets (FewNERD, SemEval, RichERE, "
                                           "MATRES, CaRB, ROBUST: ie_formats.HELD_OUT), which section 5.1 keeps out")
     splits: str = flag("train", "record splits to build from (comma-separated); IEInstruct uses training data")
-    synthetic_n_train: int = flag(1000, "embedded default: synthetic train records per synthetic data set")
+    synthetic_n_train: int = flag(1000, "synthetic train records per synthetic data set when no --records / "
+                                            "--data_dir is given (sft.py's embedded default builds with 60)")
     synthetic_seed: int = flag(0, "embedded default: seed of synthetic.py's corpus (kept apart from --seed so that "
                                   "the held-out split evaluate.py uses does not change with the build seed)")
     general: str = flag("", "general chat data to mix in (section 4): TULU-v2-style JSONL {dataset, id, messages}, "
