@@ -28,6 +28,7 @@ import sys
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import torch
@@ -85,7 +86,7 @@ def cleanup_distributed() -> None:
         dist.destroy_process_group()
 
 
-def end_process(code: int = 0) -> None:
+def end_process(code: int = 0) -> NoReturn:
     """Leave the process group and end a training process now, without Python's interpreter finalization.
 
     Why not a plain return: under FSDP2 the process group outlives destroy_process_group (DTensor's caches keep
@@ -131,27 +132,27 @@ def build_fsdp_model(model_dir: str | Path, d: Dist, *, bf16: bool, activation_c
     memory-mapped checkpoint one tensor at a time (broadcast_from_rank0).
 
     One process computing in fp32 (`python sft.py` on a CPU) has nothing to shard or cast: the plain module is
-    used, loaded the same way, which saves FSDP's per-block hooks and copies (~10% of a CPU step)."""
+    used, loaded the same way, which saves FSDP's per-block hooks and copies."""
     args = llama.read_model_args(model_dir)
     with torch.device("meta"):
         net = llama.Transformer(args)
     net.activation_checkpointing = activation_checkpointing
-    if d.world_size == 1 and not bf16:
-        net.to_empty(device=d.device)
-        net.init_rope()
-        net.load_state_dict(llama.read_state_dict(model_dir))  # copies into the fp32 parameters
-    else:
+    sharded = d.world_size > 1 or bf16
+    if sharded:  # before storage exists, so each rank allocates only its own shard
         mp = (MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16
               else MixedPrecisionPolicy())
         mesh = init_device_mesh(d.device.type, (d.world_size,))
         for block in net.layers:  # one all-gather per block in forward, one reduce-scatter per block in backward
             fully_shard(block, mesh=mesh, mp_policy=mp)
         fully_shard(net, mesh=mesh, mp_policy=mp)  # the root: embeddings, final norm, output layer
-        net.to_empty(device=d.device)
-        net.init_rope()  # RoPE tables are non-persistent buffers: recompute them after to_empty
+    net.to_empty(device=d.device)
+    net.init_rope()  # RoPE tables are non-persistent buffers: recompute them after to_empty
+    if sharded:
         full_sd = llama.read_state_dict(model_dir) if d.is_main else {}
         set_model_state_dict(net, full_sd, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
         del full_sd
+    else:
+        net.load_state_dict(llama.read_state_dict(model_dir))  # copies into the fp32 parameters
     if not trainable:
         net.requires_grad_(False)
         net.eval()
