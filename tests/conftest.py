@@ -6,10 +6,17 @@ with ADELIE_REQUIRE_SHARED=1 (set by .ci/run) a missing folder is an error, so i
 
 `run_torchrun(script, args, nproc)`: runs a script under `torchrun --standalone` with a timeout, so a hung rank
 fails the test instead of hanging CI.
+
+`start_held(script, args, module, function, calls, marker)`: starts a script in one plain process that stops for
+good when `module.function` is called for the (calls + 1)-th time, after touching `marker`. A test that kills a run
+at a point waits for the marker: the run is then certainly still alive and can never have gone past that point,
+however fast or loaded the machine (a run that polls for a file and then kills races the run it kills).
 """
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -55,3 +62,42 @@ def run_torchrun(script, args=(), nproc=2, timeout=240, env=None, extra_torchrun
         raise AssertionError(f"{' '.join(cmd)} exited with {proc.returncode}\n--- stdout ---\n{proc.stdout[-4000:]}"
                              f"\n--- stderr ---\n{proc.stderr[-6000:]}")
     return proc
+
+
+# The wrapper run by start_held: patch module.function, then run the script as __main__ with its own argv.
+_HELD = """
+import importlib, pathlib, runpy, sys, threading
+module, function, calls, marker = sys.argv[1], sys.argv[2], int(sys.argv[3]), pathlib.Path(sys.argv[4])
+sys.argv = sys.argv[5:]
+sys.path.insert(0, str(pathlib.Path(sys.argv[0]).resolve().parent))
+mod = importlib.import_module(module)
+original, seen = getattr(mod, function), [0]
+def held(*args, **kwargs):
+    seen[0] += 1
+    if seen[0] > calls:
+        marker.touch()
+        threading.Event().wait()  # until the test kills this process
+    return original(*args, **kwargs)
+setattr(mod, function, held)
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def start_held(script, args, module: str, function: str, calls: int, marker: Path) -> subprocess.Popen:
+    """Start `python script args` (cwd = repo root) that holds at the (calls + 1)-th call of module.function."""
+    cmd = [sys.executable, "-c", _HELD, module, function, str(calls), str(marker), str(script), *map(str, args)]
+    return subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def kill_when_held(proc: subprocess.Popen, marker: Path, timeout: float = 180) -> None:
+    """Wait until the held run touches `marker`, then SIGKILL it (a run that exits first fails the test)."""
+    deadline = time.time() + timeout
+    while not marker.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"the run exited ({proc.returncode}) before reaching the kill point:\n"
+                                 f"{proc.stderr.read()[-3000:]}")
+        assert time.time() < deadline, "the run did not reach the kill point in time"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()

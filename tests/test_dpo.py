@@ -3,10 +3,8 @@ modes, 1 vs 2 processes, resume, fp32 master weights at lr 5e-7, and both IEFeed
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +13,7 @@ import torch
 import data
 import dpo
 import model as llama
-from conftest import REPO, run_torchrun
+from conftest import REPO, kill_when_held, run_torchrun, start_held
 
 # ------------------------------------------------------------------------------------------------------------
 # The math, alone
@@ -155,16 +153,12 @@ def test_resume_after_sigkill_continues_exactly(tiny_dpo, tmp_path):
     straight, broken = tmp_path / "straight", tmp_path / "broken"
     common = dict(max_steps=6, lr_schedule="linear", warmup_ratio=0.2)
     run_single(dpo_args(model_dir, data_path, straight, **common))
-    proc = subprocess.Popen([sys.executable, "dpo.py", *dpo_args(model_dir, data_path, broken, checkpoint_every=3,
-                                                                  **common)],
-                            cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 180
-    while not (broken / "checkpoints" / "step_00000003" / "COMPLETED").exists():
-        assert proc.poll() is None and time.time() < deadline, "the run ended before writing its checkpoint"
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    # Checkpoint at step 3, hold after step 4, killed there (see conftest.start_held: no race with the run's end).
+    marker = tmp_path / "held"
+    proc = start_held("dpo.py", dpo_args(model_dir, data_path, broken, checkpoint_every=3, **common),
+                      "training", "checkpoint_if_due", 3, marker)
+    kill_when_held(proc, marker)
+    assert dpo.T.latest_checkpoint(broken).name == "step_00000003" and not (broken / "final").exists()
     run_single(dpo_args(model_dir, data_path, broken, checkpoint_every=3, resume=True, **common))
     assert [m["loss"] for m in metrics(broken)] == pytest.approx([m["loss"] for m in metrics(straight)], abs=1e-6)
 

@@ -385,23 +385,15 @@ def test_killed_run_resumes_to_the_same_result(tiny_setup, tmp_path):
     """SIGKILL a 1-process run (python feedback.py) after its first samples reach the disk, tear its last line as a
     kill mid-write would, then run again on 2 processes: only the missing prompts are sampled, the torn line is
     redone, and the result is the reference's."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-    from conftest import REPO
+    from conftest import kill_when_held, start_held
     out = tmp_path / "killed"
-    # A plain process (no torchrun launcher between us and the worker), so that after wait() nothing writes any more
-    cmd = [sys.executable, *map(str, feedback_cmd(tiny_setup, out, "--flush_every", "1"))]
-    proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # A plain process (no torchrun launcher between us and the worker), so that after wait() nothing writes any more.
+    # It holds when model.generate is called a third time, after two prompts' samples are on disk: killed there, it
+    # can never have sampled them all first.
+    script, *args = feedback_cmd(tiny_setup, out, "--flush_every", "1")
+    marker = tmp_path / "held"
+    kill_when_held(start_held(script, args, "model", "generate", 2, marker), marker)
     samples_file = out / "samples.rank0.jsonl"
-    deadline = time.time() + 120
-    while not (samples_file.exists() and samples_file.read_text().count("\n") >= 2) and time.time() < deadline:
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
     lines = samples_file.read_text().splitlines()
     n_fit = len(all_samples(tiny_setup / "reference"))
     assert 2 <= len(lines) < n_fit, f"the run was not killed part-way ({len(lines)} of {n_fit} prompts sampled)"

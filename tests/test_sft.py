@@ -20,7 +20,7 @@ import torch
 import data
 import model as llama
 import sft
-from conftest import REPO, run_torchrun
+from conftest import REPO, kill_when_held, run_torchrun, start_held
 
 # ------------------------------------------------------------------------------------------------------------
 # The loss, alone
@@ -143,18 +143,13 @@ def test_resume_after_sigkill_continues_exactly(tiny_setup, tmp_path):
     straight, broken = tmp_path / "straight", tmp_path / "broken"
     common = dict(micro_batch_size=2, max_steps=6, global_batch_size=4, lr_schedule="cosine", warmup_ratio=0.2)
     run_sft_single(sft_args(model_dir, data_path, straight, **common))
-    # The broken run checkpoints at step 3 and is killed right after, before it can finish.
-    proc = subprocess.Popen([sys.executable, "sft.py", *sft_args(model_dir, data_path, broken, checkpoint_every=3,
-                                                                  **common)],
-                            cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 180
-    while not (broken / "checkpoints" / "step_00000003" / "COMPLETED").exists():
-        assert proc.poll() is None and time.time() < deadline, "the run ended before writing its checkpoint"
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (broken / "final").exists()
+    # The broken run checkpoints at step 3, holds after step 4 (checkpoint_if_due runs after every step) and is
+    # killed there: it can never finish first, however fast the machine.
+    marker = tmp_path / "held"
+    proc = start_held("sft.py", sft_args(model_dir, data_path, broken, checkpoint_every=3, **common),
+                      "training", "checkpoint_if_due", 3, marker)
+    kill_when_held(proc, marker)
+    assert sft.T.latest_checkpoint(broken).name == "step_00000003" and not (broken / "final").exists()
     run_sft_single(sft_args(model_dir, data_path, broken, checkpoint_every=3, resume=True, **common))
     assert losses(broken) == pytest.approx(losses(straight), abs=1e-6)
     ws, wb = final_weights(straight), final_weights(broken)
@@ -285,7 +280,7 @@ def test_sigterm_saves_a_checkpoint_that_resumes(tiny_setup, tmp_path):
     checkpoint is written, and --resume continues from it."""
     model_dir, data_path = tiny_setup
     out = tmp_path / "term"
-    args = sft_args(model_dir, data_path, out, micro_batch_size=1, max_steps=400)
+    args = sft_args(model_dir, data_path, out, micro_batch_size=1, max_steps=10_000)  # its end is never reached
     proc = start_torchrun(args)
     wait_for_step(out, 2, proc)
     proc.send_signal(signal.SIGTERM)
