@@ -2057,7 +2057,7 @@ def main(argv: list[str] | None = None) -> None:
                           description=(fn.__doc__ or "").split("\n")[0])
     if cls is IEInstructConfig and not cfg.out:
         sys.exit("error: build needs --out FILE")
-    fn(cfg)
+    return fn(cfg)
 
 
 if __name__ == "__main__":
