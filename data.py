@@ -24,7 +24,10 @@ corpus and turns conversations into training tensors. Where each step of the pap
                                                                                     collate_preference
   7. reading conversation files               released IEInstruct / IEFeedback /   load_conversations
                                               TULU v2 formats
-  8. command line                                                                  build, show, train-tokenizer
+  7b. auditing a corpus from its text         Table 7, the rates of 3.1-3.3 and 4  corpus_stats, stats_summary,
+                                                                                    dataset_table, compare_table
+  8. command line                                                                  build, show, stats,
+                                                                                    train-tokenizer
 
     python data.py build --out runs/data/ie_instruct.jsonl              # embedded default: synthetic.py's corpus
     python data.py build --out ie_instruct.jsonl --data_dir ../shared/data \\
@@ -32,6 +35,7 @@ corpus and turns conversations into training tensors. Where each step of the pap
         --tokenizer ../shared/models/llama2-tokenizer/tokenizer.model    # every real data set present
     python data.py build --out x.jsonl --records my_records.jsonl --skip-bad
     python data.py show runs/data/ie_instruct.jsonl --n 3             # what the model is trained on, masks marked
+    python data.py stats runs/data/ie_instruct.jsonl IEInstruct.jsonl  # Table 7 and every rate, side by side
     python data.py train-tokenizer --out assets/tokenizer.model         # re-make the embedded tokenizer
 
 THE UNIFIED IE RECORD (ie_formats.py and synthetic.py write it; data.py and evaluate.py read it). One JSON object per

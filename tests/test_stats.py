@@ -158,8 +158,8 @@ def test_task_that_the_text_does_not_name_is_unknown_until_given(tmp_path):
     conv = ours(f"{P.schema['RC']['list'][0]} [founder of, born in].", rc, ["[Answer]: (Anna; born in; Oslo)"])
     path = write_jsonl(tmp_path / "rc.jsonl", [{"dataset": "kb", "id": "0", "messages": conv}])
     assert data.stats_summary(data.corpus_stats(data.load_conversations(path)))["datasets"]["kb"]["task"] == "RC|RE"
-    out = data.main(["stats", str(path), "--task", "kb=RC", "--json"])
-    assert out[str(path)]["datasets"]["kb"]["task"] == "RC" and out[str(path)]["datasets"]["kb"]["symbols % of options"] == 0.0
+    kb = data.main(["stats", str(path), "--task", "kb=RC", "--json"])[str(path)]["datasets"]["kb"]
+    assert kb["task"] == "RC" and kb["symbols % of options"] == 0.0  # a closed task: its schema figures appear
 
 
 def test_two_files_side_by_side(tmp_path, capsys):
