@@ -372,6 +372,12 @@ def test_reference_run_writes_ie_feedback_that_dpo_reads(tiny_setup, tok512_path
     assert summary["total"]["samples"] == 5 * len(fits)
     assert sum(row.get("prompts_too_long_for_model", 0) for row in summary["datasets"].values()) == 24 - len(fits)
     assert summary["total"]["online_used"] + summary["total"]["offline_used"] == 12
+    # the run's own `feedback.py stats` figures: an online pair whose best sample is the gold answer reads as offline
+    audit = summary["statistics"]["total"]
+    same_as_gold = sum(r["chosen"][-1]["content"].strip() == r["messages"][-1]["content"].strip()
+                       for r, m in zip(released, meta) if m["kind"] == "online")
+    assert (audit["pairs"], audit["gold_from_messages"]) == (12, 12)
+    assert audit["offline"] == summary["total"]["offline_used"] + same_as_gold
 
 
 def test_two_processes_sample_what_one_does(tiny_setup, tmp_path):
