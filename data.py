@@ -1554,7 +1554,8 @@ class Markers:
     list_intros: set       # schema intros followed by " [a, b, ...]."
     guideline_intros: set  # schema intros followed by "- option: definition." lines
     example_intros: set    # schema intros followed by "- option (such as ...)" lines
-    na_answers: set        # answers that state "nothing to extract": canonical NA, every template's, JSON []
+    na_answers: set        # answers that state "nothing to extract": canonical NA, every template's, JSON [],
+                           # nothing at all (the release's test files)
 
 
 def stats_markers(prompts: Prompts | None = None) -> Markers:
@@ -1573,7 +1574,7 @@ def stats_markers(prompts: Prompts | None = None) -> Markers:
     pattern = re.compile("|".join(re.escape(s) for s in sorted(requests, key=len, reverse=True)))
     intros = {kind: {i for task, s in prompts.schema.items() if isinstance(s, dict) for i in s.get(kind, [])}
               for kind in ("list", "guidelines", "examples")}
-    nones = {"NA", "[]"} | {t["none"] for f in prompts.formats.values() for t in f["templates"]}
+    nones = {"", "NA", "[]"} | {t["none"] for f in prompts.formats.values() for t in f["templates"]}
     return Markers(requests, pattern, intros["list"], intros["guidelines"], intros["examples"], nones)
 
 
@@ -1643,60 +1644,83 @@ def _label_key(label: str) -> str:
 
 
 def conversation_features(messages: list[dict], markers: Markers) -> dict:
-    """What one conversation shows: whether it is an IE instance (an assistant turn with "[Answer]:", or the ODIE
-    system prompt) and, if so, the task its format request names, its demonstrations, NA, explanation, answer
-    format and schema. Lengths are added by corpus_stats."""
+    """What one conversation shows: whether it looks like an IE instance (the ODIE system prompt, a known
+    output-format request or one quoting "[Answer]", or an assistant turn with "[Answer]:"), the task its format
+    request names, its demonstrations, NA, explanation, answer format and schema."""
     system = messages[0]["content"] if messages[0]["role"] == "system" else None
     assistant = [m["content"] for m in messages if m["role"] == "assistant"]
     user = [m["content"] for m in messages if m["role"] == "user"]
     final = assistant[-1] if assistant else ""
+    first = user[0] if user else ""
     odie = system is not None and system.strip() == ODIE_SYSTEM
-    f = {"ie": odie or ANSWER.strip() in final}
-    if not f["ie"] or not user:
-        return f
-    first = user[0]
-    cut = first.find("\nText: ")
-    instruction = first[:cut] if cut >= 0 else first
-    m = markers.request_re.search(instruction)
+    m = markers.request_re.search(first)  # the whole turn: the release put some requests after the text
     kind, tasks = markers.requests[m.group()] if m else ("", frozenset())
-    if odie:
-        tasks = frozenset(["ODIE"])
-    f["tasks"] = tasks
-    f["demos"] = len(user) - 1
-    f["na_demos"] = sum(_is_na_answer(a, markers) for a in assistant[:-1])
-    f["na"] = _is_na_answer(final, markers)
-    f["explained"] = final.lstrip().startswith(EXPLANATION.strip())
     if kind != "canonical" and isinstance(_literal(answer_text(final)), (list, dict)):
         kind = "json"  # the release's JSON requests are not ours: its answers show it
-    f["format"] = None if odie else kind if kind in ("canonical", "json") else "other"  # ODIE: always a table
-    f["schema"] = (None, [], False) if odie else _schema_options(instruction, markers)
-    return f
+    cut = first.find("\nText: ")  # the schema is in the instruction, before the text block
+    return {"ie": odie or m is not None or "[Answer]" in first or any(ANSWER.strip() in a for a in assistant),
+            "tasks": frozenset(["ODIE"]) if odie else tasks,
+            "demos": max(0, len(user) - 1),
+            "na_demos": sum(_is_na_answer(a, markers) for a in assistant[:-1]),
+            "na": _is_na_answer(final, markers),
+            "explained": final.lstrip().startswith(EXPLANATION.strip()),
+            "format": None if odie else kind if kind in ("canonical", "json") else "other",  # ODIE: a table
+            "schema": (None, [], False) if odie else _schema_options(first[:cut] if cut >= 0 else first, markers)}
 
 
-# Per data set, the counts corpus_stats keeps (all additive, so per-task and total rows are sums).
-STAT_COUNTS = ("conversations", "ie", "na", "fewshot", "demos", "na_demos", "explained", "format_canonical",
-               "format_json", "format_other", "schema_ours", "schema_any", "guidelines", "such_as", "options",
-               "symbols", "dropout_instances", "dropout_shown", "dropout_offered", "words", "words_max", "tokens",
-               "tokens_max")
+# Per data set, the counts corpus_stats keeps. All add up over data sets, except the two maxima.
+STAT_COUNTS = ("conversations", "ie", "ie_marked", "na", "fewshot", "demos", "na_demos", "explained",
+               "format_canonical", "format_json", "format_other", "schema_ours", "schema_any", "guidelines",
+               "such_as", "options", "symbols", "dropout_instances", "dropout_shown", "dropout_offered", "words",
+               "words_max", "tokens", "tokens_max")
+STAT_MAXIMA = ("words_max", "tokens_max")
+
+
+def _count_instance(st: Counter, task: str, f: dict) -> None:
+    """Add one instance's features to its data set's counts (the schema figures only for closed IE)."""
+    st["ie"] += 1
+    st["fewshot"] += f["demos"] > 0
+    st["demos"] += f["demos"]
+    st["na_demos"] += f["na_demos"]
+    st["na"] += f["na"]
+    st["explained"] += f["explained"]
+    if f["format"]:
+        st[f"format_{f['format']}"] += 1
+    form, options, such_as = f["schema"]
+    if task in CLOSED_TASKS and form:
+        st["schema_any"] += 1
+        st["schema_ours"] += form != "bracket"
+        st["guidelines"] += form == "guidelines"
+        st["such_as"] += such_as
+        st["options"] += len(options)
+        st["symbols"] += sum(o in SYMBOLS for o in options)
+
+
+def _full_option_list(task: str, f: dict) -> list[str] | None:
+    """The options of an instance that shows its whole schema but for class dropout (a plain list: no cut to 10
+    or 15 options for guidelines or examples), in a task whose schema is the data set's inventory; else None."""
+    form, options, such_as = f["schema"]
+    return options if task in ONE_INVENTORY_TASKS and form in ("list", "bracket") and not such_as else None
 
 
 def corpus_stats(conversations, tokenizer=None, tasks: dict | None = None, markers: Markers | None = None) -> dict:
     """The statistics of a corpus from its conversations' text: {"datasets": {name: {"task", "kind" (ie |
-    general), counts of STAT_COUNTS}}, "tokenizer": bool}. A data set is IE when most of its conversations are;
-    its task is the one most of its format requests name (RC and RE share the canonical one: the other requests
-    decide), "?" when none does, or tasks[name] when given. With a tokenizer, lengths in tokens as tokenize_chat
-    counts them."""
+    general), counts of STAT_COUNTS}}, "tokenizer": bool}. A data set is IE when most of its conversations look
+    like IE instances (ie_marked), and then all of them are its instances; its task is the one most of its format
+    requests name (RC and RE share the canonical one: the other requests decide; "RC|RE" when none does), "?"
+    when no request names one, or tasks[name] when given. With a tokenizer, lengths also in tokens, as
+    tokenize_chat counts them."""
     markers = markers or stats_markers()
     counter = None if tokenizer is None else tokenizer if isinstance(tokenizer, TokenCounter) else \
         TokenCounter(tokenizer)
-    rows, votes, shared_votes, unions = defaultdict(Counter), defaultdict(Counter), defaultdict(Counter), \
-        defaultdict(set)
-    feats = defaultdict(list)
+    rows, feats = defaultdict(Counter), defaultdict(list)
     for c in conversations:
         name, msgs = c["dataset"], c["messages"]
         f = conversation_features(msgs, markers)
+        feats[name].append(f)
         row = rows[name]
         row["conversations"] += 1
+        row["ie_marked"] += f["ie"]
         words = _length(msgs, None, True)[0]
         row["words"] += words
         row["words_max"] = max(row["words_max"], words)
@@ -1704,54 +1728,31 @@ def corpus_stats(conversations, tokenizer=None, tasks: dict | None = None, marke
             n = counter(msgs)[0]
             row["tokens"] += n
             row["tokens_max"] = max(row["tokens_max"], n)
-        if not f["ie"]:
-            continue
-        row["ie"] += 1
-        if len(f["tasks"]) == 1:
-            votes[name][next(iter(f["tasks"]))] += 1
-        elif f["tasks"]:
-            shared_votes[name]["|".join(sorted(f["tasks"]))] += 1
-        feats[name].append((f["demos"], f["na_demos"], f["na"], f["explained"], f["format"], f["schema"]))
     out = {"datasets": {}, "tokenizer": counter is not None}
     for name in sorted(rows):
-        row = rows[name]
-        ie = row["ie"] * 2 > row["conversations"]
-        task = (tasks or {}).get(name) or (votes[name].most_common(1)[0][0] if votes[name] else
-                                           shared_votes[name].most_common(1)[0][0] if shared_votes[name] else "?")
-        st = Counter({k: row[k] for k in STAT_COUNTS})
+        st = rows[name]
+        ie = st["ie_marked"] * 2 > st["conversations"]
+        votes = Counter("|".join(sorted(f["tasks"])) for f in feats[name] if f["tasks"])
+        single = Counter({t: n for t, n in votes.items() if "|" not in t})
+        task = (tasks or {}).get(name) or (single or votes or Counter({"?": 1})).most_common(1)[0][0]
         if ie:
-            for demos, na_demos, na, explained, fmt, (form, options, such_as) in feats[name]:
-                st["fewshot"] += demos > 0
-                st["demos"] += demos
-                st["na_demos"] += na_demos
-                st["na"] += na
-                st["explained"] += explained
-                if fmt:
-                    st[f"format_{fmt}"] += 1
-                if task in CLOSED_TASKS and form:
-                    st["schema_any"] += 1
-                    st["schema_ours"] += form != "bracket"
-                    st["guidelines"] += form == "guidelines"
-                    st["such_as"] += such_as
-                    st["options"] += len(options)
-                    st["symbols"] += sum(o in SYMBOLS for o in options)
-                    if form in ("list", "bracket") and not such_as:  # not cut to 10/15 options: dropout alone
-                        unions[name].update(_label_key(o) for o in options if o not in SYMBOLS)
-            for demos, na_demos, na, explained, fmt, (form, options, such_as) in feats[name]:
-                if task in ONE_INVENTORY_TASKS and form in ("list", "bracket") and not such_as:
-                    st["dropout_instances"] += 1
-                    st["dropout_shown"] += len(options)
-                    st["dropout_offered"] += len(unions[name])
-        out["datasets"][name] = {"task": task if ie else "", "kind": "ie" if ie else "general", **st}
+            lists = [o for o in (_full_option_list(task, f) for f in feats[name]) if o is not None]
+            inventory = {_label_key(o) for options in lists for o in options if o not in SYMBOLS}
+            for f in feats[name]:
+                _count_instance(st, task, f)
+            st["dropout_instances"] = len(lists)
+            st["dropout_shown"] = sum(map(len, lists))
+            st["dropout_offered"] = len(lists) * len(inventory)
+        out["datasets"][name] = {"task": task if ie else "", "kind": "ie" if ie else "general",
+                                 **{k: st[k] for k in STAT_COUNTS}}
     return out
 
 
 def _sum_rows(rows) -> Counter:
     total = Counter()
     for r in rows:
-        total.update({k: r[k] for k in STAT_COUNTS})
-        total["words_max"] = max(total["words_max"] - r["words_max"], r["words_max"])  # a max, not a sum
-        total["tokens_max"] = max(total["tokens_max"] - r["tokens_max"], r["tokens_max"])
+        for k in STAT_COUNTS:
+            total[k] = max(total[k], r[k]) if k in STAT_MAXIMA else total[k] + r[k]
     return total
 
 
@@ -1788,10 +1789,10 @@ def stats_rates(s, task: str, tokenizer: bool) -> dict:
                                          f"{'EAE/ERE' if task != 'IE' else 'these tasks'})"
     conv = s["conversations"]
     r["words mean"] = round(s["words"] / conv, 1) if conv else "-"
-    r["words max"] = s["words_max"]
+    r["words max"] = s["words_max"] if conv else "-"
     r["tokens mean"] = (round(s["tokens"] / conv, 1) if conv else "-") if tokenizer else \
         f"{NOT_INFERABLE} without --tokenizer"
-    r["tokens max"] = s["tokens_max"] if tokenizer else f"{NOT_INFERABLE} without --tokenizer"
+    r["tokens max"] = (s["tokens_max"] if conv else "-") if tokenizer else f"{NOT_INFERABLE} without --tokenizer"
     return r
 
 
@@ -1813,8 +1814,8 @@ def stats_summary(st: dict) -> dict:
     summary = {"conversations": n_conv, "ie instances": total_ie["ie"],
                "general chat": n_general, "general chat %": round(100 * n_general / n_conv, 1) if n_conv else "-",
                "general data sets": {k: v["conversations"] for k, v in general.items()},
-               "ie conversations in general data sets": sum(v["ie"] for v in general.values()),
-               "non-ie conversations in ie data sets": sum(v["conversations"] - v["ie"] for v in ie.values()),
+               "conversations with IE markers in general data sets": sum(v["ie_marked"] for v in general.values()),
+               "conversations without IE markers in IE data sets": sum(v["ie"] - v["ie_marked"] for v in ie.values()),
                "ODIE explained %": round(100 * odie["explained"] / odie["ie"], 1) if odie["ie"] else "-"}
     return {"summary": summary,
             "datasets": {name: {"task": v["task"], **stats_rates(v, v["task"], tok)} for name, v in ie.items()},
@@ -1852,14 +1853,15 @@ def dataset_table(summary: dict) -> str:
     lines.append("| " + " | ".join(["IE", "**IE total**", str(ie["instances"]),
                                     *(_cell(ie[k]) for k in TABLE_RATES)]) + " |")
     s = summary["summary"]
-    notes = sorted({f"{k}: {v}" for row in [*summary["datasets"].values(), *summary["tasks"].values(), ie]
+    notes = sorted({f"{k} {v.removeprefix(NOT_INFERABLE).strip()}"
+                    for row in [*summary["datasets"].values(), *summary["tasks"].values(), ie]
                     for k, v in row.items() if isinstance(v, str) and v.startswith("n/a")})
     lines += ["", f"Conversations: {s['conversations']}; IE instances: {s['ie instances']}; general chat: "
                   f"{s['general chat']} ({s['general chat %']}%); ODIE explained: {s['ODIE explained %']}%."
                   " IE total rates leave ODIE out (it has no NA, demonstrations or format request); "
                   "guidelines / such as / symbols / dropout are over closed-IE instances; dropout is estimated "
                   "from instances that show the full option list.",
-              *(["n/a: " + "; ".join(notes)] if notes else [])]
+              *([f"{NOT_INFERABLE}: " + "; ".join(notes) + "."] if notes else [])]
     return "\n".join(lines)
 
 

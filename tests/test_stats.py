@@ -289,3 +289,20 @@ def test_a_runs_pairs_measured_from_the_file_agree_with_what_the_run_recorded(tm
     assert s["total"]["gap mean"] == pytest.approx(sum(recorded) / len(recorded), abs=1e-4)
     for name, d in s["datasets"].items():
         assert d["pairs"] == sum(p["dataset"] == name for p in mixed)
+
+
+def test_the_authors_released_test_prompts_read_as_built():
+    """The release's own held-out prompts (adelie_test_format, section 5.1: 4-shot closed IE, Table 9's requests,
+    NA at most 20%, no augmentation) measured from their text."""
+    from conftest import shared_path
+    root = shared_path("data", "adelie_test_format")
+    fewshot = data.stats_summary(data.corpus_stats(data.load_conversations(
+        root / "fewshot_test_history" / "few-nerd-supervised.jsonl")))
+    ner = fewshot["tasks"]["NER"]
+    assert fewshot["summary"]["ie instances"] == 1000 and fewshot["summary"]["general chat"] == 0
+    assert (ner["few-shot %"], ner["demos per few-shot"], ner["canonical %"]) == (100.0, 4.0, 100.0)
+    assert (ner["symbols % of options"], ner["class dropout % (est.)"], ner["such as %"]) == (0.0, 0.0, 0.0)
+    assert 10 < ner["NA %"] <= 20
+    zeroshot = data.stats_summary(data.corpus_stats(data.load_conversations(root / "zeroshot" / "semeval.jsonl")))
+    assert zeroshot["datasets"]["semeval"]["task"] == "RC|RE"  # only the shared canonical request names a task
+    assert zeroshot["datasets"]["semeval"]["few-shot %"] == 0.0
