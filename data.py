@@ -1559,6 +1559,7 @@ class Markers:
 
 
 def stats_markers(prompts: Prompts | None = None) -> Markers:
+    """The markers of prompts/ (default: this project's pools) and of Table 9."""
     prompts = prompts or load_prompts()
     requests = defaultdict(lambda: ["", set()])
     for task, f in prompts.formats.items():
@@ -1707,7 +1708,7 @@ def corpus_stats(conversations, tokenizer=None, tasks: dict | None = None, marke
     """The statistics of a corpus from its conversations' text: {"datasets": {name: {"task", "kind" (ie |
     general), counts of STAT_COUNTS}}, "tokenizer": bool}. A data set is IE when most of its conversations look
     like IE instances (ie_marked), and then all of them are its instances; its task is the one most of its format
-    requests name (RC and RE share the canonical one: the other requests decide; "RC|RE" when none does), "?"
+    requests name (RC and RE share the canonical one: the other requests decide; "RC/RE" when none does), "?"
     when no request names one, or tasks[name] when given. With a tokenizer, lengths also in tokens, as
     tokenize_chat counts them."""
     markers = markers or stats_markers()
@@ -1732,8 +1733,8 @@ def corpus_stats(conversations, tokenizer=None, tasks: dict | None = None, marke
     for name in sorted(rows):
         st = rows[name]
         ie = st["ie_marked"] * 2 > st["conversations"]
-        votes = Counter("|".join(sorted(f["tasks"])) for f in feats[name] if f["tasks"])
-        single = Counter({t: n for t, n in votes.items() if "|" not in t})
+        votes = Counter("/".join(sorted(f["tasks"])) for f in feats[name] if f["tasks"])
+        single = Counter({t: n for t, n in votes.items() if "/" not in t})
         task = (tasks or {}).get(name) or (single or votes or Counter({"?": 1})).most_common(1)[0][0]
         if ie:
             lists = [o for o in (_full_option_list(task, f) for f in feats[name]) if o is not None]

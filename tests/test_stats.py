@@ -157,7 +157,7 @@ def test_task_that_the_text_does_not_name_is_unknown_until_given(tmp_path):
     rc = P.formats["RC"]["canonical"]
     conv = ours(f"{P.schema['RC']['list'][0]} [founder of, born in].", rc, ["[Answer]: (Anna; born in; Oslo)"])
     path = write_jsonl(tmp_path / "rc.jsonl", [{"dataset": "kb", "id": "0", "messages": conv}])
-    assert data.stats_summary(data.corpus_stats(data.load_conversations(path)))["datasets"]["kb"]["task"] == "RC|RE"
+    assert data.stats_summary(data.corpus_stats(data.load_conversations(path)))["datasets"]["kb"]["task"] == "RC/RE"
     kb = data.main(["stats", str(path), "--task", "kb=RC", "--json"])[str(path)]["datasets"]["kb"]
     assert kb["task"] == "RC" and kb["symbols % of options"] == 0.0  # a closed task: its schema figures appear
 
@@ -304,5 +304,5 @@ def test_the_authors_released_test_prompts_read_as_built():
     assert (ner["symbols % of options"], ner["class dropout % (est.)"], ner["such as %"]) == (0.0, 0.0, 0.0)
     assert 10 < ner["NA %"] <= 20
     zeroshot = data.stats_summary(data.corpus_stats(data.load_conversations(root / "zeroshot" / "semeval.jsonl")))
-    assert zeroshot["datasets"]["semeval"]["task"] == "RC|RE"  # only the shared canonical request names a task
+    assert zeroshot["datasets"]["semeval"]["task"] == "RC/RE"  # only the shared canonical request names a task
     assert zeroshot["datasets"]["semeval"]["few-shot %"] == 0.0
