@@ -24,7 +24,10 @@ corpus and turns conversations into training tensors. Where each step of the pap
                                                                                     collate_preference
   7. reading conversation files               released IEInstruct / IEFeedback /   load_conversations
                                               TULU v2 formats
-  8. command line                                                                  build, show, train-tokenizer
+  7b. auditing a corpus from its text         Table 7, the rates of 3.1-3.3 and 4  corpus_stats, stats_summary,
+                                                                                    dataset_table, compare_table
+  8. command line                                                                  build, show, stats,
+                                                                                    train-tokenizer
 
     python data.py build --out runs/data/ie_instruct.jsonl              # embedded default: synthetic.py's corpus
     python data.py build --out ie_instruct.jsonl --data_dir ../shared/data \\
@@ -32,6 +35,7 @@ corpus and turns conversations into training tensors. Where each step of the pap
         --tokenizer ../shared/models/llama2-tokenizer/tokenizer.model    # every real data set present
     python data.py build --out x.jsonl --records my_records.jsonl --skip-bad
     python data.py show runs/data/ie_instruct.jsonl --n 3             # what the model is trained on, masks marked
+    python data.py stats runs/data/ie_instruct.jsonl IEInstruct.jsonl  # Table 7 and every rate, side by side
     python data.py train-tokenizer --out assets/tokenizer.model         # re-make the embedded tokenizer
 
 THE UNIFIED IE RECORD (ie_formats.py and synthetic.py write it; data.py and evaluate.py read it). One JSON object per
@@ -763,10 +767,6 @@ def _schema(record, ctx, prompts, cfg, rng, augment: bool, protect_gold: bool, i
                 variation = rng.choice(names)
                 shown.update({o: _vary(variation, o) for o in plain})
                 info["varied"] += 1
-    info["options"] += len(options)
-    info["symbols"] += sum(shown[o] in SYMBOLS and shown[o] != o for o in options)
-    info["guidelines"] += guidelines
-    info["examples"] += examples
 
     intros = prompts.schema[task]
     if guidelines or examples:
@@ -781,7 +781,7 @@ def _schema(record, ctx, prompts, cfg, rng, augment: bool, protect_gold: bool, i
                 picks = rng.sample(distinct, min(len(distinct), cfg.examples_per_option + len(own)))
                 picks = [p for p in picks if p not in own][:cfg.examples_per_option]
                 if picks:
-                    line += " (such as " + ", ".join(picks) + ")"
+                    line += SUCH_AS + ", ".join(picks) + ")"
             lines.append(line + ("." if guidelines else ""))
         text = rng.choice(intros["guidelines" if guidelines else "examples"]) + "\n" + "\n".join(lines)
     else:
@@ -903,7 +903,6 @@ def _odie_instance(record, ctx, prompts, cfg, rng, explanation=None, info=None) 
         instruction += " " + rng.choice(prompts.explanations["_requests"])
         expl = ctx.explanations.get(record["id"]) or template_explanation("ODIE", record["items"],
                                                                           prompts.explanations["ODIE"], rng)
-    info["explained"] += explanation
     return [{"role": "system", "content": ODIE_SYSTEM},
             {"role": "user", "content": instruction + "\nText: " + record["text"]},
             {"role": "assistant", "content": with_explanation(canonical_answer("ODIE", record["items"]), expl)}]
@@ -923,23 +922,15 @@ def ie_instruct_instance(record: dict, ctx: DatasetContext, prompts: Prompts, cf
       augment_schema False = all labels, no dropout, guidelines, examples, symbols or label variation (evaluation)
       format_request the output-format sentence to use (evaluate.py: the paper's Table 9, FORMAT_REQUESTS)
       description    the task-description template to use
-    `info` (a Counter) receives what was chosen, for the statistics table."""
+    `info` (a Counter) receives what the text of the conversation cannot show (labels dropped, label variation,
+    guideline fallbacks, ...), for the build's statistics; everything else is measured from the text
+    (corpus_stats)."""
     info = Counter() if info is None else info
     if record["task"] == "ODIE":
         return _odie_instance(record, ctx, prompts, cfg, rng, explanation, info)
     plan = _plan(record, ctx, prompts, cfg, rng, output_format=output_format, demos=demos, explanation=explanation,
                  augment_schema=augment_schema, format_request=format_request, description=description, info=info)
-    _count_plan(plan, record, info)
     return _render_plan(record, plan, prompts, rng)
-
-
-def _count_plan(plan: Plan, record: dict, info: Counter) -> None:
-    info[f"format_{plan.output_format}"] += 1
-    info["explained"] += plan.explain
-    info["demos"] += len(plan.demos)
-    info["fewshot"] += bool(plan.demos)
-    info["na_demos"] += sum(_is_na(d, plan) for d in plan.demos)
-    info["na"] += _is_na(record, plan)
 
 
 def evaluation_conversation(record: dict, demos: list[dict], prompts: Prompts | None = None, seed: int = 0,
@@ -1101,8 +1092,6 @@ def ie_instruct(records: list[dict], cfg: IEInstructConfig, prompts: Prompts | N
             if messages is None:
                 st["dropped: too long"] += 1
                 continue
-            if plan is not None:
-                _count_plan(plan, r, info)
             n_kept += 1
             n_na += na
             st.update(info)
@@ -1167,56 +1156,47 @@ def general_needed(n_ie: int, ie_proportion: float) -> int:
     return round(n_ie * (1 - ie_proportion) / ie_proportion)
 
 
-def statistics_table(stats: dict, n_general: int, general_source: str) -> str:
-    """The build report, like the paper's Table 7 (instances per task and data set) plus the realised rate of every
-    augmentation, as a markdown table."""
-    cols = ["task", "data set", "records", "NA% in", "instances", "NA%", "few-shot", "demos", "NA demos",
-            "explained", "canonical", "json", "template", "guidelines", "such as", "symbol/opt", "dropout/opt",
-            "varied", "dropped"]
+def build_facts_table(stats: dict) -> str:
+    """What a build knows that its output's text cannot show (the rest of the statistics table is measured from the
+    text by corpus_stats): per data set, the records read and their NA share, instances dropped (NA over the cap,
+    too long) or not used (past the per-data-set cap), demonstrations removed for length, class dropout as
+    realised (% of labels), label-string variation (% of closed-IE instances)."""
+    cols = ["task", "data set", "records", "NA% in", "dropped: NA over cap", "dropped: too long",
+            "unused: data set cap", "demos removed for length", "dropout/opt (realised)", "varied %"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
 
     def pct(a, b):
         return f"{100 * a / b:.1f}" if b else "-"
 
     def row(task, name, s):
-        n, closed = s["instances"], task in CLOSED_TASKS if task != "all" else True
-        dropped = (s["dropped: NA over the cap"] + s["dropped: too long"], s["not used: data set cap"])
-        return ("| " + " | ".join([
-            task, name, str(s["records"]), pct(s["na_records"], s["records"]), str(n), pct(s["na_instances"], n),
-            pct(s["fewshot"], n) if task != "ODIE" else "-", f"{s['demos'] / max(1, s['fewshot']):.2f}",
-            pct(s["na_demos"], s["demos"]), pct(s["explained"], n),
-            *([pct(s[f"format_{f}"], n) for f in ("canonical", "json", "template")] if task != "ODIE" else ["-"] * 3),
-            pct(s["guidelines"], n) if closed else "-", pct(s["examples"], n) if closed else "-",
-            pct(s["symbols"], s["options"]), pct(s["dropped"], s["labels"]), pct(s["varied"], n),
-            f"{dropped[0]} + {dropped[1]} unused"]) + " |")
+        closed = task in CLOSED_TASKS or task == "all"
+        return "| " + " | ".join([
+            task, name, str(s["records"]), pct(s["na_records"], s["records"]), str(s["dropped: NA over the cap"]),
+            str(s["dropped: too long"]), str(s["not used: data set cap"]),
+            str(s["demonstrations removed for length"]), pct(s["dropped"], s["labels"]),
+            pct(s["varied"], s["instances"]) if closed else "-"]) + " |"
 
     totals: dict[str, Counter] = defaultdict(Counter)
     for name in sorted(stats, key=lambda k: (TASKS.index(stats[k]["task"]), k)):
         s = stats[name]
         lines.append(row(s["task"], name, s))
         totals[s["task"]].update({k: v for k, v in s.items() if k != "task"})
+    every = Counter()
     for task in TASKS:
         if task in totals:
             lines.append(row(task, "**all**", totals[task]))
-    every = Counter()
-    for t in totals.values():
-        every.update(t)
-    lines.append(row("all", "**IE total**", every))
-    n_ie = every["instances"]
-    lines.append("")
-    lines.append(f"IE instances: {n_ie}; general chat: {n_general} ({general_source}); IE proportion: "
-                 f"{pct(n_ie, n_ie + n_general)}%. Rates are % of instances (few-shot, explained, formats, guidelines, "
-                 f"such as, varied: closed IE for schema columns), % of shown options (symbol), % of labels "
-                 f"(dropout), % of demonstrations (NA demos). 'dropped' = NA over the cap + too long, 'unused' = "
-                 f"past the per-data-set cap.")
+            if task in CLOSED_TASKS:
+                every.update(totals[task])
+    lines.append(row("all", "**closed IE total**", every))
     extra = Counter()
     for s in stats.values():
-        for k in ("guideline_fallbacks", "schema_refilled", "demos_short", "demonstrations removed for length",
-                  "llm_explanation"):
+        for k in ("guideline_fallbacks", "schema_refilled", "demos_short", "llm_explanation"):
             extra[k] += s[k]
+    lines.append("")
     lines.append("Also: " + ", ".join(f"{k}: {v}" for k, v in extra.items()) + " (guideline_fallbacks = options "
                  "shown with the per-task default guideline; schema_refilled = every option dropped, one put back; "
-                 "demos_short = demonstrations asked for but not found).")
+                 "demos_short = demonstrations asked for but not found; llm_explanation = LLM-written explanations "
+                 "used).")
     return "\n".join(lines)
 
 
@@ -1289,10 +1269,14 @@ def build(cfg: IEInstructConfig, progress: bool = True) -> dict:
         for c in mixed:
             f.write(json.dumps({"dataset": c["dataset"], "id": c["id"], "messages": c["messages"]},
                                ensure_ascii=False) + "\n")
-    table = statistics_table(stats, len(general), general_source)
+    # The statistics table: measured from the text of what was written, by the code `python data.py stats` runs
+    # on any file (so the two agree), then the facts only the build knows.
+    audit = stats_summary(corpus_stats(mixed, tokenizer))
+    table = (f"{dataset_table(audit)}\nGeneral chat source: {general_source}.\n\n"
+             f"## Build-only facts (not in the text)\n\n{build_facts_table(stats)}")
     seconds = time.perf_counter() - t0
     summary = {"out": str(out), "source": source, "ie_instances": len(ie), "general": len(general),
-               "seconds": round(seconds, 2), "input_counts": dict(counts), "datasets": stats,
+               "seconds": round(seconds, 2), "input_counts": dict(counts), "datasets": stats, "statistics": audit,
                "config": dataclasses.asdict(cfg)}
     stem = out.with_suffix("") if out.suffix == ".jsonl" else out
     Path(f"{stem}.stats.md").write_text(f"# IEInstruct statistics ({source})\n\n{table}\n", encoding="utf-8")
@@ -1547,6 +1531,402 @@ def load_conversations(path) -> list[dict]:
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# 7b. Auditing a corpus (`python data.py stats`): the statistics of an IEInstruct file measured from its text alone
+#     (conversations {dataset, id, messages}: ours or the authors' release), so two corpora compare side by side.
+#     Each feature is recognised by the marker this file renders it with (and, where the release wrote it
+#     differently, the release's marker); what the text cannot show is reported as such, never guessed. data.py
+#     build's statistics table is this code run over what was built.
+
+SUCH_AS = " (such as "          # how _schema appends 'such as' examples to an option line
+RELEASE_SUCH_AS = ": such as "  # the release's: '"LABEL: such as a, b."' inside its [option, ...] list
+NOT_INFERABLE = "n/a: not inferable"
+# Tasks whose records offer the data set's whole label inventory (see THE UNIFIED IE RECORD above: EAE offers the
+# roles of one event type, ERE one subtask's relations), so the union of the options shown over a data set is the
+# inventory and the share of it an instance leaves out estimates class dropout.
+ONE_INVENTORY_TASKS = ("NER", "RC", "RE", "ED", "EE")
+
+
+@dataclass
+class Markers:
+    """The strings the statistics recognise, all taken from prompts/ and the constants above."""
+    requests: dict         # output-format request sentence -> (kind canonical|json|other, tasks it belongs to)
+    request_re: re.Pattern  # any of them (longest first)
+    list_intros: set       # schema intros followed by " [a, b, ...]."
+    guideline_intros: set  # schema intros followed by "- option: definition." lines
+    example_intros: set    # schema intros followed by "- option (such as ...)" lines
+    na_answers: set        # answers that state "nothing to extract": canonical NA, every template's, JSON [],
+                           # nothing at all (the release's test files)
+
+
+def stats_markers(prompts: Prompts | None = None) -> Markers:
+    """The markers of prompts/ (default: this project's pools) and of Table 9."""
+    prompts = prompts or load_prompts()
+    requests = defaultdict(lambda: ["", set()])
+    for task, f in prompts.formats.items():
+        for kind, sentences in (("canonical", [f["canonical"]]), ("json", f["json"]),
+                                ("other", [t["request"] for t in f["templates"]])):
+            for s in sentences:
+                requests[s][0] = requests[s][0] or kind
+                requests[s][1].add(task)
+    for task, s in FORMAT_REQUESTS.items():  # Table 9: the canonical requests the release wrote
+        requests[s][0] = "canonical"
+        requests[s][1].add(task)
+    requests = {s: (k, frozenset(t)) for s, (k, t) in requests.items()}
+    pattern = re.compile("|".join(re.escape(s) for s in sorted(requests, key=len, reverse=True)))
+    intros = {kind: {i for task, s in prompts.schema.items() if isinstance(s, dict) for i in s.get(kind, [])}
+              for kind in ("list", "guidelines", "examples")}
+    nones = {"", "NA", "[]"} | {t["none"] for f in prompts.formats.values() for t in f["templates"]}
+    return Markers(requests, pattern, intros["list"], intros["guidelines"], intros["examples"], nones)
+
+
+def _literal(body: str):
+    """A JSON value (ours) or a Python literal (the release wrote dict reprs), else None."""
+    if not body or body[0] not in "[{":
+        return None
+    try:
+        return json.loads(body)
+    except json.JSONDecodeError:
+        pass
+    import ast
+    try:
+        return ast.literal_eval(body)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return None
+
+
+def _is_na_answer(output: str, markers: Markers) -> bool:
+    """An assistant turn that extracts nothing: "NA", a template's none sentence, an empty JSON list, or (the
+    release's JSON) an object whose lists are all empty."""
+    body = answer_text(output)
+    if body in markers.na_answers:
+        return True
+    value = _literal(body)
+    return isinstance(value, dict) and bool(value) and all(v in ([], "", None) for v in value.values())
+
+
+def _schema_options(instruction: str, markers: Markers):
+    """(form, options shown, any 'such as' shown) of a closed-IE instruction; form = "list" | "guidelines" |
+    "examples" (this project's schema intros) | "bracket" (an [a, b, ...] list, as the release wrote) | None."""
+    lines = instruction.split("\n")
+    for i, line in enumerate(lines):
+        head, sep, _ = line.partition(" [")
+        if sep and head in markers.list_intros and line.endswith("]."):
+            return "list", line[len(head) + 2:-2].split(", "), False
+        kind = "guidelines" if line in markers.guideline_intros else "examples" if line in markers.example_intros \
+            else None
+        if kind:
+            options, such_as = [], False
+            for option_line in lines[i + 1:]:
+                if not option_line.startswith("- "):
+                    break
+                body, has, _ = option_line[2:].partition(SUCH_AS)
+                such_as |= bool(has)
+                options.append(body.split(": ", 1)[0] if kind == "guidelines" else body)
+            return kind, options, such_as
+    best = None
+    for m in re.finditer(r"\[([^\[\]]+)\]", instruction):
+        inner = m.group(1)
+        if inner in ("Answer", "Explanation") or "{" in inner:  # a format request's own brackets
+            continue
+        if best is None or inner.count(", ") > best.count(", "):
+            best = inner
+    if best is None:
+        return None, [], False
+    quoted = re.findall(r'"([^"]*)"', best)
+    if quoted:  # the release quotes options when some carry 'such as' examples
+        options = [q.split(RELEASE_SUCH_AS, 1)[0] for q in quoted]
+        return "bracket", options, any(RELEASE_SUCH_AS in q for q in quoted)
+    return "bracket", best.split(", "), False
+
+
+def _label_key(label: str) -> str:
+    """A label with case and separators ignored: the same key under every LABEL_VARIATIONS rewrite."""
+    return re.sub(r"[-_.:/\s]+", "", label.lower())
+
+
+def conversation_features(messages: list[dict], markers: Markers) -> dict:
+    """What one conversation shows: whether it looks like an IE instance (the ODIE system prompt, a known
+    output-format request or one quoting "[Answer]", or an assistant turn with "[Answer]:"), the task its format
+    request names, its demonstrations, NA, explanation, answer format and schema."""
+    system = messages[0]["content"] if messages[0]["role"] == "system" else None
+    assistant = [m["content"] for m in messages if m["role"] == "assistant"]
+    user = [m["content"] for m in messages if m["role"] == "user"]
+    final = assistant[-1] if assistant else ""
+    first = user[0] if user else ""
+    odie = system is not None and system.strip() == ODIE_SYSTEM
+    m = markers.request_re.search(first)  # the whole turn: the release put some requests after the text
+    kind, tasks = markers.requests[m.group()] if m else ("", frozenset())
+    if kind != "canonical" and isinstance(_literal(answer_text(final)), (list, dict)):
+        kind = "json"  # the release's JSON requests are not ours: its answers show it
+    cut = first.find("\nText: ")  # the schema is in the instruction, before the text block
+    return {"ie": odie or m is not None or "[Answer]" in first or any(ANSWER.strip() in a for a in assistant),
+            "tasks": frozenset(["ODIE"]) if odie else tasks,
+            "demos": max(0, len(user) - 1),
+            "na_demos": sum(_is_na_answer(a, markers) for a in assistant[:-1]),
+            "na": _is_na_answer(final, markers),
+            "explained": final.lstrip().startswith(EXPLANATION.strip()),
+            "format": None if odie else kind if kind in ("canonical", "json") else "other",  # ODIE: a table
+            "schema": (None, [], False) if odie else _schema_options(first[:cut] if cut >= 0 else first, markers)}
+
+
+# Per data set, the counts corpus_stats keeps. All add up over data sets, except the two maxima.
+STAT_COUNTS = ("conversations", "ie", "ie_marked", "na", "fewshot", "demos", "na_demos", "explained",
+               "format_canonical", "format_json", "format_other", "schema_ours", "schema_any", "guidelines",
+               "such_as", "options", "symbols", "dropout_instances", "dropout_shown", "dropout_offered", "words",
+               "words_max", "tokens", "tokens_max")
+STAT_MAXIMA = ("words_max", "tokens_max")
+
+
+def _count_instance(st: Counter, task: str, f: dict) -> None:
+    """Add one instance's features to its data set's counts (the schema figures only for closed IE)."""
+    st["ie"] += 1
+    st["fewshot"] += f["demos"] > 0
+    st["demos"] += f["demos"]
+    st["na_demos"] += f["na_demos"]
+    st["na"] += f["na"]
+    st["explained"] += f["explained"]
+    if f["format"]:
+        st[f"format_{f['format']}"] += 1
+    form, options, such_as = f["schema"]
+    if task in CLOSED_TASKS and form:
+        st["schema_any"] += 1
+        st["schema_ours"] += form != "bracket"
+        st["guidelines"] += form == "guidelines"
+        st["such_as"] += such_as
+        st["options"] += len(options)
+        st["symbols"] += sum(o in SYMBOLS for o in options)
+
+
+def _full_option_list(task: str, f: dict) -> list[str] | None:
+    """The options of an instance that shows its whole schema but for class dropout (a plain list: no cut to 10
+    or 15 options for guidelines or examples), in a task whose schema is the data set's inventory; else None."""
+    form, options, such_as = f["schema"]
+    return options if task in ONE_INVENTORY_TASKS and form in ("list", "bracket") and not such_as else None
+
+
+def corpus_stats(conversations, tokenizer=None, tasks: dict | None = None, markers: Markers | None = None) -> dict:
+    """The statistics of a corpus from its conversations' text: {"datasets": {name: {"task", "kind" (ie |
+    general), counts of STAT_COUNTS}}, "tokenizer": bool}. A data set is IE when most of its conversations look
+    like IE instances (ie_marked), and then all of them are its instances; its task is the one most of its format
+    requests name (RC and RE share the canonical one: the other requests decide; "RC/RE" when none does), "?"
+    when no request names one, or tasks[name] when given. With a tokenizer, lengths also in tokens, as
+    tokenize_chat counts them."""
+    markers = markers or stats_markers()
+    counter = None if tokenizer is None else tokenizer if isinstance(tokenizer, TokenCounter) else \
+        TokenCounter(tokenizer)
+    rows, feats = defaultdict(Counter), defaultdict(list)
+    for c in conversations:
+        name, msgs = c["dataset"], c["messages"]
+        f = conversation_features(msgs, markers)
+        feats[name].append(f)
+        row = rows[name]
+        row["conversations"] += 1
+        row["ie_marked"] += f["ie"]
+        words = _length(msgs, None, True)[0]
+        row["words"] += words
+        row["words_max"] = max(row["words_max"], words)
+        if counter is not None:
+            n = counter(msgs)[0]
+            row["tokens"] += n
+            row["tokens_max"] = max(row["tokens_max"], n)
+    out = {"datasets": {}, "tokenizer": counter is not None}
+    for name in sorted(rows):
+        st = rows[name]
+        ie = st["ie_marked"] * 2 > st["conversations"]
+        votes = Counter("/".join(sorted(f["tasks"])) for f in feats[name] if f["tasks"])
+        single = Counter({t: n for t, n in votes.items() if "/" not in t})
+        task = (tasks or {}).get(name) or (single or votes or Counter({"?": 1})).most_common(1)[0][0]
+        if ie:
+            lists = [o for o in (_full_option_list(task, f) for f in feats[name]) if o is not None]
+            inventory = {_label_key(o) for options in lists for o in options if o not in SYMBOLS}
+            for f in feats[name]:
+                _count_instance(st, task, f)
+            st["dropout_instances"] = len(lists)
+            st["dropout_shown"] = sum(map(len, lists))
+            st["dropout_offered"] = len(lists) * len(inventory)
+        out["datasets"][name] = {"task": task if ie else "", "kind": "ie" if ie else "general",
+                                 **{k: st[k] for k in STAT_COUNTS}}
+    return out
+
+
+def _sum_rows(rows) -> Counter:
+    total = Counter()
+    for r in rows:
+        for k in STAT_COUNTS:
+            total[k] = max(total[k], r[k]) if k in STAT_MAXIMA else total[k] + r[k]
+    return total
+
+
+def stats_rates(s, task: str, tokenizer: bool) -> dict:
+    """The rates of one row of counts (a data set, a task, or all IE) as numbers (percent, means) or a string
+    saying why there is none. task: the row's task, "IE" for all IE tasks together."""
+    def pct(a, b, why="none to count"):
+        return round(100 * a / b, 1) if b else f"-: {why}"
+    n = s["ie"]
+    extractive = task not in ("ODIE",)
+    closed = task in CLOSED_TASKS or task == "IE"
+    schema_figures = ("guidelines %", "such as %", "symbols % of options", "class dropout % (est.)")
+    r = {"instances": n}
+    r["NA %"] = pct(s["na"], n) if extractive else "-: ODIE has no NA"
+    r["few-shot %"] = pct(s["fewshot"], n) if extractive else "-: ODIE has no demonstrations"
+    r["demos per few-shot"] = round(s["demos"] / s["fewshot"], 2) if s["fewshot"] else "-: no few-shot instance"
+    r["NA demos %"] = pct(s["na_demos"], s["demos"], "no demonstration")
+    r["explained %"] = pct(s["explained"], n)
+    for f in ("canonical", "json", "other"):
+        r[f"{f} %"] = pct(s[f"format_{f}"], n) if extractive else "-: ODIE answers a table"
+    if task == "?":
+        r.update(dict.fromkeys(schema_figures, f"{NOT_INFERABLE} (task unknown: give --task NAME=TASK)"))
+    elif not closed:
+        r.update(dict.fromkeys(schema_figures, "-: no schema (open IE / ODIE)"))
+    else:
+        r["guidelines %"] = pct(s["guidelines"], s["schema_any"]) if s["schema_ours"] else \
+            f"{NOT_INFERABLE} (no schema in this project's rendering)"
+        r["such as %"] = pct(s["such_as"], s["schema_any"]) if s["schema_any"] else \
+            f"{NOT_INFERABLE} (no schema recognised)"
+        r["symbols % of options"] = pct(s["symbols"], s["options"]) if s["options"] else \
+            f"{NOT_INFERABLE} (no schema recognised)"
+        r["class dropout % (est.)"] = pct(s["dropout_offered"] - s["dropout_shown"], s["dropout_offered"]) \
+            if s["dropout_offered"] else f"{NOT_INFERABLE} (the label inventory varies per instance in " \
+                                         f"{'EAE/ERE' if task != 'IE' else 'these tasks'})"
+    conv = s["conversations"]
+    r["words mean"] = round(s["words"] / conv, 1) if conv else "-"
+    r["words max"] = s["words_max"] if conv else "-"
+    r["tokens mean"] = (round(s["tokens"] / conv, 1) if conv else "-") if tokenizer else \
+        f"{NOT_INFERABLE} without --tokenizer"
+    r["tokens max"] = (s["tokens_max"] if conv else "-") if tokenizer else f"{NOT_INFERABLE} without --tokenizer"
+    return r
+
+
+def stats_summary(st: dict) -> dict:
+    """Per data set, per task and over all IE: counts and rates; the general-chat share."""
+    ds = st["datasets"]
+    ie = {k: v for k, v in ds.items() if v["kind"] == "ie"}
+    general = {k: v for k, v in ds.items() if v["kind"] == "general"}
+    by_task = defaultdict(list)
+    for name, v in ie.items():
+        by_task[v["task"]].append(v)
+    order = {t: i for i, t in enumerate(TASKS)}
+    tasks = sorted(by_task, key=lambda t: (order.get(t, len(TASKS)), t))
+    total_ie, total_all = _sum_rows(ie.values()), _sum_rows(ds.values())
+    n_conv, n_general = total_all["conversations"], sum(v["conversations"] for v in general.values())
+    tok = st["tokenizer"]
+    odie = _sum_rows(by_task.get("ODIE", []))
+    non_odie = _sum_rows(v for t in tasks if t != "ODIE" for v in by_task[t])
+    summary = {"conversations": n_conv, "ie instances": total_ie["ie"],
+               "general chat": n_general, "general chat %": round(100 * n_general / n_conv, 1) if n_conv else "-",
+               "general data sets": {k: v["conversations"] for k, v in general.items()},
+               "conversations with IE markers in general data sets": sum(v["ie_marked"] for v in general.values()),
+               "conversations without IE markers in IE data sets": sum(v["ie"] - v["ie_marked"] for v in ie.values()),
+               "ODIE explained %": round(100 * odie["explained"] / odie["ie"], 1) if odie["ie"] else "-"}
+    return {"summary": summary,
+            "datasets": {name: {"task": v["task"], **stats_rates(v, v["task"], tok)} for name, v in ie.items()},
+            "tasks": {t: stats_rates(_sum_rows(by_task[t]), t, tok) for t in tasks},
+            "ie": stats_rates(non_odie if odie["ie"] else total_ie, "IE", tok) | {"instances": total_ie["ie"]},
+            "all conversations": {k: stats_rates(total_all, "IE", tok)[k] for k in
+                                  ("words mean", "words max", "tokens mean", "tokens max")}}
+
+
+TABLE_RATES = ("NA %", "few-shot %", "demos per few-shot", "NA demos %", "explained %", "canonical %", "json %",
+               "other %", "guidelines %", "such as %", "symbols % of options", "class dropout % (est.)", "words mean",
+               "words max", "tokens mean", "tokens max")
+
+
+def _cell(v) -> str:
+    """A table cell: the number, or '-' / 'n/a' (the reason is in the JSON and the notes below the table)."""
+    if isinstance(v, str):
+        return "n/a" if v.startswith("n/a") else v.split(":", 1)[0]
+    return str(v)
+
+
+def dataset_table(summary: dict) -> str:
+    """One file's statistics as the paper's Table 7 (instances per task and data set) with every rate measured
+    from the text, as a markdown table; per-task and IE-total rows."""
+    cols = ["task", "data set", "instances", *TABLE_RATES]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for task, trow in summary["tasks"].items():
+        for name, row in summary["datasets"].items():
+            if row["task"] == task:
+                lines.append("| " + " | ".join([task, name, str(row["instances"]),
+                                                *(_cell(row[k]) for k in TABLE_RATES)]) + " |")
+        lines.append("| " + " | ".join([task, "**all**", str(trow["instances"]),
+                                        *(_cell(trow[k]) for k in TABLE_RATES)]) + " |")
+    ie = summary["ie"]
+    lines.append("| " + " | ".join(["IE", "**IE total**", str(ie["instances"]),
+                                    *(_cell(ie[k]) for k in TABLE_RATES)]) + " |")
+    s = summary["summary"]
+    notes = sorted({f"{k} {v.removeprefix(NOT_INFERABLE).strip()}"
+                    for row in [*summary["datasets"].values(), *summary["tasks"].values(), ie]
+                    for k, v in row.items() if isinstance(v, str) and v.startswith("n/a")})
+    lines += ["", f"Conversations: {s['conversations']}; IE instances: {s['ie instances']}; general chat: "
+                  f"{s['general chat']} ({s['general chat %']}%); ODIE explained: {s['ODIE explained %']}%."
+                  " IE total rates leave ODIE out (it has no NA, demonstrations or format request); "
+                  "guidelines / such as / symbols / dropout are over closed-IE instances; dropout is estimated "
+                  "from instances that show the full option list.",
+              *([f"{NOT_INFERABLE}: " + "; ".join(notes) + "."] if notes else [])]
+    return "\n".join(lines)
+
+
+def compare_table(named: list[tuple[str, dict]]) -> str:
+    """Several files side by side: one column per file, one row per figure (Table 7's instances per task and
+    data set, then every rate over all IE)."""
+    heads = ["figure", *(n for n, _ in named)]
+    rows = [["conversations", *(str(s["summary"]["conversations"]) for _, s in named)],
+            ["general chat", *(str(s["summary"]["general chat"]) for _, s in named)],
+            ["general chat %", *(str(s["summary"]["general chat %"]) for _, s in named)],
+            ["IE instances", *(str(s["summary"]["ie instances"]) for _, s in named)]]
+    tasks = list(dict.fromkeys(t for _, s in named for t in s["tasks"]))
+    for t in tasks:
+        rows.append([f"{t} instances", *(str(s["tasks"].get(t, {}).get("instances", 0)) for _, s in named)])
+        names = sorted({n for _, s in named for n, r in s["datasets"].items() if r["task"] == t})
+        for name in names:
+            rows.append([f"  {t} / {name}", *(str(s["datasets"].get(name, {}).get("instances", 0))
+                                               for _, s in named)])
+    for k in TABLE_RATES:
+        rows.append([f"IE {k}", *(_cell(s["ie"][k]) for _, s in named)])
+    rows.append(["ODIE explained %", *(str(s["summary"]["ODIE explained %"]) for _, s in named)])
+    for k in ("words mean", "tokens mean"):
+        rows.append([f"all conversations {k}", *(_cell(s["all conversations"][k]) for _, s in named)])
+    lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+@dataclass
+class StatsConfig:
+    files: list = flag((), "IEInstruct-format files (JSONL {dataset, id, messages}: ours, or the authors' "
+                           "released IEInstruct); one column per file", positional=True, nargs="+")
+    tokenizer: str = flag("", "SentencePiece model to count tokens with (e.g. assets/tokenizer.model or the LLaMA-2 "
+                              "tokenizer); without it lengths are in words only")
+    task: str = flag("", "tasks of data sets the text does not name, NAME=TASK,... (e.g. nyt11=RE)")
+    json: bool = flag(False, "print the statistics as JSON instead of tables")
+    by_dataset: bool = flag(True, "also print each file's per-data-set table (Table 7 with every rate)")
+
+
+def stats(cfg: StatsConfig) -> dict:
+    """`python data.py stats FILE [FILE ...]`: Table 7 and every augmentation rate, measured from the files."""
+    tokenizer = None
+    if cfg.tokenizer:
+        import model
+        tokenizer = model.Tokenizer(cfg.tokenizer)
+    tasks = {}
+    for pair in filter(None, cfg.task.split(",")):
+        name, _, task = pair.partition("=")
+        if task not in TASKS:
+            sys.exit(f"error: --task {pair!r}: expected NAME=TASK with TASK one of {', '.join(TASKS)}")
+        tasks[name.strip()] = task
+    markers = stats_markers()
+    named = [(str(f), stats_summary(corpus_stats(load_conversations(f), tokenizer, tasks, markers)))
+             for f in cfg.files]
+    if cfg.json:
+        print(json.dumps({name: s for name, s in named}, indent=1))
+    else:
+        print(compare_table(named))
+        if cfg.by_dataset:
+            for name, s in named:
+                print(f"\n## {name}\n\n{dataset_table(s)}")
+    return dict(named)
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # 8. Command line: build, show, train-tokenizer (one dataclass config each; every field is a flag with help)
 
 @dataclass
@@ -1673,7 +2053,7 @@ def train_tokenizer(cfg: TokenizerConfig) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
-    commands = {"build": (IEInstructConfig, build), "show": (ShowConfig, show),
+    commands = {"build": (IEInstructConfig, build), "show": (ShowConfig, show), "stats": (StatsConfig, stats),
                 "train-tokenizer": (TokenizerConfig, train_tokenizer)}
     if not argv or argv[0] not in commands:
         examples = next(p for p in __doc__.split("\n\n") if "python data.py build" in p)
@@ -1684,7 +2064,7 @@ def main(argv: list[str] | None = None) -> None:
                           description=(fn.__doc__ or "").split("\n")[0])
     if cls is IEInstructConfig and not cfg.out:
         sys.exit("error: build needs --out FILE")
-    fn(cfg)
+    return fn(cfg)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@ What the paper does (section 4; appendix B.1; spec section 4), step by step, and
    prompt, seeded. Written as OUT_DIR/ie_feedback.json in the released IEFeedback format
    [{"dataset","id","messages","chosen","rejected"}], which dpo.py reads, with OUT_DIR/summary.json and a table like
    Table 8 (pairs per data set, average score gap).
+6. `pair_stats`: `python feedback.py stats FILE [FILE ...] [--gold FILE]` measures any IEFeedback file (ours or the
+   authors' release): pairs per data set (Table 8), online/offline split, BLEU gaps recomputed, identical pairs.
 """
 from __future__ import annotations
 
@@ -515,6 +517,152 @@ def format_table(summary: dict) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# 6. Auditing an IEFeedback file (`python feedback.py stats FILE [FILE ...]`): Table 8's pairs per data set, the
+#    online/offline split, each pair's BLEU gap recomputed with `bleu`, identical pairs; measured from the file
+#    (ours or the authors' release), one column per file.
+#
+#    The gold answer decides online vs offline (an offline pair's chosen IS the gold, section 4) and is what BLEU
+#    compares with. It is known, for each pair, from (1) --gold FILE: conversations whose last turn is the gold
+#    answer (an IEInstruct-format file, or our run's prompts.jsonl), matched to the pair by its prompt turns
+#    (prompt_sha), so ids need not agree; else (2) the pair's own "messages" when they are its prompt turns plus a
+#    final assistant turn (write_ie_feedback stores the gold there); else the pair has no known gold and its split
+#    and gap are reported as not inferable.
+
+def _final(messages: list[dict]) -> str:
+    return messages[-1]["content"] if messages and messages[-1]["role"] == "assistant" else ""
+
+
+def gold_index(paths) -> dict[str, str]:
+    """prompt_sha -> gold answer, from files of conversations whose last turn is the gold answer."""
+    out = {}
+    for path in paths:
+        for c in data.load_conversations(path):
+            msgs = c.get("messages")
+            if msgs and msgs[-1]["role"] == "assistant":
+                out[prompt_sha(msgs)] = msgs[-1]["content"]
+    return out
+
+
+def pair_stats(pairs: list[dict], gold: dict[str, str] | None = None, min_gap: float = 0.1) -> dict:
+    """Per data set (task as its prompts' format requests name it, data.corpus_stats) and in total: pairs; gold
+    known (from --gold, from the pair's messages, or not); online / offline pairs (chosen == gold after stripping,
+    as the chat format renders it); the mean BLEU gap (chosen score - rejected score, each `score_sample` against
+    the gold, the gold scoring 1: Table 8's Delta) and pairs whose gap is not above min_gap; pairs whose chosen and
+    rejected answers are identical; chosen / rejected answers without `[Answer]: `."""
+    gold = gold or {}
+    tasks = {n: d["task"] for n, d in data.corpus_stats([{"dataset": p["dataset"], "messages": p["chosen"]}
+                                                         for p in pairs])["datasets"].items()}
+    rows = defaultdict(Counter)
+    gaps = defaultdict(list)
+    for p in pairs:
+        row = rows[p["dataset"]]
+        row["pairs"] += 1
+        chosen, rejected = _final(p["chosen"]), _final(p["rejected"])
+        row["identical"] += chosen.strip() == rejected.strip()
+        row["chosen_without_answer"] += scored_answer(chosen) is None
+        row["rejected_without_answer"] += scored_answer(rejected) is None
+        key, own = prompt_sha(p["chosen"]), p.get("messages")
+        if key in gold:
+            g = gold[key]
+            row["gold_from_file"] += 1
+        elif own and own[-1]["role"] == "assistant" and own[:-1] == p["chosen"][:-1]:
+            g = own[-1]["content"]
+            row["gold_from_messages"] += 1
+        else:
+            row["gold_unknown"] += 1
+            continue
+        if scored_answer(g) is None:  # a gold answer BLEU cannot read
+            row["gold_without_answer"] += 1
+            continue
+        offline = chosen.strip() == g.strip()
+        row["offline" if offline else "online"] += 1
+        gap = (1.0 if offline else score_sample(chosen, g)) - score_sample(rejected, g)
+        gaps[p["dataset"]].append((gap, offline))
+        row["gap_at_most_min"] += gap <= min_gap
+
+    def rates(row, gs):
+        known = row["online"] + row["offline"]
+        na = f"n/a: not inferable (no gold answer for {row['pairs'] - known} of {row['pairs']} pairs: give --gold)"
+
+        def mean(xs):
+            return round(sum(xs) / len(xs), 4) if xs else "-"
+        return {**{k: row[k] for k in ("pairs", "gold_from_file", "gold_from_messages", "gold_unknown",
+                                       "gold_without_answer", "online", "offline", "gap_at_most_min", "identical",
+                                       "chosen_without_answer", "rejected_without_answer")},
+                "online %": round(100 * row["online"] / known, 1) if known == row["pairs"] and known else na,
+                "gap mean": mean([g for g, _ in gs]) if known else na,
+                "gap mean online": mean([g for g, off in gs if not off]) if known else na,
+                "gap mean offline": mean([g for g, off in gs if off]) if known else na,
+                "identical %": round(100 * row["identical"] / row["pairs"], 1) if row["pairs"] else "-"}
+
+    datasets = {name: {"task": tasks.get(name, "?"), **rates(rows[name], gaps[name])} for name in sorted(rows)}
+    total = Counter()
+    for r in rows.values():
+        total.update(r)
+    return {"datasets": datasets, "total": rates(total, [g for gs in gaps.values() for g in gs]),
+            "min_gap": min_gap}
+
+
+PAIR_FIGURES = ("pairs", "online", "offline", "online %", "gap mean", "gap mean online", "gap mean offline",
+                "gap_at_most_min", "identical", "identical %", "gold_from_file", "gold_from_messages", "gold_unknown",
+                "chosen_without_answer", "rejected_without_answer")
+
+
+def _cell(v) -> str:
+    return "n/a" if isinstance(v, str) and v.startswith("n/a") else str(v)
+
+
+def pair_stats_tables(named: list[tuple[str, dict]]) -> str:
+    """The files side by side (Table 8's pairs per data set, then the totals), and each file's per-data-set table."""
+    heads = ["figure", *(n for n, _ in named)]
+    rows = []
+    names = sorted({(s["datasets"][n]["task"], n) for _, s in named for n in s["datasets"]},
+                   key=lambda tn: (ie_formats.TASKS.index(tn[0]) if tn[0] in ie_formats.TASKS else 99, tn[1]))
+    for task, name in names:
+        rows.append([f"{task} / {name} pairs", *(str(s["datasets"].get(name, {}).get("pairs", 0)) for _, s in named)])
+    rows += [[k, *(_cell(s["total"][k]) for _, s in named)] for k in PAIR_FIGURES]
+    out = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads), *("| " + " | ".join(r) + " |" for r in rows)]
+    for file, s in named:
+        cols = ["task", "data set", "pairs", "online", "offline", "gap mean", "identical"]
+        out += ["", f"## {file}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        for name, d in s["datasets"].items():
+            out.append("| " + " | ".join([d["task"], name, *(_cell(d[k]) for k in cols[2:])]) + " |")
+        notes = sorted({v for d in [*s["datasets"].values(), s["total"]] for v in d.values()
+                        if isinstance(v, str) and v.startswith("n/a")})
+        out += [f"gap = chosen score - rejected score, character BLEU against the gold answer (the gold scores 1); "
+                f"gap_at_most_min = pairs whose gap is not above {s['min_gap']}."] + notes
+    return "\n".join(out)
+
+
+@dataclass
+class PairStatsConfig:
+    files: list = flag((), "IEFeedback files (a JSON list, or JSONL, of {dataset, id, messages, chosen, rejected}: "
+                           "ours, or the authors' released IEFeedback); one column per file", positional=True,
+                       nargs="+")
+    gold: str = flag("", "gold answers, comma-separated files of conversations whose last turn is the gold answer "
+                         "(an IEInstruct-format file, or our run's OUT_DIR/prompts.jsonl), matched to pairs by "
+                         "their prompt turns; default: each pair's own messages, when they end in an answer")
+    min_gap: float = flag(0.1, "count pairs whose gap is not above this (section 4: 10%)")
+    json: bool = flag(False, "print the statistics as JSON instead of tables")
+
+
+def stats_main(argv=None) -> dict:
+    """`python feedback.py stats FILE [FILE ...]`: Table 8 and the make-up of IEFeedback files."""
+    cfg, _ = parse_config(PairStatsConfig, argv, prog="python feedback.py stats",
+                          description=stats_main.__doc__.split("\n")[0])
+    gold = gold_index([p for p in cfg.gold.split(",") if p]) if cfg.gold else {}
+    named = []
+    for f in cfg.files:
+        pairs = [p for p in data.load_conversations(f)]
+        bad = [p["id"] for p in pairs if "chosen" not in p]
+        if bad:
+            sys.exit(f"error: {f}: {len(bad)} entries without chosen/rejected (first id {bad[0]}): not IEFeedback")
+        named.append((str(f), pair_stats(pairs, gold, cfg.min_gap)))
+    print(json.dumps(dict(named), indent=1) if cfg.json else pair_stats_tables(named))
+    return dict(named)
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # The run
 
 def main(argv=None) -> None:
@@ -608,14 +756,19 @@ def main(argv=None) -> None:
     mixed, note = mix_pairs(online, offline, cfg.target_pairs, cfg.online_ratio, cfg.seed, cfg.shortfall)
     write_ie_feedback(mixed, out_dir / "ie_feedback.json")
     summary = summarize(pool, sampled, scores, online, online_skipped, offline, offline_skipped, mixed, too_long)
+    audit = pair_stats(mixed, min_gap=cfg.min_gap)  # what `feedback.py stats` measures on the written file
     summary.update(source=source, pool=pool_stats, mix=note, torn_lines_redone=torn,
-                   sampling_tokens_per_s=total_tokens / max(seconds, 1e-9))
+                   sampling_tokens_per_s=total_tokens / max(seconds, 1e-9), statistics=audit)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     print(format_table(summary))
+    print(pair_stats_tables([(str(out_dir / "ie_feedback.json"), audit)]))
     print(f"mix: {note}")
     print(f"wrote {out_dir / 'ie_feedback.json'} ({len(mixed)} pairs) and {out_dir / 'summary.json'}")
     T.cleanup_distributed()
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["stats"]:  # python feedback.py stats FILE ...: audit IEFeedback files (section 6 above)
+        stats_main(sys.argv[2:])
+    else:
+        main()

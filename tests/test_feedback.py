@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 
+import data
 import feedback
 
 DATA = Path(__file__).parent / "data" / "feedback"
@@ -371,6 +372,12 @@ def test_reference_run_writes_ie_feedback_that_dpo_reads(tiny_setup, tok512_path
     assert summary["total"]["samples"] == 5 * len(fits)
     assert sum(row.get("prompts_too_long_for_model", 0) for row in summary["datasets"].values()) == 24 - len(fits)
     assert summary["total"]["online_used"] + summary["total"]["offline_used"] == 12
+    # the run's own `feedback.py stats` figures: an online pair whose best sample is the gold answer reads as offline
+    audit = summary["statistics"]["total"]
+    same_as_gold = sum(r["chosen"][-1]["content"].strip() == r["messages"][-1]["content"].strip()
+                       for r, m in zip(released, meta) if m["kind"] == "online")
+    assert (audit["pairs"], audit["gold_from_messages"]) == (12, 12)
+    assert audit["offline"] == summary["total"]["offline_used"] + same_as_gold
 
 
 def test_two_processes_sample_what_one_does(tiny_setup, tmp_path):
@@ -428,7 +435,8 @@ def test_pool_uses_training_records_of_ie_sets_only(tmp_path):
     for p in pool:
         assert p["messages"][-1]["role"] == "assistant" and feedback.scored_answer(p["messages"][-1]["content"])
         assert p["prompt_sha"] == feedback.prompt_sha(p["messages"])
-        assert all(stats[p["dataset"]].get(f"format_{f}", 0) == 0 for f in ("json", "template"))
+    measured = data.corpus_stats(pool)["datasets"]  # the formats as the prompts' text shows them
+    assert all(m["format_canonical"] == m["ie"] > 0 for m in measured.values())
     again, _ = feedback.ie_feedback_prompts(records, max_per_dataset=5, seed=3)
     assert again == pool
     assert feedback.ie_feedback_prompts(records, max_per_dataset=5, seed=4)[0] != pool
