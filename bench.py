@@ -436,7 +436,7 @@ def make_ie_feedback(path: Path, n_pairs: int, seed: int) -> str:
         scores.append([feedback.score_sample(s, p["messages"][-1]["content"]) for s in samples])
     online, _ = feedback.online_pairs(sampled, scores)
     offline, _ = feedback.offline_pairs(sampled, scores)
-    pairs, note = feedback.mix_pairs(online, offline, n_pairs, seed=seed, shortfall="fill")
+    pairs, note = feedback.mix_pairs(online, offline, n_pairs, seed=seed, rule="fill")
     feedback.write_ie_feedback(pairs, path)
     return note
 
