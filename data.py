@@ -498,6 +498,32 @@ def with_explanation(answer: str, explanation: str | None) -> str:
 # 4. One IEInstruct instance (paper section 3.2-3.3; spec section 2). Each augmentation is a named option whose
 #    default is the paper's (or, where the paper is silent, the release's) rate.
 
+# Paper Table 7: IEInstruct's instances per training data set, by ie_formats.DATASETS name. The paper's 5,000
+# limit (section 3.1) was applied by the release to groups of small sets (BC5CDR + GENIA + MIT-Restaurant share one
+# 5,000; SciERC + NYT11 + ADE share 10,000; PHEE + CASIE share 5,000), so one 5,000 cap per set does not give these
+# counts: they are the defaults (--dataset_caps table7). GENIA here is ie_formats' genia (nested GENIA; jnlpba is
+# JNLPBA, GENIA-derived, not in Table 7). The counts sum to 82,669 (the paper's text says 83,585 in all).
+TABLE7_INSTANCES = {
+    "conll2003": 5000, "ace2005-ner": 5000, "ontonotes5": 5000, "bc5cdr": 1666, "genia": 1667, "mit-restaurant": 1667,
+    "tacred": 5000, "fewrel": 5000,
+    "scierc": 3332, "nyt11": 3334, "ade": 3334,
+    "ace2005-ed": 4067, "maven": 5000,
+    "phee": 2500, "casie": 2500,
+    "ace2005-eae": 4420, "rams": 5000, "maven-arg": 5000,
+    "maven-ere": 4278,
+    "openie6": 5000,
+    "instructie": 4904,
+}
+
+
+def dataset_cap(name: str, cfg: "IEInstructConfig") -> int:
+    """Instances data set `name` may give (paper section 3.1 and Table 7): Table 7's count (at most
+    cfg.max_per_dataset) for a Table 7 set under dataset_caps="table7", else cfg.max_per_dataset."""
+    if cfg.dataset_caps == "table7" and name in TABLE7_INSTANCES:
+        return min(TABLE7_INSTANCES[name], cfg.max_per_dataset)
+    return cfg.max_per_dataset
+
+
 @dataclass
 class IEInstructConfig:
     # ---- inputs and output (`python data.py build`)
@@ -532,7 +558,12 @@ class IEInstructConfig:
     max_words: int = flag(0, "the release's length filter instead: whitespace words over all turns (spec "
                              "section 2: 1500); 0 = off")
     # ---- data collection (section 3.1)
-    max_per_dataset: int = flag(5000, "examples-proportional mixture cap: instances per data set (section 3.1: 5,000)")
+    max_per_dataset: int = flag(5000, "examples-proportional mixture cap: instances per data set (section 3.1: 5,000); "
+                                      "with --dataset_caps table7, Table 7's count where it is smaller")
+    dataset_caps: str = flag("table7", "table7: each Table 7 data set capped at its Table 7 count (TABLE7_INSTANCES, "
+                                       "at most max_per_dataset), any other set at max_per_dataset; uniform: "
+                                       "max_per_dataset for every set (one 5,000 cap: BC5CDR then gives ~4,500, "
+                                       "not Table 7's 1,666)", choices=["table7", "uniform"])
     na_cap: float = flag(0.2, "NA instances at most this share of each data set (section 3.1: 'filter out 80% of "
                               "NA data'; spec 2: capped at 20%)")
     # ---- schema description (section 3.2; spec section 2)
@@ -1073,7 +1104,7 @@ def ie_instruct(records: list[dict], cfg: IEInstructConfig, prompts: Prompts | N
     for r in records:
         by_dataset[r["dataset"]].append(r)
     conversations, stats = [], {}
-    bar = tqdm(total=sum(min(len(v), cfg.max_per_dataset) for v in by_dataset.values()), desc="IEInstruct",
+    bar = tqdm(total=sum(min(len(v), dataset_cap(k, cfg)) for k, v in by_dataset.items()), desc="IEInstruct",
                unit="inst", disable=not progress, mininterval=1.0)
     for name in sorted(by_dataset):
         recs = by_dataset[name]
@@ -1083,8 +1114,9 @@ def ie_instruct(records: list[dict], cfg: IEInstructConfig, prompts: Prompts | N
         rng.shuffle(order)
         st = Counter(task=0, records=len(recs), na_records=sum(not r["items"] for r in recs))
         n_kept = n_na = 0
+        cap = dataset_cap(name, cfg)
         for j, idx in enumerate(order):
-            if n_kept >= cfg.max_per_dataset:  # examples-proportional mixture (section 3.1: limit 5,000)
+            if n_kept >= cap:  # examples-proportional mixture (section 3.1: limit 5,000; Table 7's counts)
                 st["not used: data set cap"] += len(order) - j
                 break
             r, info = recs[idx], Counter()
@@ -1108,7 +1140,7 @@ def ie_instruct(records: list[dict], cfg: IEInstructConfig, prompts: Prompts | N
             st.update(info)
             conversations.append({"dataset": name, "id": r["id"], "messages": messages})
             bar.update(1)
-        st["instances"], st["na_instances"] = n_kept, n_na
+        st["instances"], st["na_instances"], st["cap"] = n_kept, n_na, cap
         stats[name] = st
         stats[name]["task"] = recs[0]["task"]
     bar.close()
@@ -1220,6 +1252,21 @@ def statistics_table(stats: dict, n_general: int, general_source: str) -> str:
     return "\n".join(lines)
 
 
+def table7_report(stats: dict, cfg: IEInstructConfig) -> str:
+    """Instances built per Table 7 data set against the paper's count (all of a set's usable records when it has
+    fewer), and the Table 7 sets absent from the input."""
+    present = [n for n in TABLE7_INSTANCES if n in stats]
+    absent = [n for n in TABLE7_INSTANCES if n not in stats]
+    rows = ", ".join(f"{n} {stats[n]['instances']}/{TABLE7_INSTANCES[n]}"
+                     + ("" if stats[n]["instances"] == TABLE7_INSTANCES[n] else
+                        f" (all usable: {stats[n]['records']} records, "
+                        f"{stats[n]['dropped: NA over the cap'] + stats[n]['dropped: too long']} dropped)"
+                        if not stats[n]["not used: data set cap"]
+                        else f" (cap {stats[n]['cap']})") for n in present)
+    return (f"Table 7 (instances built / paper, --dataset_caps {cfg.dataset_caps}): {rows or 'none present'}. "
+            f"Table 7 sets absent: {', '.join(absent) or 'none'}.")
+
+
 def read_explanations(path) -> dict[str, str]:
     """LLM-written explanations, JSONL {"id", "explanation"} keyed by record id (llm.py writes them)."""
     out = {}
@@ -1289,10 +1336,11 @@ def build(cfg: IEInstructConfig, progress: bool = True) -> dict:
         for c in mixed:
             f.write(json.dumps({"dataset": c["dataset"], "id": c["id"], "messages": c["messages"]},
                                ensure_ascii=False) + "\n")
-    table = statistics_table(stats, len(general), general_source)
+    table = statistics_table(stats, len(general), general_source) + "\n\n" + table7_report(stats, cfg)
     seconds = time.perf_counter() - t0
     summary = {"out": str(out), "source": source, "ie_instances": len(ie), "general": len(general),
                "seconds": round(seconds, 2), "input_counts": dict(counts), "datasets": stats,
+               "table7_absent": [n for n in TABLE7_INSTANCES if n not in stats],
                "config": dataclasses.asdict(cfg)}
     stem = out.with_suffix("") if out.suffix == ".jsonl" else out
     Path(f"{stem}.stats.md").write_text(f"# IEInstruct statistics ({source})\n\n{table}\n", encoding="utf-8")

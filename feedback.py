@@ -194,7 +194,8 @@ def ie_feedback_prompts(records: list[dict], *, max_per_dataset: int = 4000, odi
     mixes all data sets; each entry is {"index", "dataset", "id", "task", "messages", "prompt_sha"}, messages = the
     prompt turns + the gold answer."""
     tasks = {r["dataset"]: r["task"] for r in records}
-    cfg = data.IEInstructConfig(seed=seed, max_per_dataset=max_per_dataset, canonical_rate=1.0, json_rate=0.0,
+    cfg = data.IEInstructConfig(seed=seed, max_per_dataset=max_per_dataset, dataset_caps="uniform",  # release: 4000
+                                canonical_rate=1.0, json_rate=0.0,
                                 odie_cot_rate=odie_cot_ratio, max_words=max_words, max_tokens=0)
     conversations, stats = data.ie_instruct(records, cfg, explanations=explanations, progress=progress)
     random.Random(f"ie_feedback pool {seed}").shuffle(conversations)
