@@ -4,6 +4,7 @@ each default is checked against the paper's numbers or against an independent im
 - transformers-5 configs: `rope_theta` inside `rope_parameters` is read; RoPE scaling is refused.
 """
 import json
+from collections import Counter
 import sys
 from pathlib import Path
 
@@ -68,3 +69,150 @@ def test_both_layouts_read_the_same_theta():
         == ModelArgs.from_hf_config(base).rope_theta == 1e6
     with pytest.raises(ValueError, match="disagree"):
         ModelArgs.from_hf_config({**base, "rope_parameters": {"rope_type": "default", "rope_theta": 5e5}})
+
+
+# --- readers for the Table 7 sets that need a licence: ACE 2005, OntoNotes 5, NYT11 ------------------------------------
+# Small files written here in each release's real layout; the data are licensed and not in ../shared.
+
+import ie_formats as F  # noqa: E402
+
+
+def _m(text, start, end):
+    return {"text": text, "start": start, "end": end}
+
+
+ACE_TEXT = ["Chun was sentenced in Seoul .", "Police arrested him ."]
+# OneIE (preprocessing/process_ace.py): one sentence per line, token offsets with exclusive ends, arguments by id
+ACE_ONEIE = [
+    {"doc_id": "D1", "sent_id": "D1-0", "tokens": ACE_TEXT[0].split(), "sentence": ACE_TEXT[0],
+     "entity_mentions": [
+         {"id": "D1-E1-1", "text": "Chun", "entity_type": "PER", "mention_type": "NAM", "entity_subtype": "Individual",
+          "start": 0, "end": 1},
+         {"id": "D1-E2-1", "text": "Seoul", "entity_type": "GPE", "mention_type": "NAM",
+          "entity_subtype": "Population-Center", "start": 4, "end": 5}],
+     "relation_mentions": [],
+     "event_mentions": [{"id": "D1-EV1-1", "event_type": "Justice:Sentence",
+                         "trigger": {"start": 2, "end": 3, "text": "sentenced"},
+                         "arguments": [{"entity_id": "D1-E1-1", "text": "Chun", "role": "Defendant"},
+                                       {"entity_id": "D1-E2-1", "text": "Seoul", "role": "Place"}]}]},
+    {"doc_id": "D1", "sent_id": "D1-1", "tokens": ACE_TEXT[1].split(), "sentence": ACE_TEXT[1],
+     "entity_mentions": [
+         {"id": "D1-E3-1", "text": "Police", "entity_type": "PER", "mention_type": "NOM", "start": 0, "end": 1},
+         {"id": "D1-E1-2", "text": "him", "entity_type": "PER", "mention_type": "PRO", "start": 2, "end": 3}],
+     "relation_mentions": [],
+     "event_mentions": [{"id": "D1-EV2-1", "event_type": "Justice:Arrest-Jail",
+                         "trigger": {"start": 1, "end": 2, "text": "arrested"},
+                         "arguments": [{"entity_id": "D1-E3-1", "text": "Police", "role": "Agent"},
+                                       {"entity_id": "D1-E1-2", "text": "him", "role": "Person"}]}]},
+]
+# DyGIE++ (scripts/data/ace-event): one document per line, document-level token indices, INCLUSIVE ends
+ACE_DYGIE = [{"doc_key": "D1", "sentences": [t.split() for t in ACE_TEXT],
+              "ner": [[[0, 0, "PER"], [4, 4, "GPE"]], [[6, 6, "PER"], [8, 8, "PER"]]],
+              "relations": [[], []],
+              "events": [[[[2, "Justice:Sentence"], [0, 0, "Defendant"], [4, 4, "Place"]]],
+                         [[[7, "Justice:Arrest-Jail"], [6, 6, "Agent"], [8, 8, "Person"]]]]}]
+
+
+def _jsonl(tmp_path, name, rows):
+    path = tmp_path / name
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.mark.parametrize("layout", ["oneie", "dygie"])
+def test_ace2005_ner_ed_eae_in_oneie_and_dygie_layouts(tmp_path, layout):
+    path = _jsonl(tmp_path, "train.json", ACE_ONEIE if layout == "oneie" else ACE_DYGIE)
+    t0, t1 = ACE_TEXT
+    ner = F.read_ace2005(path, "train", dataset="ace2005-ner", task="NER")
+    assert [r["text"] for r in ner] == ACE_TEXT and ner[0]["labels"] == ["GPE", "PER"]
+    assert [r["items"] for r in ner] == [
+        [{"entity": _m("Chun", 0, 4), "type": "PER"}, {"entity": _m("Seoul", 22, 27), "type": "GPE"}],
+        [{"entity": _m("Police", 0, 6), "type": "PER"}, {"entity": _m("him", 16, 19), "type": "PER"}]]
+    ed = F.read_ace2005(path, "train", dataset="ace2005-ed", task="ED")
+    assert [r["items"] for r in ed] == [[{"trigger": _m("sentenced", 9, 18), "type": "Justice:Sentence"}],
+                                        [{"trigger": _m("arrested", 7, 15), "type": "Justice:Arrest-Jail"}]]
+    assert ed[0]["labels"] == ["Justice:Arrest-Jail", "Justice:Sentence"]
+    eae = F.read_ace2005(path, "train", dataset="ace2005-eae", task="EAE")
+    assert [r["id"] for r in eae] == ["ace2005-eae/train/0/0", "ace2005-eae/train/1/0"]
+    assert eae[0]["query"] == {"trigger": _m("sentenced", 9, 18), "event_type": "Justice:Sentence"}
+    assert eae[0]["labels"] == ["Defendant", "Place"]
+    assert eae[0]["items"] == [{"argument": _m("Chun", 0, 4), "role": "Defendant"},
+                               {"argument": _m("Seoul", 22, 27), "role": "Place"}]
+    assert eae[1]["items"] == [{"argument": _m("Police", 0, 6), "role": "Agent"},
+                               {"argument": _m("him", 16, 19), "role": "Person"}]
+
+
+def test_ace2005_in_a_data_root_and_a_bad_argument(tmp_path):
+    (tmp_path / "ace2005").mkdir()
+    _jsonl(tmp_path / "ace2005", "train.oneie.json", ACE_ONEIE)
+    by_name = F.convert_all(tmp_path)
+    assert {n: len(v) for n, v in by_name.items()} == {"ace2005-ner": 2, "ace2005-ed": 2, "ace2005-eae": 2}
+    bad = json.loads(json.dumps(ACE_ONEIE))
+    bad[1]["event_mentions"][0]["arguments"][0]["entity_id"] = "nope"
+    with pytest.raises(ValueError, match=r"train.json:2: argument 'Police' names entity_id 'nope'"):
+        F.read_ace2005(_jsonl(tmp_path, "train.json", bad), "train", task="EAE")
+
+
+# CoNLL-2012 *_gold_conll: doc part word# word POS parse lemma frameset sense speaker NE [pred-args] coref
+ONTONOTES = """#begin document (bc/cctv/00/cctv_0001); part 000
+bc/cctv/00/cctv_0001   0   0        Hong   NNP  (TOP(S(NP*      -   -   -   Speaker#1       (GPE*       *   -
+bc/cctv/00/cctv_0001   0   1        Kong   NNP         *)      -   -   -   Speaker#1          *)      *   -
+bc/cctv/00/cctv_0001   0   2    welcomed   VBD        (VP*  welcome  01   1   Speaker#1          *    (V*)   -
+bc/cctv/00/cctv_0001   0   3          Li   NNP       (NP*)     -   -   -   Speaker#1    (PERSON)   (ARG1*)   (12)
+bc/cctv/00/cctv_0001   0   4          /.     .         *))     -   -   -   Speaker#1          *       *   -
+
+bc/cctv/00/cctv_0001   0   0       -LRB-  -LRB-   (TOP(S*      -   -   -   Speaker#1          *   -
+bc/cctv/00/cctv_0001   0   1         Two     CD      (NP*      -   -   -   Speaker#1   (CARDINAL)   -
+bc/cctv/00/cctv_0001   0   2       -RRB-  -RRB-        *))     -   -   -   Speaker#1          *   -
+
+#end document
+"""
+
+
+def test_ontonotes5_conll2012_file_and_folder(tmp_path):
+    (tmp_path / "train" / "bc").mkdir(parents=True)
+    path = tmp_path / "train" / "bc" / "cctv_0001.gold_conll"
+    path.write_text(ONTONOTES)
+    for source in (path, tmp_path / "train"):
+        counts = Counter()
+        recs = F.read_conll2012(source, "train", counts=counts)
+        assert [r["text"] for r in recs] == ["Hong Kong welcomed Li .", "( Two )"]
+        assert [r["items"] for r in recs] == [
+            [{"entity": _m("Hong Kong", 0, 9), "type": "GPE"}, {"entity": _m("Li", 19, 21), "type": "PERSON"}],
+            [{"entity": _m("Two", 2, 5), "type": "CARDINAL"}]]
+        assert len(recs[0]["labels"]) == 18 and recs[0]["meta"] == {"doc": "(bc/cctv/00/cctv_0001); part 000"}
+        assert counts["escaped words written back (-LRB-, /. ...)"] == 3
+    assert len(F.convert_all(_onto_root(tmp_path))["ontonotes5"]) == 2
+    bad = tmp_path / "bad.gold_conll"
+    bad.write_text(ONTONOTES.replace("(PERSON)", "(PERSON*"))
+    with pytest.raises(ValueError, match="opens inside the open name PERSON|opened and never closed"):
+        F.read_conll2012(bad, "train")
+
+
+def _onto_root(tmp_path):
+    root = tmp_path / "root"
+    (root / "ontonotes5" / "train").mkdir(parents=True)
+    (root / "ontonotes5" / "train" / "a_gold_conll").write_text(ONTONOTES)
+    return root
+
+
+def test_nyt11_published_json_lines(tmp_path):
+    rows = [{"sentext": "Bobby Fischer , the chess champion , left Iceland .",
+             "relations": [{"em1": "Bobby Fischer", "em2": "Iceland", "rtext": "/people/person/nationality",
+                            "tags": [1, 2, 0, 0, 0, 0, 0, 0, 4, 0]}],
+             "entities": ["Bobby Fischer", "Iceland"]},
+            {"sentext": "Paris is in France , and Paris is big .",
+             "relations": [{"em1": "Paris", "em2": "France", "rtext": "/location/location/contained_by", "tags": []},
+                           {"em1": "Paris", "em2": "France", "rtext": "None", "tags": []}]}]
+    counts = Counter()
+    recs = F.read_nyt11(_jsonl(tmp_path, "train.json", rows), "train", counts=counts)
+    assert recs[0]["labels"] == ["/location/location/contained_by", "/people/person/nationality"]
+    assert recs[0]["items"] == [{"head": _m("Bobby Fischer", 0, 13), "relation": "/people/person/nationality",
+                                 "tail": _m("Iceland", 42, 49)}]
+    assert recs[1]["items"] == [{"head": _m("Paris", 0, 5), "relation": "/location/location/contained_by",
+                                 "tail": _m("France", 12, 18)}]
+    assert counts["relation 'None' / 'NA' (no relation)"] == 1
+    assert counts["mention occurring more than once (first occurrence taken)"] == 1
+    rows[0]["relations"][0]["em2"] = "Greenland"
+    with pytest.raises(ValueError, match=r"train.json:1: em2 'Greenland' does not occur"):
+        F.read_nyt11(_jsonl(tmp_path, "train.json", rows), "train")
