@@ -1446,6 +1446,27 @@ def encode_prompt(tokenizer, messages: list[dict]) -> list[int]:
     return _encode(tokenizer, render_chat(messages, add_generation_prompt=True), [])[0]
 
 
+def render_eval_prompt(messages: list[dict]) -> str:
+    """The evaluation prompt of ADELIE's release (open-instruct's eval template, create_prompt_with_tulu_chat_format
+    with add_bos=False; docs/fidelity.md): system and user turns written EXACTLY as given (not stripped), assistant
+    turns stripped and followed by "</s>\n", no strip of the whole text, ending in "<|assistant|>\n". It differs
+    from the training rendering (render_chat) when a user turn ends in whitespace, as most released zero-shot
+    prompts do (one newline token more)."""
+    parts = []
+    for k, m in enumerate(messages):
+        role, content = m.get("role"), m.get("content")
+        if role not in ("system", "user", "assistant") or not isinstance(content, str):
+            raise ValueError(f"message {k}: expected role system/user/assistant and string content, got {m!r}")
+        parts.append(f"<|{role}|>\n" + (content.strip() + EOS_TEXT if role == "assistant" else content) + "\n")
+    return "".join(parts) + "<|assistant|>\n"
+
+
+def encode_eval_prompt(tokenizer, messages: list[dict]) -> list[int]:
+    """Ids of the release's evaluation prompt: [BOS] + render_eval_prompt tokenised as the slow Llama tokenizer
+    does (each "</s>" the EOS id)."""
+    return _encode(tokenizer, render_eval_prompt(messages), [])[0]
+
+
 def tokenize_sft(tokenizer, conversations: list[dict], max_len: int) -> tuple[list[tuple], dict]:
     """[(ids, labels)] for SFT, and counts. A conversation left with no trainable token after truncation to
     max_len is dropped and counted (spec 7.3: it would give a NaN loss)."""

@@ -345,6 +345,20 @@ class RunConfig:
     dtype: str = flag("auto", "weights dtype (auto: bfloat16 on CUDA, float32 on CPU)",
                       choices=("auto", "float32", "bfloat16", "float16"))
     limit: int = flag(0, "answer only the first N records (0: all)")
+    prompt_template: str = flag("release", "how a prompt becomes ids: release (ADELIE's evaluation template: user "
+                                           "turns as given, unstripped; data.render_eval_prompt) or training (the "
+                                           "SFT rendering, every turn stripped; data.render_chat)",
+                                choices=("release", "training"))
+
+
+def prompt_ids(tokenizer, messages: list[dict], template: str = "release") -> list[int]:
+    """The ids the model is fed for a prompt (the conversation without its gold answer), by --prompt_template."""
+    import data
+    if template == "release":
+        return data.encode_eval_prompt(tokenizer, messages)
+    if template == "training":
+        return data.encode_prompt(tokenizer, messages)
+    raise ValueError(f"prompt_template must be 'release' or 'training', got {template!r}")
 
 
 def prompt_messages(record: dict, where: str) -> list[dict]:
@@ -410,7 +424,7 @@ def answer_test_file(cfg: RunConfig, test: str, out: str, net, tokenizer, d) -> 
     # The settings an interrupted run must share with its continuation.
     settings = {"test": str(Path(test).resolve()), "n": len(records), "model": str(Path(cfg.model).resolve()),
                 "max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature, "top_p": cfg.top_p,
-                "seed": cfg.seed}
+                "seed": cfg.seed, "prompt_template": cfg.prompt_template}
     if d.is_main:
         partial.mkdir(parents=True, exist_ok=True)
         stamp = partial / "settings.json"
@@ -426,7 +440,7 @@ def answer_test_file(cfg: RunConfig, test: str, out: str, net, tokenizer, d) -> 
     mine = todo[d.rank::d.world_size]  # prompt i goes to rank i mod world among those left
     training.print0(d, f"run {test}: {len(records)} prompts, {len(done)} already answered (resumed), "
                        f"{len(todo)} to go on {d.world_size} rank(s)")
-    ids = {i: data.encode_prompt(tokenizer, prompts[i]) for i in mine}
+    ids = {i: prompt_ids(tokenizer, prompts[i], cfg.prompt_template) for i in mine}
     too_long = [i for i in mine if len(ids[i]) >= net.args.max_seq_len]
     if too_long:
         raise BadInput(f"{len(too_long)} prompts do not fit the model's context of {net.args.max_seq_len} tokens, "
