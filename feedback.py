@@ -23,7 +23,8 @@ What the paper does (section 4; appendix B.1; spec section 4), step by step, and
 4. `online_pairs`: best sample vs worst sample, kept when their BLEU differs by more than 0.1 (section 4).
    `offline_pairs`: the gold answer (score 1) vs the worst sample, kept when 1 - worst > 0.1 (section 4).
 5. `mix_pairs`: 30% online, 70% offline (section 6.2, Table 11: the best mix), 10,000 pairs (Figure 5), one pair per
-   prompt, seeded, by the release's rule (online pairs first, then 7,000 prompts drawn from the rest; --mix_rule). Written as OUT_DIR/ie_feedback.json in the released IEFeedback format
+   prompt, seeded, by the release's rule (online pairs first, then 7,000 prompts drawn from the rest; --mix_rule).
+   Written as OUT_DIR/ie_feedback.json in the released IEFeedback format
    [{"dataset","id","messages","chosen","rejected"}], which dpo.py reads, with OUT_DIR/summary.json and a table like
    Table 8 (pairs per data set, average score gap).
 """
@@ -603,8 +604,9 @@ def main(argv=None) -> None:
     records, pool_sets = select_prompt_pool(records, cfg.prompt_pool)
     if not records:
         sys.exit(f"error: none of the paper's Table 8 data sets is in {source}; --prompt_pool all samples every set")
-    T.print0(d, f"prompt pool ({cfg.prompt_pool}): Table 8 sets absent: {', '.join(pool_sets['table8_absent']) or 'none'}"
-                f"; left out (not in Table 8): {pool_sets['left_out'] or 'none'}")
+    absent = ", ".join(pool_sets["table8_absent"]) or "none"
+    T.print0(d, f"prompt pool ({cfg.prompt_pool}): Table 8 sets absent: {absent}; left out (not in Table 8): "
+                f"{pool_sets['left_out'] or 'none'}")
     pool, pool_stats = ie_feedback_prompts(records, max_per_dataset=cfg.max_per_dataset,
                                            odie_cot_ratio=cfg.odie_cot_ratio, max_words=cfg.max_words, seed=cfg.seed,
                                            explanations=data.read_explanations(cfg.explanations)

@@ -258,3 +258,81 @@ def test_evaluation_prompt_ids_equal_the_release_template_on_every_released_prom
     # the rendering the model was trained with differs from the release's evaluation prompt on many prompts,
     # so the choice matters (the issue measured 623/1000 FewNERD zero-shot prompts one newline token apart)
     assert differs_from_training > 1000
+
+
+# --- batch order: the release shuffles (SFT and DPO); length grouping is an option --------------------------------------
+
+def test_default_batches_are_a_random_order_and_grouping_is_an_option():
+    import training as T
+    lengths = list(range(1000))  # length = index: a batch's spread of lengths shows whether it was grouped
+    one_rank = T.Dist(0, 1, 0, torch.device("cpu"))
+    batches, n_fill = T.epoch_batches(lengths, 10, seed=42, epoch=0)
+    flat = [i for b in batches for i in b]
+    assert n_fill == 0 and sorted(flat) == lengths  # every example once per epoch
+    spread = sum(max(b) - min(b) for b in batches) / len(batches)
+    assert spread > 600  # random batches of 10 from 0..999: expected spread ~818
+    assert T.rank_micro_batches(batches[0], lengths, 5, one_rank) == [batches[0][:5], batches[0][5:]]  # not sorted
+    assert T.epoch_batches(lengths, 10, seed=42, epoch=1)[0] != batches  # reshuffled each epoch
+    grouped, _ = T.epoch_batches(lengths, 10, seed=42, epoch=0, group_by_length=True)
+    assert sum(max(b) - min(b) for b in grouped) / len(grouped) < 50
+    micro = T.rank_micro_batches(grouped[0], lengths, 5, one_rank, group_by_length=True)
+    assert micro == [sorted(grouped[0])[:5], sorted(grouped[0])[5:]]
+
+
+# --- the 30/70 mix: the release's rule (utils/DPO/merge.py), simulated ----------------------------------------------------
+
+def release_merge(prompts, gaps_online, worst, target=10_000, n_offline=7_000, min_gap=0.1, rng=None):
+    """The release's merge, restated on raw scores: walk the prompts in order; a prompt whose best - worst gap is
+    over min_gap is an online pair while fewer than target - n_offline are taken; all others form the remainder;
+    n_offline prompts drawn at random from the remainder each give an offline pair when 1 - worst > min_gap.
+    Returns (online prompt list, drawn prompt list, offline prompt list)."""
+    online, rest = [], []
+    for i in prompts:
+        if gaps_online[i] > min_gap and len(online) < target - n_offline:
+            online.append(i)
+        else:
+            rest.append(i)
+    drawn = rng.sample(rest, min(n_offline, len(rest)))
+    return online, drawn, [i for i in drawn if 1 - worst[i] > min_gap]
+
+
+@pytest.mark.parametrize("n_prompts, online_share", [(20_000, 0.05), (20_000, 0.4), (5_000, 0.3)])
+def test_release_mix_rule_equals_the_releases_merge_in_a_simulation(n_prompts, online_share):
+    import random
+
+    import feedback
+    rng = random.Random(7)
+    order = list(range(n_prompts))
+    rng.shuffle(order)  # the walk order: the sampled file's order (our pool is shuffled, so any order)
+    worst = {i: rng.choice([-1.0, rng.random()]) if rng.random() < 0.9 else 0.95 for i in order}
+    best = {i: min(1.0, worst[i] + (rng.random() if rng.random() < online_share else 0.05)) for i in order}
+    gap = {i: best[i] - worst[i] for i in order}
+    recs = {i: {"index": i, "dataset": "d", "id": f"d/{i}"} for i in order}
+    online = [{**recs[i], "kind": "online"} for i in order if gap[i] > 0.1]
+    offline = [{**recs[i], "kind": "offline"} for i in order if 1 - worst[i] > 0.1]
+    pairs, note = feedback.mix_pairs(online, offline, target=10_000, online_ratio=0.3, seed=3, prompts=order)
+    # the same draw as mix_pairs's seeded generator, on the remainder it builds
+    exp_on, _, exp_off = release_merge(order, gap, worst, rng=random.Random("ie_feedback mix 3"))
+    assert sorted(p["index"] for p in pairs if p["kind"] == "online") == sorted(exp_on)
+    assert sorted(p["index"] for p in pairs if p["kind"] == "offline") == sorted(exp_off)
+    assert len(exp_on) == min(3000, len(online))
+    print(f"{n_prompts} prompts, {len(online)} online-eligible: release rule {len(exp_on)} + {len(exp_off)}; "
+          f"mix_pairs: {note}")
+
+
+def test_release_rule_with_scarce_online_pairs_keeps_drawing_offline_prompts():
+    """The issue's case: 1,019 online pairs. The release still draws 7,000 offline prompts; keep_ratio (this
+    project's earlier default) shrinks the whole set to keep 30/70."""
+    import feedback
+    n = 12_000
+    online = [{"index": i, "dataset": "d", "id": str(i), "kind": "online"} for i in range(0, 1019 * 10, 10)]
+    offline = [{"index": i, "dataset": "d", "id": str(i), "kind": "offline"} for i in range(n) if i % 7]
+    pairs, _ = feedback.mix_pairs(online, offline, target=10_000, seed=0, prompts=list(range(n)))
+    kinds = [p["kind"] for p in pairs]
+    assert kinds.count("online") == 1019
+    drawn_from = n - 1019  # 7,000 drawn from the other prompts; those with i % 7 == 0 have no offline pair
+    assert 5500 < kinds.count("offline") <= 7000 and drawn_from > 7000
+    keep, _ = feedback.mix_pairs(online, offline, target=10_000, seed=0, rule="keep_ratio")
+    assert [p["kind"] for p in keep].count("offline") == 2378  # round(1019 / 0.3) - 1019
+    fill, _ = feedback.mix_pairs(online, offline, target=10_000, seed=0, rule="fill")
+    assert [p["kind"] for p in fill].count("offline") == 10_000 - 1019

@@ -309,10 +309,11 @@ def test_padding_share_on_the_embedded_default_is_below_10_percent(tmp_path):
     gb, mb = sft.DEMO_SETTINGS["global_batch_size"], sft.DEMO_SETTINGS["micro_batch_size"]
     real = padded = 0
     for epoch in range(2):
-        batches, _ = sft.T.epoch_batches(lengths, gb, 42, epoch)
+        batches, _ = sft.T.epoch_batches(lengths, gb, 42, epoch, group_by_length=True)
         for batch in batches:
             for rank in range(2):
-                for micro in sft.T.rank_micro_batches(batch, lengths, mb, sft.T.Dist(rank, 2, rank, torch.device("cpu"))):
+                for micro in sft.T.rank_micro_batches(batch, lengths, mb, sft.T.Dist(rank, 2, rank, torch.device("cpu")),
+                                                      group_by_length=True):
                     real += sum(lengths[i] for i in micro)
                     padded += len(micro) * max(lengths[i] for i in micro)
     share = 1 - real / padded
