@@ -726,25 +726,33 @@ def open_ie_extractions(output: str) -> tuple[list, bool]:
 
 
 def strict_carb(gold: Sequence[Sequence[Extraction]], outputs: Sequence[str]) -> Score:
-    """The official micro-averaged CaRB (binary lenient tuple match, carb.py's default), one confidence threshold.
+    """The official micro-averaged CaRB (dair-iitd/CaRB carb.py `Benchmark.compare` with its default matcher
+    `binary_linient_tuple_match`) at one confidence threshold (LLM outputs carry no confidences), unrounded.
 
-    Sums over all sentences that have gold tuples: precision = sum of matched precisions / #predictions, recall =
-    sum of best recalls / #gold tuples. (As in the official scorer, predictions for sentences without gold tuples
-    are not scored.) Tuples are parsed strictly in the Table 9 format; words are compared as written.
+    Sums over all sentences that have gold tuples: precision = sum of greedily matched precisions / #predictions,
+    recall = sum of best recalls / #gold tuples, F1 of the two. As in carb.py: a repeated gold tuple counts each
+    time (keep repeats in `gold`); predictions for sentences without gold tuples are not scored, but if there is
+    any prediction at all, an empty precision denominator gives precision 1 (carb.py's `b > 0 else 1`); no
+    prediction anywhere gives (0, 0, 0). Differences (docs/fidelity.md): carb.py rounds P/R/F1 to 3 decimals and
+    keys sentences by their normalised text, here they are aligned by position. Tuples are parsed strictly in the
+    Table 9 format; words are compared as written (carb.py's matcher ignores its ignoreCase flag).
     `per_example` holds each sentence's own (p, r, f1), for the report's list of disagreements.
     """
     _check_lengths(gold, outputs)
     per_example, followed = [], []
     pn_tot = rn_tot = 0.0
     n_tot = g_tot = 0
+    any_prediction = False
     for g, o in zip(gold, outputs):
         exts, ok = open_ie_extractions(o)
         followed.append(ok)
+        any_prediction = any_prediction or bool(exts)
         per_example.append(strict_carb_sentence(g, exts))
         if g:
             pn, pd, rn, rd = carb_sentence_counts(g, exts)
             pn_tot, n_tot, rn_tot, g_tot = pn_tot + pn, n_tot + pd, rn_tot + rn, g_tot + rd
-    p, r = safe_div(pn_tot, n_tot), safe_div(rn_tot, g_tot)
+    p = pn_tot / n_tot if n_tot else float(any_prediction)
+    r = safe_div(rn_tot, g_tot)
     return Score(100 * p, 100 * r, 100 * _f1(p, r), g_tot, n_tot, pn_tot, per_example, followed,
                  {"recall_numerator": rn_tot})
 
