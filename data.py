@@ -1259,10 +1259,10 @@ def table7_report(stats: dict, cfg: IEInstructConfig) -> str:
     absent = [n for n in TABLE7_INSTANCES if n not in stats]
     rows = ", ".join(f"{n} {stats[n]['instances']}/{TABLE7_INSTANCES[n]}"
                      + ("" if stats[n]["instances"] == TABLE7_INSTANCES[n] else
+                        f" (cap {stats[n]['cap']})" if stats[n]["not used: data set cap"] else
                         f" (all usable: {stats[n]['records']} records, "
-                        f"{stats[n]['dropped: NA over the cap'] + stats[n]['dropped: too long']} dropped)"
-                        if not stats[n]["not used: data set cap"]
-                        else f" (cap {stats[n]['cap']})") for n in present)
+                        f"{stats[n]['dropped: NA over the cap'] + stats[n]['dropped: too long']} dropped)")
+                     for n in present)
     return (f"Table 7 (instances built / paper, --dataset_caps {cfg.dataset_caps}): {rows or 'none present'}. "
             f"Table 7 sets absent: {', '.join(absent) or 'none'}.")
 

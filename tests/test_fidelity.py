@@ -495,3 +495,78 @@ def test_carb_test_set_keeps_repeated_gold_tuples(shared):
     import ie_formats
     records = ie_formats.read_carb(shared / "data" / "carb" / "test.txt", "test")
     assert sum(len(r["items"]) for r in records) == 2715  # carb.py's count; deduplicated it would be 2,712
+
+
+# --- IEInstruct's make-up (Table 7) and IEFeedback's prompt pool (Table 8) ------------------------------------------
+
+PAPER_TABLE7 = {  # the paper's Table 7, #Instances column, by this project's data set names
+    "conll2003": 5000, "ace2005-ner": 5000, "ontonotes5": 5000, "bc5cdr": 1666, "genia": 1667,
+    "mit-restaurant": 1667,  # NER total 20,000
+    "tacred": 5000, "fewrel": 5000, "scierc": 3332, "nyt11": 3334, "ade": 3334, "ace2005-ed": 4067, "maven": 5000,
+    "phee": 2500, "casie": 2500, "ace2005-eae": 4420, "rams": 5000, "maven-arg": 5000, "maven-ere": 4278,
+    "openie6": 5000, "instructie": 4904}
+PAPER_TABLE8 = {"conll2003", "ace2005-ner", "ontonotes5", "tacred", "fewrel", "ace2005-ed", "maven", "ace2005-eae",
+                "rams", "maven-arg", "maven-ere", "instructie", "openie6"}
+
+
+def test_table7_counts_are_the_papers_and_every_set_has_a_reader():
+    import data
+    assert data.TABLE7_INSTANCES == PAPER_TABLE7
+    assert set(PAPER_TABLE7) <= set(F.DATASETS)  # ACE 2005, OntoNotes 5 and NYT11 included
+    # per task, the totals of Table 7's "#total" column
+    task_total = {}
+    for name, n in PAPER_TABLE7.items():
+        task_total[F.DATASETS[name]["task"]] = task_total.get(F.DATASETS[name]["task"], 0) + n
+    assert task_total == {"NER": 20000, "RC": 10000, "RE": 10000, "ED": 9067, "EE": 5000, "EAE": 14420, "ERE": 4278,
+                          "OpenIE": 5000, "ODIE": 4904}
+
+
+def test_a_build_on_the_shared_data_gives_table7_counts(shared, tmp_path):
+    import data
+    out = tmp_path / "ie.jsonl"
+    summary = data.build(data.IEInstructConfig(out=str(out), data_dir=str(shared / "data"), general="none"),
+                         progress=False)
+    stats = summary["datasets"]
+    present = [n for n in PAPER_TABLE7 if n in stats]
+    assert summary["table7_absent"] == [n for n in PAPER_TABLE7 if n not in stats]
+    for name in present:
+        s = stats[name]
+        # Table 7's count, or every usable record when the set has fewer (none left unused by the cap)
+        assert s["instances"] == PAPER_TABLE7[name] or (s["instances"] < PAPER_TABLE7[name]
+                                                         and s["not used: data set cap"] == 0), name
+    counts = {n: stats[n]["instances"] for n in present}
+    print(f"Table 7 counts built from {shared / 'data'}: {counts}; absent: {summary['table7_absent']}")
+    assert counts["bc5cdr"] == 1666 and counts["mit-restaurant"] == 1667 and counts["conll2003"] == 5000
+    report = (tmp_path / "ie.stats.md").read_text()
+    assert "Table 7 sets absent: " + ", ".join(summary["table7_absent"]) in report
+    # the earlier single cap: BC5CDR over its Table 7 share
+    uniform = data.build(data.IEInstructConfig(out=str(tmp_path / "u.jsonl"), data_dir=str(shared / "data"),
+                                               general="none", dataset_caps="uniform"), progress=False)
+    assert uniform["datasets"]["bc5cdr"]["instances"] > 4000
+
+
+def test_feedback_pool_defaults_to_table8_sets():
+    import feedback
+    assert set(feedback.TABLE8_DATASETS) == PAPER_TABLE8
+    records = [{"dataset": name, "id": f"{name}/train/{i}"} for name in ("conll2003", "bc5cdr", "ade", "rams",
+                                                                          "syn_news_ner") for i in range(3)]
+    kept, info = feedback.select_prompt_pool(records)
+    # the embedded default's synthetic stand-ins stay (its demo samples every synthetic set)
+    assert {r["dataset"] for r in kept} == {"conll2003", "rams", "syn_news_ner"}
+    assert info["left_out"] == {"ade": 3, "bc5cdr": 3}
+    assert info["table8_absent"] == [n for n in feedback.TABLE8_DATASETS if n not in ("conll2003", "rams")]
+    assert feedback.select_prompt_pool(records, "all")[0] == records
+
+
+def test_feedback_pool_on_the_shared_data(shared):
+    import feedback
+    records, source = feedback.load_ie_records(feedback.FeedbackConfig(data_dir=str(shared / "data")))
+    kept, info = feedback.select_prompt_pool(records)
+    assert {r["dataset"] for r in kept} <= PAPER_TABLE8
+    pool, stats = feedback.ie_feedback_prompts(kept, seed=42)
+    everything, _ = feedback.ie_feedback_prompts(records, seed=42)
+    per_set = {n: s["instances"] for n, s in stats.items()}
+    print(f"IEFeedback pool on {shared / 'data'}: table8 {len(pool)} prompts {per_set}, all {len(everything)}; "
+          f"left out {info['left_out']}; absent {info['table8_absent']}")
+    assert {p["dataset"] for p in pool} == {r["dataset"] for r in kept}
+    assert len(pool) < len(everything)
