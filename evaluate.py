@@ -1,4 +1,4 @@
-"""Held-out evaluation of ADELIE (paper section 5 and appendix C; spec section 6): test sets, generation, scoring
+"""Held-out evaluation of ADELIE (paper section 5 and appendix C; docs/fidelity.md §5): test sets, generation, scoring
 with the released ADELIE scorers ("adelie") and with scorers that are right ("strict"), and reports.
 
     python evaluate.py build  --task semeval --source ../shared/data/semeval2010_task8 --shots 4 \
@@ -52,8 +52,8 @@ OPEN_TASKS = ("carb", "robust")
 TASKS = CLOSED_TASKS + OPEN_TASKS + ("odie", "canonical")
 SETTINGS = ("zeroshot", "fewshot")
 
-# The paper's numbers (F1 %), copied from its Tables 1-3 (Qi et al., "ADELIE: Aligning Large Language Models on
-# Information Extraction", ../shared/docs/adelie-paper.txt). Columns as in the tables; AVG as printed.
+# The paper's numbers (F1 %), copied from its Tables 1-3 (Qi, Peng, Wang, Xu, Hou and Li, "ADELIE: Aligning Large Language Models on
+# Information Extraction"). Columns as in the tables; AVG as printed.
 PAPER_TABLE1_COLUMNS = ("fewnerd", "semeval", "richere-ed", "richere-eae", "matres", "AVG")
 PAPER_TABLE1 = {  # held-out closed IE
     "zeroshot": {
@@ -168,9 +168,9 @@ class BuildConfig:
     out: str = flag("", "test file to write (JSON lines)")
     shots: int = flag(0, "demonstrations per question, from the training split (section 5.1: 4 closed IE, 5 open IE; "
                       "the released few-shot files have 4)")
-    seed: int = flag(24, "seed of the NA cap, the subsample and the demonstrations (spec section 6: 24)")
-    max_records: int = flag(1000, "subsample to this many questions (ROBUST: cliques) (spec section 6: 1000)")
-    na_max: float = flag(0.2, "NA questions at most this share of the test set (spec section 6: 20%)")
+    seed: int = flag(24, "seed of the NA cap, the subsample and the demonstrations (docs/fidelity.md §5: 24)")
+    max_records: int = flag(1000, "subsample to this many questions (ROBUST: cliques) (docs/fidelity.md §5: 1000)")
+    na_max: float = flag(0.2, "NA questions at most this share of the test set (docs/fidelity.md §5: 20%)")
     demo_source: str = flag("", "where demonstrations come from when not the task's own training split (ROBUST: "
                             "e.g. ../shared/data/carb; canonical: a JSONL file of unified IE training records)")
 
@@ -249,7 +249,7 @@ def demo_pool(task: str, cfg: BuildConfig, rng) -> list[dict]:
 
 
 def subsample(records: list[dict], cfg: BuildConfig, rng, counts: dict) -> list[dict]:
-    """NA at most cfg.na_max, then at most cfg.max_records questions, seeded, in source order (spec section 6)."""
+    """NA at most cfg.na_max, then at most cfg.max_records questions, seeded, in source order (docs/fidelity.md §5)."""
     records, dropped = cap_na(records, cfg.na_max, rng)
     counts["NA records dropped by the NA cap"] = counts.get("NA records dropped by the NA cap", 0) + dropped
     if len(records) > cfg.max_records:
@@ -336,7 +336,7 @@ class RunConfig:
                      "comma-separated files are answered in turn with one model load")
     out: str = flag("", "predictions file to write, one per --test file (comma-separated); put it at "
                     "RUN_DIR/eval/TASK.SETTING.jsonl for `report`")
-    max_new_tokens: int = flag(2048, "new tokens per answer at most (spec section 6: 2048)")
+    max_new_tokens: int = flag(2048, "new tokens per answer at most (docs/fidelity.md §5: 2048)")
     temperature: float = flag(0.01, "sampling temperature (appendix C.1: 0.01, effectively greedy); 0 = greedy")
     top_p: float = flag(1.0, "nucleus sampling threshold (1.0: off)")
     seed: int = flag(0, "sampling seed; prompt i draws from a stream seeded by (seed, i), whatever the ranks")
@@ -480,7 +480,7 @@ def answer_test_file(cfg: RunConfig, test: str, out: str, net, tokenizer, d) -> 
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Scoring (appendix C.1; spec section 6): a predictions file -> the adelie or the strict scorer of scorers.py
+# Scoring (appendix C.1; docs/fidelity.md §5): a predictions file -> the adelie or the strict scorer of scorers.py
 
 def check_predictions(predictions: list[dict], path, test: list[dict] | None = None, test_path=None) -> list[str]:
     """The outputs of a predictions file, after checking that it is a test file with an "output" per record.
@@ -643,7 +643,7 @@ class ScoreConfig:
     task: str = flag("", "held-out task", choices=TASKS)
     predictions: str = flag("", "predictions file: the test records, each with an added \"output\" string")
     scorer: str = flag("adelie", "adelie: the released ADELIE scorers, quirks included (reproduces the paper); "
-                       "strict: the metric without the quirks (spec section 6)", choices=("adelie", "strict"))
+                       "strict: the metric without the quirks (docs/fidelity.md §5)", choices=("adelie", "strict"))
     test: str = flag("", "the test file the predictions answer; if given, every record must match it in order")
     json: bool = flag(False, "print one JSON object as the last stdout line")
     header: bool = flag(True, "odie: compute the header soft F1 (loads all-MiniLM-L6-v2 from the eval extra)")
@@ -843,7 +843,7 @@ def make_report(run_dirs: list[Path], embed, embed_note: str, limit: int = 3) ->
     runs = {run_name(d): evaluate_run(d, embed, limit) for d in run_dirs}
     md = ["# ADELIE held-out evaluation", "",
           "Our numbers are given as `adelie / strict`: the released ADELIE scorers (quirks included, comparable "
-          "with the paper) and the strict scorers (spec section 6). Paper rows: Qi et al., Tables 1-3. A dash: "
+          "with the paper) and the strict scorers (docs/fidelity.md §5). Paper rows: Qi et al., Tables 1-3. A dash: "
           "not evaluated.", ""]
     t1, rows1 = _table("Table 1: held-out closed IE, F1 (%)", PAPER_TABLE1_COLUMNS, TABLE_LABELS, PAPER_TABLE1, runs,
                        {c: (c, "f1") for c in PAPER_TABLE1_COLUMNS})

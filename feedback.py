@@ -5,20 +5,20 @@
     torchrun --nproc_per_node 8 feedback.py --model runs/sft/final --data_dir ../shared/data \\
         --out_dir runs/feedback                             # the paper's run (8 GPUs: each samples 1/8 of the prompts)
 
-What the paper does (section 4; appendix B.1; spec section 4), step by step, and where each step is below:
+What the paper does (section 4; appendix B.1; docs/fidelity.md §3), step by step, and where each step is below:
 
 1. `select_prompt_pool`, `ie_feedback_prompts`: a prompt pool built like IEInstruct from the IE TRAINING records of
    the Table 8 data sets (TABLE8_DATASETS; `--prompt_pool all` takes every training set) (no general chat data),
    but always with the canonical output format, so that sampled answers and the gold answer can be compared
    string to string (appendix B.1: "the sole distinction lies in the consistency of the output format").
-   Up to 4000 instances per data set, ODIE with 30% CoT, conversations over 1200 words dropped (spec section 4).
+   Up to 4000 instances per data set, ODIE with 30% CoT, conversations over 1200 words dropped (docs/fidelity.md §3).
 2. `sample_prompts`: the SFT model answers every prompt 5 times at temperature 1.0, top-p 1.0 (section 4), with
    model.generate (batched, KV cache). Prompts are split over the torchrun ranks; each prompt's samples come from a
    random stream seeded by the prompt's index in the pool, so the samples are the same on 1 or 8 GPUs. Samples
    are appended to OUT_DIR/samples.rank{R}.jsonl as they are produced: a killed run, started again with the same
    command, samples only the prompts that are missing.
 3. `bleu` / `score_sample`: a sample's score is NLTK's `sentence_bleu` with `SmoothingFunction().method3` over the
-   CHARACTERS of the text after `[Answer]: `, against the gold answer (appendix B.1, spec section 4); -1 without
+   CHARACTERS of the text after `[Answer]: `, against the gold answer (appendix B.1, docs/fidelity.md §3); -1 without
    `[Answer]: `. `bleu` is written out here; tests check it against nltk.
 4. `online_pairs`: best sample vs worst sample, kept when their BLEU differs by more than 0.1 (section 4).
    `offline_pairs`: the gold answer (score 1) vs the worst sample, kept when 1 - worst > 0.1 (section 4).
@@ -53,7 +53,7 @@ import training as T
 from config import flag, parse_config
 
 REPO = Path(__file__).resolve().parent
-ANSWER = "[Answer]: "  # the canonical answer marker (spec section 2); BLEU compares the text after it
+ANSWER = "[Answer]: "  # the canonical answer marker (docs/fidelity.md §1); BLEU compares the text after it
 
 
 @dataclass
@@ -71,20 +71,20 @@ class FeedbackConfig:
     out_dir: str = flag("runs/feedback", "output directory: prompts.jsonl (the pool), samples.rank*.jsonl, "
                                          "scores.jsonl, ie_feedback.json (for dpo.py), pairs.jsonl (what each pair "
                                          "is made of), summary.json; sampling.json and config.json (the settings)")
-    # The prompt pool (appendix B.1, spec section 4)
+    # The prompt pool (appendix B.1, docs/fidelity.md §3)
     prompt_pool: str = flag("table8", "which data sets give prompts: table8 (the paper's Table 8 sets only, as the "
                                       "release sampled; synthetic stand-ins of the embedded default are kept) or all "
                                       "(every IE training set given)", choices=["table8", "all"])
-    max_per_dataset: int = flag(4000, "prompts per data set at most (spec section 4: up to 4000 per data set)")
-    odie_cot_ratio: float = flag(0.3, "share of ODIE prompts in the chain-of-thought version (spec section 4: 30%)")
-    max_words: int = flag(1200, "drop a conversation (prompt + gold) over this many whitespace words (spec 4: 1200)")
+    max_per_dataset: int = flag(4000, "prompts per data set at most (docs/fidelity.md §3: up to 4000 per data set)")
+    odie_cot_ratio: float = flag(0.3, "share of ODIE prompts in the chain-of-thought version (release: 30%)")
+    max_words: int = flag(1200, "drop a conversation (prompt + gold) over this many words (docs/fidelity.md §3: 1200)")
     max_prompts: int = flag(-1, "sample only the first N prompts of the shuffled pool (-1: all; appendix B.1 "
                                 "sampled 50,000 entries, about 13 data sets x 4000)")
-    # Sampling (section 4, spec section 4)
+    # Sampling (section 4, docs/fidelity.md §3)
     num_samples: int = flag(5, "independent samples per prompt (section 4: 5)")
     temperature: float = flag(1.0, "sampling temperature (section 4: 1.0)")
-    top_p: float = flag(1.0, "nucleus sampling top-p (spec section 4: 1.0, i.e. off)")
-    max_new_tokens: int = flag(2048, "new tokens per sample at most (spec section 4: 2048)")
+    top_p: float = flag(1.0, "nucleus sampling top-p (docs/fidelity.md §3: 1.0, i.e. off)")
+    max_new_tokens: int = flag(2048, "new tokens per sample at most (docs/fidelity.md §3: 2048)")
     batch_size: int = flag(32, "sequences decoded together per rank (prompts x samples); changes speed, not samples")
     flush_every: int = flag(64, "prompts per generate call; their samples are appended to this rank's samples file "
                                 "after each call, so an interrupted run loses at most this many prompts' work")
@@ -120,7 +120,7 @@ SAMPLING_FIELDS = ("model", "num_samples", "temperature", "top_p", "max_new_toke
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# 1. The prompt pool (appendix B.1, spec section 4)
+# 1. The prompt pool (appendix B.1, docs/fidelity.md §3)
 
 # The data sets IEFeedback drew its prompts from (paper Table 8; the release's DPO sampling script lists the same
 # twelve plus ODIE), by their names in ie_formats.DATASETS. Table 8's "OpenIE4" is the OpenIE6 training data
@@ -181,7 +181,7 @@ def ie_feedback_prompts(records: list[dict], *, max_per_dataset: int = 4000, odi
                         max_words: int = 1200, seed: int = 42, explanations: dict | None = None,
                         progress: bool = False) -> tuple[list[dict], dict]:
     """IEFeedback's prompt pool (appendix B.1: "sampled ... from raw datasets for processing in a manner similar to
-    IEInstruct. The sole distinction lies in the consistency of the output format"; spec section 4).
+    IEInstruct. The sole distinction lies in the consistency of the output format"; docs/fidelity.md §3).
 
     IEInstruct's construction (data.ie_instruct: task descriptions, schema augmentation, few-shot demonstrations,
     explanations for 10%, the NA cap) with these differences, as in ADELIE's release:
@@ -281,7 +281,7 @@ def sample_prompts(net, tokenizer, pool: list[dict], todo: list[int], cfg: Feedb
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# 3. Scoring: character BLEU (appendix B.1, spec section 4)
+# 3. Scoring: character BLEU (appendix B.1, docs/fidelity.md §3)
 
 def bleu(hypothesis: str, reference: str, max_n: int = 4) -> float:
     """BLEU of one hypothesis against one reference over characters, exactly as NLTK computes
@@ -318,15 +318,15 @@ def bleu(hypothesis: str, reference: str, max_n: int = 4) -> float:
 
 
 def scored_answer(output: str) -> str | None:
-    """What BLEU compares: the text after the first `[Answer]: `, up to a second one if the output repeats it (spec
-    section 4: ADELIE took `output.split("[Answer]: ")[1]`, unstripped); None when the marker is absent. (Evaluation
+    """What BLEU compares: the text after the first `[Answer]: `, up to a second one if the output repeats it
+    (release: `output.split("[Answer]: ")[1]`, unstripped); None when the marker is absent. (Evaluation
     reads answers differently: data.answer_text strips and falls back to the whole output.)"""
     parts = output.split(ANSWER)
     return parts[1] if len(parts) > 1 else None
 
 
 def score_sample(sample: str, gold: str) -> float:
-    """A sample's score (section 4, spec section 4): character BLEU of its answer against the gold answer, or -1
+    """A sample's score (section 4, docs/fidelity.md §3): character BLEU of its answer against the gold answer, or -1
     when the sample has no `[Answer]: ` (it is then below every real score, so it is the first to be rejected)."""
     answer = scored_answer(sample)
     if answer is None:
@@ -403,7 +403,7 @@ def offline_pairs(records: list[dict], scores: list[list[float]], min_gap: float
         if 1.0 - sc[worst] <= min_gap:
             reason = "gap_too_small"
         elif skip_identical and record["samples"][worst].strip() == record["messages"][-1]["content"].strip():
-            reason = "identical"  # compared as rendered: the chat format strips message content (spec section 1)
+            reason = "identical"  # compared as rendered: the chat format strips message content (docs/fidelity.md §2)
         if reason:
             skipped.append({"index": record["index"], "dataset": record["dataset"], "id": record["id"],
                             "reason": reason})
@@ -488,7 +488,7 @@ def mix_pairs(online: list[dict], offline: list[dict], target: int = 10_000, onl
     return pairs, "; ".join(notes + [summary])
 
 
-IE_FEEDBACK_KEYS = ("dataset", "id", "messages", "chosen", "rejected")  # the released format (spec section 2)
+IE_FEEDBACK_KEYS = ("dataset", "id", "messages", "chosen", "rejected")  # the released format (docs/fidelity.md §1)
 
 
 def write_ie_feedback(pairs: list[dict], path: Path) -> None:

@@ -602,7 +602,7 @@ def write_hf_checkpoint(state_dict: dict, args: ModelArgs, out_dir, max_shard_si
         special = {"bos_token": tokenizer.id_to_piece(bos_id), "eos_token": tokenizer.id_to_piece(eos_id),
                    "unk_token": tokenizer.id_to_piece(tokenizer.sp.unk_id())}
         _write_json(out / "special_tokens_map.json", special)
-        # legacy=True: plain SentencePiece encoding, what ADELIE trained with (spec section 1) and what Tokenizer does.
+        # legacy=True: plain SentencePiece encoding, what ADELIE trained with, what Tokenizer does.
         _write_json(out / "tokenizer_config.json", {
             "tokenizer_class": "LlamaTokenizer", **special, "pad_token": None, "add_bos_token": True,
             "add_eos_token": False, "legacy": True, "clean_up_tokenization_spaces": False,

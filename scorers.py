@@ -1,4 +1,4 @@
-"""Scorers for ADELIE's held-out evaluation (paper section 5 and appendix C; spec section 6).
+"""Scorers for ADELIE's held-out evaluation (paper section 5 and appendix C; docs/fidelity.md §5).
 
 Two families of pure functions, one per task and scorer, each tested alone (tests/test_scorers.py):
 
@@ -132,7 +132,7 @@ def _check_lengths(golds: Sequence, outputs: Sequence) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Answer extraction and the canonical formats (spec section 2; paper Table 9)
+# Answer extraction and the canonical formats (docs/fidelity.md §1; paper Table 9)
 
 def released_answer(output: str) -> str:
     """The answer as ADELIE's closed-IE scorers cut it: between the first and the second `[Answer]:`, else all."""
@@ -140,7 +140,7 @@ def released_answer(output: str) -> str:
 
 
 def strict_answer(output: str) -> tuple[str, bool]:
-    """(answer, marked): everything after the first `[Answer]:` (spec section 6), or the whole output if unmarked.
+    """(answer, marked): everything after the first `[Answer]:` (docs/fidelity.md §5), or the whole output if unmarked.
 
     An unmarked output is still parsed (the released gold answers themselves carry no marker), but it did not follow
     the required format, so `marked` is False.
@@ -262,7 +262,7 @@ _RELATION_FIELD = {"RC": 1, "RE": 1, "ERE": 1}
 
 
 def parse_answer(output: str, task: str) -> Parsed:
-    """Parse a model output in the canonical format of `task` (NER RC RE ED EAE ERE OpenIE ODIE; spec section 2).
+    """Parse a model output in the canonical format of `task` (NER RC RE ED EAE ERE OpenIE ODIE; docs/fidelity.md §1).
 
     The canonical NA answer (`[Answer]: NA`) and tuples whose relation says "no relation" (the prompts offer
     "Not related" and "none") give no items. An EE event `({trigger}; {type}; {argument}: {role}; ...)` gives one
@@ -666,7 +666,7 @@ def _mean(xs: Sequence[float]) -> float:
 
 def adelie_carb(gold: Sequence[Sequence[Extraction]], outputs: Sequence[str]) -> Score:
     """The paper's "CaRB" column as ROBUST's scorer computes it: per-sentence CaRB (p, r), macro-averaged over the
-    sentences, F1 of the averaged p and r. (The paper ran it on ROBUST's original sentences; see spec section 6.)"""
+    sentences, F1 of the averaged p and r. (The paper ran it on ROBUST's original sentences: docs/fidelity.md §5.)"""
     _check_lengths(gold, outputs)
     per = [adelie_carb_sentence(g, adelie_open_ie_extractions(o)) for g, o in zip(gold, outputs)]
     p, r = _mean([x[0] for x in per]), _mean([x[1] for x in per])

@@ -127,7 +127,7 @@ def build_fsdp_model(model_dir: str | Path, d: Dist, *, bf16: bool, activation_c
                      trainable: bool = True):
     """Load `model_dir` (any format model.py reads) sharded with FSDP2 over all ranks.
 
-    Parameters are fp32 ("master weights", spec section 5: at lr 5e-7 bf16 weights would round updates away);
+    Parameters are fp32 ("master weights", docs/fidelity.md §4: at lr 5e-7 bf16 weights would round updates away);
     with bf16=True (CUDA) forward/backward compute in bf16 and gradients are reduced in fp32. The model is built
     on the meta device, sharded, given empty storage for its own shard only, and then filled from rank 0's
     memory-mapped checkpoint one tensor at a time (broadcast_from_rank0).
@@ -162,7 +162,7 @@ def build_fsdp_model(model_dir: str | Path, d: Dist, *, bf16: bool, activation_c
 
 def export_final(net, args, tokenizer_path: str | Path, out_dir: str | Path, d: Dist) -> None:
     """Write the trained weights as a Hugging Face directory (+ tokenizer.model). Every rank must call this:
-    gathering the full state dict is a collective (spec pitfall 10); rank 0 receives it on CPU and writes."""
+    gathering the full state dict is a collective (every rank must enter it); rank 0 receives it on CPU and writes."""
     sd = get_model_state_dict(net, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     if d.is_main:
         llama.write_hf_checkpoint(sd, args, out_dir, tokenizer_path=tokenizer_path)
@@ -170,7 +170,7 @@ def export_final(net, args, tokenizer_path: str | Path, out_dir: str | Path, d: 
 
 
 def grad_norm_and_clip(net, max_norm: float) -> float:
-    """Clip to `max_norm` and return the FULL gradient norm (under FSDP2 it is a DTensor: pitfall 11)."""
+    """Clip to `max_norm` and return the FULL gradient norm (under FSDP2 a DTensor: the full norm, not a shard's)."""
     norm = torch.nn.utils.clip_grad_norm_(net.parameters(), max_norm if max_norm > 0 else float("inf"))
     return float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
 

@@ -39,7 +39,7 @@ def matres_before_everywhere(n=None):
 
 def test_score_json_is_the_last_stdout_line(tmp_path):
     """The command-line contract: with --json the LAST stdout line is one JSON object, F1 etc. in percent. On the
-    released MATRES zero-shot file, "before" everywhere scores 45.4 with the adelie scorer (spec section 6)."""
+    released MATRES zero-shot file, "before" everywhere scores 45.4 with the adelie scorer (docs/fidelity.md §5)."""
     path = write_jsonl(tmp_path / "matres.jsonl", matres_before_everywhere())
     proc = subprocess.run([sys.executable, "evaluate.py", "score", "--task", "matres", "--predictions", str(path),
                            "--json"], cwd=REPO, capture_output=True, text=True, timeout=120)
@@ -52,7 +52,7 @@ def test_score_json_is_the_last_stdout_line(tmp_path):
 
 def test_score_strict_and_adelie_on_released_fewnerd(capsys):
     """Gold as output (with the [Answer]: marker the format asks for): 100 with both scorers; the strict scorer
-    counts every gold entity, the adelie one drops location_GPE (spec section 6)."""
+    counts every gold entity, the adelie one drops location_GPE (docs/fidelity.md §5)."""
     records = released_records("zeroshot/few-nerd-supervised.jsonl", 200)
     for r in records:
         r["output"] = "[Answer]: " + r["messages"][-1]["content"]

@@ -1,4 +1,4 @@
-"""IEFeedback (feedback.py; paper section 4, appendix B.1, spec section 4).
+"""IEFeedback (feedback.py; paper section 4, appendix B.1, docs/fidelity.md §3).
 
 What is checked, as the specification of the method:
 - BLEU: character BLEU-4 with NIST geometric smoothing equals nltk's sentence_bleu(..., method3), on hand-worked
@@ -418,7 +418,7 @@ def test_killed_run_resumes_to_the_same_result(tiny_setup, tmp_path):
 
 
 def test_pool_uses_training_records_of_ie_sets_only(tmp_path):
-    """The pool (spec section 4): train split only, held-out evaluation sets left out (counted), the canonical
+    """The pool (docs/fidelity.md §3): train split only, held-out evaluation sets left out (counted), the canonical
     format always, gold answers with [Answer]: , at most max_per_dataset per data set, seeded."""
     import synthetic
     corpus = synthetic.generate_corpus(seed=0, n_train=12, n_test=3, datasets=["syn_news_ner", "syn_kb_rc"])
