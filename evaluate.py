@@ -52,8 +52,8 @@ OPEN_TASKS = ("carb", "robust")
 TASKS = CLOSED_TASKS + OPEN_TASKS + ("odie", "canonical")
 SETTINGS = ("zeroshot", "fewshot")
 
-# The paper's numbers (F1 %), copied from its Tables 1-3 (Qi, Peng, Wang, Xu, Hou and Li, "ADELIE: Aligning Large Language Models on
-# Information Extraction"). Columns as in the tables; AVG as printed.
+# The paper's numbers (F1 %), copied from its Tables 1-3 (Qi, Peng, Wang, Xu, Hou and Li, "ADELIE: Aligning Large
+# Language Models on Information Extraction"). Columns as in the tables; AVG as printed.
 PAPER_TABLE1_COLUMNS = ("fewnerd", "semeval", "richere-ed", "richere-eae", "matres", "AVG")
 PAPER_TABLE1 = {  # held-out closed IE
     "zeroshot": {

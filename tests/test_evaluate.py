@@ -311,7 +311,7 @@ def expected_outputs(model_dir, test_path, seed=0, temperature=0.01):
     net = llama.Transformer.from_pretrained(model_dir).eval()
     outs = []
     for i, r in enumerate(E.read_jsonl(test_path)):
-        ids = data.encode_prompt(tok, r["messages"][:-1])
+        ids = data.encode_eval_prompt(tok, r["messages"][:-1])  # the release's evaluation template
         new = llama.generate(net, [ids], 6, temperature=temperature, eos_id=tok.eos_id,
                              seeds=[llama.prompt_seed(seed, i)])[0]
         outs.append(tok.decode(new[:-1] if new and new[-1] == tok.eos_id else new))
@@ -336,7 +336,7 @@ def test_run_resumes_an_interrupted_run(tiny_model, richere_test, tmp_path, caps
     partial = tmp_path / "pred.jsonl.partial"
     partial.mkdir()
     settings = {"test": str(richere_test.resolve()), "n": 5, "model": str(tiny_model.resolve()), "max_new_tokens": 6,
-                "temperature": 0.01, "top_p": 1.0, "seed": 0}
+                "temperature": 0.01, "top_p": 1.0, "seed": 0, "prompt_template": "release"}
     (partial / "settings.json").write_text(json.dumps(settings))
     (partial / "rank0.jsonl").write_text(json.dumps({"index": 1, "output": "KEPT"}) + '\n{"index": 2, "outp')
     E.run_generation(run_cfg(tiny_model, richere_test, out))
