@@ -13,7 +13,8 @@ with the released ADELIE scorers ("adelie") and with scorers that are right ("st
 The paper's steps, where they are:
   test sets (section 5.1, appendix C.1: held-out sets, zero-shot and 4/5-shot, Table 9 format requests, NA <= 20%,
   1000 per set, seed 24) .......................................... `build_test_set`
-  inference (appendix C.1: temperature 0.01, stop at EOS) ........... `run_generation`
+  inference (appendix C.1: temperature 0.01, stop at EOS; the release's
+  prompt template, user turns unstripped: data.render_eval_prompt) .. `run_generation`, `prompt_ids`
   metrics (appendix C.1; the released scorers' rules in scorers.py) . `score_predictions`
   Tables 1-3 ........................................................ `make_report`
 
@@ -414,7 +415,6 @@ def answer_test_file(cfg: RunConfig, test: str, out: str, net, tokenizer, d) -> 
     `generate`, append each finished chunk to OUT.partial/rank{r}.jsonl, then (rank 0) write OUT in test order."""
     import torch.distributed as dist
 
-    import data
     import model as llama
     import training
     records = read_jsonl(test)

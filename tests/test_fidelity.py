@@ -1,17 +1,29 @@
-"""Fidelity to the paper and to the authors' release (docs/fidelity.md), one test group per item of that document:
-each default is checked against the paper's numbers or against an independent implementation written here.
+"""Fidelity to the paper and to the authors' release (docs/fidelity.md): each default is checked against the
+paper's numbers or against an independent implementation written here.
 
-- transformers-5 configs: `rope_theta` inside `rope_parameters` is read; RoPE scaling is refused.
+- model.py: a transformers-5 config (`rope_theta` inside `rope_parameters`) loads with transformers' logits; RoPE
+  scaling is refused.
+- ie_formats.py: the readers for ACE 2005 (OneIE and DyGIE++ layouts), OntoNotes 5 (CoNLL-2012) and NYT11, on
+  small files written here in each real layout.
+- evaluate.py: the ids fed to the model for every released test prompt equal the release's evaluation template,
+  restated here and tokenised by transformers' slow Llama tokenizer.
+- training.py: batches in a random order by default, length grouping as an option.
+- feedback.py: the release's online/offline mix against its merge rule restated here, in simulations; the prompt
+  pool holds Table 8's data sets only.
+- scorers.py: `--scorer strict` for open IE equals carb.py's algorithm, restated here, to 1e-6.
+- data.py: Table 7's counts are the paper's, and a build on the shared data gives them.
 """
 import json
-from collections import Counter
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import ie_formats as F  # noqa: E402
+from conftest import shared_path  # noqa: E402
 from model import ModelArgs, Transformer  # noqa: E402
 
 
@@ -73,8 +85,6 @@ def test_both_layouts_read_the_same_theta():
 
 # --- readers for the Table 7 sets that need a licence: ACE 2005, OntoNotes 5, NYT11 ------------------------------------
 # Small files written here in each release's real layout; the data are licensed and not in ../shared.
-
-import ie_formats as F  # noqa: E402
 
 
 def _m(text, start, end):
@@ -238,7 +248,6 @@ def test_evaluation_prompt_ids_equal_the_release_template_on_every_released_prom
     transformers = pytest.importorskip("transformers")
     import evaluate
     from model import Tokenizer
-    from conftest import shared_path
     root = shared_path("data", "adelie_test_format")
     theirs = transformers.LlamaTokenizer(str(llama_tokenizer_path))  # slow, legacy=True: what ADELIE tokenised with
     ours = Tokenizer(llama_tokenizer_path)
