@@ -436,7 +436,7 @@ def make_ie_feedback(path: Path, n_pairs: int, seed: int) -> str:
         scores.append([feedback.score_sample(s, p["messages"][-1]["content"]) for s in samples])
     online, _ = feedback.online_pairs(sampled, scores)
     offline, _ = feedback.offline_pairs(sampled, scores)
-    pairs, note = feedback.mix_pairs(online, offline, n_pairs, seed=seed, shortfall="fill")
+    pairs, note = feedback.mix_pairs(online, offline, n_pairs, seed=seed, rule="fill")
     feedback.write_ie_feedback(pairs, path)
     return note
 
@@ -445,7 +445,7 @@ def trl_preference_rows(pairs: list[tuple]) -> tuple[dict, int]:
     """Our tokenised pairs ((chosen ids, labels), (rejected ids, labels)) as TRL's DPO columns: prompt_ids = the ids
     before the final answer (the shared prefix), chosen_ids / rejected_ids = the rest. TRL then trains on exactly
     our ids and takes log-probs of exactly the final answer + EOS, as our labels do (our labels also cover earlier
-    assistant turns, the few-shot demonstrations (spec section 1); they are the same tokens under the same prefix on
+    assistant turns, the few-shot demonstrations; they are the same tokens under the same prefix on
     both sides of a pair, so they cancel in the DPO loss). Returns (columns, number of pairs whose sides do not
     share that prefix: left out)."""
     rows, bad = {"prompt_ids": [], "chosen_ids": [], "rejected_ids": []}, 0
@@ -541,7 +541,7 @@ class FeedbackBenchConfig:
                             "only prompts with room for max_new_tokens in the context)")
     num_samples: int = flag(5, "samples per prompt (paper section 4: 5)")
     temperature: float = flag(1.0, "sampling temperature (paper section 4: 1.0)")
-    top_p: float = flag(1.0, "nucleus top-p (spec section 4: 1.0)")
+    top_p: float = flag(1.0, "nucleus top-p (docs/fidelity.md §3: 1.0)")
     max_new_tokens: int = flag(160, "new tokens per sample at most (feedback.py's demo setting)")
     batch_size: int = flag(32, "sequences decoded together (feedback.py's default: 32 -> 6 prompts x 5 samples); "
                                "transformers gets the same prompts in the same groups")

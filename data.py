@@ -2,10 +2,10 @@
 
 ADELIE (Qi et al.) aligns LLaMA-2 on information extraction with IEInstruct, ~83.6k IE conversations built from
 ~20 IE data sets with heavy instruction augmentation, mixed with general chat data (paper section 3, appendix A,
-B.1; the exact facts of the authors' release: ../shared/docs/adelie-spec.md sections 1-2). This file builds that
-corpus and turns conversations into training tensors. Where each step of the paper is:
+B.1; what the authors' release does: docs/fidelity.md §1-2). This file builds that corpus
+and turns conversations into training tensors. Where each step of the paper is:
 
-  part                                        paper / spec                         names here
+  part                                        paper / docs                         names here
   1. the unified IE record (below)            3.1 IE data collection, Table 7      read_records, plain_items
   2. prompt pools (prompts/*.json)            3.2, appendix A.1, Table 5           load_prompts
   3. answers and their formats                3.3, appendix A.2, Table 9           canonical_answer, parse_canonical,
@@ -16,9 +16,9 @@ corpus and turns conversations into training tensors. Where each step of the pap
                                               symbols, output format, few-shot),
                                               3.3 (answers, explanations)
   5. the whole corpus                         3.1 (NA filter, examples-proportional ie_instruct, mix_general,
-                                              cap 5000), 4 (general-data mixing),  build_embedded_default
+                                              Table 7 caps), 4 (general mixing),   build_embedded_default
                                               B.1 (length filter)
-  6. chat format and tokenisation             spec 1 (Tulu format, loss mask)      render_chat, tokenize_chat,
+  6. chat format and tokenisation             fidelity.md §2 (Tulu, loss mask)     render_chat, tokenize_chat,
                                                                                     encode_prompt, tokenize_sft,
                                                                                     tokenize_preference, collate_sft,
                                                                                     collate_preference
@@ -303,7 +303,7 @@ def fill_placeholders(template: str, values: dict[str, str]) -> str:
 # ----------------------------------------------------------------------------------------------------------------
 # 3. Answers (paper section 3.3, appendix A.2). Every format starts with "[Answer]: "; NA items give the format's
 #    "none" answer. Items arrive plain (plain_items) and already in target order: the builder shuffles them once
-#    (spec section 2: "items are shuffled in the target to avoid order bias") so explanation and answer agree.
+#    (docs/fidelity.md §1: "items are shuffled in the target to avoid order bias") so explanation and answer agree.
 
 def _canonical_item(task: str, it: dict) -> str:
     if task in ("NER", "ED"):
@@ -325,7 +325,7 @@ def _canonical_item(task: str, it: dict) -> str:
     raise ValueError(f"unknown task {task!r}")
 
 
-# Canonical item separators (spec section 2): NER/ED/EAE/ERE items follow each other on one line, the tuple tasks
+# Canonical item separators (docs/fidelity.md §1): NER/ED/EAE/ERE items follow each other on one line, the tuple tasks
 # put one item per line.
 CANONICAL_SEP = {"NER": " ", "ED": " ", "EAE": " ", "ERE": " ", "RC": "\n", "RE": "\n", "EE": "\n", "OpenIE": "\n"}
 
@@ -337,7 +337,7 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def canonical_answer(task: str, items: list[dict], rng: random.Random | None = None) -> str:
-    """The canonical target (spec section 2): "[Answer]: " + items in the canonical format, or "[Answer]: NA".
+    """The canonical target (docs/fidelity.md §1): "[Answer]: " + items in the canonical format, or "[Answer]: NA".
 
     NER `{entity}: {type};` ED `{trigger}: {type};` EAE `{argument}: {role};` ERE `({event1}; {relation}; {event2});`
     (space-separated); RC/RE `({head}; {relation}; {tail})`, EE `({trigger}; {type}; {argument}: {role}; ...)`,
@@ -354,7 +354,7 @@ def canonical_answer(task: str, items: list[dict], rng: random.Random | None = N
 
 
 def answer_text(output: str) -> str:
-    """The answer part of a model output (spec sections 4 and 6): the text after the first "[Answer]:" up to a
+    """The answer part of a model output (docs/fidelity.md §3 and §5): the text after the first "[Answer]:" up to a
     second one, stripped; the whole output when it has none."""
     if "[Answer]:" not in output:
         return output.strip()
@@ -436,7 +436,7 @@ def parse_canonical(task: str, text: str, strict: bool = False) -> list[dict]:
 
 
 def json_answer(task: str, items: list[dict]) -> str:
-    """Real JSON (spec section 2; the release wrote a Python dict repr): a list of item objects, [] for NA.
+    """Real JSON (docs/fidelity.md §1; the release wrote a Python dict repr): a list of item objects, [] for NA.
     OpenIE objects leave out the empty optional fields."""
     items = plain_items(task, items)
     if task == "OpenIE":
@@ -463,7 +463,7 @@ def template_answer(task: str, items: list[dict], template: dict) -> str:
 
 
 def template_explanation(task: str, items: list[dict], parts: dict, rng: random.Random) -> str:
-    """A template explanation (spec section 2; the release's OUTPUT_EXPLAN): intro + one sentence per item +
+    """A template explanation (docs/fidelity.md §1; the release's OUTPUT_EXPLAN): intro + one sentence per item +
     a lead-in to the answer, or a sentence saying there is nothing to extract."""
     items = plain_items(task, items)
     if task == "ODIE":
@@ -492,15 +492,41 @@ def template_explanation(task: str, items: list[dict], parts: dict, rng: random.
 
 
 def with_explanation(answer: str, explanation: str | None) -> str:
-    """`[Explanation]: ... [Answer]: ...` (spec section 2), or the answer alone."""
+    """`[Explanation]: ... [Answer]: ...` (docs/fidelity.md §1), or the answer alone."""
     if not explanation:
         return answer
     return EXPLANATION + explanation + ("" if explanation.endswith(" ") else " ") + answer
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# 4. One IEInstruct instance (paper section 3.2-3.3; spec section 2). Each augmentation is a named option whose
+# 4. One IEInstruct instance (paper section 3.2-3.3; docs/fidelity.md §1). Each augmentation is a named option whose
 #    default is the paper's (or, where the paper is silent, the release's) rate.
+
+# Paper Table 7: IEInstruct's instances per training data set, by ie_formats.DATASETS name. The paper's 5,000
+# limit (section 3.1) was applied by the release to groups of small sets (BC5CDR + GENIA + MIT-Restaurant share one
+# 5,000; SciERC + NYT11 + ADE share 10,000; PHEE + CASIE share 5,000), so one 5,000 cap per set does not give these
+# counts: they are the defaults (--dataset_caps table7). GENIA here is ie_formats' genia (nested GENIA; jnlpba is
+# JNLPBA, GENIA-derived, not in Table 7). The counts sum to 82,669 (the paper's text says 83,585 in all).
+TABLE7_INSTANCES = {
+    "conll2003": 5000, "ace2005-ner": 5000, "ontonotes5": 5000, "bc5cdr": 1666, "genia": 1667, "mit-restaurant": 1667,
+    "tacred": 5000, "fewrel": 5000,
+    "scierc": 3332, "nyt11": 3334, "ade": 3334,
+    "ace2005-ed": 4067, "maven": 5000,
+    "phee": 2500, "casie": 2500,
+    "ace2005-eae": 4420, "rams": 5000, "maven-arg": 5000,
+    "maven-ere": 4278,
+    "openie6": 5000,
+    "instructie": 4904,
+}
+
+
+def dataset_cap(name: str, cfg: "IEInstructConfig") -> int:
+    """Instances data set `name` may give (paper section 3.1 and Table 7): Table 7's count (at most
+    cfg.max_per_dataset) for a Table 7 set under dataset_caps="table7", else cfg.max_per_dataset."""
+    if cfg.dataset_caps == "table7" and name in TABLE7_INSTANCES:
+        return min(TABLE7_INSTANCES[name], cfg.max_per_dataset)
+    return cfg.max_per_dataset
+
 
 @dataclass
 class IEInstructConfig:
@@ -533,41 +559,46 @@ class IEInstructConfig:
     max_tokens: int = flag(2048, "length filter (appendix B.1: drop instances over 2,048 tokens; default, so that "
                                  "nothing is cut by SFT's 2048-token truncation); demonstrations are removed first, "
                                  "the instance only if it is still too long; 0 = off")
-    max_words: int = flag(0, "the release's length filter instead: whitespace words over all turns (spec "
-                             "section 2: 1500); 0 = off")
+    max_words: int = flag(0, "the release's length filter instead: whitespace words over all turns "
+                             "(docs/fidelity.md §1: 1500); 0 = off")
     # ---- data collection (section 3.1)
-    max_per_dataset: int = flag(5000, "examples-proportional mixture cap: instances per data set (section 3.1: 5,000)")
+    max_per_dataset: int = flag(5000, "examples-proportional mixture cap: instances per data set (section 3.1: 5,000); "
+                                      "with --dataset_caps table7, Table 7's count where it is smaller")
+    dataset_caps: str = flag("table7", "table7: each Table 7 data set capped at its Table 7 count (TABLE7_INSTANCES, "
+                                       "at most max_per_dataset), any other set at max_per_dataset; uniform: "
+                                       "max_per_dataset for every set (one 5,000 cap: BC5CDR then gives ~4,500, "
+                                       "not Table 7's 1,666)", choices=["table7", "uniform"])
     na_cap: float = flag(0.2, "NA instances at most this share of each data set (section 3.1: 'filter out 80% of "
-                              "NA data'; spec 2: capped at 20%)")
-    # ---- schema description (section 3.2; spec section 2)
+                              "NA data'; docs/fidelity.md §1: capped at 20%)")
+    # ---- schema description (section 3.2; docs/fidelity.md §1)
     class_dropout: float = flag(0.1, "each option dropped with this probability; a dropped gold label takes its "
-                                     "items out of the answer (spec 2: 0.1)")
+                                     "items out of the answer (docs/fidelity.md §1: 0.1)")
     guideline_rate: float = flag(0.2, "share of closed-IE instances whose options get guidelines (section 3.2: 20%)")
-    guideline_max_options: int = flag(10, "with guidelines the option list is cut to this many, gold kept (spec 2)")
+    guideline_max_options: int = flag(10, "with guidelines the option list is cut to this many, gold kept (release)")
     example_rate: float = flag(0.2, "share of closed-IE instances whose options get 'such as' example mentions "
-                                    "from the training data (spec 2: 0.2)")
-    example_max_options: int = flag(15, "with examples the option list is cut to this many, gold kept (spec 2)")
-    examples_per_option: int = flag(3, "example mentions per option at most (spec 2: up to 3)")
+                                    "from the training data (docs/fidelity.md §1: 0.2)")
+    example_max_options: int = flag(15, "with examples the option list is cut to this many, gold kept (release)")
+    examples_per_option: int = flag(3, "example mentions per option at most (docs/fidelity.md §1: up to 3)")
     example_min_mentions: int = flag(10, "an option gets examples only with this many training mentions (release: "
                                          ">= 10)")
     symbol_rate: float = flag(0.05, "each option replaced by a symbol (A..G, LABEL_1..LABEL_6) with this "
-                                    "probability, in schema and answer (section 3.2; spec 2: 0.05)")
+                                    "probability, in schema and answer (section 3.2; docs/fidelity.md §1: 0.05)")
     label_variation_rate: float = flag(7 / 11, "share of instances whose label strings are rewritten (lower case, "
                                                "separators); the paper only says 'label-string variation'; the "
                                                "release draws randint(0, 10) and varies on 7 of the 11 values")
-    # ---- output format (sections 3.2-3.3; spec 2)
-    canonical_rate: float = flag(0.8, "share with the canonical output format (spec 2: 0.8)")
-    json_rate: float = flag(0.05, "share with real JSON answers (spec 2: 5%); the rest use the keyed-tuple and "
+    # ---- output format (sections 3.2-3.3; docs/fidelity.md §1)
+    canonical_rate: float = flag(0.8, "share with the canonical output format (docs/fidelity.md §1: 0.8)")
+    json_rate: float = flag(0.05, "share with real JSON answers (release: 5%); the rest use the keyed-tuple and "
                                   "natural-language templates of prompts/output_formats.json")
-    # ---- explanations (section 3.3; spec 2)
+    # ---- explanations (section 3.3; docs/fidelity.md §1)
     explanation_rate: float = flag(0.1, "share of closed/open IE instances with [Explanation]: ... before the answer "
                                         "(section 3.3: 10%)")
-    odie_cot_rate: float = flag(0.2, "share of ODIE instances with an explanation (spec 2: about 20% use the CoT "
+    odie_cot_rate: float = flag(0.2, "share of ODIE instances with an explanation (release: about 20% use the CoT "
                                      "version)")
-    # ---- few-shot demonstrations (section 3.2; spec 2)
+    # ---- few-shot demonstrations (section 3.2; docs/fidelity.md §1)
     fewshot_rate: float = flag(0.5, "share of closed/open IE instances with demonstrations (section 3.2: 50%)")
     fewshot_max: int = flag(8, "demonstrations: uniform 1..this (section 3.2: 1 to 8)")
-    fewshot_na_keep: float = flag(0.1, "an NA demonstration is kept with this probability (spec 2: 0.1)")
+    fewshot_na_keep: float = flag(0.1, "an NA demonstration is kept with this probability (docs/fidelity.md §1: 0.1)")
 
 
 @dataclass
@@ -617,7 +648,7 @@ def _humanize(label: str) -> str:
     return re.sub(r"[-_.:/]+", " ", label).strip()
 
 
-# Label-string variations (spec 2: "separators `:`/`_`/`-` rewritten"; the release also lower-cases).
+# Label-string variations (docs/fidelity.md §1: "separators `:`/`_`/`-` rewritten"; the release also lower-cases).
 LABEL_VARIATIONS = {
     "lowercase": lambda s: s.lower(),
     "separators_to_spaces": lambda s: re.sub(r"\s*[-_.:/]+\s*", " ", s),
@@ -649,7 +680,7 @@ def _applicable_variations(names: list[str]) -> list[str]:
 
 
 def _cut(options: list[str], k: int, gold: set[str]) -> list[str]:
-    """At most k options in their current order, never removing a gold label (spec 2: 'gold labels always kept')."""
+    """At most k options in their current order, never removing a gold label (as the release)."""
     free = max(0, k - sum(o in gold for o in options))
     out = []
     for o in options:
@@ -697,10 +728,10 @@ def _is_na(record: dict, plan: Plan) -> bool:
 
 
 def text_block(record: dict) -> str:
-    """The input of one user turn: `Text: '...'` (spec 2), then, for tasks whose input names mentions (RC's entity
+    """The input of one user turn: `Text: '...'`, then, for tasks whose input names mentions (RC's entity
     pair, EAE's trigger, ERE's events), one line per named mention. Those lines are in EVERY turn, demonstrations
     included: the release put them only in the task description, so its few-shot turns did not say which entities
-    or events were meant (spec 2: placeholders left unfilled in all few-shot prompts)."""
+    or events were meant (docs/fidelity.md §1: placeholders left unfilled in all few-shot prompts)."""
     out = f"Text: '{record['text']}'"
     q, task = record["query"], record["task"]
     if task == "RC":
@@ -736,11 +767,11 @@ def _guideline(dataset: str, task: str, label: str, prompts: Prompts, info: Coun
 
 def _schema(record, ctx, prompts, cfg, rng, augment: bool, protect_gold: bool, info: Counter):
     """Options, shown strings and the schema description (section 3.2: shuffling and sampling, guidelines with
-    examples, symbols; spec 2: class dropout, label-string variation)."""
+    examples, symbols; docs/fidelity.md §1: class dropout, label-string variation)."""
     task, labels = record["task"], list(record["labels"])
     gold = {it[LABEL_FIELD[task]] for it in record["items"]}
     options = labels
-    if augment:  # class dropout (spec 2: 0.1); a schema is never left empty
+    if augment:  # class dropout (docs/fidelity.md §1: 0.1); a schema is never left empty
         options = [o for o in labels if (protect_gold and o in gold) or rng.random() >= cfg.class_dropout]
         if not options:
             options = [rng.choice(labels)]
@@ -757,7 +788,7 @@ def _schema(record, ctx, prompts, cfg, rng, augment: bool, protect_gold: bool, i
     shown = {o: o for o in options}
     if augment:
         free = list(SYMBOLS)
-        for o in options:  # label symbols (section 3.2; spec 2: each option with probability 0.05)
+        for o in options:  # label symbols (section 3.2; docs/fidelity.md §1: each option with probability 0.05)
             if rng.random() < cfg.symbol_rate and not (protect_gold and o in gold):
                 shown[o] = free.pop(rng.randrange(len(free))) if free else o
         if rng.random() < cfg.label_variation_rate and not protect_gold:  # label-string variation
@@ -795,7 +826,7 @@ def _schema(record, ctx, prompts, cfg, rng, augment: bool, protect_gold: bool, i
 
 
 def _sample_demos(record, ctx, cfg, rng, shown: dict, info: Counter) -> list[dict]:
-    """Few-shot demonstrations (section 3.2: 50% of instances get 1..8, sampled at random; spec 2: same schema,
+    """Few-shot demonstrations (section 3.2: 50% of instances get 1..8, sampled at random; release: same schema,
     NA demonstrations kept with probability 0.1)."""
     if rng.random() >= cfg.fewshot_rate:
         return []
@@ -861,7 +892,7 @@ def _plan(record, ctx, prompts, cfg, rng, *, output_format=None, demos=None, exp
 def _assistant_turn(record: dict, plan: Plan, prompts: Prompts, rng: random.Random, is_query: bool) -> str:
     task = record["task"]
     items = _gold(record, plan)
-    rng.shuffle(items)  # spec 2: items shuffled in the target
+    rng.shuffle(items)  # docs/fidelity.md §1: items shuffled in the target
     if plan.output_format == "canonical":
         answer = canonical_answer(task, items)
     elif plan.output_format == "json":
@@ -876,7 +907,7 @@ def _assistant_turn(record: dict, plan: Plan, prompts: Prompts, rng: random.Rand
 
 
 def _render_plan(record: dict, plan: Plan, prompts: Prompts, rng: random.Random, demos=None) -> list[dict]:
-    """The conversation of a plan: demonstrations as earlier user/assistant turns, then the query (spec 2).
+    """The conversation of a plan: demonstrations as earlier user/assistant turns, then the query (as the release).
     First user turn = instruction + blank line + text block; later user turns = the text block alone."""
     demos = plan.demos if demos is None else demos
     turns = demos + [record]
@@ -892,7 +923,7 @@ def _render_plan(record: dict, plan: Plan, prompts: Prompts, rng: random.Random,
 
 
 def _odie_instance(record, ctx, prompts, cfg, rng, explanation=None, info=None) -> list[dict]:
-    """ODIE (spec 2): system prompt, user = instruction + "\\nText: " + text, answer "[Answer]: " + table; about 20%
+    """ODIE: system prompt, user = instruction + "\\nText: " + text, answer "[Answer]: " + table; about 20%
     with an explanation first (the CoT version)."""
     info = Counter() if info is None else info
     if explanation is None:
@@ -998,7 +1029,7 @@ def _length(messages: list[dict], tokenizer, words: bool) -> tuple[int, list[int
 
 
 def _too_long(messages: list[dict], cfg: IEInstructConfig, tokenizer) -> bool:
-    """The length filter: the paper's 2048 tokens (appendix B.1) and/or the release's 1500 words (spec 2)."""
+    """The length filter: the paper's 2048 tokens (appendix B.1) and/or the release's 1500 words."""
     if cfg.max_words and _length(messages, None, True)[0] > cfg.max_words:
         return True
     if cfg.max_tokens and tokenizer is not None:
@@ -1064,7 +1095,7 @@ def ie_instruct(records: list[dict], cfg: IEInstructConfig, prompts: Prompts | N
     for r in records:
         by_dataset[r["dataset"]].append(r)
     conversations, stats = [], {}
-    bar = tqdm(total=sum(min(len(v), cfg.max_per_dataset) for v in by_dataset.values()), desc="IEInstruct",
+    bar = tqdm(total=sum(min(len(v), dataset_cap(k, cfg)) for k, v in by_dataset.items()), desc="IEInstruct",
                unit="inst", disable=not progress, mininterval=1.0)
     for name in sorted(by_dataset):
         recs = by_dataset[name]
@@ -1074,8 +1105,9 @@ def ie_instruct(records: list[dict], cfg: IEInstructConfig, prompts: Prompts | N
         rng.shuffle(order)
         st = Counter(task=0, records=len(recs), na_records=sum(not r["items"] for r in recs))
         n_kept = n_na = 0
+        cap = dataset_cap(name, cfg)
         for j, idx in enumerate(order):
-            if n_kept >= cfg.max_per_dataset:  # examples-proportional mixture (section 3.1: limit 5,000)
+            if n_kept >= cap:  # examples-proportional mixture (section 3.1: limit 5,000; Table 7's counts)
                 st["not used: data set cap"] += len(order) - j
                 break
             r, info = recs[idx], Counter()
@@ -1097,7 +1129,7 @@ def ie_instruct(records: list[dict], cfg: IEInstructConfig, prompts: Prompts | N
             st.update(info)
             conversations.append({"dataset": name, "id": r["id"], "messages": messages})
             bar.update(1)
-        st["instances"], st["na_instances"] = n_kept, n_na
+        st["instances"], st["na_instances"], st["cap"] = n_kept, n_na, cap
         stats[name] = st
         stats[name]["task"] = recs[0]["task"]
     bar.close()
@@ -1200,6 +1232,21 @@ def build_facts_table(stats: dict) -> str:
     return "\n".join(lines)
 
 
+def table7_report(stats: dict, cfg: IEInstructConfig) -> str:
+    """Instances built per Table 7 data set against the paper's count (all of a set's usable records when it has
+    fewer), and the Table 7 sets absent from the input."""
+    present = [n for n in TABLE7_INSTANCES if n in stats]
+    absent = [n for n in TABLE7_INSTANCES if n not in stats]
+    rows = ", ".join(f"{n} {stats[n]['instances']}/{TABLE7_INSTANCES[n]}"
+                     + ("" if stats[n]["instances"] == TABLE7_INSTANCES[n] else
+                        f" (cap {stats[n]['cap']})" if stats[n]["not used: data set cap"] else
+                        f" (all usable: {stats[n]['records']} records, "
+                        f"{stats[n]['dropped: NA over the cap'] + stats[n]['dropped: too long']} dropped)")
+                     for n in present)
+    return (f"Table 7 (instances built / paper, --dataset_caps {cfg.dataset_caps}): {rows or 'none present'}. "
+            f"Table 7 sets absent: {', '.join(absent) or 'none'}.")
+
+
 def read_explanations(path) -> dict[str, str]:
     """LLM-written explanations, JSONL {"id", "explanation"} keyed by record id (llm.py writes them)."""
     out = {}
@@ -1270,13 +1317,14 @@ def build(cfg: IEInstructConfig, progress: bool = True) -> dict:
             f.write(json.dumps({"dataset": c["dataset"], "id": c["id"], "messages": c["messages"]},
                                ensure_ascii=False) + "\n")
     # The statistics table: measured from the text of what was written, by the code `python data.py stats` runs
-    # on any file (so the two agree), then the facts only the build knows.
+    # on any file (so the two agree), then the facts only the build knows, then the Table 7 comparison.
     audit = stats_summary(corpus_stats(mixed, tokenizer))
     table = (f"{dataset_table(audit)}\nGeneral chat source: {general_source}.\n\n"
-             f"## Build-only facts (not in the text)\n\n{build_facts_table(stats)}")
+             f"## Build-only facts (not in the text)\n\n{build_facts_table(stats)}\n\n{table7_report(stats, cfg)}")
     seconds = time.perf_counter() - t0
     summary = {"out": str(out), "source": source, "ie_instances": len(ie), "general": len(general),
                "seconds": round(seconds, 2), "input_counts": dict(counts), "datasets": stats, "statistics": audit,
+               "table7_absent": [n for n in TABLE7_INSTANCES if n not in stats],
                "config": dataclasses.asdict(cfg)}
     stem = out.with_suffix("") if out.suffix == ".jsonl" else out
     Path(f"{stem}.stats.md").write_text(f"# IEInstruct statistics ({source})\n\n{table}\n", encoding="utf-8")
@@ -1305,7 +1353,7 @@ def build_embedded_default(path, seed: int = 0, **overrides) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# 6. Chat format and tokenisation (spec section 1; allenai/open-instruct's Tulu format, which ADELIE trained with).
+# 6. Chat format and tokenisation (docs/fidelity.md §2; open-instruct's Tulu format, which ADELIE trained with).
 #    Ids are [BOS] + the whole rendered string, each "</s>" being the EOS id and each stretch between such
 #    markers one SentencePiece encode call: exactly transformers' slow LlamaTokenizer(path) (legacy=True) on the
 #    whole string, so a "▁" piece follows every EOS. Ids and the loss mask are made together in one pass
@@ -1323,7 +1371,7 @@ def _render_chat(messages: list[dict]) -> tuple[str, list[tuple[int, int]]]:
         role, content = m.get("role"), m.get("content")
         if role not in ("system", "user", "assistant") or not isinstance(content, str):
             raise ValueError(f"message {k}: expected role system/user/assistant and string content, got {m!r}")
-        content = content.strip()  # spec 1: content stripped of surrounding whitespace
+        content = content.strip()  # docs/fidelity.md §2: content stripped of surrounding whitespace
         tag = f"<|{role}|>\n"
         if role == "assistant":
             body = content + EOS_TEXT + "\n"
@@ -1332,12 +1380,12 @@ def _render_chat(messages: list[dict]) -> tuple[str, list[tuple[int, int]]]:
             body = content + "\n"
         parts += [tag, body]
         n += len(tag) + len(body)
-    text = "".join(parts).strip()  # spec 1: the whole rendered text is stripped (drops the final newline)
+    text = "".join(parts).strip()  # docs/fidelity.md §2: the whole rendered text is stripped (drops the final newline)
     return text, [(a, min(b, len(text))) for a, b in trained]
 
 
 def render_chat(messages: list[dict], add_generation_prompt: bool = False) -> str:
-    """The Tulu rendering (spec 1): <|system|>\\n{c}\\n, <|user|>\\n{c}\\n, <|assistant|>\\n{c}</s>\\n per message,
+    """The Tulu rendering: <|system|>\\n{c}\\n, <|user|>\\n{c}\\n, <|assistant|>\\n{c}</s>\\n per message,
     the whole stripped; with add_generation_prompt the inference prompt, ending in "<|assistant|>\\n"."""
     text = _render_chat(messages)[0]
     return text + "\n<|assistant|>\n" if add_generation_prompt else text
@@ -1369,7 +1417,7 @@ def _encode(tokenizer, text: str, trained: list[tuple[int, int]]) -> tuple[list[
 
 def tokenize_chat(tokenizer, messages: list[dict], max_len: int | None = None,
                   final_answer_only: bool = False) -> tuple[list[int], list[int]]:
-    """(input ids, labels) of one conversation (spec 1), truncated to max_len. labels = the id where the loss is
+    """(input ids, labels) of one conversation, truncated to max_len. labels = the id where the loss is
     taken (assistant content, its EOS, the newline after a non-final EOS), -100 elsewhere. final_answer_only:
     only the last assistant turn is labelled (DPO's response; earlier turns are few-shot demonstrations)."""
     text, trained = _render_chat(messages)
@@ -1378,13 +1426,34 @@ def tokenize_chat(tokenizer, messages: list[dict], max_len: int | None = None,
 
 
 def encode_prompt(tokenizer, messages: list[dict]) -> list[int]:
-    """Ids of the inference prompt (spec 1): the conversation so far, then "<|assistant|>\\n"; no truncation."""
+    """Ids of the inference prompt (SFT rendering): the conversation so far, then "<|assistant|>\\n"; no truncation."""
     return _encode(tokenizer, render_chat(messages, add_generation_prompt=True), [])[0]
+
+
+def render_eval_prompt(messages: list[dict]) -> str:
+    """The evaluation prompt of ADELIE's release (open-instruct's eval template, create_prompt_with_tulu_chat_format
+    with add_bos=False; docs/fidelity.md): system and user turns written EXACTLY as given (not stripped), assistant
+    turns stripped and followed by "</s>\n", no strip of the whole text, ending in "<|assistant|>\n". It differs
+    from the training rendering (render_chat) when a user turn ends in whitespace, as most released zero-shot
+    prompts do (one newline token more)."""
+    parts = []
+    for k, m in enumerate(messages):
+        role, content = m.get("role"), m.get("content")
+        if role not in ("system", "user", "assistant") or not isinstance(content, str):
+            raise ValueError(f"message {k}: expected role system/user/assistant and string content, got {m!r}")
+        parts.append(f"<|{role}|>\n" + (content.strip() + EOS_TEXT if role == "assistant" else content) + "\n")
+    return "".join(parts) + "<|assistant|>\n"
+
+
+def encode_eval_prompt(tokenizer, messages: list[dict]) -> list[int]:
+    """Ids of the release's evaluation prompt: [BOS] + render_eval_prompt tokenised as the slow Llama tokenizer
+    does (each "</s>" the EOS id)."""
+    return _encode(tokenizer, render_eval_prompt(messages), [])[0]
 
 
 def tokenize_sft(tokenizer, conversations: list[dict], max_len: int) -> tuple[list[tuple], dict]:
     """[(ids, labels)] for SFT, and counts. A conversation left with no trainable token after truncation to
-    max_len is dropped and counted (spec 7.3: it would give a NaN loss)."""
+    max_len is dropped and counted (it would give a NaN loss)."""
     examples, stats = [], Counter(conversations=len(conversations))
     for c in conversations:
         ids, labels = tokenize_chat(tokenizer, c["messages"])
@@ -1401,7 +1470,7 @@ def tokenize_sft(tokenizer, conversations: list[dict], max_len: int) -> tuple[li
 
 def tokenize_preference(tokenizer, records: list[dict], max_len: int) -> tuple[list[tuple], dict]:
     """[((chosen ids, chosen labels), (rejected ids, rejected labels))] for DPO, and counts. Chosen and rejected
-    (each a full message list: prompt turns + final answer) are tokenised and truncated separately (spec 5); a pair
+    (each a full message list: prompt turns + final answer) are tokenised and truncated separately (release); a pair
     where either side has no trainable token left is dropped and counted."""
     pairs, stats = [], Counter(pairs=len(records))
     for r in records:
@@ -1429,7 +1498,7 @@ def collate_sft(examples: list[tuple], pad_id: int = 0) -> dict[str, torch.Tenso
     Padding positions sit after every real token of their row, so a causal model never attends to them."""
     if pad_id < 0:
         raise ValueError(f"pad_id must be a valid token id (>= 0), got {pad_id}; LLaMA has no pad token, any id "
-                         f"works because padded positions are masked (spec 1)")
+                         f"works because padded positions are masked (docs/fidelity.md §2)")
     T = max(len(ids) for ids, _ in examples)
     input_ids = torch.full((len(examples), T), pad_id, dtype=torch.long)  # (B, T)
     labels = torch.full((len(examples), T), -100, dtype=torch.long)       # (B, T)
@@ -1935,7 +2004,7 @@ class ShowConfig:
     n: int = flag(3, "how many conversations to show")
     seed: int = flag(0, "which ones: a seeded random sample (-1: the first n)")
     tokenizer: str = flag(str(DEFAULT_TOKENIZER), "SentencePiece model to tokenise with (the one training uses)")
-    max_len: int = flag(2048, "truncate like SFT does (spec 1: 2048 tokens)")
+    max_len: int = flag(2048, "truncate like SFT does (docs/fidelity.md §2: 2048 tokens)")
     color: str = flag("auto", "mark trained tokens with a green background (always), with ⟦ ⟧ brackets (never), "
                               "or by whether stdout is a terminal (auto)", choices=["auto", "always", "never"])
 

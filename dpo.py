@@ -10,9 +10,9 @@ The DPO objective (Rafailov et al. 2023, eq. 7), for a prompt x with a chosen an
     loss = -log sigmoid( beta * [ (log pi(y_w|x) - log ref(y_w|x)) - (log pi(y_l|x) - log ref(y_l|x)) ] )
 
 where pi is the policy being trained, ref the frozen SFT model it starts from, and log pi(y|x) the SUM of the
-answer tokens' log-probabilities (spec section 5). beta * (log pi - log ref) is the implicit reward of an answer.
+answer tokens' log-probabilities (docs/fidelity.md §4). beta * (log pi - log ref) is the implicit reward of an answer.
 
-The paper's recipe (appendix B.2; spec section 5): from ADELIE-SFT, beta 0.1, lr 5e-7 with a linear schedule and
+The paper's recipe (appendix B.2; docs/fidelity.md §4): from ADELIE-SFT, beta 0.1, lr 5e-7 with a linear schedule and
 10% warmup, 3 epochs, 32 pairs per optimizer step, 2048 tokens, fp32 master weights. Every default below is that
 recipe. With no --model, the script runs the embedded default (the SFT demo's output and its IEFeedback) with the
 demo settings in DEMO_SETTINGS, printed at the start.
@@ -52,9 +52,9 @@ class DPOConfig:
     data: str = flag("", "IEFeedback pairs {dataset,id,messages,chosen,rejected}, JSON list or JSONL (default: "
                          "runs/feedback/ie_feedback.json, written by feedback.py)")
     out_dir: str = flag("runs/dpo", "output directory: config.json, metrics.jsonl, checkpoints/, final/")
-    max_len: int = flag(2048, "tokens per side; chosen and rejected are truncated separately (spec section 5)")
-    # The DPO recipe (appendix B.2, spec section 5)
-    beta: float = flag(0.1, "DPO temperature beta on the summed log-ratio (spec section 5: 0.1)")
+    max_len: int = flag(2048, "tokens per side; chosen and rejected are truncated separately (docs/fidelity.md §4)")
+    # The DPO recipe (appendix B.2, docs/fidelity.md §4)
+    beta: float = flag(0.1, "DPO temperature beta on the summed log-ratio (docs/fidelity.md §4: 0.1)")
     reference: str = flag("online", "online: a frozen sharded copy of the SFT model computes reference log-probs "
                                     "on the fly (ADELIE's way); precomputed: one pass before training computes "
                                     "them all and caches them (same result, half the model memory)",
@@ -63,6 +63,9 @@ class DPOConfig:
     max_steps: int = flag(-1, "stop after this many optimizer steps, overriding --epochs (-1: use --epochs)")
     global_batch_size: int = flag(32, "pairs per optimizer step (appendix B.2: global batch 32)")
     micro_batch_size: int = flag(1, "pairs per forward pass per rank (ADELIE: 1 per GPU x 8 GPUs x 4 accumulation)")
+    group_by_length: bool = flag(False, "batch pairs of similar length (less padding) instead of the release's "
+                                        "random order; under mean_of_means it changes each token's weight "
+                                        "(docs/fidelity.md); the embedded default's demo turns it on for speed")
     lr: float = flag(5e-7, "peak learning rate (appendix B.2: 5e-7)")
     lr_schedule: str = flag("linear", "schedule after warmup (appendix B.2: linear)",
                             choices=["cosine", "linear", "constant"])
@@ -71,7 +74,7 @@ class DPOConfig:
     adam_beta1: float = flag(0.9, "AdamW beta1 (the default)")
     adam_beta2: float = flag(0.999, "AdamW beta2 (the default)")
     adam_eps: float = flag(1e-8, "AdamW epsilon (the default)")
-    grad_clip: float = flag(1.0, "clip the full gradient norm (same launcher config as SFT, spec section 3); 0 = off")
+    grad_clip: float = flag(1.0, "clip the full gradient norm (as SFT, docs/fidelity.md §2); 0 = off")
     seed: int = flag(42, "seed for the data order and everything random")
     # Systems
     bf16: bool = flag(True, "on CUDA, bf16 compute with fp32 master weights and fp32 gradient reduction; CPU: fp32")
@@ -84,13 +87,14 @@ class DPOConfig:
 
 # The embedded default's SFT model is tiny and barely trained: at lr 5e-7 nothing would move in a CPU demo.
 # Used only when --model is not given, never over a value given on the command line; printed at the start.
-DEMO_SETTINGS = dict(max_len=1024, epochs=2, global_batch_size=8, micro_batch_size=2, lr=2e-5, checkpoint_every=50)
+DEMO_SETTINGS = dict(max_len=1024, epochs=2, global_batch_size=8, micro_batch_size=2, lr=2e-5, checkpoint_every=50,
+                     group_by_length=True)  # the demo: less padding on 2 CPUs (not the paper's order)
 
 
 def sequence_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """log pi(y|x) per sequence: the SUM over answer tokens of log p(token), on fp32 logits (spec section 5).
+    """log pi(y|x) per sequence: the SUM over answer tokens of log p(token), on fp32 logits (docs/fidelity.md §4).
 
-    Position t predicts token t+1 (the shift, pitfall 2); labels are -100 on the prompt and on padding.
+    Position t predicts token t+1 (the shift); labels are -100 on the prompt and on padding.
     logits (B, T, V), labels (B, T) -> (B,)."""
     logits = logits[:, :-1].float()  # (B, T-1, V)
     targets = labels[:, 1:]  # (B, T-1)
@@ -120,7 +124,7 @@ def policy_and_reference_logprobs(net, batch: dict, device) -> tuple[torch.Tenso
 
 
 def precompute_reference(ref_net, pairs: list, micro_batch: int, cache: Path, d: T.Dist) -> torch.Tensor:
-    """Reference log-probs of every pair, computed once (spec pitfall 6), as a (N, 2) tensor [chosen, rejected]
+    """Reference log-probs of every pair, computed once (saves memory), as a (N, 2) tensor [chosen, rejected]
     indexed by pair index. NaN marks "not computed"; any NaN left is an error, never a silent zero. The cache
     file's name holds a hash of everything that determines the values."""
     if cache.exists():
@@ -190,7 +194,7 @@ def main(argv=None) -> None:
     use_bf16 = cfg.bf16 and d.device.type == "cuda"
     policy, args = T.build_fsdp_model(model_dir, d, bf16=use_bf16, activation_checkpointing=cfg.activation_checkpointing)
     llama.check_tokenizer_matches(args, tokenizer)
-    policy.train()  # LLaMA has no dropout, so train mode computes what eval mode does (pitfall 5)
+    policy.train()  # LLaMA has no dropout, so train mode computes what eval mode does (loss ln 2 at step 0)
     ref_net = T.build_fsdp_model(model_dir, d, bf16=use_bf16, activation_checkpointing=False, trainable=False)[0]
     ref_table = None
     if cfg.reference == "precomputed":
@@ -226,9 +230,11 @@ def main(argv=None) -> None:
         t0 = time.perf_counter()
         epoch, index = divmod(step, steps_per_epoch)
         if epoch != batches_epoch:
-            batches, _ = T.epoch_batches(lengths, cfg.global_batch_size, cfg.seed, epoch)
+            batches, _ = T.epoch_batches(lengths, cfg.global_batch_size, cfg.seed, epoch,
+                                          cfg.group_by_length)
             batches_epoch = epoch
-        micro_batches = T.rank_micro_batches(batches[index], lengths, cfg.micro_batch_size, d)
+        micro_batches = T.rank_micro_batches(batches[index], lengths, cfg.micro_batch_size, d,
+                                               cfg.group_by_length)
         lr = T.lr_at(step, total_steps, cfg.lr, cfg.warmup_ratio, cfg.lr_schedule)
         for group in optimizer.param_groups:
             group["lr"] = lr

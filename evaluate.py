@@ -1,4 +1,4 @@
-"""Held-out evaluation of ADELIE (paper section 5 and appendix C; spec section 6): test sets, generation, scoring
+"""Held-out evaluation of ADELIE (paper section 5 and appendix C; docs/fidelity.md §5): test sets, generation, scoring
 with the released ADELIE scorers ("adelie") and with scorers that are right ("strict"), and reports.
 
     python evaluate.py build  --task semeval --source ../shared/data/semeval2010_task8 --shots 4 \
@@ -13,7 +13,8 @@ with the released ADELIE scorers ("adelie") and with scorers that are right ("st
 The paper's steps, where they are:
   test sets (section 5.1, appendix C.1: held-out sets, zero-shot and 4/5-shot, Table 9 format requests, NA <= 20%,
   1000 per set, seed 24) .......................................... `build_test_set`
-  inference (appendix C.1: temperature 0.01, stop at EOS) ........... `run_generation`
+  inference (appendix C.1: temperature 0.01, stop at EOS; the release's
+  prompt template, user turns unstripped: data.render_eval_prompt) .. `run_generation`, `prompt_ids`
   metrics (appendix C.1; the released scorers' rules in scorers.py) . `score_predictions`
   Tables 1-3 ........................................................ `make_report`
 
@@ -52,8 +53,8 @@ OPEN_TASKS = ("carb", "robust")
 TASKS = CLOSED_TASKS + OPEN_TASKS + ("odie", "canonical")
 SETTINGS = ("zeroshot", "fewshot")
 
-# The paper's numbers (F1 %), copied from its Tables 1-3 (Qi et al., "ADELIE: Aligning Large Language Models on
-# Information Extraction", ../shared/docs/adelie-paper.txt). Columns as in the tables; AVG as printed.
+# The paper's numbers (F1 %), copied from its Tables 1-3 (Qi, Peng, Wang, Xu, Hou and Li, "ADELIE: Aligning Large
+# Language Models on Information Extraction"). Columns as in the tables; AVG as printed.
 PAPER_TABLE1_COLUMNS = ("fewnerd", "semeval", "richere-ed", "richere-eae", "matres", "AVG")
 PAPER_TABLE1 = {  # held-out closed IE
     "zeroshot": {
@@ -168,9 +169,9 @@ class BuildConfig:
     out: str = flag("", "test file to write (JSON lines)")
     shots: int = flag(0, "demonstrations per question, from the training split (section 5.1: 4 closed IE, 5 open IE; "
                       "the released few-shot files have 4)")
-    seed: int = flag(24, "seed of the NA cap, the subsample and the demonstrations (spec section 6: 24)")
-    max_records: int = flag(1000, "subsample to this many questions (ROBUST: cliques) (spec section 6: 1000)")
-    na_max: float = flag(0.2, "NA questions at most this share of the test set (spec section 6: 20%)")
+    seed: int = flag(24, "seed of the NA cap, the subsample and the demonstrations (docs/fidelity.md §5: 24)")
+    max_records: int = flag(1000, "subsample to this many questions (ROBUST: cliques) (docs/fidelity.md §5: 1000)")
+    na_max: float = flag(0.2, "NA questions at most this share of the test set (docs/fidelity.md §5: 20%)")
     demo_source: str = flag("", "where demonstrations come from when not the task's own training split (ROBUST: "
                             "e.g. ../shared/data/carb; canonical: a JSONL file of unified IE training records)")
 
@@ -249,7 +250,7 @@ def demo_pool(task: str, cfg: BuildConfig, rng) -> list[dict]:
 
 
 def subsample(records: list[dict], cfg: BuildConfig, rng, counts: dict) -> list[dict]:
-    """NA at most cfg.na_max, then at most cfg.max_records questions, seeded, in source order (spec section 6)."""
+    """NA at most cfg.na_max, then at most cfg.max_records questions, seeded, in source order (docs/fidelity.md §5)."""
     records, dropped = cap_na(records, cfg.na_max, rng)
     counts["NA records dropped by the NA cap"] = counts.get("NA records dropped by the NA cap", 0) + dropped
     if len(records) > cfg.max_records:
@@ -336,7 +337,7 @@ class RunConfig:
                      "comma-separated files are answered in turn with one model load")
     out: str = flag("", "predictions file to write, one per --test file (comma-separated); put it at "
                     "RUN_DIR/eval/TASK.SETTING.jsonl for `report`")
-    max_new_tokens: int = flag(2048, "new tokens per answer at most (spec section 6: 2048)")
+    max_new_tokens: int = flag(2048, "new tokens per answer at most (docs/fidelity.md §5: 2048)")
     temperature: float = flag(0.01, "sampling temperature (appendix C.1: 0.01, effectively greedy); 0 = greedy")
     top_p: float = flag(1.0, "nucleus sampling threshold (1.0: off)")
     seed: int = flag(0, "sampling seed; prompt i draws from a stream seeded by (seed, i), whatever the ranks")
@@ -345,6 +346,20 @@ class RunConfig:
     dtype: str = flag("auto", "weights dtype (auto: bfloat16 on CUDA, float32 on CPU)",
                       choices=("auto", "float32", "bfloat16", "float16"))
     limit: int = flag(0, "answer only the first N records (0: all)")
+    prompt_template: str = flag("release", "how a prompt becomes ids: release (ADELIE's evaluation template: user "
+                                           "turns as given, unstripped; data.render_eval_prompt) or training (the "
+                                           "SFT rendering, every turn stripped; data.render_chat)",
+                                choices=("release", "training"))
+
+
+def prompt_ids(tokenizer, messages: list[dict], template: str = "release") -> list[int]:
+    """The ids the model is fed for a prompt (the conversation without its gold answer), by --prompt_template."""
+    import data
+    if template == "release":
+        return data.encode_eval_prompt(tokenizer, messages)
+    if template == "training":
+        return data.encode_prompt(tokenizer, messages)
+    raise ValueError(f"prompt_template must be 'release' or 'training', got {template!r}")
 
 
 def prompt_messages(record: dict, where: str) -> list[dict]:
@@ -400,7 +415,6 @@ def answer_test_file(cfg: RunConfig, test: str, out: str, net, tokenizer, d) -> 
     `generate`, append each finished chunk to OUT.partial/rank{r}.jsonl, then (rank 0) write OUT in test order."""
     import torch.distributed as dist
 
-    import data
     import model as llama
     import training
     records = read_jsonl(test)
@@ -410,7 +424,7 @@ def answer_test_file(cfg: RunConfig, test: str, out: str, net, tokenizer, d) -> 
     # The settings an interrupted run must share with its continuation.
     settings = {"test": str(Path(test).resolve()), "n": len(records), "model": str(Path(cfg.model).resolve()),
                 "max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature, "top_p": cfg.top_p,
-                "seed": cfg.seed}
+                "seed": cfg.seed, "prompt_template": cfg.prompt_template}
     if d.is_main:
         partial.mkdir(parents=True, exist_ok=True)
         stamp = partial / "settings.json"
@@ -426,7 +440,7 @@ def answer_test_file(cfg: RunConfig, test: str, out: str, net, tokenizer, d) -> 
     mine = todo[d.rank::d.world_size]  # prompt i goes to rank i mod world among those left
     training.print0(d, f"run {test}: {len(records)} prompts, {len(done)} already answered (resumed), "
                        f"{len(todo)} to go on {d.world_size} rank(s)")
-    ids = {i: data.encode_prompt(tokenizer, prompts[i]) for i in mine}
+    ids = {i: prompt_ids(tokenizer, prompts[i], cfg.prompt_template) for i in mine}
     too_long = [i for i in mine if len(ids[i]) >= net.args.max_seq_len]
     if too_long:
         raise BadInput(f"{len(too_long)} prompts do not fit the model's context of {net.args.max_seq_len} tokens, "
@@ -466,7 +480,7 @@ def answer_test_file(cfg: RunConfig, test: str, out: str, net, tokenizer, d) -> 
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Scoring (appendix C.1; spec section 6): a predictions file -> the adelie or the strict scorer of scorers.py
+# Scoring (appendix C.1; docs/fidelity.md §5): a predictions file -> the adelie or the strict scorer of scorers.py
 
 def check_predictions(predictions: list[dict], path, test: list[dict] | None = None, test_path=None) -> list[str]:
     """The outputs of a predictions file, after checking that it is a test file with an "output" per record.
@@ -629,7 +643,7 @@ class ScoreConfig:
     task: str = flag("", "held-out task", choices=TASKS)
     predictions: str = flag("", "predictions file: the test records, each with an added \"output\" string")
     scorer: str = flag("adelie", "adelie: the released ADELIE scorers, quirks included (reproduces the paper); "
-                       "strict: the metric without the quirks (spec section 6)", choices=("adelie", "strict"))
+                       "strict: the metric without the quirks (docs/fidelity.md §5)", choices=("adelie", "strict"))
     test: str = flag("", "the test file the predictions answer; if given, every record must match it in order")
     json: bool = flag(False, "print one JSON object as the last stdout line")
     header: bool = flag(True, "odie: compute the header soft F1 (loads all-MiniLM-L6-v2 from the eval extra)")
@@ -829,7 +843,7 @@ def make_report(run_dirs: list[Path], embed, embed_note: str, limit: int = 3) ->
     runs = {run_name(d): evaluate_run(d, embed, limit) for d in run_dirs}
     md = ["# ADELIE held-out evaluation", "",
           "Our numbers are given as `adelie / strict`: the released ADELIE scorers (quirks included, comparable "
-          "with the paper) and the strict scorers (spec section 6). Paper rows: Qi et al., Tables 1-3. A dash: "
+          "with the paper) and the strict scorers (docs/fidelity.md §5). Paper rows: Qi et al., Tables 1-3. A dash: "
           "not evaluated.", ""]
     t1, rows1 = _table("Table 1: held-out closed IE, F1 (%)", PAPER_TABLE1_COLUMNS, TABLE_LABELS, PAPER_TABLE1, runs,
                        {c: (c, "f1") for c in PAPER_TABLE1_COLUMNS})

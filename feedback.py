@@ -5,24 +5,26 @@
     torchrun --nproc_per_node 8 feedback.py --model runs/sft/final --data_dir ../shared/data \\
         --out_dir runs/feedback                             # the paper's run (8 GPUs: each samples 1/8 of the prompts)
 
-What the paper does (section 4; appendix B.1; spec section 4), step by step, and where each step is below:
+What the paper does (section 4; appendix B.1; docs/fidelity.md §3), step by step, and where each step is below:
 
-1. `ie_feedback_prompts`: a prompt pool built like IEInstruct from the IE TRAINING records (no general chat data),
+1. `select_prompt_pool`, `ie_feedback_prompts`: a prompt pool built like IEInstruct from the IE TRAINING records of
+   the Table 8 data sets (TABLE8_DATASETS; `--prompt_pool all` takes every training set) (no general chat data),
    but always with the canonical output format, so that sampled answers and the gold answer can be compared
    string to string (appendix B.1: "the sole distinction lies in the consistency of the output format").
-   Up to 4000 instances per data set, ODIE with 30% CoT, conversations over 1200 words dropped (spec section 4).
+   Up to 4000 instances per data set, ODIE with 30% CoT, conversations over 1200 words dropped (docs/fidelity.md §3).
 2. `sample_prompts`: the SFT model answers every prompt 5 times at temperature 1.0, top-p 1.0 (section 4), with
    model.generate (batched, KV cache). Prompts are split over the torchrun ranks; each prompt's samples come from a
    random stream seeded by the prompt's index in the pool, so the samples are the same on 1 or 8 GPUs. Samples
    are appended to OUT_DIR/samples.rank{R}.jsonl as they are produced: a killed run, started again with the same
    command, samples only the prompts that are missing.
 3. `bleu` / `score_sample`: a sample's score is NLTK's `sentence_bleu` with `SmoothingFunction().method3` over the
-   CHARACTERS of the text after `[Answer]: `, against the gold answer (appendix B.1, spec section 4); -1 without
+   CHARACTERS of the text after `[Answer]: `, against the gold answer (appendix B.1, docs/fidelity.md §3); -1 without
    `[Answer]: `. `bleu` is written out here; tests check it against nltk.
 4. `online_pairs`: best sample vs worst sample, kept when their BLEU differs by more than 0.1 (section 4).
    `offline_pairs`: the gold answer (score 1) vs the worst sample, kept when 1 - worst > 0.1 (section 4).
 5. `mix_pairs`: 30% online, 70% offline (section 6.2, Table 11: the best mix), 10,000 pairs (Figure 5), one pair per
-   prompt, seeded. Written as OUT_DIR/ie_feedback.json in the released IEFeedback format
+   prompt, seeded, by the release's rule (online pairs first, then 7,000 prompts drawn from the rest; --mix_rule).
+   Written as OUT_DIR/ie_feedback.json in the released IEFeedback format
    [{"dataset","id","messages","chosen","rejected"}], which dpo.py reads, with OUT_DIR/summary.json and a table like
    Table 8 (pairs per data set, average score gap).
 6. `pair_stats`: `python feedback.py stats FILE [FILE ...] [--gold FILE]` measures any IEFeedback file (ours or the
@@ -53,7 +55,7 @@ import training as T
 from config import flag, parse_config
 
 REPO = Path(__file__).resolve().parent
-ANSWER = "[Answer]: "  # the canonical answer marker (spec section 2); BLEU compares the text after it
+ANSWER = "[Answer]: "  # the canonical answer marker (docs/fidelity.md §1); BLEU compares the text after it
 
 
 @dataclass
@@ -71,17 +73,20 @@ class FeedbackConfig:
     out_dir: str = flag("runs/feedback", "output directory: prompts.jsonl (the pool), samples.rank*.jsonl, "
                                          "scores.jsonl, ie_feedback.json (for dpo.py), pairs.jsonl (what each pair "
                                          "is made of), summary.json; sampling.json and config.json (the settings)")
-    # The prompt pool (appendix B.1, spec section 4)
-    max_per_dataset: int = flag(4000, "prompts per data set at most (spec section 4: up to 4000 per data set)")
-    odie_cot_ratio: float = flag(0.3, "share of ODIE prompts in the chain-of-thought version (spec section 4: 30%)")
-    max_words: int = flag(1200, "drop a conversation (prompt + gold) over this many whitespace words (spec 4: 1200)")
+    # The prompt pool (appendix B.1, docs/fidelity.md §3)
+    prompt_pool: str = flag("table8", "which data sets give prompts: table8 (the paper's Table 8 sets only, as the "
+                                      "release sampled; synthetic stand-ins of the embedded default are kept) or all "
+                                      "(every IE training set given)", choices=["table8", "all"])
+    max_per_dataset: int = flag(4000, "prompts per data set at most (docs/fidelity.md §3: up to 4000 per data set)")
+    odie_cot_ratio: float = flag(0.3, "share of ODIE prompts in the chain-of-thought version (release: 30%)")
+    max_words: int = flag(1200, "drop a conversation (prompt + gold) over this many words (docs/fidelity.md §3: 1200)")
     max_prompts: int = flag(-1, "sample only the first N prompts of the shuffled pool (-1: all; appendix B.1 "
                                 "sampled 50,000 entries, about 13 data sets x 4000)")
-    # Sampling (section 4, spec section 4)
+    # Sampling (section 4, docs/fidelity.md §3)
     num_samples: int = flag(5, "independent samples per prompt (section 4: 5)")
     temperature: float = flag(1.0, "sampling temperature (section 4: 1.0)")
-    top_p: float = flag(1.0, "nucleus sampling top-p (spec section 4: 1.0, i.e. off)")
-    max_new_tokens: int = flag(2048, "new tokens per sample at most (spec section 4: 2048)")
+    top_p: float = flag(1.0, "nucleus sampling top-p (docs/fidelity.md §3: 1.0, i.e. off)")
+    max_new_tokens: int = flag(2048, "new tokens per sample at most (docs/fidelity.md §3: 2048)")
     batch_size: int = flag(32, "sequences decoded together per rank (prompts x samples); changes speed, not samples")
     flush_every: int = flag(64, "prompts per generate call; their samples are appended to this rank's samples file "
                                 "after each call, so an interrupted run loses at most this many prompts' work")
@@ -91,9 +96,12 @@ class FeedbackConfig:
     target_pairs: int = flag(10_000, "pairs in IEFeedback (section 4: 3k online + 7k offline; Figure 5: 10k)")
     online_ratio: float = flag(0.3, "share of online pairs (section 6.2, Table 11: 30% online / 70% offline is "
                                     "best)")
-    shortfall: str = flag("keep_ratio", "too few online pairs for the ratio: keep_ratio makes fewer pairs at the "
-                                        "ratio; fill tops the target up with offline pairs",
-                          choices=["keep_ratio", "fill"])
+    mix_rule: str = flag("release", "how online and offline pairs are mixed (mix_pairs; docs/fidelity.md): release "
+                                    "(ADELIE's release: online pairs first, in prompt order, up to online_ratio x "
+                                    "target; then (1 - online_ratio) x target prompts drawn from the rest, each an "
+                                    "offline pair if its gap allows); keep_ratio (too few online pairs: fewer pairs "
+                                    "at the exact ratio); fill (too few online pairs: offline pairs top the target up)",
+                         choices=["release", "keep_ratio", "fill"])
     skip_identical: bool = flag(False, "a fix, off by default (faithful): skip an offline pair whose rejected "
                                        "sample IS the gold answer. BLEU-4 of a short text like NA against itself is "
                                        "0.59, so such a pair passes the gap test; it states no preference and has a "
@@ -106,7 +114,7 @@ class FeedbackConfig:
 # prompts and shorter samples keep the demo to minutes, and such a model gives few online pairs, so offline pairs
 # fill the target (dpo.py's demo needs pairs to train on). Used only when --model is not given, never over a value
 # given on the command line; printed at the start.
-DEMO_SETTINGS = dict(max_per_dataset=12, max_new_tokens=160, target_pairs=200, shortfall="fill")
+DEMO_SETTINGS = dict(max_per_dataset=12, max_new_tokens=160, target_pairs=200, mix_rule="fill")
 
 # What the samples depend on besides the prompt (each sample line carries its prompt's hash): a run that finds
 # samples made with other values stops instead of mixing them.
@@ -114,7 +122,34 @@ SAMPLING_FIELDS = ("model", "num_samples", "temperature", "top_p", "max_new_toke
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# 1. The prompt pool (appendix B.1, spec section 4)
+# 1. The prompt pool (appendix B.1, docs/fidelity.md §3)
+
+# The data sets IEFeedback drew its prompts from (paper Table 8; the release's DPO sampling script lists the same
+# twelve plus ODIE), by their names in ie_formats.DATASETS. Table 8's "OpenIE4" is the OpenIE6 training data
+# (OpenIE4 labels, read by ie_formats' openie6 reader); "MAVEN" (ED) is ie_formats' maven.
+TABLE8_DATASETS = ("conll2003", "ace2005-ner", "ontonotes5", "tacred", "fewrel", "ace2005-ed", "maven",
+                   "ace2005-eae", "rams", "maven-arg", "maven-ere", "instructie", "openie6")
+
+
+def select_prompt_pool(records: list[dict], prompt_pool: str = "table8") -> tuple[list[dict], dict]:
+    """The records the IEFeedback pool is built from. "table8" (the default, paper Table 8): records of the Table 8
+    data sets only; the synthetic stand-ins of the embedded default (synthetic.DATASETS: no paper data set is in it)
+    are kept too, so the demo samples every synthetic set. Records of any other data set (e.g. BC5CDR, ADE, CASIE:
+    in IEInstruct, Table 7, but never sampled for IEFeedback) are left out and counted. "all": every record.
+    Returns (records, {"prompt_pool", "left_out": {data set: records}, "table8_absent": [Table 8 sets without a
+    record]})."""
+    if prompt_pool not in ("table8", "all"):
+        raise ValueError(f"prompt_pool must be 'table8' or 'all', got {prompt_pool!r}")
+    import synthetic
+    present = {r["dataset"] for r in records}
+    info = {"prompt_pool": prompt_pool, "left_out": {},
+            "table8_absent": [n for n in TABLE8_DATASETS if n not in present]}
+    if prompt_pool == "all":
+        return records, info
+    keep = set(TABLE8_DATASETS) | set(synthetic.DATASETS)
+    info["left_out"] = dict(sorted(Counter(r["dataset"] for r in records if r["dataset"] not in keep).items()))
+    return [r for r in records if r["dataset"] in keep], info
+
 
 def load_ie_records(cfg: FeedbackConfig) -> tuple[list[dict], str]:
     """The unified IE training records the pool is drawn from, and a line naming where they came from: --records,
@@ -148,7 +183,7 @@ def ie_feedback_prompts(records: list[dict], *, max_per_dataset: int = 4000, odi
                         max_words: int = 1200, seed: int = 42, explanations: dict | None = None,
                         progress: bool = False) -> tuple[list[dict], dict]:
     """IEFeedback's prompt pool (appendix B.1: "sampled ... from raw datasets for processing in a manner similar to
-    IEInstruct. The sole distinction lies in the consistency of the output format"; spec section 4).
+    IEInstruct. The sole distinction lies in the consistency of the output format"; docs/fidelity.md §3).
 
     IEInstruct's construction (data.ie_instruct: task descriptions, schema augmentation, few-shot demonstrations,
     explanations for 10%, the NA cap) with these differences, as in ADELIE's release:
@@ -162,7 +197,8 @@ def ie_feedback_prompts(records: list[dict], *, max_per_dataset: int = 4000, odi
     mixes all data sets; each entry is {"index", "dataset", "id", "task", "messages", "prompt_sha"}, messages = the
     prompt turns + the gold answer."""
     tasks = {r["dataset"]: r["task"] for r in records}
-    cfg = data.IEInstructConfig(seed=seed, max_per_dataset=max_per_dataset, canonical_rate=1.0, json_rate=0.0,
+    cfg = data.IEInstructConfig(seed=seed, max_per_dataset=max_per_dataset, dataset_caps="uniform",  # release: 4000
+                                canonical_rate=1.0, json_rate=0.0,
                                 odie_cot_rate=odie_cot_ratio, max_words=max_words, max_tokens=0)
     conversations, stats = data.ie_instruct(records, cfg, explanations=explanations, progress=progress)
     random.Random(f"ie_feedback pool {seed}").shuffle(conversations)
@@ -247,7 +283,7 @@ def sample_prompts(net, tokenizer, pool: list[dict], todo: list[int], cfg: Feedb
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# 3. Scoring: character BLEU (appendix B.1, spec section 4)
+# 3. Scoring: character BLEU (appendix B.1, docs/fidelity.md §3)
 
 def bleu(hypothesis: str, reference: str, max_n: int = 4) -> float:
     """BLEU of one hypothesis against one reference over characters, exactly as NLTK computes
@@ -284,15 +320,15 @@ def bleu(hypothesis: str, reference: str, max_n: int = 4) -> float:
 
 
 def scored_answer(output: str) -> str | None:
-    """What BLEU compares: the text after the first `[Answer]: `, up to a second one if the output repeats it (spec
-    section 4: ADELIE took `output.split("[Answer]: ")[1]`, unstripped); None when the marker is absent. (Evaluation
+    """What BLEU compares: the text after the first `[Answer]: `, up to a second one if the output repeats it
+    (release: `output.split("[Answer]: ")[1]`, unstripped); None when the marker is absent. (Evaluation
     reads answers differently: data.answer_text strips and falls back to the whole output.)"""
     parts = output.split(ANSWER)
     return parts[1] if len(parts) > 1 else None
 
 
 def score_sample(sample: str, gold: str) -> float:
-    """A sample's score (section 4, spec section 4): character BLEU of its answer against the gold answer, or -1
+    """A sample's score (section 4, docs/fidelity.md §3): character BLEU of its answer against the gold answer, or -1
     when the sample has no `[Answer]: ` (it is then below every real score, so it is the first to be rejected)."""
     answer = scored_answer(sample)
     if answer is None:
@@ -369,7 +405,7 @@ def offline_pairs(records: list[dict], scores: list[list[float]], min_gap: float
         if 1.0 - sc[worst] <= min_gap:
             reason = "gap_too_small"
         elif skip_identical and record["samples"][worst].strip() == record["messages"][-1]["content"].strip():
-            reason = "identical"  # compared as rendered: the chat format strips message content (spec section 1)
+            reason = "identical"  # compared as rendered: the chat format strips message content (docs/fidelity.md §2)
         if reason:
             skipped.append({"index": record["index"], "dataset": record["dataset"], "id": record["id"],
                             "reason": reason})
@@ -379,20 +415,24 @@ def offline_pairs(records: list[dict], scores: list[list[float]], min_gap: float
 
 
 def mix_pairs(online: list[dict], offline: list[dict], target: int = 10_000, online_ratio: float = 0.3,
-              seed: int = 42, shortfall: str = "keep_ratio") -> tuple[list[dict], str]:
+              seed: int = 42, rule: str = "release", prompts: list[int] | None = None) -> tuple[list[dict], str]:
     """IEFeedback's mix (section 4: 3k online + 7k offline; section 6.2 and Table 11: 30% online is best; Figure 5:
-    10k pairs are enough): `target` pairs, round(online_ratio * target) of them online, at most one pair per prompt
-    (ADELIE's release makes one pair per prompt, online or offline), drawn at random with `seed`.
+    10k pairs are enough), at most one pair per prompt (as ADELIE's release), seeded. n_on = round(online_ratio *
+    target) online pairs are wanted (3,000), n_off = target - n_on offline ones (7,000).
 
-    An online-eligible prompt is (nearly always) offline-eligible too (best - worst > gap and best <= 1 imply
-    1 - worst > gap; only skip_identical can differ), so with N pairs wanted, n_on = round(online_ratio * N) are
-    drawn from the online pairs and N - n_on from the offline pairs of the other prompts. When there are too few pairs:
-      - fewer offline-eligible prompts than `target`: N = their number (every usable prompt gives one pair);
-      - fewer online pairs than n_on: all of them are used, and with shortfall="keep_ratio" (default) N shrinks to
-        round(n_on / online_ratio) so the ratio holds; with shortfall="fill" offline pairs fill the rest.
+    rule="release" (the default; ADELIE's release, docs/fidelity.md): walk the sampled prompts in order (`prompts`,
+    their pool indices; the pool is shuffled, so this order is random); a prompt with an online pair gives it until
+    n_on are taken; every other prompt (no online pair, or past the quota) goes to a remainder. Then n_off prompts
+    are drawn at random from the remainder, and each gives its offline pair if it has one (1 - worst > min_gap), so
+    fewer than n_off offline pairs can result; no top-up.
+
+    rule="keep_ratio" / "fill" (this project's earlier rules): with N = min(target, offline-eligible prompts),
+    round(online_ratio * N) pairs are drawn at random from the online pairs and the rest from the offline pairs of
+    the other prompts. With too few online pairs, keep_ratio shrinks N to round(n_online / online_ratio) so the
+    ratio holds; fill tops N up with offline pairs.
     Returns (pairs sorted by prompt index, a sentence saying what was done)."""
-    if shortfall not in ("keep_ratio", "fill"):
-        raise ValueError(f"shortfall must be 'keep_ratio' or 'fill', got {shortfall!r}")
+    if rule not in ("release", "keep_ratio", "fill"):
+        raise ValueError(f"mix rule must be 'release', 'keep_ratio' or 'fill', got {rule!r}")
     if not 0 <= online_ratio <= 1:
         raise ValueError(f"online_ratio must be in [0, 1], got {online_ratio}")
     rng = random.Random(f"ie_feedback mix {seed}")
@@ -400,37 +440,57 @@ def mix_pairs(online: list[dict], offline: list[dict], target: int = 10_000, onl
     off = sorted(offline, key=lambda p: p["index"])
     if len({p["index"] for p in on}) != len(on) or len({p["index"] for p in off}) != len(off):
         raise ValueError("mix_pairs: a prompt index occurs twice among the online (or the offline) pairs")
-    rng.shuffle(on)
-    rng.shuffle(off)
 
     def round_half_up(x: float) -> int:  # the same on every platform (Python's round() rounds half to even)
         return math.floor(x + 0.5)
 
-    n_total = min(target, len(off))
-    n_on = round_half_up(online_ratio * n_total)
     notes = []
-    if len(off) < target:
-        notes.append(f"only {len(off)} prompts give an offline pair, fewer than the {target} pairs wanted: "
-                     f"making {n_total}")
-    if n_on > len(on):
-        n_on = len(on)
-        if shortfall == "keep_ratio":
-            n_total = min(n_total, round_half_up(n_on / online_ratio))
-            notes.append(f"only {len(on)} online pairs: kept the {online_ratio:.0%} online ratio by making "
-                         f"{n_total} pairs (--shortfall fill would fill up with offline pairs instead)")
-        else:
-            notes.append(f"only {len(on)} online pairs: filled up with offline pairs (--shortfall fill)")
-    chosen_on = on[:n_on]
-    used = {p["index"] for p in chosen_on}
-    chosen_off = [p for p in off if p["index"] not in used][:n_total - n_on]
-    if len(chosen_off) < n_total - n_on:  # offline prompts taken by online pairs (the rare case above)
-        notes.append(f"{n_total - n_on - len(chosen_off)} offline pairs short: their prompts give online pairs")
+    if rule == "release":
+        n_on = round_half_up(online_ratio * target)
+        n_off = target - n_on
+        if prompts is None:  # every prompt with a pair of either kind, in pool order
+            prompts = sorted({p["index"] for p in on} | {p["index"] for p in off})
+        online_of = {p["index"]: p for p in on}
+        offline_of = {p["index"]: p for p in off}
+        chosen_on, remainder = [], []
+        for i in prompts:
+            if i in online_of and len(chosen_on) < n_on:
+                chosen_on.append(online_of[i])
+            else:
+                remainder.append(i)
+        drawn = rng.sample(remainder, min(n_off, len(remainder)))
+        chosen_off = [offline_of[i] for i in drawn if i in offline_of]
+        if len(chosen_on) < n_on:
+            notes.append(f"only {len(chosen_on)} online pairs, fewer than the {n_on} wanted")
+        notes.append(f"{len(drawn)} of {len(remainder)} other prompts drawn for offline pairs, "
+                     f"{len(drawn) - len(chosen_off)} of them without one (gap too small)")
+    else:
+        rng.shuffle(on)
+        rng.shuffle(off)
+        n_total = min(target, len(off))
+        n_on = round_half_up(online_ratio * n_total)
+        if len(off) < target:
+            notes.append(f"only {len(off)} prompts give an offline pair, fewer than the {target} pairs wanted: "
+                         f"making {n_total}")
+        if n_on > len(on):
+            n_on = len(on)
+            if rule == "keep_ratio":
+                n_total = min(n_total, round_half_up(n_on / online_ratio))
+                notes.append(f"only {len(on)} online pairs: kept the {online_ratio:.0%} online ratio by making "
+                             f"{n_total} pairs (--mix_rule fill would fill up with offline pairs instead)")
+            else:
+                notes.append(f"only {len(on)} online pairs: filled up with offline pairs (--mix_rule fill)")
+        chosen_on = on[:n_on]
+        used = {p["index"] for p in chosen_on}
+        chosen_off = [p for p in off if p["index"] not in used][:n_total - n_on]
+        if len(chosen_off) < n_total - n_on:  # offline prompts taken by online pairs (the rare case above)
+            notes.append(f"{n_total - n_on - len(chosen_off)} offline pairs short: their prompts give online pairs")
     pairs = sorted(chosen_on + chosen_off, key=lambda p: p["index"])
-    summary = f"{len(chosen_on)} online + {len(chosen_off)} offline = {len(pairs)} pairs"
+    summary = f"{len(chosen_on)} online + {len(chosen_off)} offline = {len(pairs)} pairs (--mix_rule {rule})"
     return pairs, "; ".join(notes + [summary])
 
 
-IE_FEEDBACK_KEYS = ("dataset", "id", "messages", "chosen", "rejected")  # the released format (spec section 2)
+IE_FEEDBACK_KEYS = ("dataset", "id", "messages", "chosen", "rejected")  # the released format (docs/fidelity.md §1)
 
 
 def write_ie_feedback(pairs: list[dict], path: Path) -> None:
@@ -689,6 +749,12 @@ def main(argv=None) -> None:
 
     # ---- 1. The prompt pool: every rank builds the same one (seeded), rank 0 writes it down
     records, source = load_ie_records(cfg)
+    records, pool_sets = select_prompt_pool(records, cfg.prompt_pool)
+    if not records:
+        sys.exit(f"error: none of the paper's Table 8 data sets is in {source}; --prompt_pool all samples every set")
+    absent = ", ".join(pool_sets["table8_absent"]) or "none"
+    T.print0(d, f"prompt pool ({cfg.prompt_pool}): Table 8 sets absent: {absent}; left out (not in Table 8): "
+                f"{pool_sets['left_out'] or 'none'}")
     pool, pool_stats = ie_feedback_prompts(records, max_per_dataset=cfg.max_per_dataset,
                                            odie_cot_ratio=cfg.odie_cot_ratio, max_words=cfg.max_words, seed=cfg.seed,
                                            explanations=data.read_explanations(cfg.explanations)
@@ -753,16 +819,19 @@ def main(argv=None) -> None:
             f.write(json.dumps({"index": r["index"], "id": r["id"], "dataset": r["dataset"], "scores": sc}) + "\n")
     online, online_skipped = online_pairs(sampled, scores, cfg.min_gap)
     offline, offline_skipped = offline_pairs(sampled, scores, cfg.min_gap, cfg.skip_identical)
-    mixed, note = mix_pairs(online, offline, cfg.target_pairs, cfg.online_ratio, cfg.seed, cfg.shortfall)
+    mixed, note = mix_pairs(online, offline, cfg.target_pairs, cfg.online_ratio, cfg.seed, cfg.mix_rule,
+                            prompts=[r["index"] for r in sampled])
     write_ie_feedback(mixed, out_dir / "ie_feedback.json")
     summary = summarize(pool, sampled, scores, online, online_skipped, offline, offline_skipped, mixed, too_long)
     audit = pair_stats(mixed, min_gap=cfg.min_gap)  # what `feedback.py stats` measures on the written file
-    summary.update(source=source, pool=pool_stats, mix=note, torn_lines_redone=torn,
+    summary.update(source=source, pool=pool_stats, pool_sets=pool_sets, mix=note, torn_lines_redone=torn,
                    sampling_tokens_per_s=total_tokens / max(seconds, 1e-9), statistics=audit)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     print(format_table(summary))
     print(pair_stats_tables([(str(out_dir / "ie_feedback.json"), audit)]))
     print(f"mix: {note}")
+    print(f"prompt pool ({cfg.prompt_pool}): Table 8 sets absent: {', '.join(pool_sets['table8_absent']) or 'none'}; "
+          f"left out (not in Table 8): {pool_sets['left_out'] or 'none'}")
     print(f"wrote {out_dir / 'ie_feedback.json'} ({len(mixed)} pairs) and {out_dir / 'summary.json'}")
     T.cleanup_distributed()
 

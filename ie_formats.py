@@ -486,6 +486,84 @@ def read_w2ner_json(path, split, dataset="genia", labels=None, counts=None):
     return _validated(records, path)
 
 
+# OntoNotes 5's 18 entity types (Weischedel et al. 2013; the CoNLL-2012 release's name column).
+ONTONOTES_TYPES = ["CARDINAL", "DATE", "EVENT", "FAC", "GPE", "LANGUAGE", "LAW", "LOC", "MONEY", "NORP", "ORDINAL",
+                   "ORG", "PERCENT", "PERSON", "PRODUCT", "QUANTITY", "TIME", "WORK_OF_ART"]
+# Escapes of the CoNLL-2012 word column (besides PTB brackets): "/." "/?" "/-" stand for the bare character.
+CONLL2012_ESCAPES = {"/.": ".", "/?": "?", "/-": "-"}
+
+
+def read_conll2012(path, split, dataset="ontonotes5", labels=None, counts=None):
+    """OntoNotes 5.0 (LDC2013T19, licensed) in the CoNLL-2012 shared task format -> NER records, one per sentence.
+
+    Layout (conll.cemantix.org/2012/data.html; the `*_gold_conll` files made by the task's skeleton2conll script,
+    or one concatenated file such as `train.english.v4_gold_conll`): `#begin document (bc/cctv/00/cctv_0001); part
+    000` ... `#end document`, one token per line with whitespace-separated columns `document_id part word_number
+    word POS parse_bit predicate_lemma frameset sense speaker named_entities [predicate_arguments...] coreference`,
+    sentences separated by blank lines. Column 11 (named entities) brackets each name: `(PERSON)` one token,
+    `(ORG*` ... `*)` several, `*` none. Example: `bc/cctv/00/cctv_0001 0 3 Hong NNP (NP(NNP* - - - Speaker#1
+    (GPE* -` then `... 4 Kong NNP *) - - - Speaker#1 *) -`. `path` is one such file or a folder searched for
+    `*gold_conll` files (in sorted order). Words are written back from their escapes (-LRB-, /. ...: counted).
+    `labels`: the type inventory (default the 18 OntoNotes types; a type outside it raises)."""
+    counts = Counter() if counts is None else counts
+    inventory = sorted(labels or ONTONOTES_TYPES)
+    path = Path(path)
+    files = sorted(path.rglob("*gold_conll")) if path.is_dir() else [path]
+    if not files:
+        raise FileNotFoundError(f"{path}: no *gold_conll files in this folder")
+    records = []
+
+    def flush(block, doc):
+        if not block:
+            return
+        where = f"{block[0][0]}:{block[0][1]}"
+        tokens, ents, open_ = [], [], None
+        for f, lineno, cols in block:
+            word = CONLL2012_ESCAPES.get(cols[3], PTB_ESCAPES.get(cols[3], cols[3]))
+            counts["escaped words written back (-LRB-, /. ...)"] += word != cols[3]
+            i, ne = len(tokens), cols[10]
+            tokens.append(word)
+            m = re.fullmatch(r"\(([^()*]+)(\*?)(\)?)|\*(\)?)", ne)
+            if m is None or (m.group(1) and not (m.group(2) or m.group(3))):
+                raise ValueError(f"{f}:{lineno}: named-entity column {ne!r} is not (TYPE), (TYPE*, *, or *)")
+            if m.group(1):
+                if open_ is not None:
+                    raise ValueError(f"{f}:{lineno}: name {m.group(1)} opens inside the open name {open_[1]}")
+                open_ = (i, m.group(1))
+            if m.group(3) or m.group(4):
+                if open_ is None:
+                    raise ValueError(f"{f}:{lineno}: a name closes with none open")
+                ents.append((open_[0], i + 1, open_[1]))
+                open_ = None
+        if open_ is not None:
+            raise ValueError(f"{where}: name {open_[1]} opened and never closed in its sentence")
+        text, span = _token_text(tokens, where)
+        items = []
+        for s, e, typ in ents:
+            if typ not in inventory:
+                raise ValueError(f"{where}: unknown entity type {typ!r}; {dataset} types are {inventory}")
+            items.append({"entity": span(s, e), "type": typ})
+        records.append(make_record(dataset, split, len(records), "NER", text, inventory, items, meta={"doc": doc}))
+
+    for f in files:
+        block, doc = [], None
+        for lineno, line in _lines(f):
+            if line.startswith("#begin document"):
+                flush(block, doc)
+                block, doc = [], line[len("#begin document"):].strip()
+            elif line.startswith("#end document") or not line.strip():
+                flush(block, doc)
+                block = []
+            else:
+                cols = line.split()
+                if len(cols) < 12:
+                    raise ValueError(f"{f}:{lineno}: expected at least 12 columns (CoNLL-2012), got {len(cols)}")
+                block.append((f, lineno, cols))
+        flush(block, doc)
+    _report(dataset, split, counts)
+    return _validated(records, path)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # RC (the pair is given; classify its relation)
 
@@ -725,6 +803,48 @@ def read_gliner_re(path, split, dataset="ade", labels=None, counts=None):
     return _validated(records, path)
 
 
+def read_nyt11(path, split, dataset="nyt11", labels=None, counts=None):
+    """NYT11 (Hoffmann et al. 2011; the version of Takanobu et al. 2019, truthless11/HRL-RE data/NYT11) -> RE
+    records, one per sentence.
+
+    Layout: one sentence per line, `{"sentext": str, "relations": [{"em1": str, "em2": str, "rtext": str,
+    "tags": [...]}], "entities": [...]}`; rtext is a Freebase relation path. Example relation: `{"em1": "Bobby
+    Fischer", "em2": "Iceland", "rtext": "/people/person/nationality"}`. Mentions are given as strings, not
+    spans: each is placed at its first whole-word occurrence in the sentence (a mention that occurs more than once
+    is counted; one that does not occur raises). A relation whose rtext is "None" or "NA" is no relation (counted).
+    `labels`: the relation inventory (None = the rtexts seen in the file, sorted)."""
+    counts = Counter() if counts is None else counts
+    lines = list(_jsonl(path))
+    no_relation = {"None", "NA"}
+    inventory = sorted(labels) if labels is not None else sorted(
+        {r["rtext"] for _, x in lines for r in x.get("relations", []) if r.get("rtext") not in no_relation})
+    records = []
+    for index, (lineno, x) in enumerate(lines):
+        where = f"{path}:{lineno}"
+        text = _get(x, "sentext", where).strip()
+
+        def place(s, what):
+            hits = [m.start() for m in re.finditer(r"(?<!\w)" + re.escape(s) + r"(?!\w)", text)]
+            if not hits:
+                raise ValueError(f"{where}: {what} {s!r} does not occur in the sentence {text[:120]!r}")
+            counts["mention occurring more than once (first occurrence taken)"] += len(hits) > 1
+            return mention(text, hits[0], hits[0] + len(s))
+        items = []
+        for r in _get(x, "relations", where):
+            rel = _get(r, "rtext", where)
+            if rel in no_relation:
+                counts["relation 'None' / 'NA' (no relation)"] += 1
+                continue
+            if rel not in inventory:
+                raise ValueError(f"{where}: unknown relation {rel!r}; {dataset} relations are {inventory}")
+            items.append({"head": place(_get(r, "em1", where).strip(), "em1"), "relation": rel,
+                          "tail": place(_get(r, "em2", where).strip(), "em2")})
+        items = _dedupe(items, counts, "repeated relation (same head, tail and label)")
+        records.append(make_record(dataset, split, index, "RE", text, inventory, items))
+    _report(dataset, split, counts)
+    return _validated(records, path)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # ED and EAE
 
@@ -829,6 +949,119 @@ def read_omnievent(path, split, dataset="ace2005-ed", task="ED", counts=None):
             items = _dedupe(items, counts, "repeated trigger (same span and type)")
             records.append(make_record(dataset, split, index, "ED", text, types, items,
                                        meta={"source_id": x.get("id")}))
+    _report(dataset, split, counts)
+    return _validated(records, path)
+
+
+def _ace_oneie_sentence(x, where):
+    """One OneIE line -> (tokens, entities [(s, e, type, id)], events [(s, e, type, [(s, e, role)])]), token
+    offsets end exclusive; an argument is found through its entity_id."""
+    tokens = _get(x, "tokens", where)
+    entities, by_id = [], {}
+    for m in _get(x, "entity_mentions", where):
+        s, e = _get(m, "start", where), _get(m, "end", where)
+        entities.append((s, e, _get(m, "entity_type", where), m.get("id")))
+        by_id[m.get("id")] = (s, e)
+    events = []
+    for ev in _get(x, "event_mentions", where):
+        trig = _get(ev, "trigger", where)
+        args = []
+        for a in _get(ev, "arguments", where):
+            eid = _get(a, "entity_id", where)
+            if eid not in by_id:
+                raise ValueError(f"{where}: argument {a.get('text')!r} names entity_id {eid!r}, which is not among "
+                                 f"the line's entity_mentions")
+            args.append((*by_id[eid], _get(a, "role", where)))
+        events.append((_get(trig, "start", where), _get(trig, "end", where), _get(ev, "event_type", where), args))
+    return tokens, entities, events
+
+
+def _ace_dygie_sentences(doc, where):
+    """One DyGIE++ document line -> per sentence (tokens, entities, events) as _ace_oneie_sentence gives them.
+    DyGIE++ offsets are document-level token indices with INCLUSIVE ends; a trigger is one token."""
+    sentences = _get(doc, "sentences", where)
+    ner = doc.get("ner", [[] for _ in sentences])
+    events = doc.get("events", [[] for _ in sentences])
+    if not (len(ner) == len(events) == len(sentences)):
+        raise ValueError(f"{where}: {len(sentences)} sentences but {len(ner)} ner and {len(events)} events lists")
+    out, offset = [], 0
+    for tokens, ents, evs in zip(sentences, ner, events):
+        sent_ents = [(s - offset, e - offset + 1, typ, None) for s, e, typ in ents]
+        sent_evs = []
+        for ev in evs:
+            (t, typ), *args = ev
+            sent_evs.append((t - offset, t - offset + 1, typ, [(s - offset, e - offset + 1, r) for s, e, r in args]))
+        out.append((tokens, sent_ents, sent_evs))
+        offset += len(tokens)
+    return out
+
+
+def read_ace2005(path, split, dataset="ace2005-ed", task="ED", counts=None):
+    """ACE 2005 (LDC2006T06, licensed; preprocessed by the widely used OneIE or DyGIE++ scripts) -> NER, ED or EAE
+    records, one per sentence (EAE: one per trigger, "{index}/{k}"). The layout is recognised per line:
+
+    - OneIE (blender-nlp OneIE, preprocessing/process_ace.py -> {train,dev,test}.oneie.json): one sentence per line,
+      `{"doc_id", "sent_id", "tokens": [...], "sentence", "entity_mentions": [{"id", "text", "entity_type",
+      "mention_type", "start", "end"}], "relation_mentions": [...], "event_mentions": [{"id", "event_type",
+      "trigger": {"start", "end", "text"}, "arguments": [{"entity_id", "text", "role"}]}]}`; token offsets, end
+      exclusive; an argument is the entity mention its entity_id names. Example event: `{"event_type":
+      "Justice:Sentence", "trigger": {"start": 3, "end": 4, "text": "sentenced"}, "arguments": [{"entity_id":
+      "E1", "text": "Chun", "role": "Defendant"}]}`.
+    - DyGIE++ (dwadden/dygiepp, scripts/data/ace-event -> {train,dev,test}.json): one document per line,
+      `{"doc_key", "sentences": [[tokens]], "ner": [[[s, e, type]]], "relations": ..., "events": [[[[trigger,
+      event_type], [s, e, role], ...]]]}`; document-level token indices, ends INCLUSIVE.
+    - OmniEvent's unified format (`{"id", "text", "events": [{"type", "triggers": ...}]}`) is read by
+      read_omnievent (the first line decides).
+
+    Text = the sentence's tokens joined by spaces. NER: every entity mention (ACE's 7 types, with VALUE/TIME
+    mentions where the preprocessing kept them), labels = types seen in the file; ED: every trigger, labels =
+    event types seen; EAE: query = (trigger, event type), labels = roles seen with that event type. Repeated items
+    are counted and kept once."""
+    if task not in ("NER", "ED", "EAE"):
+        raise ValueError(f"read_ace2005: task must be 'NER', 'ED' or 'EAE', got {task!r}")
+    counts = Counter() if counts is None else counts
+    lines = list(_jsonl(path))
+    if lines and "text" in lines[0][1] and "events" in lines[0][1] and "tokens" not in lines[0][1]:
+        if task == "NER":
+            raise ValueError(f"{path}: OmniEvent's format has no entity annotation usable for NER")
+        return read_omnievent(path, split, dataset=dataset, task=task, counts=counts)
+    sentences = []  # (where, meta, tokens, entities, events)
+    for lineno, x in lines:
+        where = f"{path}:{lineno}"
+        if "sentences" in x:
+            for k, sent in enumerate(_ace_dygie_sentences(x, where)):
+                sentences.append((where, {"doc_key": x.get("doc_key"), "sentence": k}, *sent))
+        elif "entity_mentions" in x:
+            sentences.append((where, {"doc_id": x.get("doc_id"), "sent_id": x.get("sent_id")},
+                              *_ace_oneie_sentence(x, where)))
+        else:
+            raise ValueError(f"{where}: neither a OneIE line (tokens, entity_mentions, event_mentions) nor a DyGIE++ "
+                             f"line (doc_key, sentences, ner, events); keys are {sorted(x)}")
+    types = sorted({t for *_, ents, evs in sentences for t in
+                    ([e[2] for e in ents] if task == "NER" else [ev[2] for ev in evs])})
+    roles = {}
+    for *_, evs in sentences:
+        for ev in evs:
+            roles.setdefault(ev[2], set()).update(r for *_, r in ev[3])
+    records = []
+    for index, (where, meta, tokens, ents, evs) in enumerate(sentences):
+        text, span = _token_text(_unescape_ptb(tokens), where)
+        if task == "NER":
+            items = [{"entity": span(s, e, "entity"), "type": t} for s, e, t, _ in sorted(ents)]
+            items = _dedupe(items, counts, "repeated entity mention (same span and type)")
+            records.append(make_record(dataset, split, index, "NER", text, types, items, meta=meta))
+            continue
+        if task == "ED":
+            items = [{"trigger": span(s, e, "trigger"), "type": t} for s, e, t, _ in sorted(evs, key=lambda v: v[:2])]
+            items = _dedupe(items, counts, "repeated trigger (same span and type)")
+            records.append(make_record(dataset, split, index, "ED", text, types, items, meta=meta))
+            continue
+        for k, (s, e, t, args) in enumerate(evs):
+            trig = span(s, e, "trigger")
+            items = _dedupe([{"argument": span(a, b, "argument"), "role": r} for a, b, r in sorted(args)], counts,
+                            "repeated argument (same span and role)")
+            records.append(make_record(dataset, split, f"{index}/{k}", "EAE", text, sorted(roles.get(t, ())), items,
+                                       {"trigger": trig, "event_type": t}, meta=meta))
     _report(dataset, split, counts)
     return _validated(records, path)
 
@@ -1265,7 +1498,7 @@ def read_carb(path, split, dataset="carb", gold=None, counts=None):
     [\\targ3 ...]` per tuple, e.g. `A CEN forms an important but small part of a Local Strategic Partnership .\\tforms
     \\tA CEN\\tan important part of a Local Strategic Partnership`. Fields are stripped; arguments beyond arg2 go to
     the item's "extra"; time/location are "" (CaRB does not separate them). Sentences without gold tuples have
-    items == [] (counted); repeated tuples are counted and kept once.
+    items == [] (counted); repeated tuples are counted and kept (carb.py scores each copy).
     """
     counts = Counter() if counts is None else counts
     path = Path(path)
@@ -1292,7 +1525,8 @@ def read_carb(path, split, dataset="carb", gold=None, counts=None):
     for i, (sent, items) in enumerate(zip(sentences, tuples)):
         if not items:
             counts["sentence without gold tuples (items == [])"] += 1
-        items = _dedupe(items, counts, "repeated gold tuple (kept once)")
+        # carb.py's gold reader keeps a repeated tuple, and each copy counts in its recall: kept (and counted)
+        counts["repeated gold tuple (kept, as carb.py scores it)"] += len(items) - len({json.dumps(t) for t in items})
         records.append(make_record(dataset, split, i, "OpenIE", sent, [], items))
     _report(dataset, split, counts)
     return _validated(records, path)
@@ -1456,6 +1690,13 @@ DATASETS = {
                                              "Restaurant_Name"]},
                        "splits": {"train": "mit_restaurant/restauranttrain.bio",
                                   "test": "mit_restaurant/restauranttest.bio"}},
+    # ACE 2005 (LDC, licensed) in OneIE's layout (read_ace2005 also reads DyGIE++ and OmniEvent files)
+    "ace2005-ner": {"task": "NER", "reader": read_ace2005, "kwargs": {"task": "NER"},
+                    "splits": {"train": "ace2005/train.oneie.json", "dev": "ace2005/dev.oneie.json",
+                               "test": "ace2005/test.oneie.json"}},
+    # OntoNotes 5 (LDC, licensed) in the CoNLL-2012 format: a folder of *_gold_conll files per split
+    "ontonotes5": {"task": "NER", "reader": read_conll2012,
+                   "splits": {"train": "ontonotes5/train", "dev": "ontonotes5/development", "test": "ontonotes5/test"}},
     "fewnerd": {"task": "NER", "reader": read_fewnerd,
                 "splits": {"train": "fewnerd/supervised/train.txt", "dev": "fewnerd/supervised/dev.txt",
                            "test": "fewnerd/supervised/test.txt"}},
@@ -1474,18 +1715,20 @@ DATASETS = {
                "splits": {"train": "scierc/train.json", "dev": "scierc/dev.json", "test": "scierc/test.json"}},
     "ade": {"task": "RE", "reader": read_gliner_re, "kwargs": {"labels": ["causes"]},
             "splits": {"train": "ade/train.json", "dev": "ade/eval.json", "test": "ade/test.json"}},
+    "nyt11": {"task": "RE", "reader": read_nyt11,
+              "splits": {"train": "nyt11/train.json", "dev": "nyt11/valid.json", "test": "nyt11/test.json"}},
     # ED / EAE
     "maven": {"task": "ED", "reader": read_maven_ed,
               "splits": {"train": "maven/train.jsonl", "dev": "maven/valid.jsonl"}},
-    "ace2005-ed": {"task": "ED", "reader": read_omnievent, "kwargs": {"task": "ED"},
-                   "splits": {"train": "ace2005/train.unified.jsonl", "dev": "ace2005/valid.unified.jsonl",
-                              "test": "ace2005/test.unified.jsonl"}},
+    "ace2005-ed": {"task": "ED", "reader": read_ace2005, "kwargs": {"task": "ED"},
+                   "splits": {"train": "ace2005/train.oneie.json", "dev": "ace2005/dev.oneie.json",
+                              "test": "ace2005/test.oneie.json"}},
     "richere-ed": {"task": "ED", "reader": read_omnievent, "kwargs": {"task": "ED"},
                    "splits": {"train": "richere/train.unified.jsonl", "dev": "richere/valid.unified.jsonl",
                               "test": "richere/test.unified.jsonl"}},
-    "ace2005-eae": {"task": "EAE", "reader": read_omnievent, "kwargs": {"task": "EAE"},
-                    "splits": {"train": "ace2005/train.unified.jsonl", "dev": "ace2005/valid.unified.jsonl",
-                               "test": "ace2005/test.unified.jsonl"}},
+    "ace2005-eae": {"task": "EAE", "reader": read_ace2005, "kwargs": {"task": "EAE"},
+                    "splits": {"train": "ace2005/train.oneie.json", "dev": "ace2005/dev.oneie.json",
+                               "test": "ace2005/test.oneie.json"}},
     "richere-eae": {"task": "EAE", "reader": read_omnievent, "kwargs": {"task": "EAE"},
                     "splits": {"train": "richere/train.unified.jsonl", "dev": "richere/valid.unified.jsonl",
                                "test": "richere/test.unified.jsonl"}},
@@ -1544,7 +1787,7 @@ def convert_path(name: str, path, split: str, counts=None) -> list:
     path = Path(path)
     if split in DATASETS[name]["splits"] and all(p.exists() for p in _split_paths(name, path, split)):
         return load_dataset(name, path, split, counts=counts)
-    if not (path.is_file() or (path.is_dir() and DATASETS[name]["reader"] is read_casie)):
+    if not (path.is_file() or (path.is_dir() and DATASETS[name]["reader"] in (read_casie, read_conll2012))):
         rel = DATASETS[name]["splits"].get(split)
         raise FileNotFoundError(f"{path}: neither a {name} file nor a data root holding {rel} for split {split!r}")
     entry = DATASETS[name]

@@ -16,7 +16,7 @@ The paper's two uses of an LLM, each a plain function:
 - `write_explanations` (section 3.3, appendix A.2, Table 6): explanations of gold answers for sampled training
   instances, up to 1000 per dataset (plain explanations) and 500 per dataset (step-by-step CoT, Table 6), with a
   word limit drawn at random from 70..200 and written into the prompt (the release sent the `{words_number}`
-  placeholder unformatted: spec section 2). Unusable outputs are dropped and counted.
+  placeholder unformatted: docs/fidelity.md §1). Unusable outputs are dropped and counted.
 
 Both go through `ChatClient`: POST {base_url}/chat/completions with `requests`, retries with exponential backoff and
 jitter on 429/5xx/connection errors (honouring Retry-After), an immediate error on 401/403, and a JSONL disk cache
@@ -24,8 +24,8 @@ keyed by a hash of the request, appended as responses arrive, so an interrupted 
 command again without paying twice. The API key only ever goes into the Authorization header: it is never printed,
 logged, cached or written to any output file.
 
-Temperature: appendix A says 0.7 for both GPT-3.5 and GPT-4; the released code used 0 for explanations (spec section
-2). The default here is the paper's 0.7.
+Temperature: appendix A says 0.7 for both GPT-3.5 and GPT-4; the released code used 0 for explanations
+(docs/fidelity.md §1). The default here is the paper's 0.7.
 """
 from __future__ import annotations
 
@@ -304,7 +304,7 @@ TASK_NAMES = {"NER": "named entity recognition", "RC": "relation classification"
 
 # The on-task check, kept simple on purpose: a description must contain a word starting with one of its task's
 # stems (what the task is about) and none of OFF_TASK_STEMS. It only catches obviously off-task outputs, such as
-# the "paraphrase" templates that ended up in the released ED pool (spec section 2); the manual review the paper
+# the "paraphrase" templates that ended up in the released ED pool (docs/fidelity.md §1); the manual review the paper
 # did (section 3.2) catches the rest. Every hand-written description passes it (tests/test_llm.py checks that).
 TASK_KEY_STEMS = {
     "NER": ("entit", "name", "mention", "person", "people", "organi", "place", "location"),
@@ -514,7 +514,7 @@ def expand_task_descriptions(pools: dict[str, list[str]], client: ChatClient, *,
 # Paper section 3.3, appendix A.2, Table 6: explanations of gold answers
 
 # Table 6 of the paper, the step-by-step (CoT) prompt. The release sent it with {words_number} left unformatted
-# (spec section 2); here every placeholder is filled.
+# (docs/fidelity.md §1); here every placeholder is filled.
 COT_PROMPT = ("Please generate a step-by-step explanation for [Answer] based on [Question], and give reasons for "
               "each step.\n"
               "The generated explanation should make use of the content in the [Question] as much as possible, and "
@@ -522,7 +522,7 @@ COT_PROMPT = ("Please generate a step-by-step explanation for [Answer] based on 
               "It will eventually be provided at the front of the answer.\n"
               "No more than {words_number} words.\n\n"
               "[Question]: {input}\n\n[Answer]: {output}\n\n[Step-by-Step Explanation]:")
-# The plain-explanation variant (spec section 2: the release also wrote non-step-by-step explanations):
+# The plain-explanation variant (docs/fidelity.md §1: the release also wrote non-step-by-step explanations):
 # Table 6 with "step-by-step" taken out.
 EXPLANATION_PROMPT = ("Please generate an explanation for [Answer] based on [Question].\n"
                       "The generated explanation should make use of the content in the [Question] as much as "
@@ -574,7 +574,7 @@ def explanation_reason(text: str, words_number: int, max_words_slack: float, fin
     - "truncated": the reply hit max_tokens (finish_reason "length");
     - "empty";
     - "has its own answer": it contains "[Answer]". Targets are "[Explanation]: ... [Answer]: ...", and the answer
-      is read after the first "[Answer]:" (spec section 6), so a second one would make the target contradict or
+      is read after the first "[Answer]:" (docs/fidelity.md §5), so a second one would make the target contradict or
       hide the gold answer;
     - "over-long": more words than `max_words_slack` x the requested limit (models overshoot a little)."""
     if finish_reason == "length":
@@ -726,8 +726,8 @@ class ExplainConfig(EndpointConfig):
     out: str = flag("runs/llm/explanations.jsonl", "JSONL {id, explanation, words_number, style} for data.py "
                                                    "build --explanations")
     split: str = flag("train", "explain records of this split only")
-    n_explanation: int = flag(1000, "plain explanations per dataset (spec section 2: up to 1000; section 3.3)")
-    n_cot: int = flag(500, "step-by-step CoT explanations per dataset (spec section 2: up to 500; Table 6)")
+    n_explanation: int = flag(1000, "plain explanations per dataset (docs/fidelity.md §1: up to 1000; section 3.3)")
+    n_cot: int = flag(500, "step-by-step CoT explanations per dataset (docs/fidelity.md §1: up to 500; Table 6)")
     min_words: int = flag(70, "lowest word limit put in the prompt (appendix A.2: 70)")
     max_words: int = flag(200, "highest word limit put in the prompt (appendix A.2: 200)")
     max_words_slack: float = flag(1.5, "drop an explanation longer than this x its word limit (our choice)")

@@ -38,6 +38,30 @@ from torch.utils.checkpoint import checkpoint
 # Config
 
 
+def hf_rope_theta(cfg: dict, where: str = "config.json") -> float:
+    """RoPE's base from a transformers config.json, in either layout: transformers 4 writes top-level `rope_theta`
+    and `rope_scaling` (None for plain RoPE); transformers 5 writes both inside `rope_parameters`
+    ({"rope_type": "default", "rope_theta": ...}). Only plain RoPE is LLaMA-2's (paper Section 4.1 trains
+    LLaMA-2-7B): any other rope_type (linear, dynamic, yarn, llama3, ...) or scaling key is refused, never ignored."""
+    theta = cfg.get("rope_theta")
+    for key in ("rope_scaling", "rope_parameters"):
+        rope = cfg.get(key)
+        if rope is None:
+            continue
+        if not isinstance(rope, dict):
+            raise ValueError(f"{where}: {key}={rope!r} is not a dict of RoPE parameters")
+        kind = rope.get("rope_type", rope.get("type", "default"))
+        extra = set(rope) - {"rope_type", "type", "rope_theta"}
+        if kind != "default" or extra:
+            raise ValueError(f"{where}: {key}={rope!r} is not supported (LLaMA-2 has plain RoPE: rope_type "
+                             f"'default' with only rope_theta; this model implements no RoPE scaling)")
+        if "rope_theta" in rope:
+            if theta is not None and float(rope["rope_theta"]) != float(theta):
+                raise ValueError(f"{where}: rope_theta={theta} and {key}.rope_theta={rope['rope_theta']} disagree")
+            theta = rope["rope_theta"]
+    return float(theta) if theta is not None else 10000.0
+
+
 @dataclass
 class ModelArgs:
     """The architecture. Field names and defaults are Meta's (llama/model.py); the default is LLaMA-2-7B."""
@@ -110,7 +134,7 @@ class ModelArgs:
     @classmethod
     def from_hf_config(cls, cfg: dict, where: str = "config.json") -> "ModelArgs":
         """Missing keys take LlamaConfig's defaults; anything LLaMA-2 does not have is an error."""
-        unsupported = {"model_type": "llama", "hidden_act": "silu", "rope_scaling": None, "attention_bias": False,
+        unsupported = {"model_type": "llama", "hidden_act": "silu", "attention_bias": False,
                        "mlp_bias": False, "tie_word_embeddings": False}
         for key, expected in unsupported.items():
             if cfg.get(key, expected) != expected:
@@ -120,7 +144,7 @@ class ModelArgs:
             raise ValueError(f"{where}: head_dim={cfg['head_dim']} != hidden_size/num_attention_heads={dim // n_heads}")
         common = dict(dim=dim, n_layers=cfg["num_hidden_layers"], n_heads=n_heads,
                       n_kv_heads=cfg.get("num_key_value_heads") or n_heads, vocab_size=cfg["vocab_size"],
-                      norm_eps=cfg.get("rms_norm_eps", 1e-6), rope_theta=cfg.get("rope_theta", 10000.0),
+                      norm_eps=cfg.get("rms_norm_eps", 1e-6), rope_theta=hf_rope_theta(cfg, where),
                       max_seq_len=cfg.get("max_position_embeddings", 2048))
         # HF stores the FFN width, Meta the rule that makes it: try LLaMA-2's and our presets' rules first, else an
         # exact equivalent (multiple_of = width: any value in (0, width] rounds up to width).
@@ -578,7 +602,7 @@ def write_hf_checkpoint(state_dict: dict, args: ModelArgs, out_dir, max_shard_si
         special = {"bos_token": tokenizer.id_to_piece(bos_id), "eos_token": tokenizer.id_to_piece(eos_id),
                    "unk_token": tokenizer.id_to_piece(tokenizer.sp.unk_id())}
         _write_json(out / "special_tokens_map.json", special)
-        # legacy=True: plain SentencePiece encoding, what ADELIE trained with (spec section 1) and what Tokenizer does.
+        # legacy=True: plain SentencePiece encoding, what ADELIE trained with, what Tokenizer does.
         _write_json(out / "tokenizer_config.json", {
             "tokenizer_class": "LlamaTokenizer", **special, "pad_token": None, "add_bos_token": True,
             "add_eos_token": False, "legacy": True, "clean_up_tokenization_spaces": False,

@@ -62,7 +62,7 @@ SCALES = {
         "ie_instruct": dict(),
         "sft": dict(max_len=256, max_steps=3, global_batch_size=4, micro_batch_size=1, lr=1e-3, warmup_ratio=0.0,
                     checkpoint_every=0),
-        "feedback": dict(max_prompts=6, max_new_tokens=12, target_pairs=6, shortfall="fill"),
+        "feedback": dict(max_prompts=6, max_new_tokens=12, target_pairs=6, mix_rule="fill"),
         "dpo": dict(max_len=256, max_steps=2, global_batch_size=2, micro_batch_size=1, lr=1e-4, checkpoint_every=0),
         "eval": dict(max_new_tokens=12, limit=8),
         "real_eval_limit": 4,

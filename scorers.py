@@ -1,4 +1,4 @@
-"""Scorers for ADELIE's held-out evaluation (paper section 5 and appendix C; spec section 6).
+"""Scorers for ADELIE's held-out evaluation (paper section 5 and appendix C; docs/fidelity.md §5).
 
 Two families of pure functions, one per task and scorer, each tested alone (tests/test_scorers.py):
 
@@ -132,7 +132,7 @@ def _check_lengths(golds: Sequence, outputs: Sequence) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Answer extraction and the canonical formats (spec section 2; paper Table 9)
+# Answer extraction and the canonical formats (docs/fidelity.md §1; paper Table 9)
 
 def released_answer(output: str) -> str:
     """The answer as ADELIE's closed-IE scorers cut it: between the first and the second `[Answer]:`, else all."""
@@ -140,7 +140,7 @@ def released_answer(output: str) -> str:
 
 
 def strict_answer(output: str) -> tuple[str, bool]:
-    """(answer, marked): everything after the first `[Answer]:` (spec section 6), or the whole output if unmarked.
+    """(answer, marked): everything after the first `[Answer]:` (docs/fidelity.md §5), or the whole output if unmarked.
 
     An unmarked output is still parsed (the released gold answers themselves carry no marker), but it did not follow
     the required format, so `marked` is False.
@@ -262,7 +262,7 @@ _RELATION_FIELD = {"RC": 1, "RE": 1, "ERE": 1}
 
 
 def parse_answer(output: str, task: str) -> Parsed:
-    """Parse a model output in the canonical format of `task` (NER RC RE ED EAE ERE OpenIE ODIE; spec section 2).
+    """Parse a model output in the canonical format of `task` (NER RC RE ED EAE ERE OpenIE ODIE; docs/fidelity.md §1).
 
     The canonical NA answer (`[Answer]: NA`) and tuples whose relation says "no relation" (the prompts offer
     "Not related" and "none") give no items. An EE event `({trigger}; {type}; {argument}: {role}; ...)` gives one
@@ -666,7 +666,7 @@ def _mean(xs: Sequence[float]) -> float:
 
 def adelie_carb(gold: Sequence[Sequence[Extraction]], outputs: Sequence[str]) -> Score:
     """The paper's "CaRB" column as ROBUST's scorer computes it: per-sentence CaRB (p, r), macro-averaged over the
-    sentences, F1 of the averaged p and r. (The paper ran it on ROBUST's original sentences; see spec section 6.)"""
+    sentences, F1 of the averaged p and r. (The paper ran it on ROBUST's original sentences: docs/fidelity.md §5.)"""
     _check_lengths(gold, outputs)
     per = [adelie_carb_sentence(g, adelie_open_ie_extractions(o)) for g, o in zip(gold, outputs)]
     p, r = _mean([x[0] for x in per]), _mean([x[1] for x in per])
@@ -726,25 +726,33 @@ def open_ie_extractions(output: str) -> tuple[list, bool]:
 
 
 def strict_carb(gold: Sequence[Sequence[Extraction]], outputs: Sequence[str]) -> Score:
-    """The official micro-averaged CaRB (binary lenient tuple match, carb.py's default), one confidence threshold.
+    """The official micro-averaged CaRB (dair-iitd/CaRB carb.py `Benchmark.compare` with its default matcher
+    `binary_linient_tuple_match`) at one confidence threshold (LLM outputs carry no confidences), unrounded.
 
-    Sums over all sentences that have gold tuples: precision = sum of matched precisions / #predictions, recall =
-    sum of best recalls / #gold tuples. (As in the official scorer, predictions for sentences without gold tuples
-    are not scored.) Tuples are parsed strictly in the Table 9 format; words are compared as written.
+    Sums over all sentences that have gold tuples: precision = sum of greedily matched precisions / #predictions,
+    recall = sum of best recalls / #gold tuples, F1 of the two. As in carb.py: a repeated gold tuple counts each
+    time (keep repeats in `gold`); predictions for sentences without gold tuples are not scored, but if there is
+    any prediction at all, an empty precision denominator gives precision 1 (carb.py's `b > 0 else 1`); no
+    prediction anywhere gives (0, 0, 0). Differences (docs/fidelity.md): carb.py rounds P/R/F1 to 3 decimals and
+    keys sentences by their normalised text, here they are aligned by position. Tuples are parsed strictly in the
+    Table 9 format; words are compared as written (carb.py's matcher ignores its ignoreCase flag).
     `per_example` holds each sentence's own (p, r, f1), for the report's list of disagreements.
     """
     _check_lengths(gold, outputs)
     per_example, followed = [], []
     pn_tot = rn_tot = 0.0
     n_tot = g_tot = 0
+    any_prediction = False
     for g, o in zip(gold, outputs):
         exts, ok = open_ie_extractions(o)
         followed.append(ok)
+        any_prediction = any_prediction or bool(exts)
         per_example.append(strict_carb_sentence(g, exts))
         if g:
             pn, pd, rn, rd = carb_sentence_counts(g, exts)
             pn_tot, n_tot, rn_tot, g_tot = pn_tot + pn, n_tot + pd, rn_tot + rn, g_tot + rd
-    p, r = safe_div(pn_tot, n_tot), safe_div(rn_tot, g_tot)
+    p = pn_tot / n_tot if n_tot else float(any_prediction)
+    r = safe_div(rn_tot, g_tot)
     return Score(100 * p, 100 * r, 100 * _f1(p, r), g_tot, n_tot, pn_tot, per_example, followed,
                  {"recall_numerator": rn_tot})
 

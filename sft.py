@@ -6,7 +6,7 @@
         --activation_checkpointing                          # the paper's run (8 GPUs: 8 x 2 x 8 = 128)
     torchrun --nnodes 2 --nproc_per_node 8 --rdzv_backend c10d --rdzv_endpoint HOST:29500 sft.py ...  # 2 nodes
 
-The paper's recipe (appendix B.2; spec section 3): LLaMA-2-7B, AdamW, lr 2e-5 with a cosine schedule and 3% warmup,
+The paper's recipe (appendix B.2; docs/fidelity.md §2): LLaMA-2-7B, AdamW, lr 2e-5, cosine schedule and 3% warmup,
 2 epochs, 128 sequences per optimizer step, 2048 tokens, loss on the assistant's tokens only. Every default below
 is that recipe. With no --model, the script runs the embedded default (a small model with random weights and the
 synthetic IEInstruct of data.py) with the few demo settings in DEMO_SETTINGS, printed at the start.
@@ -48,31 +48,34 @@ class SFTConfig:
                          "IEInstruct built by data.py into OUT_DIR/data/)")
     out_dir: str = flag("runs/sft", "output directory: config.json, metrics.jsonl, checkpoints/, final/")
     max_len: int = flag(2048, "tokens per example; longer examples are truncated (appendix B.2: context 2048)")
-    # The optimisation recipe (appendix B.2, spec section 3)
+    # The optimisation recipe (appendix B.2, docs/fidelity.md §2)
     epochs: int = flag(2, "passes over the data (appendix B.2: 2 epochs)")
     max_steps: int = flag(-1, "stop after this many optimizer steps, overriding --epochs (-1: use --epochs)")
     global_batch_size: int = flag(128, "sequences per optimizer step (appendix B.2: effective batch size 128)")
     micro_batch_size: int = flag(2, "sequences per forward pass per rank; accumulation = global / (micro x world) "
-                                    "(spec section 3: ADELIE used 4 GPUs x 2 x 16 accumulation)")
+                                    "(docs/fidelity.md §2: ADELIE used 4 GPUs x 2 x 16 accumulation)")
+    group_by_length: bool = flag(False, "batch examples of similar length (less padding) instead of the release's "
+                                        "random order; under mean_of_means it changes each token's weight "
+                                        "(docs/fidelity.md); the embedded default's demo turns it on for speed")
     lr: float = flag(2e-5, "peak learning rate (appendix B.2: 2e-5)")
     lr_schedule: str = flag("cosine", "learning-rate schedule after warmup (appendix B.2: cosine)",
                             choices=["cosine", "linear", "constant"])
     warmup_ratio: float = flag(0.03, "share of the steps spent warming up linearly from 0 (appendix B.2: 0.03)")
-    weight_decay: float = flag(0.0, "AdamW weight decay (spec section 3: 0)")
-    adam_beta1: float = flag(0.9, "AdamW beta1 (spec section 3: the default)")
-    adam_beta2: float = flag(0.999, "AdamW beta2 (spec section 3: the default)")
-    adam_eps: float = flag(1e-8, "AdamW epsilon (spec section 3: the default)")
-    grad_clip: float = flag(1.0, "clip the full gradient norm to this (spec section 3: the launcher default, 1.0); "
+    weight_decay: float = flag(0.0, "AdamW weight decay (docs/fidelity.md §2: 0)")
+    adam_beta1: float = flag(0.9, "AdamW beta1 (docs/fidelity.md §2: the default)")
+    adam_beta2: float = flag(0.999, "AdamW beta2 (docs/fidelity.md §2: the default)")
+    adam_eps: float = flag(1e-8, "AdamW epsilon (docs/fidelity.md §2: the default)")
+    grad_clip: float = flag(1.0, "clip the full gradient norm to this (release: the launcher default, 1.0); "
                                  "0 disables clipping")
     loss_normalization: str = flag(
         "mean_of_means", "mean_of_means: ADELIE's loss, the token mean of each micro-batch averaged over "
         "accumulation steps and ranks (faithful); token_mean: the sum over all trained tokens of the optimizer step "
-        "divided by their number (every token weighs the same; spec section 3 and pitfall 1)",
+        "divided by their number (every token weighs the same; docs/fidelity.md §2)",
         choices=["mean_of_means", "token_mean"])
-    seed: int = flag(42, "seed for weights of the embedded default, data order and everything random (spec 3: 42)")
+    seed: int = flag(42, "seed for weights of the embedded default, data order and everything random (release: 42)")
     # Systems
     bf16: bool = flag(True, "on CUDA, compute in bf16 with fp32 master weights and fp32 gradient reduction "
-                            "(spec section 3); ignored on CPU, which trains in fp32")
+                            "(docs/fidelity.md §2); ignored on CPU, which trains in fp32")
     activation_checkpointing: bool = flag(False, "recompute each block's activations in backward (saves memory; "
                                                  "use it for 7B at 2048 tokens)")
     checkpoint_every: int = flag(500, "write a resume checkpoint every N optimizer steps (0: only on a signal)")
@@ -85,7 +88,8 @@ class SFTConfig:
 # batches would leave it untrained in a few CPU minutes. These replace the defaults (never a value given on the
 # command line) only when --model is not given, and are printed at the start.
 DEMO_SETTINGS = dict(max_len=1024, epochs=2, global_batch_size=16, micro_batch_size=4, lr=1e-3, warmup_ratio=0.03,
-                     checkpoint_every=50)
+                     checkpoint_every=50,
+                     group_by_length=True)  # the demo: less padding on 2 CPUs (not the paper's order)
 
 
 def trained_positions(labels: torch.Tensor) -> torch.Tensor:
@@ -131,7 +135,7 @@ def main(argv=None) -> None:
         (out_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
     torch.distributed.barrier()
 
-    # ---- Data: IEInstruct (+ general chat), tokenised with loss masks on the assistant's turns (spec section 1)
+    # ---- Data: IEInstruct (+ general chat), tokenised with loss masks on the assistant's turns (docs/fidelity.md §2)
     # The embedded default (no --model / --data): the demo preset with random weights, and synthetic IE records
     # turned into IEInstruct with every augmentation of paper section 3 (data.py). Rank 0 writes them once.
     model_dir = Path(cfg.model) if cfg.model else out_dir / "base"
@@ -186,11 +190,13 @@ def main(argv=None) -> None:
         t0 = time.perf_counter()
         epoch, index = divmod(step, steps_per_epoch)
         if epoch != batches_epoch:  # the epoch's global batches, shuffled and length-grouped
-            batches, n_fill = T.epoch_batches(lengths, cfg.global_batch_size, cfg.seed, epoch)
+            batches, n_fill = T.epoch_batches(lengths, cfg.global_batch_size, cfg.seed, epoch,
+                                              cfg.group_by_length)
             batches_epoch = epoch
             if n_fill:
                 T.print0(d, f"epoch {epoch}: the last step is filled up with {n_fill} examples from the epoch's start")
-        micro_batches = T.rank_micro_batches(batches[index], lengths, cfg.micro_batch_size, d)
+        micro_batches = T.rank_micro_batches(batches[index], lengths, cfg.micro_batch_size, d,
+                                               cfg.group_by_length)
         lr = T.lr_at(step, total_steps, cfg.lr, cfg.warmup_ratio, cfg.lr_schedule)
         for group in optimizer.param_groups:
             group["lr"] = lr

@@ -8,8 +8,9 @@ same for both and are not part of the method:
 - `build_fsdp_model`: FSDP2 (`fully_shard` per transformer block, then the root) with bf16 compute, fp32 master
   weights and fp32 gradient reduction on CUDA; pretrained weights are read by rank 0 only (memory-mapped) and
   broadcast shard by shard, so no rank ever materialises a full fp32 copy of a 7B model.
-- `epoch_batches` / `rank_micro_batches`: length-grouped global batches that do not depend on the micro-batch size,
-  the accumulation steps or the world size, so every split of a global batch trains on the same examples.
+- `epoch_batches` / `rank_micro_batches`: shuffled (optionally length-grouped) global batches that do not depend on
+  the micro-batch size, the accumulation steps or the world size, so every split of a global batch trains on the
+  same examples.
 - `lr_at`: the learning-rate schedules of appendix B.2 (cosine / linear with warmup), as plain functions of the step.
 - Checkpoints with torch.distributed.checkpoint (sharded model + optimizer, step, RNG), written atomically;
   `export_final` gathers the weights to rank 0 and writes a Hugging Face directory through model.py.
@@ -126,7 +127,7 @@ def build_fsdp_model(model_dir: str | Path, d: Dist, *, bf16: bool, activation_c
                      trainable: bool = True):
     """Load `model_dir` (any format model.py reads) sharded with FSDP2 over all ranks.
 
-    Parameters are fp32 ("master weights", spec section 5: at lr 5e-7 bf16 weights would round updates away);
+    Parameters are fp32 ("master weights", docs/fidelity.md §4: at lr 5e-7 bf16 weights would round updates away);
     with bf16=True (CUDA) forward/backward compute in bf16 and gradients are reduced in fp32. The model is built
     on the meta device, sharded, given empty storage for its own shard only, and then filled from rank 0's
     memory-mapped checkpoint one tensor at a time (broadcast_from_rank0).
@@ -161,7 +162,7 @@ def build_fsdp_model(model_dir: str | Path, d: Dist, *, bf16: bool, activation_c
 
 def export_final(net, args, tokenizer_path: str | Path, out_dir: str | Path, d: Dist) -> None:
     """Write the trained weights as a Hugging Face directory (+ tokenizer.model). Every rank must call this:
-    gathering the full state dict is a collective (spec pitfall 10); rank 0 receives it on CPU and writes."""
+    gathering the full state dict is a collective (every rank must enter it); rank 0 receives it on CPU and writes."""
     sd = get_model_state_dict(net, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     if d.is_main:
         llama.write_hf_checkpoint(sd, args, out_dir, tokenizer_path=tokenizer_path)
@@ -169,7 +170,7 @@ def export_final(net, args, tokenizer_path: str | Path, out_dir: str | Path, d: 
 
 
 def grad_norm_and_clip(net, max_norm: float) -> float:
-    """Clip to `max_norm` and return the FULL gradient norm (under FSDP2 it is a DTensor: pitfall 11)."""
+    """Clip to `max_norm` and return the FULL gradient norm (under FSDP2 a DTensor: the full norm, not a shard's)."""
     norm = torch.nn.utils.clip_grad_norm_(net.parameters(), max_norm if max_norm > 0 else float("inf"))
     return float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
 
@@ -194,37 +195,45 @@ def flops_per_token(args, n_params: int, seq_len: int) -> float:
 # ----------------------------------------------------------------------------------------------------------------
 # Batches: which examples each optimizer step trains on, and which rank / micro-batch gets which
 
-def epoch_batches(lengths: list[int], global_batch: int, seed: int, epoch: int,
+def epoch_batches(lengths: list[int], global_batch: int, seed: int, epoch: int, group_by_length: bool = False,
                   group_window: int = 64) -> tuple[list[list[int]], int]:
     """Split one epoch into global batches (lists of example indices), one per optimizer step.
 
-    Length grouping keeps padding low: the shuffled epoch is cut into windows of `group_window` global batches,
-    each window is sorted by length and cut into global batches, and the order of the batches is shuffled again.
-    The result depends only on (lengths, global_batch, seed, epoch) — never on the micro-batch size, the number
-    of accumulation steps or the world size — so all of those train on exactly the same examples per step.
+    Default (ADELIE's release: the DataLoader shuffles; docs/fidelity.md): the epoch in a seeded random order, cut
+    into consecutive global batches. group_by_length (an option: less padding, but under the mean_of_means loss
+    it changes how much each token weighs): the shuffled epoch is cut into windows of `group_window` global
+    batches, each window is sorted by length and cut into global batches, and the order of the batches is
+    shuffled again. Either way the result depends only on (lengths, global_batch, seed, epoch, group_by_length) —
+    never on the micro-batch size, the number of accumulation steps or the world size — so all of those train on
+    exactly the same examples per step, and a resumed run on the same batches.
     A last, partial batch is filled up with other examples of the epoch (as torch's DistributedSampler repeats
     examples) so nothing is dropped; returns (batches, number of repeated examples)."""
     rng = random.Random(f"{seed}-epoch-{epoch}")
     order = list(range(len(lengths)))
     rng.shuffle(order)
     batches = []
-    window = group_window * global_batch
+    window = group_window * global_batch if group_by_length else global_batch
     for w in range(0, len(order), window):
-        chunk = sorted(order[w:w + window], key=lambda i: (lengths[i], i))
+        chunk = order[w:w + window]
+        if group_by_length:
+            chunk = sorted(chunk, key=lambda i: (lengths[i], i))
         batches += [chunk[i:i + global_batch] for i in range(0, len(chunk), global_batch)]
     last = batches[-1]
     n_fill = global_batch - len(last)
     if n_fill:
         others = [i for i in order if i not in set(last)] or order  # repeats inside one batch only if N < batch
         last += [others[k % len(others)] for k in range(n_fill)]
-    rng.shuffle(batches)
+    if group_by_length:
+        rng.shuffle(batches)
     return batches, n_fill
 
 
-def rank_micro_batches(batch: list[int], lengths: list[int], micro_batch: int, d: Dist) -> list[list[int]]:
-    """This rank's micro-batches of one global batch: sort by length (similar lengths share a micro-batch, so
-    little padding), cut into micro-batches, and deal them round-robin to the ranks."""
-    order = sorted(batch, key=lambda i: (lengths[i], i))
+def rank_micro_batches(batch: list[int], lengths: list[int], micro_batch: int, d: Dist,
+                       group_by_length: bool = False) -> list[list[int]]:
+    """This rank's micro-batches of one global batch: cut into micro-batches in the batch's (random) order, or,
+    with group_by_length, sorted by length first (similar lengths share a micro-batch, so little padding); dealt
+    round-robin to the ranks."""
+    order = sorted(batch, key=lambda i: (lengths[i], i)) if group_by_length else list(batch)
     micro = [order[i:i + micro_batch] for i in range(0, len(order), micro_batch)]
     return micro[d.rank::d.world_size]
 

@@ -1,4 +1,5 @@
-"""Golden tests of the chat format and its tokenisation (spec section 1; spec section 7, pitfall 7).
+"""Golden tests of the chat format and its tokenisation (docs/fidelity.md §2; a template mismatch, a double BOS or an
+EOS written as text would break a model).
 
 ADELIE trained with open-instruct's Tulu format and transformers' slow LlamaTokenizer: the whole rendered string is
 tokenised at once, "</s>" becoming the EOS id, and the loss is masked everywhere except the assistant's content,
@@ -129,7 +130,7 @@ def test_non_final_turns_train_eos_and_the_newline_after_it(llama_tokenizer_path
 
 
 def test_encode_prompt_is_the_prefix_training_sees(llama_tokenizer_path):
-    """Inference prompt = the conversation up to "<|assistant|>\\n" (spec 1); its ids are exactly the first ids of
+    """Inference prompt = the conversation up to "<|assistant|>\\n"; its ids are exactly the first ids of
     the training sequence, so what the model is asked at inference is what it was trained to continue."""
     tok = model.Tokenizer(llama_tokenizer_path)
     hf = hf_tokenizer(llama_tokenizer_path)
@@ -139,7 +140,7 @@ def test_encode_prompt_is_the_prefix_training_sees(llama_tokenizer_path):
         ids, labels = data.tokenize_chat(tok, messages)
         assert ids[:len(prompt)] == prompt
         before_ids, before_labels = data.tokenize_chat(tok, messages[:-1])  # the turns before the answer
-        assert labels[:len(before_ids)] == before_labels  # (earlier assistant turns are trained, spec 1)
+        assert labels[:len(before_ids)] == before_labels  # (earlier assistant turns are trained, docs/fidelity.md §2)
         assert all(l == -100 for l in labels[len(before_ids):len(prompt)])  # "\n<|assistant|>\n" is not
         assert labels[len(prompt)] != -100  # the answer starts right after the prompt
 

@@ -1,4 +1,4 @@
-"""data.py: IEInstruct construction (paper section 3, appendix A, B.1; spec section 2), loss masks, loaders, CLI.
+"""data.py: IEInstruct construction (paper section 3, appendix A, B.1; docs/fidelity.md §1), loss masks, loaders, CLI.
 
 The central test builds IEInstruct from >10,000 synthetic records through the command-line path
 (`python data.py build --records FILE`) and then reads ONLY the written conversations: every augmentation rate is
@@ -229,7 +229,7 @@ def test_na_share_at_most_twenty_percent_per_data_set_and_na_demos_rare(big_buil
 
 def test_no_unfilled_placeholder_anywhere(big_build):
     """No {placeholder}, <text>, <entity1>-style marker left in any prompt or target (the release left them in
-    ~30% of zero-shot and all few-shot prompts, spec 2). Format requests quote their format ("{entity}: {type}")
+    ~30% of zero-shot and all few-shot prompts). Format requests quote their format ("{entity}: {type}")
     on purpose: those sentences are taken out before looking."""
     requests = sorted(PROMPTS.format_requests(), key=len, reverse=True)
     marker = re.compile(r"\{[^{}]*\}|<[a-z_0-9]+>|<entity\d*>|<text>|<options>")
@@ -390,7 +390,7 @@ def test_load_prompts_rejects_a_bad_placeholder_and_appends_extra_descriptions(t
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Answers: the canonical format (spec 2) and its inverse
+# Answers: the canonical format (docs/fidelity.md §1) and its inverse
 
 def M(text, start):
     return {"text": text, "start": start, "end": start + len(text)}
@@ -593,7 +593,7 @@ def test_length_filter_sheds_demonstrations_then_drops():
     assert st["demonstrations removed for length"] > 0 and st["dropped: too long"] > 0
     for c in ie:
         assert len(data.tokenize_chat(tokenizer, c["messages"])[0]) <= 140
-    # the release's word filter instead (spec 2: 1500 words); here a small limit so that it bites
+    # the release's word filter instead (docs/fidelity.md §1: 1500 words); here a small limit so that it bites
     ie_w, stats_w = data.ie_instruct(records, data.IEInstructConfig(max_tokens=0, max_words=60), progress=False)
     assert all(sum(len(m["content"].split(" ")) for m in c["messages"]) <= 60 for c in ie_w)
     assert stats_w["syn_news_ner"]["demonstrations removed for length"] > 0

@@ -165,7 +165,7 @@ def test_resume_after_sigkill_continues_exactly(tiny_dpo, tmp_path):
 
 def test_fp32_master_weights_keep_updates_at_lr_5e7(tiny_dpo, tmp_path):
     """At the paper's lr 5e-7 an Adam update (~5e-7 per weight) is far below bf16's resolution near 0.02
-    (~1e-4) and would round away (spec pitfall 9); with fp32 master weights every step changes the weights."""
+    (~1e-4) and would round away; with fp32 master weights every step changes the weights."""
     model_dir, data_path = tiny_dpo
     out = tmp_path / "small_lr"
     run_single(dpo_args(model_dir, data_path, out, lr=5e-7, max_steps=1))

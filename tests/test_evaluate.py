@@ -39,7 +39,7 @@ def matres_before_everywhere(n=None):
 
 def test_score_json_is_the_last_stdout_line(tmp_path):
     """The command-line contract: with --json the LAST stdout line is one JSON object, F1 etc. in percent. On the
-    released MATRES zero-shot file, "before" everywhere scores 45.4 with the adelie scorer (spec section 6)."""
+    released MATRES zero-shot file, "before" everywhere scores 45.4 with the adelie scorer (docs/fidelity.md §5)."""
     path = write_jsonl(tmp_path / "matres.jsonl", matres_before_everywhere())
     proc = subprocess.run([sys.executable, "evaluate.py", "score", "--task", "matres", "--predictions", str(path),
                            "--json"], cwd=REPO, capture_output=True, text=True, timeout=120)
@@ -52,7 +52,7 @@ def test_score_json_is_the_last_stdout_line(tmp_path):
 
 def test_score_strict_and_adelie_on_released_fewnerd(capsys):
     """Gold as output (with the [Answer]: marker the format asks for): 100 with both scorers; the strict scorer
-    counts every gold entity, the adelie one drops location_GPE (spec section 6)."""
+    counts every gold entity, the adelie one drops location_GPE (docs/fidelity.md §5)."""
     records = released_records("zeroshot/few-nerd-supervised.jsonl", 200)
     for r in records:
         r["output"] = "[Answer]: " + r["messages"][-1]["content"]
@@ -311,7 +311,7 @@ def expected_outputs(model_dir, test_path, seed=0, temperature=0.01):
     net = llama.Transformer.from_pretrained(model_dir).eval()
     outs = []
     for i, r in enumerate(E.read_jsonl(test_path)):
-        ids = data.encode_prompt(tok, r["messages"][:-1])
+        ids = data.encode_eval_prompt(tok, r["messages"][:-1])  # the release's evaluation template
         new = llama.generate(net, [ids], 6, temperature=temperature, eos_id=tok.eos_id,
                              seeds=[llama.prompt_seed(seed, i)])[0]
         outs.append(tok.decode(new[:-1] if new and new[-1] == tok.eos_id else new))
@@ -336,7 +336,7 @@ def test_run_resumes_an_interrupted_run(tiny_model, richere_test, tmp_path, caps
     partial = tmp_path / "pred.jsonl.partial"
     partial.mkdir()
     settings = {"test": str(richere_test.resolve()), "n": 5, "model": str(tiny_model.resolve()), "max_new_tokens": 6,
-                "temperature": 0.01, "top_p": 1.0, "seed": 0}
+                "temperature": 0.01, "top_p": 1.0, "seed": 0, "prompt_template": "release"}
     (partial / "settings.json").write_text(json.dumps(settings))
     (partial / "rank0.jsonl").write_text(json.dumps({"index": 1, "output": "KEPT"}) + '\n{"index": 2, "outp')
     E.run_generation(run_cfg(tiny_model, richere_test, out))

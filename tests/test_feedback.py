@@ -1,4 +1,4 @@
-"""IEFeedback (feedback.py; paper section 4, appendix B.1, spec section 4).
+"""IEFeedback (feedback.py; paper section 4, appendix B.1, docs/fidelity.md §3).
 
 What is checked, as the specification of the method:
 - BLEU: character BLEU-4 with NIST geometric smoothing equals nltk's sentence_bleu(..., method3), on hand-worked
@@ -209,29 +209,30 @@ def test_mix_is_30_70_one_pair_per_prompt_and_seeded():
 
 
 def test_mix_when_pairs_run_short():
+    # this project's earlier rules, kept as --mix_rule keep_ratio / fill (the release's rule: tests/test_fidelity.py)
     # fewer usable prompts than the target: every one gives a pair, still 30/70
     online, offline = fake_pairs(50, 2)
-    pairs, note = feedback.mix_pairs(online, offline, target=100, seed=0)
+    pairs, note = feedback.mix_pairs(online, offline, target=100, seed=0, rule="keep_ratio")
     assert [p["kind"] for p in pairs].count("online") == 15 and len(pairs) == 50
     assert "only 50 prompts give an offline pair" in note
     # too few online pairs (10 for 15 wanted): keep the ratio by making fewer pairs ...
     online, offline = fake_pairs(100, 10)
-    pairs, note = feedback.mix_pairs(online, offline, target=50, seed=0, shortfall="keep_ratio")
+    pairs, note = feedback.mix_pairs(online, offline, target=50, seed=0, rule="keep_ratio")
     kinds = [p["kind"] for p in pairs]
     assert (kinds.count("online"), kinds.count("offline")) == (10, 23)  # 10 / 0.3 = 33.3 -> 33 pairs
     assert "only 10 online pairs: kept the 30% online ratio by making 33 pairs" in note
     # ... or fill the target with offline pairs
-    pairs, note = feedback.mix_pairs(online, offline, target=50, seed=0, shortfall="fill")
+    pairs, note = feedback.mix_pairs(online, offline, target=50, seed=0, rule="fill")
     kinds = [p["kind"] for p in pairs]
     assert (kinds.count("online"), kinds.count("offline")) == (10, 40)
     assert "filled up with offline pairs" in note
     # no online pair at all: keep_ratio makes nothing, fill makes offline pairs only
-    assert feedback.mix_pairs([], offline, target=10)[0] == []
-    assert [p["kind"] for p in feedback.mix_pairs([], offline, target=10, shortfall="fill")[0]] == ["offline"] * 10
+    assert feedback.mix_pairs([], offline, target=10, rule="keep_ratio")[0] == []
+    assert [p["kind"] for p in feedback.mix_pairs([], offline, target=10, rule="fill")[0]] == ["offline"] * 10
     # the ratio's extremes
-    assert {p["kind"] for p in feedback.mix_pairs(online, offline, target=20, online_ratio=0.0)[0]} == {"offline"}
-    assert [p["kind"] for p in feedback.mix_pairs(online, offline, target=20, online_ratio=1.0)[0]] == ["online"] * 10
-    assert feedback.mix_pairs([], [], target=10)[0] == []
+    assert {p["kind"] for p in feedback.mix_pairs(online, offline, target=20, online_ratio=0.0, rule="keep_ratio")[0]} == {"offline"}
+    assert [p["kind"] for p in feedback.mix_pairs(online, offline, target=20, online_ratio=1.0, rule="keep_ratio")[0]] == ["online"] * 10
+    assert feedback.mix_pairs([], [], target=10, rule="keep_ratio")[0] == []
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -295,7 +296,7 @@ def test_summary_counts_the_hand_made_samples():
 # ----------------------------------------------------------------------------------------------------------------
 # End to end: feedback.py on a tiny random model under torchrun
 
-ARGS = ["--max_per_dataset", "8", "--max_new_tokens", "40", "--target_pairs", "12", "--shortfall", "fill"]
+ARGS = ["--max_per_dataset", "8", "--max_new_tokens", "40", "--target_pairs", "12", "--mix_rule", "fill"]
 
 
 @pytest.fixture(scope="module")
@@ -416,7 +417,7 @@ def test_killed_run_resumes_to_the_same_result(tiny_setup, tmp_path):
 
 
 def test_pool_uses_training_records_of_ie_sets_only(tmp_path):
-    """The pool (spec section 4): train split only, held-out evaluation sets left out (counted), the canonical
+    """The pool (docs/fidelity.md §3): train split only, held-out evaluation sets left out (counted), the canonical
     format always, gold answers with [Answer]: , at most max_per_dataset per data set, seeded."""
     import synthetic
     corpus = synthetic.generate_corpus(seed=0, n_train=12, n_test=3, datasets=["syn_news_ner", "syn_kb_rc"])

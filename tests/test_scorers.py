@@ -1,7 +1,7 @@
-"""The held-out scorers (paper section 5, appendix C; spec section 6), each tested alone.
+"""The held-out scorers (paper section 5, appendix C; docs/fidelity.md §5), each tested alone.
 
 For every task: gold answers used as outputs, outputs perturbed in known ways (values worked out by hand in the
-docstrings), and each quirk of the released ADELIE scorers (spec section 6) shown with the adelie scorer and the
+docstrings), and each quirk of the released ADELIE scorers (docs/fidelity.md §5) shown with the adelie scorer and the
 strict scorer disagreeing. The released test files in ../shared/data/adelie_test_format are used where they exist.
 """
 import json
@@ -29,7 +29,7 @@ def prf_of(score):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Parsing the canonical formats (spec section 2, paper Table 9)
+# Parsing the canonical formats (docs/fidelity.md §1, paper Table 9)
 
 def test_strict_answer_is_everything_after_the_first_marker():
     assert S.strict_answer("[Explanation]: x. [Answer]: a: B; ") == (" a: B; ", True)
@@ -128,7 +128,7 @@ def test_fewnerd_gold_as_output_on_the_released_file(name):
     assert (strict.f1, strict.n_gold) == (100, n_items)
     assert (adelie.f1, adelie.n_gold) == (100, n_kept)
     n_gpe = sum(t == "location_GPE" for p in pairs for _, t in p)
-    assert 0.2 < n_gpe / n_items < 0.22  # spec section 6: 21% of the gold
+    assert 0.2 < n_gpe / n_items < 0.22  # docs/fidelity.md §5: 21% of the gold
     assert n_kept < n_items - n_gpe + 1
 
 

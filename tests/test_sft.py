@@ -97,7 +97,7 @@ def final_weights(out_dir: Path) -> dict:
 
 def test_accumulation_and_world_size_give_the_same_run(tiny_setup, tmp_path):
     """token_mean: micro 4 x accumulation 1 (1 process) == micro 1 x accumulation 4 (1 process)
-    == micro 1 x accumulation 2 x 2 processes, step for step (spec pitfall 1)."""
+    == micro 1 x accumulation 2 x 2 processes, step for step (mean of micro-batch means is not the token mean)."""
     model_dir, data_path = tiny_setup
     a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
     run_sft_single(sft_args(model_dir, data_path, a, micro_batch_size=4))
@@ -138,7 +138,7 @@ def test_mean_of_means_is_adelies_loss_by_hand(tiny_setup, tmp_path):
 
 
 def test_resume_after_sigkill_continues_exactly(tiny_setup, tmp_path):
-    """6 steps straight == 3 steps, the process killed with SIGKILL, --resume, 3 more steps (spec pitfall 12)."""
+    """6 steps straight == 3 steps, the process killed with SIGKILL, --resume, 3 more steps (a real resume)."""
     model_dir, data_path = tiny_setup
     straight, broken = tmp_path / "straight", tmp_path / "broken"
     common = dict(micro_batch_size=2, max_steps=6, global_batch_size=4, lr_schedule="cosine", warmup_ratio=0.2)
@@ -304,10 +304,11 @@ def test_padding_share_on_the_embedded_default_is_below_10_percent(tmp_path):
     gb, mb = sft.DEMO_SETTINGS["global_batch_size"], sft.DEMO_SETTINGS["micro_batch_size"]
     real = padded = 0
     for epoch in range(2):
-        batches, _ = sft.T.epoch_batches(lengths, gb, 42, epoch)
+        batches, _ = sft.T.epoch_batches(lengths, gb, 42, epoch, group_by_length=True)
         for batch in batches:
             for rank in range(2):
-                for micro in sft.T.rank_micro_batches(batch, lengths, mb, sft.T.Dist(rank, 2, rank, torch.device("cpu"))):
+                for micro in sft.T.rank_micro_batches(batch, lengths, mb, sft.T.Dist(rank, 2, rank, torch.device("cpu")),
+                                                      group_by_length=True):
                     real += sum(lengths[i] for i in micro)
                     padded += len(micro) * max(lengths[i] for i in micro)
     share = 1 - real / padded
