@@ -248,12 +248,12 @@ def main(argv=None) -> None:
             sums += torch.tensor([losses.sum().item(), reward_c.sum().item(), reward_r.sum().item(),
                                   (reward_c > reward_r).sum().item(), len(mb), sum(sum(pair_lengths[i]) for i in mb)],
                                  dtype=torch.float64)
-        grad_norm = T.grad_norm_and_clip(policy, cfg.grad_clip)
+        grad_norm = T.grad_norm_and_clip(policy, cfg.grad_clip)  # the full norm over all ranks
+        loss, rc, rr, correct, n, tokens = T.all_reduce_sum(d, *sums.tolist())
+        T.check_step_finite(loss / n, grad_norm, step + 1, out_dir, d)  # before the update reaches the weights
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-        loss, rc, rr, correct, n, tokens = T.all_reduce_sum(d, *sums.tolist())
-        T.check_finite(loss / n, step + 1, out_dir, d)
         dt = time.perf_counter() - t0
         log.log({"step": step + 1, "epoch": epoch, "loss": loss / n, "lr": lr, "grad_norm": grad_norm,
                  "rewards_chosen": rc / n, "rewards_rejected": rr / n, "reward_margin": (rc - rr) / n,

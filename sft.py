@@ -219,15 +219,17 @@ def main(argv=None) -> None:
             loss.backward()
             loss_sum_total += loss_sum.item()
             mean_sum_total += loss_sum.item() / n_tokens
-        grad_norm = T.grad_norm_and_clip(net, cfg.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-        # ---- Log (the loss as the chosen normalisation defines it, over all ranks)
+        grad_norm = T.grad_norm_and_clip(net, cfg.grad_clip)  # the full norm over all ranks
+        # The loss as the chosen normalisation defines it, over all ranks; a NaN/inf loss or gradient norm ends
+        # the run here, before the update reaches the weights.
         loss_sum_all, mean_sum_all = T.all_reduce_sum(d, loss_sum_total, mean_sum_total)
         step_loss = (mean_sum_all / (accum * d.world_size) if cfg.loss_normalization == "mean_of_means"
                      else loss_sum_all / step_tokens)
-        T.check_finite(step_loss, step + 1, out_dir, d)
+        T.check_step_finite(step_loss, grad_norm, step + 1, out_dir, d)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+        # ---- Log
         dt = time.perf_counter() - t0
         row = {"step": step + 1, "epoch": epoch, "loss": step_loss, "lr": lr, "grad_norm": grad_norm,
                "tokens_per_s": step_real / dt, "trained_tokens": int(step_tokens),

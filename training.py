@@ -101,6 +101,17 @@ def end_process(code: int = 0) -> NoReturn:
     os._exit(code)
 
 
+def fail(d: Dist, message: str, code: int = 1) -> NoReturn:
+    """End the run with ONE line `error: message` on stderr, printed by rank 0 (every rank calls this at the same
+    point with the same problem), and a non-zero exit status. A progress bar is closed first so the line starts
+    on its own."""
+    if d.is_main:
+        if MetricsLog.active_bar is not None:
+            MetricsLog.active_bar.close()
+        print(f"error: {message}", file=sys.stderr, flush=True)
+    end_process(code)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -162,6 +173,7 @@ def build_fsdp_model(model_dir: str | Path, d: Dist, *, bf16: bool, activation_c
 def export_final(net, args, tokenizer_path: str | Path, out_dir: str | Path, d: Dist) -> None:
     """Write the trained weights as a Hugging Face directory (+ tokenizer.model). Every rank must call this:
     gathering the full state dict is a collective (spec pitfall 10); rank 0 receives it on CPU and writes."""
+    check_weights_finite(net, f"export {out_dir}", Path(out_dir).parent, d)
     sd = get_model_state_dict(net, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     if d.is_main:
         llama.write_hf_checkpoint(sd, args, out_dir, tokenizer_path=tokenizer_path)
@@ -274,6 +286,7 @@ def save_checkpoint(out_dir: Path, step: int, net, optimizer, trainer_state: dic
     """Sharded checkpoint of model + optimizer (each rank writes its own shards), the trainer state (step, data
     position, config) and every rank's RNG state. Written to `step_N.tmp/` and renamed to `step_N/` with a
     COMPLETED marker only when all ranks have finished, so resume never picks up a half-written checkpoint."""
+    check_weights_finite(net, f"checkpoint of step {step}", out_dir, d)
     final = checkpoint_dir(out_dir, step)
     tmp = final.with_name(final.name + ".tmp")
     if d.is_main:
@@ -342,8 +355,18 @@ def finish_run(net, args, tokenizer_path: Path, out_dir: Path, stats: dict, tota
 # ----------------------------------------------------------------------------------------------------------------
 # Logging and stopping
 
+def json_line(row: dict) -> str:
+    """One strict-JSON line: a NaN/inf float is written as null (Python's json would write a bare NaN, which
+    strict readers such as jq or JavaScript reject)."""
+    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
+    return json.dumps(clean, allow_nan=False) + "\n"
+
+
 class MetricsLog:
-    """metrics.jsonl (one JSON object per optimizer step) and a tqdm bar, on rank 0 only."""
+    """metrics.jsonl (one strict-JSON object per optimizer step; a non-finite number is null) and a tqdm bar, on
+    rank 0 only."""
+
+    active_bar = None  # rank 0's bar, closed by `fail` before its error line
 
     def __init__(self, out_dir: Path, d: Dist, total_steps: int, start_step: int, desc: str):
         self.d = d
@@ -355,12 +378,13 @@ class MetricsLog:
                 self.path.write_text("".join(l + "\n" for l in kept))
             from tqdm import tqdm
             self.bar = tqdm(total=total_steps, initial=start_step, desc=desc, dynamic_ncols=True)
+            MetricsLog.active_bar = self.bar
 
     def log(self, row: dict) -> None:
         if not self.d.is_main:
             return
         with self.path.open("a") as f:
-            f.write(json.dumps(row) + "\n")
+            f.write(json_line(row))
         self.bar.update(1)
         self.bar.set_postfix({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in row.items()
                               if k in ("loss", "lr", "grad_norm", "tokens_per_s", "reward_accuracy")})
@@ -368,6 +392,7 @@ class MetricsLog:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+            MetricsLog.active_bar = None
 
 
 class StopSignal:
@@ -388,11 +413,31 @@ class StopSignal:
         return bool(requested.item())
 
 
-def check_finite(loss: float, step: int, out_dir: Path, d: Dist) -> None:
-    """Stop the run on a NaN/inf loss (the value is already all-reduced, so every rank stops here together);
-    the last good checkpoint is left as it is."""
-    if not math.isfinite(loss):
-        last = latest_checkpoint(out_dir)
-        print0(d, f"error: the loss at step {step} is {loss}; stopping. The last good checkpoint is "
-                  f"{last if last else '(none written yet)'}; lower --lr or check the data, then --resume.")
-        end_process(1)
+def check_step_finite(loss: float, grad_norm: float, step: int, out_dir: Path, d: Dist) -> None:
+    """Stop the run BEFORE `optimizer.step()` when the step's loss or full gradient norm is NaN/inf.
+
+    Both values are already all-reduced (the norm is the full norm over every rank's shards), so every rank
+    stops here together. Checking the loss alone is not enough: a finite loss can still give a non-finite
+    gradient (a huge --lr blows the weights up a step later), and one such update turns every weight to NaN.
+    Nothing of the bad step is applied, logged, checkpointed or exported; the last complete checkpoint stays the
+    last finite one."""
+    if math.isfinite(loss) and math.isfinite(grad_norm):
+        return
+    last = latest_checkpoint(out_dir)
+    fail(d, f"step {step}: loss {loss}, gradient norm {grad_norm} (expected finite numbers); the update was not "
+            f"applied and nothing was exported. The last complete checkpoint is {last or '(none written yet)'}; "
+            f"lower --lr or check the data, then --resume.")
+
+
+def check_weights_finite(net, what: str, out_dir: Path, d: Dist) -> None:
+    """Refuse to write a checkpoint or export holding a NaN/inf weight (a second guard after check_step_finite:
+    an update of finite size can still overflow). Counts this rank's shard, all-reduced, so all ranks agree."""
+    bad = 0
+    with torch.no_grad():
+        for p in net.parameters():
+            local = p.to_local() if hasattr(p, "to_local") else p
+            bad += int((~torch.isfinite(local)).sum())
+    (bad,) = all_reduce_sum(d, bad)
+    if bad:
+        fail(d, f"{int(bad)} weights are NaN/inf; {what} not written. The last complete checkpoint is "
+                f"{latest_checkpoint(out_dir) or '(none written yet)'}; lower --lr, then --resume.")

@@ -1,0 +1,135 @@
+"""What a demanding user does to a run: a diverging update, a crash during the export, two runs in one directory,
+absurd flags and broken input files. Each must end with a clear line and a non-zero exit, and never leave an
+output that a later stage or a resume would trust but that is broken.
+
+Runs use the tiny random model and data of tests/test_sft.py and tests/test_dpo.py (seconds each on a CPU); the
+diverging runs use the 'demo' preset, whose gradient turns NaN at step 2 with --lr 1e6 (a measured fact, asserted
+below rather than assumed).
+"""
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import model as llama
+from conftest import REPO, run_torchrun
+from test_dpo import dpo_args, pair
+from test_sft import conversation, sft_args
+
+
+def run_script(script, args, env=None):
+    """A script in a fresh single process (no torchrun); returns the finished process (any exit status)."""
+    return subprocess.run([sys.executable, script, *map(str, args)], cwd=REPO, capture_output=True, text=True,
+                          timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+
+
+def error_lines(proc) -> list[str]:
+    return [l for l in (proc.stdout + proc.stderr).replace("\r", "\n").splitlines() if l.startswith("error")]
+
+
+@pytest.fixture
+def demo_model(tmp_path):
+    """The 'demo' preset with random weights and the project's tokenizer, plus SFT conversations and DPO pairs."""
+    model_dir = tmp_path / "demo"
+    net = llama.Transformer(llama.ModelArgs.from_name("demo"))
+    net.init_weights(seed=0)
+    net.save_pretrained(model_dir, tokenizer_path=REPO / "assets" / "tokenizer.model")
+    sft_data, dpo_data = tmp_path / "sft.jsonl", tmp_path / "pairs.json"
+    sft_data.write_text("".join(json.dumps(conversation(i)) + "\n" for i in range(32)))
+    dpo_data.write_text(json.dumps([pair(i) for i in range(16)]))
+    return model_dir, sft_data, dpo_data
+
+
+@pytest.fixture
+def tiny(tmp_path, tok512_path):
+    model_dir = tmp_path / "base"
+    net = llama.Transformer(llama.ModelArgs.from_name("tiny"))
+    net.init_weights(seed=0)
+    net.save_pretrained(model_dir, tokenizer_path=tok512_path)
+    sft_data, dpo_data = tmp_path / "sft.jsonl", tmp_path / "pairs.json"
+    sft_data.write_text("".join(json.dumps(conversation(i)) + "\n" for i in range(32)))
+    dpo_data.write_text(json.dumps([pair(i) for i in range(16)]))
+    return model_dir, sft_data, dpo_data
+
+
+# ------------------------------------------------------------------------------------------------------------
+# 1. A non-finite gradient never reaches the weights, a checkpoint or an export
+
+
+def checkpoint_tensors(ckpt: Path) -> dict:
+    """Every tensor of a torch.distributed.checkpoint directory (model + optimizer), read without a process group."""
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+    dcp_to_torch_save(ckpt, ckpt.parent / (ckpt.name + ".pt"))
+    state = torch.load(ckpt.parent / (ckpt.name + ".pt"), weights_only=False)
+    (ckpt.parent / (ckpt.name + ".pt")).unlink()
+    flat = {}
+
+    def walk(prefix, x):
+        if isinstance(x, torch.Tensor):
+            flat[prefix] = x
+        elif isinstance(x, dict):
+            for k, v in x.items():
+                walk(f"{prefix}.{k}", v)
+        elif isinstance(x, (list, tuple)):
+            for i, v in enumerate(x):
+                walk(f"{prefix}.{i}", v)
+    walk("", state)
+    return flat
+
+
+def assert_no_nonfinite_output(out: Path):
+    """No complete checkpoint and no export holds a NaN/inf tensor; metrics.jsonl is strict JSON."""
+    ckpts = [c for c in sorted((out / "checkpoints").glob("step_*")) if (c / "COMPLETED").exists()]
+    for c in ckpts:
+        tensors = checkpoint_tensors(c)
+        assert tensors and all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point()), c
+    if (out / "final").exists():
+        assert all(torch.isfinite(t).all() for t in llama.read_state_dict(out / "final").values())
+    for line in (out / "metrics.jsonl").read_text().splitlines():
+        json.loads(line, parse_constant=lambda c: pytest.fail(f"bare {c} in metrics.jsonl"))
+    return ckpts
+
+
+@pytest.mark.parametrize("script", ["sft.py", "dpo.py"])
+def test_lr_1e6_stops_before_the_nan_update_under_two_processes(script, demo_model, tmp_path):
+    """The issue's reproduction: 2 processes, --lr 1e6 --warmup_ratio 0, a checkpoint after every step. Step 1 is
+    finite, step 2's full gradient norm is NaN: the run stops with exit 1 and one error line before applying it;
+    step 1's checkpoint (finite) is the last one, nothing is exported."""
+    model_dir, sft_data, dpo_data = demo_model
+    out = tmp_path / "diverge"
+    make_args = sft_args if script == "sft.py" else dpo_args
+    args = make_args(model_dir, sft_data if script == "sft.py" else dpo_data, out, lr=1e6, warmup_ratio=0.0,
+                     max_steps=8, checkpoint_every=1, micro_batch_size=1, lr_schedule="cosine")
+    proc = run_torchrun(script, args, nproc=2, check=False)
+    assert proc.returncode != 0
+    errors = [l for l in error_lines(proc) if "gradient norm" in l]
+    assert len(errors) == 1 and "step 2: " in errors[0] and "gradient norm nan" in errors[0], proc.stderr[-3000:]
+    ckpts = assert_no_nonfinite_output(out)
+    assert [c.name for c in ckpts] == ["step_00000001"] and "step_00000001" in errors[0]
+    assert not (out / "final").exists()
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1  # the NaN step is not logged
+
+
+@pytest.mark.parametrize("script", ["sft.py", "dpo.py"])
+def test_finite_loss_with_infinite_gradient_exports_nothing(script, tiny, tmp_path):
+    """An injected fault: the output layer scaled by 1e20 gives a finite loss (~4e19 for SFT, ln 2 for DPO at step 0)
+    but a gradient norm that overflows fp32. The loss-only check of before let this through to final/; now the
+    run exits 1 at step 1 with no export, even with no checkpoint at all (--checkpoint_every 0)."""
+    model_dir, sft_data, dpo_data = tiny
+    sd = llama.read_state_dict(model_dir)
+    sd["output.weight"] = sd["output.weight"] * 1e20
+    bad = tmp_path / "bad_model"
+    llama.write_hf_checkpoint(sd, llama.read_model_args(model_dir), bad, tokenizer_path=model_dir / "tokenizer.model")
+    out = tmp_path / "inf"
+    make_args = sft_args if script == "sft.py" else dpo_args
+    proc = run_script(script, make_args(bad, sft_data if script == "sft.py" else dpo_data, out, max_steps=2))
+    assert proc.returncode == 1
+    (line,) = error_lines(proc)
+    loss = float(line.split("loss ")[1].split(",")[0])
+    assert math.isfinite(loss) and "step 1: " in line and "gradient norm inf" in line
+    assert not (out / "final").exists() and not (out / "checkpoints").exists()
