@@ -91,6 +91,7 @@ from pathlib import Path
 import torch
 
 from config import flag, parse_config
+from robust import atomic_file
 
 REPO = Path(__file__).resolve().parent
 PROMPTS_DIR = REPO / "prompts"
@@ -1284,19 +1285,22 @@ def build(cfg: IEInstructConfig, progress: bool = True) -> dict:
     mixed = ie + general
     rng.shuffle(mixed)
     out = Path(cfg.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", encoding="utf-8") as f:
-        for c in mixed:
-            f.write(json.dumps({"dataset": c["dataset"], "id": c["id"], "messages": c["messages"]},
-                               ensure_ascii=False) + "\n")
     table = statistics_table(stats, len(general), general_source)
     seconds = time.perf_counter() - t0
     summary = {"out": str(out), "source": source, "ie_instances": len(ie), "general": len(general),
                "seconds": round(seconds, 2), "input_counts": dict(counts), "datasets": stats,
                "config": dataclasses.asdict(cfg)}
     stem = out.with_suffix("") if out.suffix == ".jsonl" else out
-    Path(f"{stem}.stats.md").write_text(f"# IEInstruct statistics ({source})\n\n{table}\n", encoding="utf-8")
-    Path(f"{stem}.stats.json").write_text(json.dumps(summary, indent=1, default=dict) + "\n", encoding="utf-8")
+    # Each file appears complete or not at all (robust.atomic_file); the output itself last, so a present output
+    # (what pipeline.py tests) always has its statistics beside it.
+    with atomic_file(f"{stem}.stats.md") as tmp:
+        tmp.write_text(f"# IEInstruct statistics ({source})\n\n{table}\n", encoding="utf-8")
+    with atomic_file(f"{stem}.stats.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=1, default=dict) + "\n", encoding="utf-8")
+    with atomic_file(out) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for c in mixed:
+            f.write(json.dumps({"dataset": c["dataset"], "id": c["id"], "messages": c["messages"]},
+                               ensure_ascii=False) + "\n")
     print(table)
     bad = {k: v for k, v in counts.items() if not k.startswith("_")}
     if bad:

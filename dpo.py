@@ -40,6 +40,7 @@ import data
 import model as llama
 import training as T
 from config import flag, parse_config
+from robust import atomic_file
 
 REPO = Path(__file__).resolve().parent
 
@@ -144,8 +145,9 @@ def precompute_reference(ref_net, pairs: list, micro_batch: int, cache: Path, d:
         dist.all_reduce(stacked, op=dist.ReduceOp.SUM)
         values, owned = stacked.cpu()
         table = torch.where(owned > 0, values, torch.full_like(values, float("nan")))
-        if d.is_main:
-            torch.save(table, cache)
+        if d.is_main:  # atomically: a half-written cache must never be read as the reference
+            with atomic_file(cache) as tmp:
+                torch.save(table, tmp)
         dist.barrier()
     missing = table.isnan().any(-1).nonzero().flatten().tolist()
     if missing:

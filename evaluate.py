@@ -42,6 +42,7 @@ from pathlib import Path
 
 import scorers as S
 from config import flag, parse_config
+from robust import atomic_file
 
 REPO = Path(__file__).resolve().parent
 
@@ -119,13 +120,9 @@ def read_jsonl(path) -> list[dict]:
 
 def write_jsonl(records, path) -> None:
     """Write records (without our "_line" bookkeeping) atomically: a temporary file, then a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
+    with atomic_file(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for r in records:
             f.write(json.dumps({k: v for k, v in r.items() if k != "_line"}, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
 
 
 def _where(path, record) -> str:

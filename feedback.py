@@ -49,6 +49,7 @@ import ie_formats
 import model as llama
 import training as T
 from config import flag, parse_config
+from robust import atomic_file
 
 REPO = Path(__file__).resolve().parent
 ANSWER = "[Answer]: "  # the canonical answer marker (spec section 2); BLEU compares the text after it
@@ -435,12 +436,14 @@ def write_ie_feedback(pairs: list[dict], path: Path) -> None:
     """IEFeedback as released: a JSON list of {"dataset","id","messages","chosen","rejected"}, chosen/rejected being
     the prompt turns plus one final assistant turn (what data.load_conversations and dpo.py read). Beside it,
     pairs.jsonl says, line for line, what each pair was made from (kind, sample numbers, scores)."""
-    path.write_text(json.dumps([{k: p[k] for k in IE_FEEDBACK_KEYS} for p in pairs], ensure_ascii=False, indent=1),
-                    encoding="utf-8")
-    with open(path.with_name("pairs.jsonl"), "w", encoding="utf-8") as f:
+    # Both written atomically (robust.atomic_file), ie_feedback.json last: it is what dpo.py and pipeline.py trust.
+    with atomic_file(path.with_name("pairs.jsonl")) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for p in pairs:
             f.write(json.dumps({k: p[k] for k in ("index", "id", "dataset", "kind", "chosen_sample",
                                                   "rejected_sample", "chosen_score", "rejected_score")}) + "\n")
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps([{k: p[k] for k in IE_FEEDBACK_KEYS} for p in pairs], ensure_ascii=False,
+                                  indent=1), encoding="utf-8")
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -527,7 +527,11 @@ def write_hf_checkpoint(state_dict: dict, args: ModelArgs, out_dir, max_shard_si
     """Write a Hugging Face LLaMA directory from a full state dict in Meta names (CPU tensors; under FSDP, rank 0
     calls this with the gathered state dict): config.json, generation_config.json, model.safetensors or
     model-0000i-of-0000n.safetensors + model.safetensors.index.json when larger than max_shard_size bytes, and, given
-    tokenizer_path, tokenizer.model with the small files AutoTokenizer reads. Old weight files in out_dir go."""
+    tokenizer_path, tokenizer.model with the small files AutoTokenizer reads.
+
+    Atomic (robust.atomic_dir): everything is written to out_dir.tmp/, fsynced, and then put in place of out_dir as a
+    whole, so a crash at any point leaves the old complete out_dir (or none), never a mix; whatever else out_dir
+    held goes with the old version."""
     if any(hasattr(t, "full_tensor") for t in state_dict.values()):
         raise TypeError("write_hf_checkpoint needs full tensors: gather the sharded (DTensor) state dict first")
     check_state_dict(args, state_dict, {}, "ModelArgs")
@@ -536,10 +540,6 @@ def write_hf_checkpoint(state_dict: dict, args: ModelArgs, out_dir, max_shard_si
         tokenizer = Tokenizer(tokenizer_path)
         check_tokenizer_matches(args, tokenizer)
         bos_id, eos_id = tokenizer.bos_id, tokenizer.eos_id
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    for old in [*out.glob("model*.safetensors"), *out.glob("model.safetensors.index.json")]:
-        old.unlink()
     meta_to_hf = {v: k for k, v in HF_TO_META.items()}
     tensors = {}
     for name in expected_shapes(args):   # a stable order: embedding, layers, norm, output
@@ -559,30 +559,33 @@ def write_hf_checkpoint(state_dict: dict, args: ModelArgs, out_dir, max_shard_si
             shards.append({})
         shards[-1][hf_name] = t
     from safetensors.torch import save_file
-    if len(shards) == 1:
-        save_file(shards[0], out / "model.safetensors", metadata={"format": "pt"})
-    else:
-        weight_map = {}
-        for i, shard in enumerate(shards):
-            fname = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
-            save_file(shard, out / fname, metadata={"format": "pt"})
-            weight_map.update(dict.fromkeys(shard, fname))
-        total = sum(t.numel() * t.element_size() for t in tensors.values())
-        _write_json(out / "model.safetensors.index.json", {"metadata": {"total_size": total}, "weight_map": weight_map})
-    dtype = str(tensors["model.embed_tokens.weight"].dtype).removeprefix("torch.")
-    _write_json(out / "config.json", args.to_hf_config(dtype, bos_id, eos_id))
-    _write_json(out / "generation_config.json", {"bos_token_id": bos_id, "eos_token_id": eos_id})
-    if tokenizer_path is not None:
-        if Path(tokenizer_path).resolve() != (out / "tokenizer.model").resolve():
-            shutil.copyfile(tokenizer_path, out / "tokenizer.model")
-        special = {"bos_token": tokenizer.id_to_piece(bos_id), "eos_token": tokenizer.id_to_piece(eos_id),
-                   "unk_token": tokenizer.id_to_piece(tokenizer.sp.unk_id())}
-        _write_json(out / "special_tokens_map.json", special)
-        # legacy=True: plain SentencePiece encoding, what ADELIE trained with (spec section 1) and what Tokenizer does.
-        _write_json(out / "tokenizer_config.json", {
-            "tokenizer_class": "LlamaTokenizer", **special, "pad_token": None, "add_bos_token": True,
-            "add_eos_token": False, "legacy": True, "clean_up_tokenization_spaces": False,
-            "model_max_length": args.max_seq_len, "sp_model_kwargs": {}})
+    from robust import atomic_dir
+    with atomic_dir(out_dir) as out:
+        if len(shards) == 1:
+            save_file(shards[0], out / "model.safetensors", metadata={"format": "pt"})
+        else:
+            weight_map = {}
+            for i, shard in enumerate(shards):
+                fname = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
+                save_file(shard, out / fname, metadata={"format": "pt"})
+                weight_map.update(dict.fromkeys(shard, fname))
+            total = sum(t.numel() * t.element_size() for t in tensors.values())
+            _write_json(out / "model.safetensors.index.json", {"metadata": {"total_size": total}, "weight_map": weight_map})
+        dtype = str(tensors["model.embed_tokens.weight"].dtype).removeprefix("torch.")
+        _write_json(out / "config.json", args.to_hf_config(dtype, bos_id, eos_id))
+        _write_json(out / "generation_config.json", {"bos_token_id": bos_id, "eos_token_id": eos_id})
+        if tokenizer_path is not None:
+            shutil.copyfile(tokenizer_path, out / "tokenizer.model")  # out is new: never the source itself
+            if tokenizer.added_tokens:  # the rows beyond the SentencePiece pieces (e.g. ADELIE's <pad>)
+                _write_json(out / "added_tokens.json", tokenizer.added_tokens)
+            special = {"bos_token": tokenizer.id_to_piece(bos_id), "eos_token": tokenizer.id_to_piece(eos_id),
+                       "unk_token": tokenizer.id_to_piece(tokenizer.sp.unk_id())}
+            _write_json(out / "special_tokens_map.json", special)
+            # legacy=True: plain SentencePiece encoding, what ADELIE trained with (spec section 1) and what Tokenizer does.
+            _write_json(out / "tokenizer_config.json", {
+                "tokenizer_class": "LlamaTokenizer", **special, "pad_token": None, "add_bos_token": True,
+                "add_eos_token": False, "legacy": True, "clean_up_tokenization_spaces": False,
+                "model_max_length": args.max_seq_len, "sp_model_kwargs": {}})
 
 
 def _write_json(path: Path, obj) -> None:

@@ -175,7 +175,9 @@ def real_test_files() -> list[tuple[Path, str]]:
 
 
 def stale(stage: Stage) -> str | None:
-    """Why the stage must run (None: up to date)."""
+    """Why the stage must run (None: up to date). An output that exists is complete: every stage writes its
+    outputs atomically (robust.py: a file is renamed into place when whole; final/ appears as a whole directory),
+    so a stage killed half-way leaves its output missing, never present but broken."""
     missing = [p for p in stage.outputs if not p.exists()]
     if missing:
         return f"missing {missing[0]}"

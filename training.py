@@ -40,6 +40,7 @@ from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
 import model as llama
+from robust import atomic_file
 
 REPO = Path(__file__).resolve().parent
 
@@ -345,9 +346,10 @@ def checkpoint_if_due(done: int, total_steps: int, every: int, stop: "StopSignal
 def finish_run(net, args, tokenizer_path: Path, out_dir: Path, stats: dict, total_steps: int, d: Dist) -> None:
     """Export OUT_DIR/final (Hugging Face format: transformers, vLLM and lm-evaluation-harness load it unchanged),
     keep the data counts beside it, and end the process (`end_process`: this is the last thing a run does)."""
+    if d.is_main:  # before the export: a present final/ (what pipeline.py trusts) has its data counts beside it
+        with atomic_file(out_dir / "data_stats.json") as tmp:
+            tmp.write_text(json.dumps(stats, indent=1))
     export_final(net, args, tokenizer_path, out_dir / "final", d)
-    if d.is_main:
-        (out_dir / "data_stats.json").write_text(json.dumps(stats, indent=1))
     print0(d, f"done: {total_steps} steps; weights in {out_dir / 'final'}")
     end_process(0)
 
@@ -375,7 +377,8 @@ class MetricsLog:
         if d.is_main:
             if self.path.exists():  # on resume, forget steps logged after the checkpoint we resume from
                 kept = [l for l in self.path.read_text().splitlines() if l and json.loads(l)["step"] <= start_step]
-                self.path.write_text("".join(l + "\n" for l in kept))
+                with atomic_file(self.path) as tmp:
+                    tmp.write_text("".join(l + "\n" for l in kept))
             from tqdm import tqdm
             self.bar = tqdm(total=total_steps, initial=start_step, desc=desc, dynamic_ncols=True)
             MetricsLog.active_bar = self.bar

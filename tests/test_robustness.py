@@ -9,6 +9,7 @@ below rather than assumed).
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -133,3 +134,98 @@ def test_finite_loss_with_infinite_gradient_exports_nothing(script, tiny, tmp_pa
     loss = float(line.split("loss ")[1].split(",")[0])
     assert math.isfinite(loss) and "step 1: " in line and "gradient norm inf" in line
     assert not (out / "final").exists() and not (out / "checkpoints").exists()
+
+
+# ------------------------------------------------------------------------------------------------------------
+# 2. Outputs are written atomically
+
+
+def export_files(path: Path) -> dict:
+    return {p.name: p.read_bytes() for p in sorted(path.iterdir())} if path.exists() else None
+
+
+def crash_at(k: int, fn):
+    """Run fn() in a forked child that dies (os._exit, as a SIGKILL would) at the k-th file-system step of the
+    export: in the middle of writing a weight file, a JSON file or the tokenizer (half the bytes on disk), or at
+    any step of putting the new directory in place. Returns True when the child got that far and died."""
+    import robust
+    import safetensors.torch as st
+    pid = os.fork()
+    if pid == 0:  # the child
+        count = [0]
+
+        def step(real, half_written_arg=None):
+            def wrapped(*a, **kw):
+                count[0] += 1
+                if count[0] == k:
+                    if half_written_arg is not None:  # the argument that names the file being written
+                        real(*a, **kw)
+                        target = Path(a[half_written_arg])
+                        target.write_bytes(target.read_bytes()[: target.stat().st_size // 2])
+                    os._exit(9)
+                return real(*a, **kw)
+            return wrapped
+        st.save_file = step(st.save_file, 1)  # (tensors, path)
+        llama._write_json = step(llama._write_json, 0)  # (path, obj)
+        shutil.copyfile = step(shutil.copyfile, 1)  # (src, dst)
+        robust.fsync_path = step(robust.fsync_path)
+        robust._exchange = step(robust._exchange)
+        robust.os.replace = step(os.replace)
+        try:
+            fn()
+        except BaseException:
+            os._exit(3)
+        os._exit(0)
+    return os.waitpid(pid, 0)[1] >> 8 == 9
+
+
+@pytest.mark.parametrize("shard_size", [10**9, 40_000], ids=["one-file", "sharded"])
+def test_a_crash_at_any_point_of_the_export_leaves_the_old_or_the_new_export(shard_size, tmp_path, tok512_path):
+    """write_hf_checkpoint over an existing export, killed at each of its file-system steps in turn: final/ is then
+    byte for byte the old complete export or the new one, never a mix or a half-written file."""
+    old_net, new_net = (llama.Transformer(llama.ModelArgs.from_name("tiny")) for _ in range(2))
+    old_net.init_weights(seed=1)
+    new_net.init_weights(seed=2)
+    reference = {}
+    for name, net in (("old", old_net), ("new", new_net)):
+        net.save_pretrained(tmp_path / name, tokenizer_path=tok512_path, max_shard_size=shard_size)
+        reference[name] = export_files(tmp_path / name)
+    final = tmp_path / "final"
+    crashes = 0
+    for k in range(1, 100):
+        if final.exists():
+            shutil.rmtree(final)
+        old_net.save_pretrained(final, tokenizer_path=tok512_path, max_shard_size=shard_size)
+        crashed = crash_at(k, lambda: new_net.save_pretrained(final, tokenizer_path=tok512_path,
+                                                              max_shard_size=shard_size))
+        seen = export_files(final)
+        assert seen in (reference["old"], reference["new"]), f"crash at step {k}: {sorted(seen or {})}"
+        if not crashed:
+            assert seen == reference["new"]
+            break
+        crashes += 1
+    assert crashes >= 6  # weights, config, generation config, tokenizer and its files, the swap: every step was hit
+    # A fresh export crashed half-way leaves no final/ at all (only final.tmp/, which the next writer removes).
+    shutil.rmtree(final)
+    save_new = lambda: new_net.save_pretrained(final, tokenizer_path=tok512_path, max_shard_size=shard_size)
+    assert crash_at(1, save_new)
+    assert not final.exists()
+    save_new()
+    assert export_files(final) == reference["new"] and not (tmp_path / "final.tmp").exists()
+
+
+def test_atomic_file_keeps_the_old_file_when_the_writer_fails(tmp_path):
+    """The one helper every stage output goes through (data.py build, feedback.py's ie_feedback.json, dpo.py's
+    reference cache, evaluate.py's predictions, data_stats.json): a writer that fails half-way leaves the old
+    file and no temporary file behind; one that finishes replaces it."""
+    from robust import atomic_file
+    path = tmp_path / "ie_feedback.json"
+    path.write_text("old complete")
+    with pytest.raises(RuntimeError):
+        with atomic_file(path) as tmp:
+            tmp.write_text("new, half")
+            raise RuntimeError("killed")
+    assert path.read_text() == "old complete" and os.listdir(tmp_path) == ["ie_feedback.json"]
+    with atomic_file(path) as tmp:
+        tmp.write_text("new complete")
+    assert path.read_text() == "new complete" and os.listdir(tmp_path) == ["ie_feedback.json"]
