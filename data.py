@@ -1422,7 +1422,8 @@ def tokenize_sft(tokenizer, conversations: list[dict], max_len: int) -> tuple[li
 def tokenize_preference(tokenizer, records: list[dict], max_len: int) -> tuple[list[tuple], dict]:
     """[((chosen ids, chosen labels), (rejected ids, rejected labels))] for DPO, and counts. Chosen and rejected
     (each a full message list: prompt turns + final answer) are tokenised and truncated separately (spec 5); a pair
-    where either side has no trainable token left is dropped and counted."""
+    where either side has no trainable token left, or whose chosen and rejected are the same tokens (a zero
+    gradient: nothing to learn), is dropped and counted."""
     pairs, stats = [], Counter(pairs=len(records))
     for r in records:
         sides = []
@@ -1438,6 +1439,9 @@ def tokenize_preference(tokenizer, records: list[dict], max_len: int) -> tuple[l
             sides.append((ids, labels))
         if any(all(x == -100 for x in labels) for _, labels in sides):
             stats["dropped_no_trainable_token"] += 1
+            continue
+        if sides[0] == sides[1]:  # chosen == rejected (as trained, after truncation): the DPO gradient is zero
+            stats["dropped_identical_chosen_rejected"] += 1
             continue
         pairs.append(tuple(sides))
     stats["kept"] = len(pairs)
@@ -1519,7 +1523,13 @@ def load_conversations(path) -> list[dict]:
     an IEFeedback file (JSON list or JSONL; chosen/rejected = message lists) or a TULU-v2-style JSONL. A missing
     dataset or id is filled in (file name, position); anything else wrong raises ValueError naming file and line."""
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise ValueError(f"{path}:{line}: not UTF-8 text (byte {e.start}: {e.reason}); expected UTF-8 JSON or "
+                         f"JSONL") from None
     if text.lstrip().startswith("["):
         items = _json_list(text, path)
     else:

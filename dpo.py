@@ -27,7 +27,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +39,7 @@ import data
 import model as llama
 import training as T
 from config import flag, parse_config
-from robust import atomic_file
+from robust import atomic_file, run_main
 
 REPO = Path(__file__).resolve().parent
 
@@ -79,7 +78,12 @@ class DPOConfig:
     activation_checkpointing: bool = flag(False, "recompute activations in backward (ADELIE used it for DPO)")
     checkpoint_every: int = flag(200, "write a resume checkpoint every N optimizer steps (0: only on a signal)")
     keep_last: int = flag(2, "resume checkpoints to keep")
-    resume: bool = flag(False, "continue from the newest complete checkpoint in OUT_DIR/checkpoints/")
+    resume: bool = flag(False, "continue from the newest complete checkpoint in OUT_DIR/checkpoints/ (into a "
+                               "finished OUT_DIR with no checkpoint left: train again and replace final/)")
+    overwrite: bool = flag(False, "train into an OUT_DIR that holds a finished run or checkpoints, starting again "
+                                  "(its checkpoints are deleted; final/ is replaced when the new export is complete)")
+    clear_stale_lock: bool = flag(False, "remove OUT_DIR/LOCK when the run that took it is no longer running "
+                                         "(killed); a lock of a live run is never removed")
     dist_timeout_minutes: float = flag(30.0, "a collective that waits longer than this (a dead peer) fails the run")
 
 
@@ -166,24 +170,23 @@ def main(argv=None) -> None:
         cfg = dataclasses.replace(cfg, data=str(REPO / "runs" / "feedback" / "ie_feedback.json"))
     for path, made_by in ((Path(cfg.model), "sft.py"), (Path(cfg.data), "feedback.py")):
         if not path.exists():
-            sys.exit(f"error: {path} does not exist; run {made_by} first (or pass --model / --data)")
+            T.fail(d, f"{path} does not exist; run {made_by} first (or pass --model / --data)")
     T.seed_everything(cfg.seed)
     out_dir = Path(cfg.out_dir)
-    if d.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        if not cfg.resume and T.latest_checkpoint(out_dir):
-            sys.exit(f"error: {out_dir}/checkpoints/ already holds checkpoints; pass --resume or another --out_dir")
-        (out_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
-    dist.barrier()
+    T.claim_out_dir(out_dir, cfg, d)  # the lock; a finished run is refused without --overwrite / --resume
 
     # ---- Data: IEFeedback pairs, chosen and rejected tokenised with loss masks on the final answer
     model_dir = Path(cfg.model)
     tokenizer = llama.Tokenizer(model_dir / "tokenizer.model")
     records = data.load_conversations(cfg.data)
+    if (k := next((k for k, r in enumerate(records) if "chosen" not in r), None)) is not None:
+        T.fail(d, f"{cfg.data}: record {k + 1} (id {records[k]['id']}) has no chosen/rejected answers; expected "
+                  f"IEFeedback pairs {{dataset, id, messages, chosen, rejected}} (feedback.py writes them), not "
+                  f"SFT conversations")
     pairs, stats = data.tokenize_preference(tokenizer, records, cfg.max_len)
     T.print0(d, f"data: {len(records)} pairs from {cfg.data}; {json.dumps(stats)}")
     if not pairs:
-        sys.exit(f"error: no usable pair in {cfg.data} (see the counts above)")
+        T.fail(d, f"no usable pair in {cfg.data} (see the counts above)")
     pair_lengths = [[len(chosen[0]), len(rejected[0])] for chosen, rejected in pairs]  # pairs: ((ids, labels),)*2
     lengths = [max(pl) for pl in pair_lengths]
     data_fingerprint = hashlib.sha256(json.dumps(pair_lengths).encode()).hexdigest()[:16]
@@ -216,7 +219,7 @@ def main(argv=None) -> None:
     if cfg.resume and (ckpt := T.latest_checkpoint(out_dir)):
         state = T.load_checkpoint(ckpt, policy, optimizer, d)
         if state["data_fingerprint"] != data_fingerprint or state["global_batch_size"] != cfg.global_batch_size:
-            sys.exit(f"error: {ckpt} was written for other pairs or another global batch size")
+            T.fail(d, f"{ckpt} was written for other pairs or another global batch size")
         start_step = state["step"]
         T.print0(d, f"resumed from {ckpt} at step {start_step}")
 
@@ -271,4 +274,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)  # an exception -> one line "error: ..." (ADELIE_DEBUG=1: the traceback)

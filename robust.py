@@ -96,6 +96,7 @@ def atomic_dir(path):
 # Exceptions that come from the inputs (a file, a flag): every rank reads the same inputs and fails the same way,
 # so under torchrun only rank 0 prints them. Any other exception is printed by each rank that raised it.
 INPUT_ERRORS = (ValueError, KeyError, OSError, UnicodeError, TypeError, IndexError)
+EXIT_HOOKS: list = []  # run before run_main ends the process on an error (training.py: release OUT_DIR/LOCK)
 
 
 def one_line(exc: BaseException) -> str:
@@ -132,5 +133,7 @@ def run_main(main, argv=None) -> None:
             where = f" (rank {rank})" if "RANK" in os.environ else ""
             print(f"error{where}: {type(exc).__name__}: {one_line(exc)} [ADELIE_DEBUG=1 shows the traceback]",
                   file=sys.stderr, flush=True)
+        for hook in EXIT_HOOKS:
+            hook()
         sys.stdout.flush()
         os._exit(1)  # as training.end_process: no interpreter teardown while process-group threads may run

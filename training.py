@@ -17,6 +17,7 @@ same for both and are not part of the method:
 """
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import json
 import math
@@ -24,6 +25,7 @@ import os
 import random
 import shutil
 import signal
+import socket
 import sys
 import time
 from datetime import timedelta
@@ -40,6 +42,7 @@ from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
 import model as llama
+import robust
 from robust import atomic_file
 
 REPO = Path(__file__).resolve().parent
@@ -96,6 +99,7 @@ def end_process(code: int = 0) -> NoReturn:
     process now and then ("terminate called without an active exception", seen once in CI on a 2-process
     sft.py that had already written its export). Every file this project writes is closed before this point;
     stdout and stderr are flushed here."""
+    release_out_dir()
     cleanup_distributed()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -129,6 +133,103 @@ def all_reduce_sum(d: Dist, *values: float) -> list[float]:
     t = torch.tensor(values, dtype=torch.float64, device=d.device)
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t.tolist()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The output directory: one run at a time, and a finished run is never silently replaced
+
+LOCK_NAME = "LOCK"
+_held_lock: Path | None = None  # the lock this process took (rank 0), removed by release_out_dir
+
+
+def release_out_dir() -> None:
+    """Remove OUT_DIR/LOCK if this process took it (called on every way out: end_process, run_main's error line)."""
+    global _held_lock
+    if _held_lock is not None:
+        try:
+            if json.loads(_held_lock.read_text()).get("pid") == os.getpid():
+                _held_lock.unlink()
+        except (OSError, ValueError):
+            pass
+        _held_lock = None
+
+
+robust.EXIT_HOOKS.append(release_out_dir)  # an error line from run_main
+atexit.register(release_out_dir)  # a plain sys.exit
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _take_lock(out_dir: Path, clear_stale: bool) -> str | None:
+    """Create OUT_DIR/LOCK (host, pid, start time) exclusively; an error message when another run holds it."""
+    global _held_lock
+    lock = out_dir / LOCK_NAME
+    me = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                other = json.loads(lock.read_text())
+            except (OSError, ValueError):
+                other = {}
+            host, pid = other.get("host", "?"), other.get("pid", -1)
+            if host == me["host"] and isinstance(pid, int) and pid > 0 and not pid_alive(pid):
+                if clear_stale:
+                    print(f"removing a stale lock {lock} (pid {pid} on {host}, started {other.get('started')}, no "
+                          f"longer running)", flush=True)
+                    lock.unlink(missing_ok=True)
+                    continue
+                return (f"{lock} is left by a run that is no longer running (pid {pid} on {host}, started "
+                        f"{other.get('started')}); if nothing else writes to {out_dir}, pass --clear_stale_lock")
+            where = "on this host" if host == me["host"] else f"on host {host} (its state cannot be checked from here)"
+            return (f"{out_dir} is in use by another run (pid {pid} {where}, started {other.get('started')}; "
+                    f"lock file {lock}); choose another --out_dir, or wait for that run to end")
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(me))
+        _held_lock = lock
+        return None
+    return f"could not take the lock {lock}"
+
+
+def claim_out_dir(out_dir: Path, cfg, d: Dist) -> None:
+    """Make OUT_DIR this run's, or stop with one line. Rank 0 decides; every rank learns the answer.
+
+    - A lock file OUT_DIR/LOCK holds the host and pid of the run writing there; a second run started on the same
+      directory refuses at once. It is removed when the run ends (also on an error or a signal). A lock left by a
+      killed run (its pid is gone on this host) is reported; --clear_stale_lock removes it.
+    - A finished run (OUT_DIR/final/ exists) or one with checkpoints is refused unless --resume (continue it,
+      or retrain into it when nothing is left to resume) or --overwrite (start again: its checkpoints are deleted;
+      the old final/ stays until the new export replaces it in one rename).
+    Then OUT_DIR/config.json records the run's flags."""
+    problem = None
+    if d.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        problem = _take_lock(out_dir, cfg.clear_stale_lock)
+        if problem is None and not (cfg.resume or cfg.overwrite):
+            if (out_dir / "final").exists():
+                problem = (f"{out_dir} holds a finished run (final/ is its export); pass --overwrite to train again "
+                           f"and replace it, --resume to continue it, or choose another --out_dir")
+            elif latest_checkpoint(out_dir):
+                problem = (f"{out_dir}/checkpoints/ already holds checkpoints; pass --resume to continue that run, "
+                           f"--overwrite to start again, or choose another --out_dir")
+        if problem is None:
+            if cfg.overwrite and not cfg.resume:
+                shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
+            with atomic_file(out_dir / "config.json") as tmp:
+                tmp.write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
+    box = [problem]
+    dist.broadcast_object_list(box, src=0)
+    if box[0] is not None:
+        fail(d, box[0])
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -165,7 +165,8 @@ def test_resume_after_sigkill_continues_exactly(tiny_dpo, tmp_path):
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    run_single(dpo_args(model_dir, data_path, broken, checkpoint_every=3, resume=True, **common))
+    run_single(dpo_args(model_dir, data_path, broken, checkpoint_every=3, resume=True,
+                        clear_stale_lock=True, **common))  # the killed run left its lock
     assert [m["loss"] for m in metrics(broken)] == pytest.approx([m["loss"] for m in metrics(straight)], abs=1e-6)
 
 

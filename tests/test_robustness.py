@@ -229,3 +229,88 @@ def test_atomic_file_keeps_the_old_file_when_the_writer_fails(tmp_path):
     with atomic_file(path) as tmp:
         tmp.write_text("new complete")
     assert path.read_text() == "new complete" and os.listdir(tmp_path) == ["ie_feedback.json"]
+
+
+# ------------------------------------------------------------------------------------------------------------
+# 3. One run per output directory; a finished run is never silently replaced
+
+
+@pytest.mark.parametrize("script", ["sft.py", "dpo.py"])
+def test_a_second_run_into_a_finished_directory_is_refused(script, tiny, tmp_path):
+    model_dir, sft_data, dpo_data = tiny
+    make_args = sft_args if script == "sft.py" else dpo_args
+    data_path = sft_data if script == "sft.py" else dpo_data
+    out = tmp_path / "finished"
+    first = run_script(script, make_args(model_dir, data_path, out, max_steps=2))  # no checkpoint is left
+    assert first.returncode == 0 and not (out / "checkpoints").exists() and not (out / "LOCK").exists()
+    export, metrics = export_files(out / "final"), (out / "metrics.jsonl").read_bytes()
+    second = run_script(script, make_args(model_dir, data_path, out, max_steps=2, lr=3e-2))
+    assert second.returncode == 1
+    assert error_lines(second) == [f"error: {out} holds a finished run (final/ is its export); pass --overwrite to "
+                                   f"train again and replace it, --resume to continue it, or choose another --out_dir"]
+    assert export_files(out / "final") == export and (out / "metrics.jsonl").read_bytes() == metrics
+    assert not (out / "LOCK").exists()
+    # --overwrite trains again and replaces the export (another lr: other weights)
+    third = run_script(script, make_args(model_dir, data_path, out, max_steps=2, lr=3e-2, overwrite=True))
+    assert third.returncode == 0 and export_files(out / "final") != export
+
+
+def test_two_runs_on_one_directory_the_second_refuses_at_start(tiny, tmp_path):
+    """The first run holds OUT_DIR/LOCK (host, pid) while it trains; a second on the same --out_dir exits 1 before
+    writing anything. SIGKILL leaves the lock behind: it is reported as stale until --clear_stale_lock."""
+    import signal
+    import socket
+    import time
+    model_dir, sft_data, _ = tiny
+    out = tmp_path / "shared_out"
+    first = subprocess.Popen([sys.executable, "sft.py", *sft_args(model_dir, sft_data, out, max_steps=100_000,
+                                                                   micro_batch_size=1)],
+                             cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 180
+        while not ((out / "metrics.jsonl").exists() and (out / "metrics.jsonl").read_text().count("\n") >= 2):
+            assert first.poll() is None and time.time() < deadline
+            time.sleep(0.05)
+        lock = json.loads((out / "LOCK").read_text())
+        assert lock["pid"] == first.pid and lock["host"] == socket.gethostname()
+        config = (out / "config.json").read_bytes()
+        second = run_script("sft.py", sft_args(model_dir, sft_data, out, max_steps=2, resume=True))
+        assert second.returncode == 1 and first.poll() is None
+        (line,) = error_lines(second)
+        assert f"{out} is in use by another run (pid {first.pid} on this host" in line
+        assert (out / "config.json").read_bytes() == config  # the second run wrote nothing
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    # The killed run's lock is stale: reported, and removed only when asked.
+    third = run_script("sft.py", sft_args(model_dir, sft_data, out, max_steps=2, overwrite=True))
+    (line,) = error_lines(third)
+    assert third.returncode == 1 and f"left by a run that is no longer running (pid {first.pid}" in line
+    fourth = run_script("sft.py", sft_args(model_dir, sft_data, out, max_steps=2, overwrite=True,
+                                           clear_stale_lock=True))
+    assert fourth.returncode == 0 and "removing a stale lock" in fourth.stdout
+    assert (out / "final").exists() and not (out / "LOCK").exists()
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2  # the overwritten run's rows are gone
+
+
+# ------------------------------------------------------------------------------------------------------------
+# 4. DPO pairs whose chosen and rejected are the same are dropped and counted
+
+
+def test_identical_pairs_are_dropped_and_counted(tiny, tmp_path):
+    """chosen == rejected gives a zero DPO gradient (the log-ratios cancel): such a pair is dropped and counted,
+    and a file with nothing else left is an error, not a run that trains on nothing."""
+    import data
+    model_dir, _, _ = tiny
+    tok = llama.Tokenizer(model_dir / "tokenizer.model")
+    same = pair(1)
+    same["rejected"] = same["chosen"]
+    records = [pair(0), same, pair(2)]
+    pairs, stats = data.tokenize_preference(tok, records, 256)
+    assert len(pairs) == 2 and stats["dropped_identical_chosen_rejected"] == 1 and stats["kept"] == 2
+    only_same = tmp_path / "same.json"
+    only_same.write_text(json.dumps([same, same]))
+    proc = run_script("dpo.py", dpo_args(model_dir, only_same, tmp_path / "out"))
+    assert proc.returncode == 1 and '"dropped_identical_chosen_rejected": 2' in proc.stdout
+    assert error_lines(proc) == [f"error: no usable pair in {only_same} (see the counts above)"]

@@ -155,7 +155,8 @@ def test_resume_after_sigkill_continues_exactly(tiny_setup, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (broken / "final").exists()
-    run_sft_single(sft_args(model_dir, data_path, broken, checkpoint_every=3, resume=True, **common))
+    run_sft_single(sft_args(model_dir, data_path, broken, checkpoint_every=3, resume=True,
+                            clear_stale_lock=True, **common))  # the killed run left its lock
     assert losses(broken) == pytest.approx(losses(straight), abs=1e-6)
     ws, wb = final_weights(straight), final_weights(broken)
     for k in ws:
