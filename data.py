@@ -1251,8 +1251,18 @@ def build(cfg: IEInstructConfig, progress: bool = True) -> dict:
         records = read_records([p for p in cfg.records.split(",") if p], skip_bad=cfg.skip_bad, counts=counts)
         source = f"records {cfg.records}"
     elif cfg.data_dir:
-        records = [r for recs in ie_formats.convert_all(cfg.data_dir, splits=tuple(splits)).values() for r in recs]
+        report = {}
+        records = [r for recs in ie_formats.convert_all(cfg.data_dir, splits=tuple(splits), report=report).values()
+                   for r in recs]
         source = f"real data sets under {cfg.data_dir}"
+        # What each reader repaired or skipped (e.g. a span moved off its offsets and relocated, MATRES pairs with
+        # no event): shown below and kept in the statistics' input_counts, never silent.
+        for name_split, reader_counts in report["counts"].items():
+            for what, n in reader_counts.items():
+                if n:
+                    counts[f"{name_split}: {what}"] += n
+        if report["absent"]:
+            counts["data set splits absent (skipped)"] += len(report["absent"])
     else:
         records = synthetic.generate_corpus(cfg.synthetic_seed, cfg.synthetic_n_train, 0)["train"]
         source = f"synthetic corpus (seed {cfg.synthetic_seed}, {cfg.synthetic_n_train} per data set)"

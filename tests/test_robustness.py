@@ -314,3 +314,25 @@ def test_identical_pairs_are_dropped_and_counted(tiny, tmp_path):
     proc = run_script("dpo.py", dpo_args(model_dir, only_same, tmp_path / "out"))
     assert proc.returncode == 1 and '"dropped_identical_chosen_rejected": 2' in proc.stdout
     assert error_lines(proc) == [f"error: no usable pair in {only_same} (see the counts above)"]
+
+
+# ------------------------------------------------------------------------------------------------------------
+# 5. data.py build --data_dir shows what the readers repaired or skipped
+
+
+def test_build_from_a_data_dir_shows_and_keeps_the_readers_counts(tmp_path):
+    """A CoNLL-2003 file with a -DOCSTART- mark and an I- tag that opens no entity: the reader repairs / skips
+    both and counts them; data.py build prints those counts and writes them to its statistics (input_counts)."""
+    (tmp_path / "conll2003").mkdir()
+    (tmp_path / "conll2003" / "train.txt").write_text(
+        "-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\nrejects VBZ B-VP O\nGerman JJ B-NP I-MISC\ncall NN I-NP O\n\n"
+        "Peter NNP B-NP B-PER\nBlackburn NNP I-NP I-PER\n\n")
+    out = tmp_path / "ie.jsonl"
+    proc = run_script("data.py", ["build", f"--data_dir={tmp_path}", f"--out={out}", "--general=none"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    stats = json.loads((tmp_path / "ie.stats.json").read_text())["input_counts"]
+    repaired = "conll2003/train: I- tag without an open entity of its type (started a new entity, as conlleval does)"
+    skipped = "conll2003/train: -DOCSTART- document marks (not sentences)"
+    assert stats[repaired] == 1 and stats[skipped] == 1
+    shown = next(l for l in proc.stdout.splitlines() if l.startswith("input: "))
+    assert json.loads(shown.removeprefix("input: "))[repaired] == 1
