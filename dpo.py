@@ -173,6 +173,7 @@ def main(argv=None) -> None:
             T.fail(d, f"{path} does not exist; run {made_by} first (or pass --model / --data)")
     T.seed_everything(cfg.seed)
     out_dir = Path(cfg.out_dir)
+    T.check_flags(cfg, d, Path(cfg.model))  # one line per senseless flag, exit 2
     T.claim_out_dir(out_dir, cfg, d)  # the lock; a finished run is refused without --overwrite / --resume
 
     # ---- Data: IEFeedback pairs, chosen and rejected tokenised with loss masks on the final answer

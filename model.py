@@ -415,13 +415,13 @@ def read_model_args(path) -> ModelArgs:
     A tokenizer.model beside the weights must match the model's vocabulary."""
     path = Path(path)
     if _checkpoint_format(path) == "meta":
-        params = json.loads((path / "params.json").read_text())
+        params = _read_json(path / "params.json")
         if params.get("vocab_size", -1) <= 0:   # Meta writes -1: the vocabulary comes from the tokenizer
             first = torch.load(_meta_shards(path)[0], map_location="cpu", mmap=True, weights_only=True)
             params["vocab_size"] = first["tok_embeddings.weight"].shape[0]
         args = ModelArgs.from_meta_params(params)
     else:
-        args = ModelArgs.from_hf_config(json.loads((path / "config.json").read_text()), where=str(path / "config.json"))
+        args = ModelArgs.from_hf_config(_read_json(path / "config.json"), where=str(path / "config.json"))
     if (path / "tokenizer.model").exists():
         check_tokenizer_matches(args, Tokenizer(path / "tokenizer.model"))
     return args
@@ -485,7 +485,7 @@ def _read_meta(path: Path, args: ModelArgs) -> dict:
 def _read_hf(path: Path, args: ModelArgs) -> dict:
     for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
         if (path / index_name).exists():
-            files = sorted(set(json.loads((path / index_name).read_text())["weight_map"].values()))
+            files = sorted(set(_read_json(path / index_name)["weight_map"].values()))
             for f in files:
                 if not (path / f).exists():
                     raise ValueError(f"{path}: shard {f} listed in {index_name} is missing")
@@ -499,8 +499,12 @@ def _read_hf(path: Path, args: ModelArgs) -> dict:
     for f in files:
         if f.endswith(".safetensors"):
             from safetensors import safe_open   # get_tensor returns views of the mmap-ed file, no copy
-            with safe_open(path / f, framework="pt") as sf:
-                tensors = {k: sf.get_tensor(k) for k in sf.keys()}
+            try:
+                with safe_open(path / f, framework="pt") as sf:
+                    tensors = {k: sf.get_tensor(k) for k in sf.keys()}
+            except Exception as e:  # SafetensorError names neither the file nor what a good one looks like
+                raise ValueError(f"{path / f}: not a readable safetensors file ({' '.join(str(e).split())}); "
+                                 f"expected a complete file (a truncated copy or download?)") from None
         else:
             tensors = torch.load(path / f, map_location="cpu", mmap=True, weights_only=True)
         for hf_name, t in tensors.items():
@@ -586,6 +590,17 @@ def write_hf_checkpoint(state_dict: dict, args: ModelArgs, out_dir, max_shard_si
                 "tokenizer_class": "LlamaTokenizer", **special, "pad_token": None, "add_bos_token": True,
                 "add_eos_token": False, "legacy": True, "clean_up_tokenization_spaces": False,
                 "model_max_length": args.max_seq_len, "sp_model_kwargs": {}})
+
+
+def _read_json(path: Path):
+    """A checkpoint's JSON file; an unparsable one is a ValueError naming the file, line and column."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}:{e.lineno}: not valid JSON ({e.msg} at column {e.colno}); expected the "
+                         f"checkpoint's JSON object") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text (byte {e.start}); expected the checkpoint's JSON object") from None
 
 
 def _write_json(path: Path, obj) -> None:

@@ -116,8 +116,9 @@ def run_main(main, argv=None) -> None:
     """Run `main(argv)`; an exception becomes one line `error: ...` on stderr and exit status 1.
 
     Under torchrun: rank 0 prints errors that come from the inputs (INPUT_ERRORS: all ranks hit them alike);
-    other exceptions are printed by each rank that raised them, with its rank. With ADELIE_DEBUG=1 the exception
-    propagates with its full traceback."""
+    other exceptions are printed by each rank that raised them, with its rank, except torch.distributed's
+    DistError, which a rank gets when a peer died: the rank that failed prints the cause. With ADELIE_DEBUG=1 the
+    exception propagates with its full traceback."""
     try:
         main(argv)
     except SystemExit:
@@ -126,7 +127,9 @@ def run_main(main, argv=None) -> None:
         if os.environ.get("ADELIE_DEBUG") == "1" or isinstance(exc, KeyboardInterrupt):
             raise
         rank = int(os.environ.get("RANK", "0"))
-        if isinstance(exc, INPUT_ERRORS):
+        if any(c.__name__ == "DistError" for c in type(exc).__mro__):
+            pass  # a collective broken by a peer's death: that rank prints its own line (or torchrun names it)
+        elif isinstance(exc, INPUT_ERRORS):
             if rank == 0:
                 print(f"error: {one_line(exc)}", file=sys.stderr, flush=True)
         else:

@@ -128,6 +128,7 @@ def main(argv=None) -> None:
         T.print0(d, f"embedded default: demo model with random weights; demo settings {demo}")
     T.seed_everything(cfg.seed)
     out_dir = Path(cfg.out_dir)
+    T.check_flags(cfg, d, Path(cfg.model) if cfg.model else None)  # one line per senseless flag, exit 2
     T.claim_out_dir(out_dir, cfg, d)  # the lock; a finished run is refused without --overwrite / --resume
 
     # ---- Data: IEInstruct (+ general chat), tokenised with loss masks on the assistant's turns (spec section 1)

@@ -136,6 +136,71 @@ def all_reduce_sum(d: Dist, *values: float) -> list[float]:
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# Flags that make no sense are refused at start-up, not hours in
+
+def flag_problems(cfg, world_size: int, context: int | None) -> list[str]:
+    """Every problem with sft.py's / dpo.py's flags, one line each (empty: all fine). `context` is the model's
+    context length (config.json max_position_embeddings), None when it is unknown."""
+    problems = []
+
+    def need(ok: bool, name: str, expected: str) -> None:
+        if not ok:
+            problems.append(f"--{name} {getattr(cfg, name)}: expected {expected}")
+
+    need(cfg.max_steps > 0 or cfg.max_steps == -1, "max_steps", "a positive number of optimizer steps, or -1 to "
+                                                                "train for --epochs")
+    need(cfg.epochs >= 1, "epochs", "at least 1 pass over the data")
+    need(cfg.global_batch_size >= 1, "global_batch_size", "at least 1")
+    need(cfg.micro_batch_size >= 1, "micro_batch_size", "at least 1")
+    if cfg.global_batch_size >= 1 and cfg.micro_batch_size >= 1 and cfg.global_batch_size % (cfg.micro_batch_size *
+                                                                                             world_size):
+        problems.append(f"--global_batch_size {cfg.global_batch_size}: expected a multiple of --micro_batch_size "
+                        f"{cfg.micro_batch_size} x {world_size} processes (global = micro x accumulation x world)")
+    need(cfg.max_len >= 2, "max_len", "at least 2 tokens")
+    if context is not None and cfg.max_len > context:
+        problems.append(f"--max_len {cfg.max_len}: expected at most the model's context, {context} tokens "
+                        f"(config.json max_position_embeddings); longer batches would fail mid-run")
+    need(math.isfinite(cfg.lr) and cfg.lr > 0, "lr", "a positive learning rate")
+    need(0.0 <= cfg.warmup_ratio <= 1.0, "warmup_ratio", "a share of the steps in [0, 1]")
+    need(cfg.weight_decay >= 0, "weight_decay", "0 or more")
+    need(0.0 <= cfg.adam_beta1 < 1.0, "adam_beta1", "a value in [0, 1)")
+    need(0.0 <= cfg.adam_beta2 < 1.0, "adam_beta2", "a value in [0, 1)")
+    need(cfg.adam_eps > 0, "adam_eps", "a positive number")
+    need(cfg.grad_clip >= 0, "grad_clip", "0 (off) or a positive norm")
+    need(cfg.checkpoint_every >= 0, "checkpoint_every", "0 (only on a signal) or a positive number of steps")
+    need(cfg.keep_last >= 0, "keep_last", "0 (keep all) or a positive number of checkpoints")
+    need(cfg.dist_timeout_minutes > 0, "dist_timeout_minutes", "a positive number of minutes")
+    if getattr(cfg, "beta", 1.0) <= 0:
+        need(False, "beta", "a positive DPO temperature")
+    if cfg.resume and cfg.overwrite:
+        problems.append("--resume and --overwrite: expected one of them (continue the run, or start it again)")
+    return problems
+
+
+def check_flags(cfg, d: Dist, model_dir: Path | None) -> None:
+    """Stop at start-up with one line per problem in the flags (flag_problems) and exit status 2. `model_dir`
+    (None: not created yet) gives the context length; a --model that does not exist or whose config.json is not
+    readable is a problem too."""
+    context = None
+    problems = []
+    if model_dir is not None:
+        if not Path(model_dir).is_dir():
+            problems.append(f"--model {model_dir}: no such directory; expected a model directory (Meta, Hugging "
+                            f"Face or this project's format) with tokenizer.model beside the weights")
+        else:
+            try:
+                context = llama.read_model_args(model_dir).max_seq_len
+            except (OSError, ValueError) as e:
+                problems.append(f"--model {model_dir}: {robust.one_line(e)}")
+    problems += flag_problems(cfg, d.world_size, context)
+    if problems:
+        if d.is_main:
+            for p in problems:
+                print(f"error: {p}", file=sys.stderr, flush=True)
+        end_process(2)
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # The output directory: one run at a time, and a finished run is never silently replaced
 
 LOCK_NAME = "LOCK"

@@ -336,3 +336,119 @@ def test_build_from_a_data_dir_shows_and_keeps_the_readers_counts(tmp_path):
     assert stats[repaired] == 1 and stats[skipped] == 1
     shown = next(l for l in proc.stdout.splitlines() if l.startswith("input: "))
     assert json.loads(shown.removeprefix("input: "))[repaired] == 1
+
+
+# ------------------------------------------------------------------------------------------------------------
+# 6. Flags that make no sense are refused at start-up, one line each
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    (dict(max_steps=0), "--max_steps 0: expected a positive number of optimizer steps, or -1 to train for --epochs"),
+    (dict(max_steps=-5), "--max_steps -5: expected a positive number"),
+    (dict(epochs=-1), "--epochs -1: expected at least 1 pass over the data"),
+    (dict(micro_batch_size=0), "--micro_batch_size 0: expected at least 1"),
+    (dict(global_batch_size=6, micro_batch_size=4), "--global_batch_size 6: expected a multiple of --micro_batch_size 4"),
+    (dict(max_len=8192), "--max_len 8192: expected at most the model's context, 2048 tokens"),
+    (dict(warmup_ratio=2.0), "--warmup_ratio 2.0: expected a share of the steps in [0, 1]"),
+    (dict(lr=-1e-5), "--lr -1e-05: expected a positive learning rate"),
+    (dict(grad_clip=-1.0), "--grad_clip -1.0: expected 0 (off) or a positive norm"),
+    (dict(resume=True, overwrite=True), "--resume and --overwrite: expected one of them"),
+])
+def test_each_senseless_flag_is_one_problem(overrides, expected):
+    import dataclasses
+    import sft
+    import training
+    cfg = dataclasses.replace(sft.SFTConfig(), **overrides)
+    problems = training.flag_problems(cfg, world_size=1, context=2048)
+    assert len(problems) == 1 and problems[0].startswith(expected), problems
+    assert training.flag_problems(sft.SFTConfig(), world_size=1, context=2048) == []  # the paper's defaults pass
+
+
+def test_dpo_beta_must_be_positive():
+    import dataclasses
+    import dpo
+    import training
+    assert training.flag_problems(dataclasses.replace(dpo.DPOConfig(), beta=0.0), 1, 4096) == [
+        "--beta 0.0: expected a positive DPO temperature"]
+
+
+def test_bad_flags_stop_the_run_at_start_with_one_line_each(tiny, tmp_path):
+    """The tiny model's context is 256 tokens (config.json): --max_len 512 would fail only at the first long
+    batch. Three problems, three lines, exit status 2, nothing written."""
+    model_dir, sft_data, _ = tiny
+    context = llama.read_model_args(model_dir).max_seq_len
+    out = tmp_path / "flags"
+    proc = run_torchrun("sft.py", sft_args(model_dir, sft_data, out, epochs=-1, max_steps=-1, micro_batch_size=0,
+                                           max_len=context * 2), nproc=2, check=False)
+    assert proc.returncode != 0
+    assert error_lines(proc) == [
+        "error: --epochs -1: expected at least 1 pass over the data",
+        "error: --micro_batch_size 0: expected at least 1",
+        f"error: --max_len {context * 2}: expected at most the model's context, {context} tokens (config.json "
+        f"max_position_embeddings); longer batches would fail mid-run"]
+    assert not out.exists()
+
+
+# ------------------------------------------------------------------------------------------------------------
+# 7. A bad input is one line, printed once, naming the file and what was expected
+
+
+def assert_one_error_line(proc, *needles):
+    """Exit status non-zero; exactly one line starting with "error" over both streams (torchrun's own summary
+    block is not ours); no traceback from our scripts (only torchrun's own frames)."""
+    assert proc.returncode != 0
+    lines = error_lines(proc)
+    assert len(lines) == 1, proc.stdout[-2000:] + proc.stderr[-4000:]
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    ours = [l for l in proc.stderr.splitlines() if l.strip().startswith("File ") and str(REPO) in l
+            and "site-packages" not in l]
+    assert not ours, ours
+    return lines[0]
+
+
+def test_non_utf8_data_is_one_line_under_torchrun(tiny, tmp_path):
+    model_dir, sft_data, _ = tiny
+    bad = tmp_path / "latin1.jsonl"
+    lines = sft_data.read_text().splitlines()
+    bad.write_bytes(("\n".join(lines[:3]) + "\n").encode() + json.dumps(conversation(3)).replace(
+        "alpha", "caf\u00e9").encode("latin-1") + b"\n")
+    proc = run_torchrun("sft.py", sft_args(model_dir, bad, tmp_path / "o", micro_batch_size=1), nproc=2,
+                        check=False)
+    assert_one_error_line(proc, f"{bad}:4: not UTF-8 text", "expected UTF-8")
+    # ADELIE_DEBUG=1 shows the traceback instead
+    debug = run_script("sft.py", sft_args(model_dir, bad, tmp_path / "o2"), env={"ADELIE_DEBUG": "1"})
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_truncated_safetensors_is_one_line_under_torchrun(tiny, tmp_path):
+    model_dir, sft_data, _ = tiny
+    broken = tmp_path / "broken_model"
+    shutil.copytree(model_dir, broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    proc = run_torchrun("sft.py", sft_args(broken, sft_data, tmp_path / "o", micro_batch_size=1), nproc=2,
+                        check=False)
+    assert_one_error_line(proc, f"{weights}: not a readable safetensors file", "expected a complete file")
+
+
+def test_unparsable_config_and_missing_model_dir_are_one_line(tiny, tmp_path):
+    model_dir, sft_data, dpo_data = tiny
+    broken = tmp_path / "broken_config"
+    shutil.copytree(model_dir, broken)
+    (broken / "config.json").write_text('{"hidden_size": 64,,}')
+    proc = run_script("sft.py", sft_args(broken, sft_data, tmp_path / "o"))
+    assert_one_error_line(proc, f"{broken / 'config.json'}:1: not valid JSON")
+    missing = tmp_path / "no_such_model"
+    proc = run_script("sft.py", sft_args(missing, sft_data, tmp_path / "o"))
+    assert_one_error_line(proc, f"--model {missing}: no such directory")
+    proc = run_script("dpo.py", dpo_args(missing, dpo_data, tmp_path / "o"))
+    assert_one_error_line(proc, f"{missing} does not exist")
+
+
+def test_dpo_given_an_sft_file_is_one_line(tiny, tmp_path):
+    model_dir, sft_data, _ = tiny
+    proc = run_torchrun("dpo.py", dpo_args(model_dir, sft_data, tmp_path / "o", micro_batch_size=1), nproc=2,
+                        check=False)
+    assert_one_error_line(proc, f"{sft_data}: record 1 (id toy/0) has no chosen/rejected answers",
+                          "expected IEFeedback pairs")
