@@ -452,3 +452,41 @@ def test_dpo_given_an_sft_file_is_one_line(tiny, tmp_path):
                         check=False)
     assert_one_error_line(proc, f"{sft_data}: record 1 (id toy/0) has no chosen/rejected answers",
                           "expected IEFeedback pairs")
+
+
+def predictions_file(path: Path, golds: list[str], dataset: str | None) -> Path:
+    """A predictions file in the released layout: the gold answer as the last message, the model's "output"."""
+    rows = []
+    for i, g in enumerate(golds):
+        row = {"id": i, "messages": [{"role": "user", "content": f"Question {i}"},
+                                     {"role": "assistant", "content": g}], "output": g}
+        if dataset:
+            row["datasets"] = dataset
+        rows.append(row)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+NER_GOLDS = ["Robert Louis Stevenson: person_artist/author; ", "Paris: location_GPE; ", ""]
+RC_GOLDS = ["(dolphin; Whole and Component; tail)\n", "(wine; Entity and Origin; grapes)\n", ""]
+
+
+@pytest.mark.parametrize("scorer", ["adelie", "strict"])
+def test_predictions_of_another_task_are_refused(tmp_path, scorer):
+    """FewNERD predictions scored as --task semeval raised a raw ValueError (adelie scorer); SemEval predictions
+    scored as --task fewnerd gave P = R = F1 = 0.00 with exit 0. Both are now one line and exit status 2: by the
+    records' data set name when they carry one, else because no gold answer parses in the task's format."""
+    fewnerd = predictions_file(tmp_path / "fewnerd.jsonl", NER_GOLDS, "few-nerd-supervised")
+    proc = run_script("evaluate.py", ["score", "--task=semeval", f"--scorer={scorer}", f"--predictions={fewnerd}"])
+    assert proc.returncode == 2 and error_lines(proc) == [
+        f"error: {fewnerd}:1: a record of data set 'few-nerd-supervised' scored as --task semeval; expected --task "
+        f"fewnerd"]
+    semeval = predictions_file(tmp_path / "semeval.jsonl", RC_GOLDS, None)  # no data set name to go by
+    proc = run_script("evaluate.py", ["score", "--task=fewnerd", f"--scorer={scorer}", f"--predictions={semeval}"])
+    (line,) = error_lines(proc)
+    assert proc.returncode == 2 and line.startswith(f"error: {semeval}: no gold answer parses in the NER answer "
+                                                    f"format of --task fewnerd (2 of 3 do not")
+    # ... and the right task scores them (100: the outputs are the gold answers)
+    proc = run_script("evaluate.py", ["score", "--task=semeval", f"--scorer={scorer}", f"--predictions={semeval}",
+                                      "--json"])
+    assert proc.returncode == 0 and json.loads(proc.stdout.splitlines()[-1])["f1"] == pytest.approx(100.0)
