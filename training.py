@@ -462,9 +462,7 @@ def save_checkpoint(out_dir: Path, step: int, net, optimizer, trainer_state: dic
     dist.barrier()
     model_sd, optim_sd = get_state_dict(net, optimizer)
     dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=tmp)
-    torch.save({"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
-               tmp / f"rng_rank{d.rank}.pt")
+    torch.save(rng_state_tensors(), tmp / f"rng_rank{d.rank}.pt")
     if d.is_main:
         (tmp / "trainer_state.json").write_text(json.dumps(trainer_state, indent=1))
     dist.barrier()
@@ -479,6 +477,30 @@ def save_checkpoint(out_dir: Path, step: int, net, optimizer, trainer_state: dic
     return final
 
 
+def rng_state_tensors() -> dict[str, torch.Tensor]:
+    """Python's, numpy's, torch's and CUDA's RNG states as plain tensors, so the file loads with
+    torch.load(weights_only=True): a checkpoint's RNG file can hold data, never code."""
+    version, mt, gauss = random.getstate()
+    _, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"python_mt": torch.tensor(mt, dtype=torch.int64), "python_version": torch.tensor(version),
+            "python_gauss": torch.tensor([] if gauss is None else [gauss], dtype=torch.float64),
+            "numpy_keys": torch.from_numpy(keys.astype(np.int64)), "numpy_pos": torch.tensor(pos),
+            "numpy_has_gauss": torch.tensor(has_gauss), "numpy_cached_gaussian": torch.tensor(cached, dtype=torch.float64),
+            "torch": torch.get_rng_state(),
+            "cuda": torch.stack(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else torch.empty(0)}
+
+
+def set_rng_state_tensors(rng: dict[str, torch.Tensor]) -> None:
+    """The inverse of rng_state_tensors."""
+    gauss = rng["python_gauss"].tolist()
+    random.setstate((int(rng["python_version"]), tuple(rng["python_mt"].tolist()), gauss[0] if gauss else None))
+    np.random.set_state(("MT19937", rng["numpy_keys"].numpy().astype(np.uint32), int(rng["numpy_pos"]),
+                         int(rng["numpy_has_gauss"]), float(rng["numpy_cached_gaussian"])))
+    torch.set_rng_state(rng["torch"])
+    if rng["cuda"].numel() and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(list(rng["cuda"]))
+
+
 def load_checkpoint(path: Path, net, optimizer, d: Dist) -> dict:
     """Restore model + optimizer shards, this rank's RNG state; return the trainer state."""
     model_sd, optim_sd = get_state_dict(net, optimizer)
@@ -487,12 +509,7 @@ def load_checkpoint(path: Path, net, optimizer, d: Dist) -> dict:
     set_state_dict(net, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
     rng_file = path / f"rng_rank{d.rank}.pt"
     if rng_file.exists():  # absent when resuming on a different world size: RNG then restarts from the seed
-        rng = torch.load(rng_file, weights_only=False)  # our own file: python/numpy RNG states are tuples
-        random.setstate(rng["python"])
-        np.random.set_state(rng["numpy"])
-        torch.set_rng_state(rng["torch"])
-        if rng["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
+        set_rng_state_tensors(torch.load(rng_file, weights_only=True))  # tensors only: nothing to unpickle
     return json.loads((path / "trainer_state.json").read_text())
 
 

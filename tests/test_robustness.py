@@ -490,3 +490,30 @@ def test_predictions_of_another_task_are_refused(tmp_path, scorer):
     proc = run_script("evaluate.py", ["score", "--task=semeval", f"--scorer={scorer}", f"--predictions={semeval}",
                                       "--json"])
     assert proc.returncode == 0 and json.loads(proc.stdout.splitlines()[-1])["f1"] == pytest.approx(100.0)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# 8. A checkpoint's RNG file holds tensors only
+
+
+def test_rng_states_round_trip_through_a_weights_only_file(tmp_path):
+    """The RNG states saved in every checkpoint load with torch.load(weights_only=True) (no unpickling of code)
+    and restore Python's, numpy's and torch's generators exactly."""
+    import random
+    import numpy as np
+    import training
+    random.seed(3)
+    np.random.seed(4)
+    torch.manual_seed(5)
+    random.gauss(0, 1)  # a cached Gaussian in Python's state
+    np.random.standard_normal()
+    torch.save(training.rng_state_tensors(), tmp_path / "rng.pt")
+    expected = (random.random(), random.gauss(0, 1), np.random.rand(), np.random.standard_normal(), torch.rand(3))
+    state = torch.load(tmp_path / "rng.pt", weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in state.values())
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+    training.set_rng_state_tensors(state)
+    again = (random.random(), random.gauss(0, 1), np.random.rand(), np.random.standard_normal(), torch.rand(3))
+    assert again[:4] == expected[:4] and torch.equal(again[4], expected[4])
