@@ -19,7 +19,8 @@ demo settings in DEMO_SETTINGS, printed at the start.
 
 The loop: load pairs and tokenise chosen/rejected with loss masks (data.py) -> policy and reference (a frozen
 sharded copy, or reference log-probs precomputed once and cached) -> for each optimizer step: one forward of
-[chosen; rejected] per micro-batch, sequence log-probs, dpo_loss, backward, clip, AdamW -> log rewards -> export.
+[chosen; rejected] per micro-batch, sequence log-probs, dpo_loss, backward, clip, stop on a NaN/inf loss or
+gradient norm, AdamW -> log rewards -> export.
 """
 from __future__ import annotations
 

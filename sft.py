@@ -13,7 +13,8 @@ synthetic IEInstruct of data.py) with the few demo settings in DEMO_SETTINGS, pr
 
 The loop, top to bottom: load the data and tokenise it with loss masks (data.py) -> load the model sharded with
 FSDP2 (training.py) -> for each optimizer step: split the step's global batch into this rank's micro-batches,
-forward, masked next-token loss, backward (gradient accumulation), clip, AdamW step -> log, checkpoint ->
+forward, masked next-token loss, backward (gradient accumulation), clip, stop on a NaN/inf loss or gradient
+norm, AdamW step -> log, checkpoint ->
 export a Hugging Face checkpoint to OUT_DIR/final/.
 """
 from __future__ import annotations

@@ -14,6 +14,9 @@ same for both and are not part of the method:
 - Checkpoints with torch.distributed.checkpoint (sharded model + optimizer, step, RNG), written atomically;
   `export_final` gathers the weights to rank 0 and writes a Hugging Face directory through model.py.
 - `MetricsLog`, `StopSignal`: metrics.jsonl + tqdm on rank 0; SIGTERM / Ctrl-C -> checkpoint and exit.
+- Guards: `check_flags` (senseless flags refused at start-up, one line each), `claim_out_dir` (OUT_DIR/LOCK, and a
+  finished run is not replaced without --overwrite / --resume), `check_step_finite` (a NaN/inf loss or gradient
+  norm stops the run before the update), `fail` (one error line, printed once).
 """
 from __future__ import annotations
 
