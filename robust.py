@@ -96,6 +96,8 @@ def atomic_dir(path):
 # Exceptions that come from the inputs (a file, a flag): every rank reads the same inputs and fails the same way,
 # so under torchrun only rank 0 prints them. Any other exception is printed by each rank that raised it.
 INPUT_ERRORS = (ValueError, KeyError, OSError, UnicodeError, TypeError, IndexError)
+# What gloo / NCCL say (sometimes as a plain RuntimeError) when another rank has died in a collective.
+PEER_GONE = ("Connection closed by peer", "Connection reset by peer", "remote process exited")
 EXIT_HOOKS: list = []  # run before run_main ends the process on an error (training.py: release OUT_DIR/LOCK)
 
 
@@ -117,7 +119,7 @@ def run_main(main, argv=None) -> None:
 
     Under torchrun: rank 0 prints errors that come from the inputs (INPUT_ERRORS: all ranks hit them alike);
     other exceptions are printed by each rank that raised them, with its rank, except torch.distributed's
-    DistError, which a rank gets when a peer died: the rank that failed prints the cause. With ADELIE_DEBUG=1 the
+    DistError and PEER_GONE errors, which a rank gets when a peer died: the rank that failed prints the cause. With ADELIE_DEBUG=1 the
     exception propagates with its full traceback."""
     try:
         main(argv)
@@ -127,7 +129,7 @@ def run_main(main, argv=None) -> None:
         if os.environ.get("ADELIE_DEBUG") == "1" or isinstance(exc, KeyboardInterrupt):
             raise
         rank = int(os.environ.get("RANK", "0"))
-        if any(c.__name__ == "DistError" for c in type(exc).__mro__):
+        if any(c.__name__ == "DistError" for c in type(exc).__mro__) or any(m in str(exc) for m in PEER_GONE):
             pass  # a collective broken by a peer's death: that rank prints its own line (or torchrun names it)
         elif isinstance(exc, INPUT_ERRORS):
             if rank == 0:
