@@ -99,6 +99,8 @@ class FeedbackConfig:
                                        "zero DPO gradient. ADELIE's release kept them")
     seed: int = flag(42, "seed of the prompt pool, the samples (per prompt) and the mix")
     dist_timeout_minutes: float = flag(30.0, "a collective that waits longer than this (a dead peer) fails the run")
+    clear_stale_lock: bool = flag(False, "remove OUT_DIR/LOCK when the run that took it is no longer running "
+                                         "(killed); a lock of a live run is never removed")
 
 
 # The embedded default's SFT model is small, barely trained, with a 1024-token context, and samples on a CPU: fewer
@@ -530,8 +532,8 @@ def main(argv=None) -> None:
     model_dir, out_dir = Path(cfg.model), Path(cfg.out_dir)
     if not model_dir.exists():
         sys.exit(f"error: {model_dir} does not exist; run sft.py first (or pass --model)")
+    T.lock_out_dir(out_dir, d, cfg.clear_stale_lock)  # one run at a time (it resumes the samples on disk)
     if d.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
         sampling = {k: getattr(cfg, k) for k in SAMPLING_FIELDS} | {"model": str(model_dir.resolve())}
         earlier = out_dir / "sampling.json"
         if earlier.exists() and (old := json.loads(earlier.read_text())) != sampling:

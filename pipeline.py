@@ -21,8 +21,8 @@ A stage runs when one of its outputs is missing or older than one of its inputs,
 make: running the pipeline twice does nothing the second time, and deleting one stage's output reruns that stage
 and the stages after it only. A stage interrupted half-way (sft, dpo: checkpoints; feedback, eval: appended
 samples) continues where it stopped when its output was missing rather than stale (sft and dpo get --resume, which
-also lets them retrain into their finished directory, and --clear_stale_lock, which removes the lock of a killed
-earlier attempt: the stages run one at a time, so a lock whose process is gone is always stale).
+also lets them retrain into their finished directory; sft, feedback and dpo get --clear_stale_lock, which removes
+the lock of a killed earlier attempt: a lock whose process is gone is stale, a live run's lock is never removed).
 """
 from __future__ import annotations
 
@@ -130,6 +130,7 @@ def build_stages(cfg: PipelineConfig) -> list[Stage]:
         Stage("feedback", [sft / "final" / "config.json", corpus / "train.jsonl"], [ie_feedback],
               torchrun(cfg.nproc, "feedback.py", f"--model={sft / 'final'}", f"--records={corpus / 'train.jsonl'}",
                        f"--out_dir={fb}", f"--seed={cfg.seed}", f"--online_ratio={1 - cfg.offline_rate:.4g}",
+                       "--clear_stale_lock",
                        *flags({**s["feedback"], "target_pairs": min(cfg.dpo_size, s["feedback"]["target_pairs"])})),
               resumable_dir=fb),
         Stage("dpo", [sft / "final" / "config.json", ie_feedback], [dpo / "final" / "config.json"],

@@ -268,6 +268,23 @@ def _take_lock(out_dir: Path, clear_stale: bool) -> str | None:
     return f"could not take the lock {lock}"
 
 
+def _agree_or_fail(d: Dist, problem: str | None) -> None:
+    """Rank 0's verdict, broadcast: every rank stops together (rank 0 prints the line) or goes on."""
+    box = [problem]
+    dist.broadcast_object_list(box, src=0)
+    if box[0] is not None:
+        fail(d, box[0])
+
+
+def lock_out_dir(out_dir: Path, d: Dist, clear_stale: bool) -> None:
+    """Take OUT_DIR/LOCK for this run (rank 0), or stop every rank with one line (see claim_out_dir)."""
+    problem = None
+    if d.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        problem = _take_lock(out_dir, clear_stale)
+    _agree_or_fail(d, problem)
+
+
 def claim_out_dir(out_dir: Path, cfg, d: Dist) -> None:
     """Make OUT_DIR this run's, or stop with one line. Rank 0 decides; every rank learns the answer.
 
@@ -278,11 +295,10 @@ def claim_out_dir(out_dir: Path, cfg, d: Dist) -> None:
       or retrain into it when nothing is left to resume) or --overwrite (start again: its checkpoints are deleted;
       the old final/ stays until the new export replaces it in one rename).
     Then OUT_DIR/config.json records the run's flags."""
+    lock_out_dir(out_dir, d, cfg.clear_stale_lock)
     problem = None
     if d.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        problem = _take_lock(out_dir, cfg.clear_stale_lock)
-        if problem is None and not (cfg.resume or cfg.overwrite):
+        if not (cfg.resume or cfg.overwrite):
             if (out_dir / "final").exists():
                 problem = (f"{out_dir} holds a finished run (final/ is its export); pass --overwrite to train again "
                            f"and replace it, --resume to continue it, or choose another --out_dir")
@@ -294,10 +310,7 @@ def claim_out_dir(out_dir: Path, cfg, d: Dist) -> None:
                 shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
             with atomic_file(out_dir / "config.json") as tmp:
                 tmp.write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
-    box = [problem]
-    dist.broadcast_object_list(box, src=0)
-    if box[0] is not None:
-        fail(d, box[0])
+    _agree_or_fail(d, problem)
 
 
 # ----------------------------------------------------------------------------------------------------------------
