@@ -204,6 +204,7 @@ def test_a_crash_at_any_point_of_the_export_leaves_the_old_or_the_new_export(sha
             assert seen == reference["new"]
             break
         crashes += 1
+    print(f"{crashes} crash points, each leaving the old or the new export")
     assert crashes >= 6  # weights, config, generation config, tokenizer and its files, the swap: every step was hit
     # A fresh export crashed half-way leaves no final/ at all (only final.tmp/, which the next writer removes).
     shutil.rmtree(final)
