@@ -531,7 +531,7 @@ def main(argv=None) -> None:
         T.print0(d, f"embedded default: the SFT demo model {cfg.model}; demo settings {demo}")
     model_dir, out_dir = Path(cfg.model), Path(cfg.out_dir)
     if not model_dir.exists():
-        sys.exit(f"error: {model_dir} does not exist; run sft.py first (or pass --model)")
+        T.fail(d, f"{model_dir} does not exist; run sft.py first (or pass --model)")  # one line, once
     T.lock_out_dir(out_dir, d, cfg.clear_stale_lock)  # one run at a time (it resumes the samples on disk)
     if d.is_main:
         sampling = {k: getattr(cfg, k) for k in SAMPLING_FIELDS} | {"model": str(model_dir.resolve())}
