@@ -95,6 +95,7 @@ from pathlib import Path
 import torch
 
 from config import flag, parse_config
+from robust import atomic_file
 
 REPO = Path(__file__).resolve().parent
 PROMPTS_DIR = REPO / "prompts"
@@ -1277,8 +1278,18 @@ def build(cfg: IEInstructConfig, progress: bool = True) -> dict:
         records = read_records([p for p in cfg.records.split(",") if p], skip_bad=cfg.skip_bad, counts=counts)
         source = f"records {cfg.records}"
     elif cfg.data_dir:
-        records = [r for recs in ie_formats.convert_all(cfg.data_dir, splits=tuple(splits)).values() for r in recs]
+        report = {}
+        records = [r for recs in ie_formats.convert_all(cfg.data_dir, splits=tuple(splits), report=report).values()
+                   for r in recs]
         source = f"real data sets under {cfg.data_dir}"
+        # What each reader repaired or skipped (e.g. a span moved off its offsets and relocated, MATRES pairs with
+        # no event): shown below and kept in the statistics' input_counts, never silent.
+        for name_split, reader_counts in report["counts"].items():
+            for what, n in reader_counts.items():
+                if n:
+                    counts[f"{name_split}: {what}"] += n
+        if report["absent"]:
+            counts["data set splits absent (skipped)"] += len(report["absent"])
     else:
         records = synthetic.generate_corpus(cfg.synthetic_seed, cfg.synthetic_n_train, 0)["train"]
         source = f"synthetic corpus (seed {cfg.synthetic_seed}, {cfg.synthetic_n_train} per data set)"
@@ -1311,11 +1322,6 @@ def build(cfg: IEInstructConfig, progress: bool = True) -> dict:
     mixed = ie + general
     rng.shuffle(mixed)
     out = Path(cfg.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", encoding="utf-8") as f:
-        for c in mixed:
-            f.write(json.dumps({"dataset": c["dataset"], "id": c["id"], "messages": c["messages"]},
-                               ensure_ascii=False) + "\n")
     # The statistics table: measured from the text of what was written, by the code `python data.py stats` runs
     # on any file (so the two agree), then the facts only the build knows, then the Table 7 comparison.
     audit = stats_summary(corpus_stats(mixed, tokenizer))
@@ -1327,8 +1333,16 @@ def build(cfg: IEInstructConfig, progress: bool = True) -> dict:
                "table7_absent": [n for n in TABLE7_INSTANCES if n not in stats],
                "config": dataclasses.asdict(cfg)}
     stem = out.with_suffix("") if out.suffix == ".jsonl" else out
-    Path(f"{stem}.stats.md").write_text(f"# IEInstruct statistics ({source})\n\n{table}\n", encoding="utf-8")
-    Path(f"{stem}.stats.json").write_text(json.dumps(summary, indent=1, default=dict) + "\n", encoding="utf-8")
+    # Each file appears complete or not at all (robust.atomic_file); the output itself last, so a present output
+    # (what pipeline.py tests) always has its statistics beside it.
+    with atomic_file(f"{stem}.stats.md") as tmp:
+        tmp.write_text(f"# IEInstruct statistics ({source})\n\n{table}\n", encoding="utf-8")
+    with atomic_file(f"{stem}.stats.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=1, default=dict) + "\n", encoding="utf-8")
+    with atomic_file(out) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for c in mixed:
+            f.write(json.dumps({"dataset": c["dataset"], "id": c["id"], "messages": c["messages"]},
+                               ensure_ascii=False) + "\n")
     print(table)
     bad = {k: v for k, v in counts.items() if not k.startswith("_")}
     if bad:
@@ -1471,7 +1485,8 @@ def tokenize_sft(tokenizer, conversations: list[dict], max_len: int) -> tuple[li
 def tokenize_preference(tokenizer, records: list[dict], max_len: int) -> tuple[list[tuple], dict]:
     """[((chosen ids, chosen labels), (rejected ids, rejected labels))] for DPO, and counts. Chosen and rejected
     (each a full message list: prompt turns + final answer) are tokenised and truncated separately (release); a pair
-    where either side has no trainable token left is dropped and counted."""
+    where either side has no trainable token left, or whose chosen and rejected are the same tokens (a zero
+    gradient: nothing to learn), is dropped and counted."""
     pairs, stats = [], Counter(pairs=len(records))
     for r in records:
         sides = []
@@ -1487,6 +1502,9 @@ def tokenize_preference(tokenizer, records: list[dict], max_len: int) -> tuple[l
             sides.append((ids, labels))
         if any(all(x == -100 for x in labels) for _, labels in sides):
             stats["dropped_no_trainable_token"] += 1
+            continue
+        if sides[0] == sides[1]:  # chosen == rejected (as trained, after truncation): the DPO gradient is zero
+            stats["dropped_identical_chosen_rejected"] += 1
             continue
         pairs.append(tuple(sides))
     stats["kept"] = len(pairs)
@@ -1568,7 +1586,13 @@ def load_conversations(path) -> list[dict]:
     an IEFeedback file (JSON list or JSONL; chosen/rejected = message lists) or a TULU-v2-style JSONL. A missing
     dataset or id is filled in (file name, position); anything else wrong raises ValueError naming file and line."""
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise ValueError(f"{path}:{line}: not UTF-8 text (byte {e.start}: {e.reason}); expected UTF-8 JSON or "
+                         f"JSONL") from None
     if text.lstrip().startswith("["):
         items = _json_list(text, path)
     else:

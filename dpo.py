@@ -19,7 +19,8 @@ demo settings in DEMO_SETTINGS, printed at the start.
 
 The loop: load pairs and tokenise chosen/rejected with loss masks (data.py) -> policy and reference (a frozen
 sharded copy, or reference log-probs precomputed once and cached) -> for each optimizer step: one forward of
-[chosen; rejected] per micro-batch, sequence log-probs, dpo_loss, backward, clip, AdamW -> log rewards -> export.
+[chosen; rejected] per micro-batch, sequence log-probs, dpo_loss, backward, clip, stop on a NaN/inf loss or
+gradient norm, AdamW -> log rewards -> export.
 """
 from __future__ import annotations
 
@@ -27,7 +28,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +40,7 @@ import data
 import model as llama
 import training as T
 from config import flag, parse_config
+from robust import atomic_file, run_main
 
 REPO = Path(__file__).resolve().parent
 
@@ -81,7 +82,12 @@ class DPOConfig:
     activation_checkpointing: bool = flag(False, "recompute activations in backward (ADELIE used it for DPO)")
     checkpoint_every: int = flag(200, "write a resume checkpoint every N optimizer steps (0: only on a signal)")
     keep_last: int = flag(2, "resume checkpoints to keep")
-    resume: bool = flag(False, "continue from the newest complete checkpoint in OUT_DIR/checkpoints/")
+    resume: bool = flag(False, "continue from the newest complete checkpoint in OUT_DIR/checkpoints/ (into a "
+                               "finished OUT_DIR with no checkpoint left: train again and replace final/)")
+    overwrite: bool = flag(False, "train into an OUT_DIR that holds a finished run or checkpoints, starting again "
+                                  "(its checkpoints are deleted; final/ is replaced when the new export is complete)")
+    clear_stale_lock: bool = flag(False, "remove OUT_DIR/LOCK when the run that took it is no longer running "
+                                         "(killed); a lock of a live run is never removed")
     dist_timeout_minutes: float = flag(30.0, "a collective that waits longer than this (a dead peer) fails the run")
 
 
@@ -148,8 +154,9 @@ def precompute_reference(ref_net, pairs: list, micro_batch: int, cache: Path, d:
         dist.all_reduce(stacked, op=dist.ReduceOp.SUM)
         values, owned = stacked.cpu()
         table = torch.where(owned > 0, values, torch.full_like(values, float("nan")))
-        if d.is_main:
-            torch.save(table, cache)
+        if d.is_main:  # atomically: a half-written cache must never be read as the reference
+            with atomic_file(cache) as tmp:
+                torch.save(table, tmp)
         dist.barrier()
     missing = table.isnan().any(-1).nonzero().flatten().tolist()
     if missing:
@@ -168,24 +175,24 @@ def main(argv=None) -> None:
         cfg = dataclasses.replace(cfg, data=str(REPO / "runs" / "feedback" / "ie_feedback.json"))
     for path, made_by in ((Path(cfg.model), "sft.py"), (Path(cfg.data), "feedback.py")):
         if not path.exists():
-            sys.exit(f"error: {path} does not exist; run {made_by} first (or pass --model / --data)")
+            T.fail(d, f"{path} does not exist; run {made_by} first (or pass --model / --data)")
     T.seed_everything(cfg.seed)
     out_dir = Path(cfg.out_dir)
-    if d.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        if not cfg.resume and T.latest_checkpoint(out_dir):
-            sys.exit(f"error: {out_dir}/checkpoints/ already holds checkpoints; pass --resume or another --out_dir")
-        (out_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
-    dist.barrier()
+    T.check_flags(cfg, d, Path(cfg.model))  # one line per senseless flag, exit 2
+    T.claim_out_dir(out_dir, cfg, d)  # the lock; a finished run is refused without --overwrite / --resume
 
     # ---- Data: IEFeedback pairs, chosen and rejected tokenised with loss masks on the final answer
     model_dir = Path(cfg.model)
     tokenizer = llama.Tokenizer(model_dir / "tokenizer.model")
     records = data.load_conversations(cfg.data)
+    if (k := next((k for k, r in enumerate(records) if "chosen" not in r), None)) is not None:
+        T.fail(d, f"{cfg.data}: record {k + 1} (id {records[k]['id']}) has no chosen/rejected answers; expected "
+                  f"IEFeedback pairs {{dataset, id, messages, chosen, rejected}} (feedback.py writes them), not "
+                  f"SFT conversations")
     pairs, stats = data.tokenize_preference(tokenizer, records, cfg.max_len)
     T.print0(d, f"data: {len(records)} pairs from {cfg.data}; {json.dumps(stats)}")
     if not pairs:
-        sys.exit(f"error: no usable pair in {cfg.data} (see the counts above)")
+        T.fail(d, f"no usable pair in {cfg.data} (see the counts above)")
     pair_lengths = [[len(chosen[0]), len(rejected[0])] for chosen, rejected in pairs]  # pairs: ((ids, labels),)*2
     lengths = [max(pl) for pl in pair_lengths]
     data_fingerprint = hashlib.sha256(json.dumps(pair_lengths).encode()).hexdigest()[:16]
@@ -218,7 +225,7 @@ def main(argv=None) -> None:
     if cfg.resume and (ckpt := T.latest_checkpoint(out_dir)):
         state = T.load_checkpoint(ckpt, policy, optimizer, d)
         if state["data_fingerprint"] != data_fingerprint or state["global_batch_size"] != cfg.global_batch_size:
-            sys.exit(f"error: {ckpt} was written for other pairs or another global batch size")
+            T.fail(d, f"{ckpt} was written for other pairs or another global batch size")
         start_step = state["step"]
         T.print0(d, f"resumed from {ckpt} at step {start_step}")
 
@@ -254,12 +261,12 @@ def main(argv=None) -> None:
             sums += torch.tensor([losses.sum().item(), reward_c.sum().item(), reward_r.sum().item(),
                                   (reward_c > reward_r).sum().item(), len(mb), sum(sum(pair_lengths[i]) for i in mb)],
                                  dtype=torch.float64)
-        grad_norm = T.grad_norm_and_clip(policy, cfg.grad_clip)
+        grad_norm = T.grad_norm_and_clip(policy, cfg.grad_clip)  # the full norm over all ranks
+        loss, rc, rr, correct, n, tokens = T.all_reduce_sum(d, *sums.tolist())
+        T.check_step_finite(loss / n, grad_norm, step + 1, out_dir, d)  # before the update reaches the weights
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-        loss, rc, rr, correct, n, tokens = T.all_reduce_sum(d, *sums.tolist())
-        T.check_finite(loss / n, step + 1, out_dir, d)
         dt = time.perf_counter() - t0
         log.log({"step": step + 1, "epoch": epoch, "loss": loss / n, "lr": lr, "grad_norm": grad_norm,
                  "rewards_chosen": rc / n, "rewards_rejected": rr / n, "reward_margin": (rc - rr) / n,
@@ -275,4 +282,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)  # an exception -> one line "error: ..." (ADELIE_DEBUG=1: the traceback)

@@ -43,6 +43,7 @@ from pathlib import Path
 
 import scorers as S
 from config import flag, parse_config
+from robust import atomic_file, run_main
 
 REPO = Path(__file__).resolve().parent
 
@@ -120,13 +121,9 @@ def read_jsonl(path) -> list[dict]:
 
 def write_jsonl(records, path) -> None:
     """Write records (without our "_line" bookkeeping) atomically: a temporary file, then a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
+    with atomic_file(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for r in records:
             f.write(json.dumps({k: v for k, v in r.items() if k != "_line"}, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
 
 
 def _where(path, record) -> str:
@@ -566,6 +563,36 @@ def matres_gold(record: dict, where: str) -> tuple[str, list]:
     return label, S.matres_gold_items(label, *found.groups())
 
 
+# The held-out task of a record's data set name (released files: "datasets"; files we build: "dataset"), so that
+# predictions scored with the wrong --task are refused instead of scoring 0.00.
+DATASET_TASKS = {"few-nerd-supervised": "fewnerd", "fewnerd": "fewnerd", "semeval": "semeval", "matres": "matres",
+                 "richere-ed": "richere-ed", "richere-eae": "richere-eae", "carb": "carb", "robust": "robust",
+                 "ondemand": "odie", "odie": "odie"}
+_KINDS = {"fewnerd": "NER", "semeval": "RC", "richere-ed": "ED", "richere-eae": "EAE"}
+
+
+def check_task_matches(task: str, records: list[dict], golds: list[str] | None, path) -> None:
+    """Refuse predictions of another task: a record whose data set belongs to another held-out task, or (closed
+    IE) gold answers none of which parses in the task's answer format."""
+    for r in records:
+        name = str(r.get("dataset", r.get("datasets", ""))).lower()
+        other = DATASET_TASKS.get(name)
+        if other is not None and other != task:
+            raise BadInput(f"{_where(path, r)}: a record of data set {name!r} scored as --task {task}; expected "
+                           f"--task {other}")
+    if golds and task in _KINDS:
+        unparsed, with_items = [], 0
+        for g in golds:
+            try:
+                with_items += bool(S.gold_items_from_answer(g, _KINDS[task]))
+            except ValueError:
+                unparsed.append(g)
+        if unparsed and not with_items:  # (empty / NA gold answers parse in every format)
+            raise BadInput(f"{path}: no gold answer parses in the {_KINDS[task]} answer format of --task {task} "
+                           f"({len(unparsed)} of {len(golds)} do not, e.g. {unparsed[0][:80]!r}); expected "
+                           f"predictions of {task}: are these of another task?")
+
+
 def score_predictions(task: str, records: list[dict], outputs: list[str], scorer: str, path="predictions",
                       embed=None):
     """Score one predictions file: a `scorers.Score` (an `OdieScore` for odie; {task type: Score} for canonical)."""
@@ -574,6 +601,10 @@ def score_predictions(task: str, records: list[dict], outputs: list[str], scorer
     if scorer not in ("adelie", "strict"):
         raise BadInput(f"unknown scorer {scorer!r}; expected adelie or strict")
     where = [_where(path, r) for r in records]
+    if task != "canonical":
+        golds = ([gold_answer(r, w) for r, w in zip(records, where)] if task in _KINDS and
+                 not all("items" in r for r in records) else None)
+        check_task_matches(task, records, golds, path)
     if task == "canonical":
         if scorer == "adelie":
             raise BadInput("the adelie scorers exist only for the paper's held-out tasks; use --scorer strict")
@@ -587,7 +618,10 @@ def score_predictions(task: str, records: list[dict], outputs: list[str], scorer
         if scorer == "adelie":
             fn = {"fewnerd": S.adelie_fewnerd, "semeval": S.adelie_semeval, "richere-ed": S.adelie_richere_ed,
                   "richere-eae": S.adelie_richere_eae}[task]
-            return fn([released_reference(g) for g in golds], outputs)
+            try:
+                return fn([released_reference(g) for g in golds], outputs)
+            except ValueError as e:  # a gold answer the released scorer cannot read
+                raise BadInput(f"{path}: {e}") from None
         kind = {"fewnerd": "NER", "semeval": "RC", "richere-ed": "ED", "richere-eae": "EAE"}[task]
         gold_items = []
         for r, g, w in zip(records, golds, where):
@@ -996,9 +1030,10 @@ def main(argv=None) -> None:
     try:
         fn(cfg)
     except BadInput as e:
-        print(f"error: {e}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun (evaluate.py run), once
+            print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)  # any other exception -> one line "error: ..." (ADELIE_DEBUG=1: the traceback)

@@ -53,6 +53,7 @@ import ie_formats
 import model as llama
 import training as T
 from config import flag, parse_config
+from robust import atomic_file
 
 REPO = Path(__file__).resolve().parent
 ANSWER = "[Answer]: "  # the canonical answer marker (docs/fidelity.md §1); BLEU compares the text after it
@@ -108,6 +109,8 @@ class FeedbackConfig:
                                        "zero DPO gradient. ADELIE's release kept them")
     seed: int = flag(42, "seed of the prompt pool, the samples (per prompt) and the mix")
     dist_timeout_minutes: float = flag(30.0, "a collective that waits longer than this (a dead peer) fails the run")
+    clear_stale_lock: bool = flag(False, "remove OUT_DIR/LOCK when the run that took it is no longer running "
+                                         "(killed); a lock of a live run is never removed")
 
 
 # The embedded default's SFT model is small, barely trained, with a 1024-token context, and samples on a CPU: fewer
@@ -497,12 +500,14 @@ def write_ie_feedback(pairs: list[dict], path: Path) -> None:
     """IEFeedback as released: a JSON list of {"dataset","id","messages","chosen","rejected"}, chosen/rejected being
     the prompt turns plus one final assistant turn (what data.load_conversations and dpo.py read). Beside it,
     pairs.jsonl says, line for line, what each pair was made from (kind, sample numbers, scores)."""
-    path.write_text(json.dumps([{k: p[k] for k in IE_FEEDBACK_KEYS} for p in pairs], ensure_ascii=False, indent=1),
-                    encoding="utf-8")
-    with open(path.with_name("pairs.jsonl"), "w", encoding="utf-8") as f:
+    # Both written atomically (robust.atomic_file), ie_feedback.json last: it is what dpo.py and pipeline.py trust.
+    with atomic_file(path.with_name("pairs.jsonl")) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for p in pairs:
             f.write(json.dumps({k: p[k] for k in ("index", "id", "dataset", "kind", "chosen_sample",
                                                   "rejected_sample", "chosen_score", "rejected_score")}) + "\n")
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps([{k: p[k] for k in IE_FEEDBACK_KEYS} for p in pairs], ensure_ascii=False,
+                                  indent=1), encoding="utf-8")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -734,9 +739,9 @@ def main(argv=None) -> None:
         T.print0(d, f"embedded default: the SFT demo model {cfg.model}; demo settings {demo}")
     model_dir, out_dir = Path(cfg.model), Path(cfg.out_dir)
     if not model_dir.exists():
-        sys.exit(f"error: {model_dir} does not exist; run sft.py first (or pass --model)")
+        T.fail(d, f"{model_dir} does not exist; run sft.py first (or pass --model)")  # one line, once
+    T.lock_out_dir(out_dir, d, cfg.clear_stale_lock)  # one run at a time (it resumes the samples on disk)
     if d.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
         sampling = {k: getattr(cfg, k) for k in SAMPLING_FIELDS} | {"model": str(model_dir.resolve())}
         earlier = out_dir / "sampling.json"
         if earlier.exists() and (old := json.loads(earlier.read_text())) != sampling:

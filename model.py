@@ -439,13 +439,13 @@ def read_model_args(path) -> ModelArgs:
     A tokenizer.model beside the weights must match the model's vocabulary."""
     path = Path(path)
     if _checkpoint_format(path) == "meta":
-        params = json.loads((path / "params.json").read_text())
+        params = _read_json(path / "params.json")
         if params.get("vocab_size", -1) <= 0:   # Meta writes -1: the vocabulary comes from the tokenizer
             first = torch.load(_meta_shards(path)[0], map_location="cpu", mmap=True, weights_only=True)
             params["vocab_size"] = first["tok_embeddings.weight"].shape[0]
         args = ModelArgs.from_meta_params(params)
     else:
-        args = ModelArgs.from_hf_config(json.loads((path / "config.json").read_text()), where=str(path / "config.json"))
+        args = ModelArgs.from_hf_config(_read_json(path / "config.json"), where=str(path / "config.json"))
     if (path / "tokenizer.model").exists():
         check_tokenizer_matches(args, Tokenizer(path / "tokenizer.model"))
     return args
@@ -509,7 +509,7 @@ def _read_meta(path: Path, args: ModelArgs) -> dict:
 def _read_hf(path: Path, args: ModelArgs) -> dict:
     for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
         if (path / index_name).exists():
-            files = sorted(set(json.loads((path / index_name).read_text())["weight_map"].values()))
+            files = sorted(set(_read_json(path / index_name)["weight_map"].values()))
             for f in files:
                 if not (path / f).exists():
                     raise ValueError(f"{path}: shard {f} listed in {index_name} is missing")
@@ -523,8 +523,12 @@ def _read_hf(path: Path, args: ModelArgs) -> dict:
     for f in files:
         if f.endswith(".safetensors"):
             from safetensors import safe_open   # get_tensor returns views of the mmap-ed file, no copy
-            with safe_open(path / f, framework="pt") as sf:
-                tensors = {k: sf.get_tensor(k) for k in sf.keys()}
+            try:
+                with safe_open(path / f, framework="pt") as sf:
+                    tensors = {k: sf.get_tensor(k) for k in sf.keys()}
+            except Exception as e:  # SafetensorError names neither the file nor what a good one looks like
+                raise ValueError(f"{path / f}: not a readable safetensors file ({' '.join(str(e).split())}); "
+                                 f"expected a complete file (a truncated copy or download?)") from None
         else:
             tensors = torch.load(path / f, map_location="cpu", mmap=True, weights_only=True)
         for hf_name, t in tensors.items():
@@ -551,7 +555,11 @@ def write_hf_checkpoint(state_dict: dict, args: ModelArgs, out_dir, max_shard_si
     """Write a Hugging Face LLaMA directory from a full state dict in Meta names (CPU tensors; under FSDP, rank 0
     calls this with the gathered state dict): config.json, generation_config.json, model.safetensors or
     model-0000i-of-0000n.safetensors + model.safetensors.index.json when larger than max_shard_size bytes, and, given
-    tokenizer_path, tokenizer.model with the small files AutoTokenizer reads. Old weight files in out_dir go."""
+    tokenizer_path, tokenizer.model with the small files AutoTokenizer reads.
+
+    Atomic (robust.atomic_dir): everything is written to out_dir.tmp/, fsynced, and then put in place of out_dir as a
+    whole, so a crash at any point leaves the old complete out_dir (or none), never a mix; whatever else out_dir
+    held goes with the old version."""
     if any(hasattr(t, "full_tensor") for t in state_dict.values()):
         raise TypeError("write_hf_checkpoint needs full tensors: gather the sharded (DTensor) state dict first")
     check_state_dict(args, state_dict, {}, "ModelArgs")
@@ -560,10 +568,6 @@ def write_hf_checkpoint(state_dict: dict, args: ModelArgs, out_dir, max_shard_si
         tokenizer = Tokenizer(tokenizer_path)
         check_tokenizer_matches(args, tokenizer)
         bos_id, eos_id = tokenizer.bos_id, tokenizer.eos_id
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    for old in [*out.glob("model*.safetensors"), *out.glob("model.safetensors.index.json")]:
-        old.unlink()
     meta_to_hf = {v: k for k, v in HF_TO_META.items()}
     tensors = {}
     for name in expected_shapes(args):   # a stable order: embedding, layers, norm, output
@@ -583,30 +587,44 @@ def write_hf_checkpoint(state_dict: dict, args: ModelArgs, out_dir, max_shard_si
             shards.append({})
         shards[-1][hf_name] = t
     from safetensors.torch import save_file
-    if len(shards) == 1:
-        save_file(shards[0], out / "model.safetensors", metadata={"format": "pt"})
-    else:
-        weight_map = {}
-        for i, shard in enumerate(shards):
-            fname = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
-            save_file(shard, out / fname, metadata={"format": "pt"})
-            weight_map.update(dict.fromkeys(shard, fname))
-        total = sum(t.numel() * t.element_size() for t in tensors.values())
-        _write_json(out / "model.safetensors.index.json", {"metadata": {"total_size": total}, "weight_map": weight_map})
-    dtype = str(tensors["model.embed_tokens.weight"].dtype).removeprefix("torch.")
-    _write_json(out / "config.json", args.to_hf_config(dtype, bos_id, eos_id))
-    _write_json(out / "generation_config.json", {"bos_token_id": bos_id, "eos_token_id": eos_id})
-    if tokenizer_path is not None:
-        if Path(tokenizer_path).resolve() != (out / "tokenizer.model").resolve():
-            shutil.copyfile(tokenizer_path, out / "tokenizer.model")
-        special = {"bos_token": tokenizer.id_to_piece(bos_id), "eos_token": tokenizer.id_to_piece(eos_id),
-                   "unk_token": tokenizer.id_to_piece(tokenizer.sp.unk_id())}
-        _write_json(out / "special_tokens_map.json", special)
-        # legacy=True: plain SentencePiece encoding, what ADELIE trained with, what Tokenizer does.
-        _write_json(out / "tokenizer_config.json", {
-            "tokenizer_class": "LlamaTokenizer", **special, "pad_token": None, "add_bos_token": True,
-            "add_eos_token": False, "legacy": True, "clean_up_tokenization_spaces": False,
-            "model_max_length": args.max_seq_len, "sp_model_kwargs": {}})
+    from robust import atomic_dir
+    with atomic_dir(out_dir) as out:
+        if len(shards) == 1:
+            save_file(shards[0], out / "model.safetensors", metadata={"format": "pt"})
+        else:
+            weight_map = {}
+            for i, shard in enumerate(shards):
+                fname = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
+                save_file(shard, out / fname, metadata={"format": "pt"})
+                weight_map.update(dict.fromkeys(shard, fname))
+            total = sum(t.numel() * t.element_size() for t in tensors.values())
+            _write_json(out / "model.safetensors.index.json", {"metadata": {"total_size": total}, "weight_map": weight_map})
+        dtype = str(tensors["model.embed_tokens.weight"].dtype).removeprefix("torch.")
+        _write_json(out / "config.json", args.to_hf_config(dtype, bos_id, eos_id))
+        _write_json(out / "generation_config.json", {"bos_token_id": bos_id, "eos_token_id": eos_id})
+        if tokenizer_path is not None:
+            shutil.copyfile(tokenizer_path, out / "tokenizer.model")  # out is new: never the source itself
+            if tokenizer.added_tokens:  # the rows beyond the SentencePiece pieces (e.g. ADELIE's <pad>)
+                _write_json(out / "added_tokens.json", tokenizer.added_tokens)
+            special = {"bos_token": tokenizer.id_to_piece(bos_id), "eos_token": tokenizer.id_to_piece(eos_id),
+                       "unk_token": tokenizer.id_to_piece(tokenizer.sp.unk_id())}
+            _write_json(out / "special_tokens_map.json", special)
+            # legacy=True: plain SentencePiece encoding, what ADELIE trained with and what Tokenizer does.
+            _write_json(out / "tokenizer_config.json", {
+                "tokenizer_class": "LlamaTokenizer", **special, "pad_token": None, "add_bos_token": True,
+                "add_eos_token": False, "legacy": True, "clean_up_tokenization_spaces": False,
+                "model_max_length": args.max_seq_len, "sp_model_kwargs": {}})
+
+
+def _read_json(path: Path):
+    """A checkpoint's JSON file; an unparsable one is a ValueError naming the file, line and column."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}:{e.lineno}: not valid JSON ({e.msg} at column {e.colno}); expected the "
+                         f"checkpoint's JSON object") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text (byte {e.start}); expected the checkpoint's JSON object") from None
 
 
 def _write_json(path: Path, obj) -> None:

@@ -20,7 +20,9 @@ Stages (paper section -> script):
 A stage runs when one of its outputs is missing or older than one of its inputs, and is skipped otherwise, like
 make: running the pipeline twice does nothing the second time, and deleting one stage's output reruns that stage
 and the stages after it only. A stage interrupted half-way (sft, dpo: checkpoints; feedback, eval: appended
-samples) continues where it stopped when its output was missing rather than stale.
+samples) continues where it stopped when its output was missing rather than stale (sft and dpo get --resume, which
+also lets them retrain into their finished directory; sft, feedback and dpo get --clear_stale_lock, which removes
+the lock of a killed earlier attempt: a lock whose process is gone is stale, a live run's lock is never removed).
 """
 from __future__ import annotations
 
@@ -124,15 +126,17 @@ def build_stages(cfg: PipelineConfig) -> list[Stage]:
               [py, "-c", f"import sft; sft.save_embedded_default_model({str(base)!r}, {cfg.seed}, {s['preset']!r})"]),
         Stage("sft", [ie, base / "config.json"], [sft / "final" / "config.json"],
               torchrun(cfg.nproc, "sft.py", f"--model={base}", f"--data={ie}", f"--out_dir={sft}", f"--seed={cfg.seed}",
-                       "--resume", *flags(s["sft"])), resumable_dir=sft),
+                       "--resume", "--clear_stale_lock", *flags(s["sft"])), resumable_dir=sft),
         Stage("feedback", [sft / "final" / "config.json", corpus / "train.jsonl"], [ie_feedback],
               torchrun(cfg.nproc, "feedback.py", f"--model={sft / 'final'}", f"--records={corpus / 'train.jsonl'}",
                        f"--out_dir={fb}", f"--seed={cfg.seed}", f"--online_ratio={1 - cfg.offline_rate:.4g}",
+                       "--clear_stale_lock",
                        *flags({**s["feedback"], "target_pairs": min(cfg.dpo_size, s["feedback"]["target_pairs"])})),
               resumable_dir=fb),
         Stage("dpo", [sft / "final" / "config.json", ie_feedback], [dpo / "final" / "config.json"],
               torchrun(cfg.nproc, "dpo.py", f"--model={sft / 'final'}", f"--data={ie_feedback}", f"--out_dir={dpo}",
-                       f"--seed={cfg.seed}", "--resume", *flags(s["dpo"])), resumable_dir=dpo),
+                       f"--seed={cfg.seed}", "--resume", "--clear_stale_lock",
+                       *flags(s["dpo"])), resumable_dir=dpo),
     ]
     for setting, shots, test in (("zeroshot", 0, test_zero), ("fewshot", cfg.shots, test_few)):
         stages.append(Stage(f"test_set_{setting}", [corpus / "test.jsonl", corpus / "train.jsonl"], [test],
@@ -175,7 +179,9 @@ def real_test_files() -> list[tuple[Path, str]]:
 
 
 def stale(stage: Stage) -> str | None:
-    """Why the stage must run (None: up to date)."""
+    """Why the stage must run (None: up to date). An output that exists is complete: every stage writes its
+    outputs atomically (robust.py: a file is renamed into place when whole; final/ appears as a whole directory),
+    so a stage killed half-way leaves its output missing, never present but broken."""
     missing = [p for p in stage.outputs if not p.exists()]
     if missing:
         return f"missing {missing[0]}"

@@ -13,7 +13,8 @@ synthetic IEInstruct of data.py) with the few demo settings in DEMO_SETTINGS, pr
 
 The loop, top to bottom: load the data and tokenise it with loss masks (data.py) -> load the model sharded with
 FSDP2 (training.py) -> for each optimizer step: split the step's global batch into this rank's micro-batches,
-forward, masked next-token loss, backward (gradient accumulation), clip, AdamW step -> log, checkpoint ->
+forward, masked next-token loss, backward (gradient accumulation), clip, stop on a NaN/inf loss or gradient
+norm, AdamW step -> log, checkpoint ->
 export a Hugging Face checkpoint to OUT_DIR/final/.
 """
 from __future__ import annotations
@@ -22,7 +23,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +34,7 @@ import data
 import model as llama
 import training as T
 from config import flag, parse_config
+from robust import run_main
 
 REPO = Path(__file__).resolve().parent
 DEFAULT_TOKENIZER = REPO / "assets" / "tokenizer.model"
@@ -80,7 +81,12 @@ class SFTConfig:
                                                  "use it for 7B at 2048 tokens)")
     checkpoint_every: int = flag(500, "write a resume checkpoint every N optimizer steps (0: only on a signal)")
     keep_last: int = flag(2, "resume checkpoints to keep")
-    resume: bool = flag(False, "continue from the newest complete checkpoint in OUT_DIR/checkpoints/")
+    resume: bool = flag(False, "continue from the newest complete checkpoint in OUT_DIR/checkpoints/ (into a "
+                               "finished OUT_DIR with no checkpoint left: train again and replace final/)")
+    overwrite: bool = flag(False, "train into an OUT_DIR that holds a finished run or checkpoints, starting again "
+                                  "(its checkpoints are deleted; final/ is replaced when the new export is complete)")
+    clear_stale_lock: bool = flag(False, "remove OUT_DIR/LOCK when the run that took it is no longer running "
+                                         "(killed); a lock of a live run is never removed")
     dist_timeout_minutes: float = flag(30.0, "a collective that waits longer than this (a dead peer) fails the run")
 
 
@@ -127,13 +133,8 @@ def main(argv=None) -> None:
         T.print0(d, f"embedded default: demo model with random weights; demo settings {demo}")
     T.seed_everything(cfg.seed)
     out_dir = Path(cfg.out_dir)
-    if d.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        if not cfg.resume and T.latest_checkpoint(out_dir):
-            sys.exit(f"error: {out_dir}/checkpoints/ already holds checkpoints; pass --resume to continue that run "
-                     f"or choose another --out_dir")
-        (out_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
-    torch.distributed.barrier()
+    T.check_flags(cfg, d, Path(cfg.model) if cfg.model else None)  # one line per senseless flag, exit 2
+    T.claim_out_dir(out_dir, cfg, d)  # the lock; a finished run is refused without --overwrite / --resume
 
     # ---- Data: IEInstruct (+ general chat), tokenised with loss masks on the assistant's turns (docs/fidelity.md §2)
     # The embedded default (no --model / --data): the demo preset with random weights, and synthetic IE records
@@ -151,7 +152,7 @@ def main(argv=None) -> None:
     lengths = [len(ids) for ids, _ in examples]
     T.print0(d, f"data: {len(conversations)} conversations from {data_path}; {json.dumps(stats)}")
     if not examples:
-        sys.exit(f"error: no trainable example in {data_path} (see the counts above)")
+        T.fail(d, f"no trainable example in {data_path} (see the counts above)")
 
     # ---- Model: FSDP2 over all ranks, fp32 master weights (bf16 compute on CUDA)
     use_bf16 = cfg.bf16 and d.device.type == "cuda"
@@ -175,8 +176,8 @@ def main(argv=None) -> None:
     if cfg.resume and (ckpt := T.latest_checkpoint(out_dir)):
         state = T.load_checkpoint(ckpt, net, optimizer, d)
         if state["data_fingerprint"] != data_fingerprint or state["global_batch_size"] != cfg.global_batch_size:
-            sys.exit(f"error: {ckpt} was written for other data or another global batch size; resuming would not "
-                     f"continue the same run")
+            T.fail(d, f"{ckpt} was written for other data or another global batch size; resuming would not "
+                         f"continue the same run")
         start_step = state["step"]
         T.print0(d, f"resumed from {ckpt} at step {start_step}")
 
@@ -225,15 +226,17 @@ def main(argv=None) -> None:
             loss.backward()
             loss_sum_total += loss_sum.item()
             mean_sum_total += loss_sum.item() / n_tokens
-        grad_norm = T.grad_norm_and_clip(net, cfg.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-        # ---- Log (the loss as the chosen normalisation defines it, over all ranks)
+        grad_norm = T.grad_norm_and_clip(net, cfg.grad_clip)  # the full norm over all ranks
+        # The loss as the chosen normalisation defines it, over all ranks; a NaN/inf loss or gradient norm ends
+        # the run here, before the update reaches the weights.
         loss_sum_all, mean_sum_all = T.all_reduce_sum(d, loss_sum_total, mean_sum_total)
         step_loss = (mean_sum_all / (accum * d.world_size) if cfg.loss_normalization == "mean_of_means"
                      else loss_sum_all / step_tokens)
-        T.check_finite(step_loss, step + 1, out_dir, d)
+        T.check_step_finite(step_loss, grad_norm, step + 1, out_dir, d)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+        # ---- Log
         dt = time.perf_counter() - t0
         row = {"step": step + 1, "epoch": epoch, "loss": step_loss, "lr": lr, "grad_norm": grad_norm,
                "tokens_per_s": step_real / dt, "trained_tokens": int(step_tokens),
@@ -254,4 +257,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)  # an exception -> one line "error: ..." (ADELIE_DEBUG=1: the traceback)

@@ -15,9 +15,13 @@ same for both and are not part of the method:
 - Checkpoints with torch.distributed.checkpoint (sharded model + optimizer, step, RNG), written atomically;
   `export_final` gathers the weights to rank 0 and writes a Hugging Face directory through model.py.
 - `MetricsLog`, `StopSignal`: metrics.jsonl + tqdm on rank 0; SIGTERM / Ctrl-C -> checkpoint and exit.
+- Guards: `check_flags` (senseless flags refused at start-up, one line each), `claim_out_dir` (OUT_DIR/LOCK, and a
+  finished run is not replaced without --overwrite / --resume), `check_step_finite` (a NaN/inf loss or gradient
+  norm stops the run before the update), `fail` (one error line, printed once).
 """
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import json
 import math
@@ -25,6 +29,7 @@ import os
 import random
 import shutil
 import signal
+import socket
 import sys
 import time
 from datetime import timedelta
@@ -41,6 +46,8 @@ from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
 import model as llama
+import robust
+from robust import atomic_file
 
 REPO = Path(__file__).resolve().parent
 
@@ -96,10 +103,22 @@ def end_process(code: int = 0) -> NoReturn:
     process now and then ("terminate called without an active exception", seen once in CI on a 2-process
     sft.py that had already written its export). Every file this project writes is closed before this point;
     stdout and stderr are flushed here."""
+    release_out_dir()
     cleanup_distributed()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def fail(d: Dist, message: str, code: int = 1) -> NoReturn:
+    """End the run with ONE line `error: message` on stderr, printed by rank 0 (every rank calls this at the same
+    point with the same problem), and a non-zero exit status. A progress bar is closed first so the line starts
+    on its own."""
+    if d.is_main:
+        if MetricsLog.active_bar is not None:
+            MetricsLog.active_bar.close()
+        print(f"error: {message}", file=sys.stderr, flush=True)
+    end_process(code)
 
 
 def seed_everything(seed: int) -> None:
@@ -118,6 +137,181 @@ def all_reduce_sum(d: Dist, *values: float) -> list[float]:
     t = torch.tensor(values, dtype=torch.float64, device=d.device)
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t.tolist()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Flags that make no sense are refused at start-up, not hours in
+
+def flag_problems(cfg, world_size: int, context: int | None) -> list[str]:
+    """Every problem with sft.py's / dpo.py's flags, one line each (empty: all fine). `context` is the model's
+    context length (config.json max_position_embeddings), None when it is unknown."""
+    problems = []
+
+    def need(ok: bool, name: str, expected: str) -> None:
+        if not ok:
+            problems.append(f"--{name} {getattr(cfg, name)}: expected {expected}")
+
+    need(cfg.max_steps > 0 or cfg.max_steps == -1, "max_steps", "a positive number of optimizer steps, or -1 to "
+                                                                "train for --epochs")
+    need(cfg.epochs >= 1, "epochs", "at least 1 pass over the data")
+    need(cfg.global_batch_size >= 1, "global_batch_size", "at least 1")
+    need(cfg.micro_batch_size >= 1, "micro_batch_size", "at least 1")
+    if cfg.global_batch_size >= 1 and cfg.micro_batch_size >= 1 and cfg.global_batch_size % (cfg.micro_batch_size *
+                                                                                             world_size):
+        problems.append(f"--global_batch_size {cfg.global_batch_size}: expected a multiple of --micro_batch_size "
+                        f"{cfg.micro_batch_size} x {world_size} processes (global = micro x accumulation x world)")
+    need(cfg.max_len >= 2, "max_len", "at least 2 tokens")
+    if context is not None and cfg.max_len > context:
+        problems.append(f"--max_len {cfg.max_len}: expected at most the model's context, {context} tokens "
+                        f"(config.json max_position_embeddings); longer batches would fail mid-run")
+    need(math.isfinite(cfg.lr) and cfg.lr > 0, "lr", "a positive learning rate")
+    need(0.0 <= cfg.warmup_ratio <= 1.0, "warmup_ratio", "a share of the steps in [0, 1]")
+    need(cfg.weight_decay >= 0, "weight_decay", "0 or more")
+    need(0.0 <= cfg.adam_beta1 < 1.0, "adam_beta1", "a value in [0, 1)")
+    need(0.0 <= cfg.adam_beta2 < 1.0, "adam_beta2", "a value in [0, 1)")
+    need(cfg.adam_eps > 0, "adam_eps", "a positive number")
+    need(cfg.grad_clip >= 0, "grad_clip", "0 (off) or a positive norm")
+    need(cfg.checkpoint_every >= 0, "checkpoint_every", "0 (only on a signal) or a positive number of steps")
+    need(cfg.keep_last >= 0, "keep_last", "0 (keep all) or a positive number of checkpoints")
+    need(cfg.dist_timeout_minutes > 0, "dist_timeout_minutes", "a positive number of minutes")
+    if getattr(cfg, "beta", 1.0) <= 0:
+        need(False, "beta", "a positive DPO temperature")
+    if cfg.resume and cfg.overwrite:
+        problems.append("--resume and --overwrite: expected one of them (continue the run, or start it again)")
+    return problems
+
+
+def check_flags(cfg, d: Dist, model_dir: Path | None) -> None:
+    """Stop at start-up with one line per problem in the flags (flag_problems) and exit status 2. `model_dir`
+    (None: not created yet) gives the context length; a --model that does not exist or whose config.json is not
+    readable is a problem too."""
+    context = None
+    problems = []
+    if model_dir is not None:
+        if not Path(model_dir).is_dir():
+            problems.append(f"--model {model_dir}: no such directory; expected a model directory (Meta, Hugging "
+                            f"Face or this project's format) with tokenizer.model beside the weights")
+        else:
+            try:
+                context = llama.read_model_args(model_dir).max_seq_len
+            except (OSError, ValueError) as e:
+                problems.append(f"--model {model_dir}: {robust.one_line(e)}")
+    problems += flag_problems(cfg, d.world_size, context)
+    if problems:
+        if d.is_main:
+            for p in problems:
+                print(f"error: {p}", file=sys.stderr, flush=True)
+        end_process(2)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The output directory: one run at a time, and a finished run is never silently replaced
+
+LOCK_NAME = "LOCK"
+_held_lock: Path | None = None  # the lock this process took (rank 0), removed by release_out_dir
+
+
+def release_out_dir() -> None:
+    """Remove OUT_DIR/LOCK if this process took it (called on every way out: end_process, run_main's error line)."""
+    global _held_lock
+    if _held_lock is not None:
+        try:
+            if json.loads(_held_lock.read_text()).get("pid") == os.getpid():
+                _held_lock.unlink()
+        except (OSError, ValueError):
+            pass
+        _held_lock = None
+
+
+robust.EXIT_HOOKS.append(release_out_dir)  # an error line from run_main
+atexit.register(release_out_dir)  # a plain sys.exit
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _take_lock(out_dir: Path, clear_stale: bool) -> str | None:
+    """Create OUT_DIR/LOCK (host, pid, start time) exclusively; an error message when another run holds it."""
+    global _held_lock
+    lock = out_dir / LOCK_NAME
+    me = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                other = json.loads(lock.read_text())
+            except (OSError, ValueError):
+                other = {}
+            host, pid = other.get("host", "?"), other.get("pid", -1)
+            if host == me["host"] and isinstance(pid, int) and pid > 0 and not pid_alive(pid):
+                if clear_stale:
+                    print(f"removing a stale lock {lock} (pid {pid} on {host}, started {other.get('started')}, no "
+                          f"longer running)", flush=True)
+                    lock.unlink(missing_ok=True)
+                    continue
+                return (f"{lock} is left by a run that is no longer running (pid {pid} on {host}, started "
+                        f"{other.get('started')}); if nothing else writes to {out_dir}, pass --clear_stale_lock")
+            where = "on this host" if host == me["host"] else f"on host {host} (its state cannot be checked from here)"
+            return (f"{out_dir} is in use by another run (pid {pid} {where}, started {other.get('started')}; "
+                    f"lock file {lock}); choose another --out_dir, or wait for that run to end")
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(me))
+        _held_lock = lock
+        return None
+    return f"could not take the lock {lock}"
+
+
+def _agree_or_fail(d: Dist, problem: str | None) -> None:
+    """Rank 0's verdict, broadcast: every rank stops together (rank 0 prints the line) or goes on."""
+    box = [problem]
+    dist.broadcast_object_list(box, src=0)
+    if box[0] is not None:
+        fail(d, box[0])
+
+
+def lock_out_dir(out_dir: Path, d: Dist, clear_stale: bool) -> None:
+    """Take OUT_DIR/LOCK for this run (rank 0), or stop every rank with one line (see claim_out_dir)."""
+    problem = None
+    if d.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        problem = _take_lock(out_dir, clear_stale)
+    _agree_or_fail(d, problem)
+
+
+def claim_out_dir(out_dir: Path, cfg, d: Dist) -> None:
+    """Make OUT_DIR this run's, or stop with one line. Rank 0 decides; every rank learns the answer.
+
+    - A lock file OUT_DIR/LOCK holds the host and pid of the run writing there; a second run started on the same
+      directory refuses at once. It is removed when the run ends (also on an error or a signal). A lock left by a
+      killed run (its pid is gone on this host) is reported; --clear_stale_lock removes it.
+    - A finished run (OUT_DIR/final/ exists) or one with checkpoints is refused unless --resume (continue it,
+      or retrain into it when nothing is left to resume) or --overwrite (start again: its checkpoints are deleted;
+      the old final/ stays until the new export replaces it in one rename).
+    Then OUT_DIR/config.json records the run's flags."""
+    lock_out_dir(out_dir, d, cfg.clear_stale_lock)
+    problem = None
+    if d.is_main:
+        if not (cfg.resume or cfg.overwrite):
+            if (out_dir / "final").exists():
+                problem = (f"{out_dir} holds a finished run (final/ is its export); pass --overwrite to train again "
+                           f"and replace it, --resume to continue it, or choose another --out_dir")
+            elif latest_checkpoint(out_dir):
+                problem = (f"{out_dir}/checkpoints/ already holds checkpoints; pass --resume to continue that run, "
+                           f"--overwrite to start again, or choose another --out_dir")
+        if problem is None:
+            if cfg.overwrite and not cfg.resume:
+                shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
+            with atomic_file(out_dir / "config.json") as tmp:
+                tmp.write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
+    _agree_or_fail(d, problem)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -163,6 +357,7 @@ def build_fsdp_model(model_dir: str | Path, d: Dist, *, bf16: bool, activation_c
 def export_final(net, args, tokenizer_path: str | Path, out_dir: str | Path, d: Dist) -> None:
     """Write the trained weights as a Hugging Face directory (+ tokenizer.model). Every rank must call this:
     gathering the full state dict is a collective (every rank must enter it); rank 0 receives it on CPU and writes."""
+    check_weights_finite(net, f"export {out_dir}", Path(out_dir).parent, d)
     sd = get_model_state_dict(net, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     if d.is_main:
         llama.write_hf_checkpoint(sd, args, out_dir, tokenizer_path=tokenizer_path)
@@ -283,6 +478,7 @@ def save_checkpoint(out_dir: Path, step: int, net, optimizer, trainer_state: dic
     """Sharded checkpoint of model + optimizer (each rank writes its own shards), the trainer state (step, data
     position, config) and every rank's RNG state. Written to `step_N.tmp/` and renamed to `step_N/` with a
     COMPLETED marker only when all ranks have finished, so resume never picks up a half-written checkpoint."""
+    check_weights_finite(net, f"checkpoint of step {step}", out_dir, d)
     final = checkpoint_dir(out_dir, step)
     tmp = final.with_name(final.name + ".tmp")
     if d.is_main:
@@ -291,9 +487,7 @@ def save_checkpoint(out_dir: Path, step: int, net, optimizer, trainer_state: dic
     dist.barrier()
     model_sd, optim_sd = get_state_dict(net, optimizer)
     dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=tmp)
-    torch.save({"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
-               tmp / f"rng_rank{d.rank}.pt")
+    torch.save(rng_state_tensors(), tmp / f"rng_rank{d.rank}.pt")
     if d.is_main:
         (tmp / "trainer_state.json").write_text(json.dumps(trainer_state, indent=1))
     dist.barrier()
@@ -308,6 +502,30 @@ def save_checkpoint(out_dir: Path, step: int, net, optimizer, trainer_state: dic
     return final
 
 
+def rng_state_tensors() -> dict[str, torch.Tensor]:
+    """Python's, numpy's, torch's and CUDA's RNG states as plain tensors, so the file loads with
+    torch.load(weights_only=True): a checkpoint's RNG file can hold data, never code."""
+    version, mt, gauss = random.getstate()
+    _, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"python_mt": torch.tensor(mt, dtype=torch.int64), "python_version": torch.tensor(version),
+            "python_gauss": torch.tensor([] if gauss is None else [gauss], dtype=torch.float64),
+            "numpy_keys": torch.from_numpy(keys.astype(np.int64)), "numpy_pos": torch.tensor(pos),
+            "numpy_has_gauss": torch.tensor(has_gauss), "numpy_cached_gaussian": torch.tensor(cached, dtype=torch.float64),
+            "torch": torch.get_rng_state(),
+            "cuda": torch.stack(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else torch.empty(0)}
+
+
+def set_rng_state_tensors(rng: dict[str, torch.Tensor]) -> None:
+    """The inverse of rng_state_tensors."""
+    gauss = rng["python_gauss"].tolist()
+    random.setstate((int(rng["python_version"]), tuple(rng["python_mt"].tolist()), gauss[0] if gauss else None))
+    np.random.set_state(("MT19937", rng["numpy_keys"].numpy().astype(np.uint32), int(rng["numpy_pos"]),
+                         int(rng["numpy_has_gauss"]), float(rng["numpy_cached_gaussian"])))
+    torch.set_rng_state(rng["torch"])
+    if rng["cuda"].numel() and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(list(rng["cuda"]))
+
+
 def load_checkpoint(path: Path, net, optimizer, d: Dist) -> dict:
     """Restore model + optimizer shards, this rank's RNG state; return the trainer state."""
     model_sd, optim_sd = get_state_dict(net, optimizer)
@@ -316,12 +534,7 @@ def load_checkpoint(path: Path, net, optimizer, d: Dist) -> dict:
     set_state_dict(net, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
     rng_file = path / f"rng_rank{d.rank}.pt"
     if rng_file.exists():  # absent when resuming on a different world size: RNG then restarts from the seed
-        rng = torch.load(rng_file, weights_only=False)  # our own file: python/numpy RNG states are tuples
-        random.setstate(rng["python"])
-        np.random.set_state(rng["numpy"])
-        torch.set_rng_state(rng["torch"])
-        if rng["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
+        set_rng_state_tensors(torch.load(rng_file, weights_only=True))  # tensors only: nothing to unpickle
     return json.loads((path / "trainer_state.json").read_text())
 
 
@@ -341,9 +554,10 @@ def checkpoint_if_due(done: int, total_steps: int, every: int, stop: "StopSignal
 def finish_run(net, args, tokenizer_path: Path, out_dir: Path, stats: dict, total_steps: int, d: Dist) -> None:
     """Export OUT_DIR/final (Hugging Face format: transformers, vLLM and lm-evaluation-harness load it unchanged),
     keep the data counts beside it, and end the process (`end_process`: this is the last thing a run does)."""
+    if d.is_main:  # before the export: a present final/ (what pipeline.py trusts) has its data counts beside it
+        with atomic_file(out_dir / "data_stats.json") as tmp:
+            tmp.write_text(json.dumps(stats, indent=1))
     export_final(net, args, tokenizer_path, out_dir / "final", d)
-    if d.is_main:
-        (out_dir / "data_stats.json").write_text(json.dumps(stats, indent=1))
     print0(d, f"done: {total_steps} steps; weights in {out_dir / 'final'}")
     end_process(0)
 
@@ -351,8 +565,18 @@ def finish_run(net, args, tokenizer_path: Path, out_dir: Path, stats: dict, tota
 # ----------------------------------------------------------------------------------------------------------------
 # Logging and stopping
 
+def json_line(row: dict) -> str:
+    """One strict-JSON line: a NaN/inf float is written as null (Python's json would write a bare NaN, which
+    strict readers such as jq or JavaScript reject)."""
+    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
+    return json.dumps(clean, allow_nan=False) + "\n"
+
+
 class MetricsLog:
-    """metrics.jsonl (one JSON object per optimizer step) and a tqdm bar, on rank 0 only."""
+    """metrics.jsonl (one strict-JSON object per optimizer step; a non-finite number is null) and a tqdm bar, on
+    rank 0 only."""
+
+    active_bar = None  # rank 0's bar, closed by `fail` before its error line
 
     def __init__(self, out_dir: Path, d: Dist, total_steps: int, start_step: int, desc: str):
         self.d = d
@@ -361,15 +585,17 @@ class MetricsLog:
         if d.is_main:
             if self.path.exists():  # on resume, forget steps logged after the checkpoint we resume from
                 kept = [l for l in self.path.read_text().splitlines() if l and json.loads(l)["step"] <= start_step]
-                self.path.write_text("".join(l + "\n" for l in kept))
+                with atomic_file(self.path) as tmp:
+                    tmp.write_text("".join(l + "\n" for l in kept))
             from tqdm import tqdm
             self.bar = tqdm(total=total_steps, initial=start_step, desc=desc, dynamic_ncols=True)
+            MetricsLog.active_bar = self.bar
 
     def log(self, row: dict) -> None:
         if not self.d.is_main:
             return
         with self.path.open("a") as f:
-            f.write(json.dumps(row) + "\n")
+            f.write(json_line(row))
         self.bar.update(1)
         self.bar.set_postfix({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in row.items()
                               if k in ("loss", "lr", "grad_norm", "tokens_per_s", "reward_accuracy")})
@@ -377,6 +603,7 @@ class MetricsLog:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+            MetricsLog.active_bar = None
 
 
 class StopSignal:
@@ -397,11 +624,31 @@ class StopSignal:
         return bool(requested.item())
 
 
-def check_finite(loss: float, step: int, out_dir: Path, d: Dist) -> None:
-    """Stop the run on a NaN/inf loss (the value is already all-reduced, so every rank stops here together);
-    the last good checkpoint is left as it is."""
-    if not math.isfinite(loss):
-        last = latest_checkpoint(out_dir)
-        print0(d, f"error: the loss at step {step} is {loss}; stopping. The last good checkpoint is "
-                  f"{last if last else '(none written yet)'}; lower --lr or check the data, then --resume.")
-        end_process(1)
+def check_step_finite(loss: float, grad_norm: float, step: int, out_dir: Path, d: Dist) -> None:
+    """Stop the run BEFORE `optimizer.step()` when the step's loss or full gradient norm is NaN/inf.
+
+    Both values are already all-reduced (the norm is the full norm over every rank's shards), so every rank
+    stops here together. Checking the loss alone is not enough: a finite loss can still give a non-finite
+    gradient (a huge --lr blows the weights up a step later), and one such update turns every weight to NaN.
+    Nothing of the bad step is applied, logged, checkpointed or exported; the last complete checkpoint stays the
+    last finite one."""
+    if math.isfinite(loss) and math.isfinite(grad_norm):
+        return
+    last = latest_checkpoint(out_dir)
+    fail(d, f"step {step}: loss {loss}, gradient norm {grad_norm} (expected finite numbers); the update was not "
+            f"applied and nothing was exported. The last complete checkpoint is {last or '(none written yet)'}; "
+            f"lower --lr or check the data, then --resume.")
+
+
+def check_weights_finite(net, what: str, out_dir: Path, d: Dist) -> None:
+    """Refuse to write a checkpoint or export holding a NaN/inf weight (a second guard after check_step_finite:
+    an update of finite size can still overflow). Counts this rank's shard, all-reduced, so all ranks agree."""
+    bad = 0
+    with torch.no_grad():
+        for p in net.parameters():
+            local = p.to_local() if hasattr(p, "to_local") else p
+            bad += int((~torch.isfinite(local)).sum())
+    (bad,) = all_reduce_sum(d, bad)
+    if bad:
+        fail(d, f"{int(bad)} weights are NaN/inf; {what} not written. The last complete checkpoint is "
+                f"{latest_checkpoint(out_dir) or '(none written yet)'}; lower --lr, then --resume.")

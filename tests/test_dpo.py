@@ -159,7 +159,8 @@ def test_resume_after_sigkill_continues_exactly(tiny_dpo, tmp_path):
                       "training", "checkpoint_if_due", 3, marker)
     kill_when_held(proc, marker)
     assert dpo.T.latest_checkpoint(broken).name == "step_00000003" and not (broken / "final").exists()
-    run_single(dpo_args(model_dir, data_path, broken, checkpoint_every=3, resume=True, **common))
+    run_single(dpo_args(model_dir, data_path, broken, checkpoint_every=3, resume=True,
+                        clear_stale_lock=True, **common))  # the killed run left its lock
     assert [m["loss"] for m in metrics(broken)] == pytest.approx([m["loss"] for m in metrics(straight)], abs=1e-6)
 
 

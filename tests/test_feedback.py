@@ -407,7 +407,7 @@ def test_killed_run_resumes_to_the_same_result(tiny_setup, tmp_path):
     assert 2 <= len(lines) < n_fit, f"the run was not killed part-way ({len(lines)} of {n_fit} prompts sampled)"
     samples_file.write_text("".join(line + "\n" for line in lines[:-1]) + lines[-1][:40])  # tear the last line
     from conftest import run_torchrun
-    script, *args = feedback_cmd(tiny_setup, out)
+    script, *args = feedback_cmd(tiny_setup, out, "--clear_stale_lock")  # the killed run left OUT_DIR/LOCK
     resumed = run_torchrun(script, args, nproc=2)
     assert "1 torn last lines cut" in resumed.stdout
     assert f"samples on disk for {len(lines) - 1} prompts" in resumed.stdout

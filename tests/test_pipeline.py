@@ -60,6 +60,7 @@ def test_the_whole_method_end_to_end_then_incremental_reruns(tmp_path):
     report = (out / "report.md").read_text()
     assert "Table 1" in report and "Canonical formats" in report
 
+    assert not list(out.rglob("LOCK"))  # every stage released its --out_dir lock
     # Nothing to do the second time.
     ran, skipped = run_pipeline(out)
     assert ran == [] and "report" in skipped

@@ -1,0 +1,144 @@
+"""Writing outputs so a crash never leaves half of one, and ending a script with one readable error line.
+
+Every script imports these; none of it is part of the ADELIE method.
+
+- `atomic_file(path)`: write a file under a temporary name in the same directory, fsync it, then rename it over
+  `path`. A reader (the next pipeline stage, a resumed run) sees the old file or the complete new one, never half.
+- `atomic_dir(path)`: the same for a directory (an export such as OUT_DIR/final/): it is written as `path.tmp/`,
+  every file fsynced, then swapped in with one rename. Replacing an existing `path` uses Linux's
+  renameat2(RENAME_EXCHANGE), so `path` holds either the old complete directory or the new one at every moment;
+  where that call is missing, the old directory is first renamed to `path.old/` and a crash between the two renames
+  leaves no `path` at all (never a partial one).
+- `run_main(main)`: run a script's main() and turn an exception into ONE line, `error: ...`, and exit status 1,
+  printed once under torchrun (see `run_main`). ADELIE_DEBUG=1 shows the full traceback instead.
+
+No torch import here: the light scripts (data.py, evaluate.py) use it too.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def fsync_path(path: Path) -> None:
+    """Flush a file's (or a directory's entries') data to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def atomic_file(path):
+    """Yield a temporary path beside `path`; when the block ends without an exception, fsync it and rename it to
+    `path`. On an exception the temporary file is removed and `path` is left as it was.
+
+        with atomic_file(out / "ie_feedback.json") as tmp:
+            tmp.write_text(json.dumps(pairs))"""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        yield tmp
+        fsync_path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_path(path.parent)  # the rename itself survives a power cut
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux renameat2 with RENAME_EXCHANGE); False where the call is unavailable."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
+@contextmanager
+def atomic_dir(path):
+    """Yield an empty temporary directory `path.tmp/`; when the block ends without an exception, fsync every file
+    in it and put it in place of `path` (an existing `path` is replaced as a whole: anything else in it goes).
+    A `path.tmp/` left by a crashed writer is removed first; on an exception the new one is removed."""
+    path = Path(path)
+    tmp, old = path.with_name(path.name + ".tmp"), path.with_name(path.name + ".old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        for f in tmp.rglob("*"):
+            if f.is_file():
+                fsync_path(f)
+        fsync_path(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if path.exists() and _exchange(tmp, path):
+        shutil.rmtree(tmp)  # now holds the old directory
+    else:
+        if path.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    fsync_path(path.parent)
+
+
+# Exceptions that come from the inputs (a file, a flag): every rank reads the same inputs and fails the same way,
+# so under torchrun only rank 0 prints them. Any other exception is printed by each rank that raised it.
+INPUT_ERRORS = (ValueError, KeyError, OSError, UnicodeError, TypeError, IndexError)
+# What gloo / NCCL say (sometimes as a plain RuntimeError) when another rank has died in a collective.
+PEER_GONE = ("Connection closed by peer", "Connection reset by peer", "remote process exited")
+EXIT_HOOKS: list = []  # run before run_main ends the process on an error (training.py: release OUT_DIR/LOCK)
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line: its message (which names the file, line and field where the project raised it),
+    prefixed with the exception's type when the message alone would not say what went wrong."""
+    msg = " ".join(str(exc).split())
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 ({exc.reason} at byte {exc.start}); expected UTF-8 text"
+    if isinstance(exc, KeyError):
+        return f"missing field {msg}"
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.filename}: {exc.strerror or msg}"
+    return msg if msg else type(exc).__name__
+
+
+def run_main(main, argv=None) -> None:
+    """Run `main(argv)`; an exception becomes one line `error: ...` on stderr and exit status 1.
+
+    Under torchrun: rank 0 prints errors that come from the inputs (INPUT_ERRORS: all ranks hit them alike);
+    other exceptions are printed by each rank that raised them, with its rank, except torch.distributed's
+    DistError and PEER_GONE errors, which a rank gets when a peer died: the rank that failed prints the cause. With ADELIE_DEBUG=1 the
+    exception propagates with its full traceback."""
+    try:
+        main(argv)
+    except SystemExit:
+        raise
+    except BaseException as exc:
+        if os.environ.get("ADELIE_DEBUG") == "1" or isinstance(exc, KeyboardInterrupt):
+            raise
+        rank = int(os.environ.get("RANK", "0"))
+        if any(c.__name__ == "DistError" for c in type(exc).__mro__) or any(m in str(exc) for m in PEER_GONE):
+            pass  # a collective broken by a peer's death: that rank prints its own line (or torchrun names it)
+        elif isinstance(exc, INPUT_ERRORS):
+            if rank == 0:
+                print(f"error: {one_line(exc)}", file=sys.stderr, flush=True)
+        else:
+            where = f" (rank {rank})" if "RANK" in os.environ else ""
+            print(f"error{where}: {type(exc).__name__}: {one_line(exc)} [ADELIE_DEBUG=1 shows the traceback]",
+                  file=sys.stderr, flush=True)
+        for hook in EXIT_HOOKS:
+            hook()
+        sys.stdout.flush()
+        os._exit(1)  # as training.end_process: no interpreter teardown while process-group threads may run
