@@ -683,9 +683,9 @@ def write_tokenizer_json(tokenizer_path, out_dir) -> None:
     merges = [f"{pieces[l][0]} {pieces[r][0]}" for _, _, l, r in sorted(merges)]
     specials = [i for i, (_, _, kind) in enumerate(pieces) if kind in (2, 3)]   # unknown, control (<s>, </s>)
     normalizers = []
-    if spec["remove_extra_whitespaces"]:   # SentencePiece trims spaces at both ends and squeezes runs of them
-        # (\A and \z: the `tokenizers` regex engine reads ^ and $ at every line break)
-        normalizers += [{"type": "Replace", "pattern": {"Regex": "\\A +| +\\z"}, "content": ""},
+    if spec["remove_extra_whitespaces"]:   # SentencePiece drops leading spaces, squeezes runs of spaces and drops
+        # trailing spaces and "\u2581" (it trims after escaping). \A, \z: `tokenizers` reads ^ and $ at line breaks.
+        normalizers += [{"type": "Replace", "pattern": {"Regex": "\\A +|[ \u2581]+\\z"}, "content": ""},
                         {"type": "Replace", "pattern": {"Regex": " {2,}"}, "content": " "}]
     if spec["add_dummy_prefix"]:
         normalizers.append({"type": "Prepend", "prepend": "\u2581"})
@@ -700,7 +700,9 @@ def write_tokenizer_json(tokenizer_path, out_dir) -> None:
                 "special_tokens": {bos: {"id": bos, "ids": [vocab[bos]], "tokens": [bos]}}}
     decoders = [{"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "}, {"type": "ByteFallback"},
                 {"type": "Fuse"}]
-    if spec["add_dummy_prefix"]:
+    if spec["remove_extra_whitespaces"]:   # SentencePiece's decoder then drops every leading space, else the first
+        decoders.append({"type": "Replace", "pattern": {"Regex": "\\A +"}, "content": ""})
+    elif spec["add_dummy_prefix"]:
         decoders.append({"type": "Strip", "content": " ", "start": 1, "stop": 0})
     _write_json(Path(out_dir) / "tokenizer.json", {
         "version": "1.0", "truncation": None, "padding": None,
