@@ -36,7 +36,7 @@ setup(
         # sentencepiece LlamaTokenizer), the test builds it from sentencepiece itself.
         "test": [
             "pytest>=7",
-            "transformers>=5",
+            "transformers[serving]>=5",  # [serving]: `transformers serve`, the real server tests/test_serve.py uses
             "trl>=1",
             "rouge_score>=0.1.2",
             "sentence-transformers>=3,<6",
