@@ -58,9 +58,17 @@ from config import flag, parse_config
 # bench.py model
 
 
+# LLaMA-2's 32,000-token vocabulary on a small LLaMA-shaped model (MHA, head dim 64, Meta's SwiGLU rule): the output
+# layer and its logits weigh here as they do at 7B, where the tiny (512) and demo (2,048) vocabularies let per-step
+# overhead dominate decoding.
+BENCH_PRESETS = {"vocab32k": dict(dim=256, n_layers=4, n_heads=4, n_kv_heads=4, vocab_size=32000, multiple_of=256,
+                                  max_seq_len=512)}
+
+
 @dataclass
 class ModelBenchConfig:
-    preset: str = flag("tiny", "model.py preset (issue 2: 'the same tiny config')")
+    preset: str = flag("tiny", "model.py preset (issue 2: 'the same tiny config'), or vocab32k: d 256, 4 layers, "
+                               "LLaMA-2's 32,000-token vocabulary")
     device: str = flag("cpu", "cpu or cuda")
     train_batch: int = flag(8, "training step: sequences per batch")
     train_len: int = flag(256, "training step: tokens per sequence")
@@ -99,7 +107,8 @@ def bench_model(cfg: ModelBenchConfig) -> None:
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    args = llama.ModelArgs.from_name(cfg.preset)
+    args = llama.ModelArgs(**BENCH_PRESETS[cfg.preset]) if cfg.preset in BENCH_PRESETS else \
+        llama.ModelArgs.from_name(cfg.preset)
     ours = llama.Transformer(args)
     ours.init_weights(seed=cfg.seed)
     with tempfile.TemporaryDirectory() as tmp:   # the same weights in both: ours saved, transformers loads them
@@ -179,11 +188,11 @@ def load_hf(model_dir: Path):
 
 
 def hf_tokenizer(model_dir: Path):
-    """transformers' slow LlamaTokenizer on our tokenizer.model. TRL only asks it for the pad/eos ids here: the data
-    reaches TRL already tokenised by data.py, so both sides train on the very same ids and loss masks."""
+    """The export's tokenizer as transformers loads it (tokenizer.json). TRL only asks it for the pad/eos ids here:
+    the data reaches TRL already tokenised by data.py, so both sides train on the very same ids and loss masks."""
     import transformers
 
-    return transformers.LlamaTokenizer(vocab_file=str(model_dir / "tokenizer.model"))
+    return transformers.AutoTokenizer.from_pretrained(model_dir)
 
 
 def run_ours(script: str, argv: list[str], out_dir: Path, threads: int) -> list[dict]:
@@ -362,7 +371,7 @@ def bench_sft(cfg: SFTBenchConfig) -> None:
         else:
             diff = hf_packed_logits_diff(hf, examples[:cfg.micro_batch_size])
             notes[f"TRL {mode}"] = f"exact: max |logits packed - alone| {diff:.0e}"
-        args = trl.SFTConfig(**trl_common(out_dir, cfg), lr_scheduler_type="cosine", warmup_ratio=0.03,
+        args = trl.SFTConfig(**trl_common(out_dir, cfg), lr_scheduler_type="cosine", warmup_steps=0.03,
                              per_device_train_batch_size=cfg.bfd_rows if mode == "bfd" else cfg.micro_batch_size,
                              max_length=cfg.max_len, completion_only_loss=True, padding_free=mode == "padding_free",
                              packing=mode == "bfd", packing_strategy="bfd")
@@ -511,7 +520,7 @@ def bench_dpo(cfg: DPOBenchConfig) -> None:
             return dataset   # already prompt_ids / chosen_ids / rejected_ids
 
     def theirs(out_dir: Path) -> tuple[float, float]:
-        args = trl.DPOConfig(**trl_common(out_dir, cfg), lr_scheduler_type="linear", warmup_ratio=0.1,
+        args = trl.DPOConfig(**trl_common(out_dir, cfg), lr_scheduler_type="linear", warmup_steps=0.1,
                              per_device_train_batch_size=cfg.micro_batch_size, max_length=cfg.max_len,
                              beta=cfg.beta, loss_type=["sigmoid"], precompute_ref_log_probs=False)
         clock = step_clock()
