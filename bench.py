@@ -258,7 +258,7 @@ def trl_common(out_dir: Path, cfg) -> dict:
     checkpointing: both off, as in our CPU runs), no checkpoints, no reporting, the same steps, lr and seed."""
     return dict(output_dir=str(out_dir), max_steps=cfg.warmup_steps + cfg.timed_steps, learning_rate=cfg.lr,
                 gradient_accumulation_steps=cfg.accumulation, weight_decay=0.0, max_grad_norm=1.0, bf16=False,
-                gradient_checkpointing=False, use_cpu=True, report_to="none", save_strategy="no", seed=cfg.seed,
+                activation_checkpointing=False, use_cpu=True, report_to="none", save_strategy="no", seed=cfg.seed,
                 dataloader_num_workers=0, disable_tqdm=True, logging_steps=10)
 
 
@@ -371,10 +371,12 @@ def bench_sft(cfg: SFTBenchConfig) -> None:
         else:
             diff = hf_packed_logits_diff(hf, examples[:cfg.micro_batch_size])
             notes[f"TRL {mode}"] = f"exact: max |logits packed - alone| {diff:.0e}"
+        # The ids are already cut to max_len (data.tokenize_sft); TRL >= 1 refuses a max_length it would not enforce
+        # (padding-free without packing), so that mode gets none.
         args = trl.SFTConfig(**trl_common(out_dir, cfg), lr_scheduler_type="cosine", warmup_steps=0.03,
                              per_device_train_batch_size=cfg.bfd_rows if mode == "bfd" else cfg.micro_batch_size,
-                             max_length=cfg.max_len, completion_only_loss=True, padding_free=mode == "padding_free",
-                             packing=mode == "bfd", packing_strategy="bfd")
+                             max_length=None if mode == "padding_free" else cfg.max_len, completion_only_loss=True,
+                             padding_free=mode == "padding_free", packing=mode == "bfd", packing_strategy="bfd")
         clock = step_clock()
         trainer = trl.SFTTrainer(model=hf, args=args, train_dataset=dataset, processing_class=hf_tokenizer(model_dir),
                                  callbacks=[clock])
