@@ -444,7 +444,7 @@ def answer_test_file(cfg: RunConfig, test: str, out: str, net, tokenizer, d) -> 
     with mine_path.open("a", encoding="utf-8") as f:
         if cfg.backend == "openai":   # the same prompts' rendered text to the server, one line per answer
             answer_served(cfg, [(i, data.render_chat(prompts[i], add_generation_prompt=True), len(ids[i]))
-                                for i in mine], f, d.is_main)
+                                for i in mine], max_seq_len, f, d.is_main)
         else:
             from tqdm import tqdm
             bar = tqdm(total=len(mine), desc=f"generate (rank {d.rank})", disable=not d.is_main, dynamic_ncols=True)
@@ -475,7 +475,7 @@ def answer_test_file(cfg: RunConfig, test: str, out: str, net, tokenizer, d) -> 
     dist.barrier()
 
 
-def answer_served(cfg: RunConfig, jobs: list[tuple[int, str, int]], f, progress: bool) -> None:
+def answer_served(cfg: RunConfig, jobs: list[tuple[int, str, int]], context: int, f, progress: bool) -> None:
     """answer_test_file's generation through an OpenAI-compatible server (llm.sample_served): one sample per
     prompt at --temperature/--top_p, each appended to `f` as it arrives. Stops the run with the server's error."""
     def write(i: int, texts: list[str], finished: list[bool]) -> None:
@@ -485,7 +485,7 @@ def answer_served(cfg: RunConfig, jobs: list[tuple[int, str, int]], f, progress:
         client = llm.serving_client(cfg)
         llm.sample_served(client, jobs, write, num_samples=1, temperature=cfg.temperature, top_p=cfg.top_p,
                           max_tokens=cfg.max_new_tokens, seed=cfg.seed, concurrency=cfg.concurrency,
-                          progress=progress, desc=f"generate ({client.model})")
+                          context=context, progress=progress, desc=f"generate ({client.model})")
     except llm.LLMError as e:
         raise BadInput(f"{e} (answers received so far are in {f.name}: run the same command to resume)") from None
     finally:

@@ -7,7 +7,8 @@ appendix A, Tables 5 and 6).
     python data.py build --out ie_instruct.jsonl --records train.jsonl \
         --extra_descriptions runs/llm/task_descriptions_generated.json --explanations runs/llm/explanations.jsonl
 
-The paper's two uses of an LLM, each a plain function:
+The paper's two uses of an LLM, each a plain function (and, at the end, `sample_served`: feedback.py's and
+evaluate.py's `--backend openai`, the same client on a serving engine's completions endpoint):
 
 - `expand_task_descriptions` (section 3.2, "Task Description"): for each task, about 20 new task descriptions are
   generated from the 10 hand-written ones in a Self-Instruct loop; each request shows 3 hand-written and 2 generated
@@ -745,17 +746,20 @@ def request_seed(seed: int, index: int, request: int) -> int:
 
 def sample_served(client: ChatClient, prompts: list[tuple[int, str, int]], on_answer: Callable, *,
                   num_samples: int, temperature: float, top_p: float, max_tokens: int, seed: int,
-                  concurrency: int, progress: bool = True, desc: str = "sampling") -> int:
+                  concurrency: int, context: int | None = None, progress: bool = True, desc: str = "sampling") -> int:
     """Answer each (index, rendered prompt, its length in tokens) with `num_samples` samples from the server,
     `concurrency` prompts in flight, and call on_answer(index, texts, finished) in this thread as each prompt's
-    samples are in (finished: the sample ended at EOS rather than at max_tokens). A server that sends fewer choices
-    than `n` asks for (transformers serve sends one) is asked again for the rest. Returns the completion tokens the
-    server reports. On the first failure, stops sending and raises: what on_answer has written stays."""
+    samples are in (finished: the sample ended at EOS rather than at max_tokens). Given the model's `context`, a
+    request asks for at most context - prompt tokens (model.generate's budget; vLLM refuses more). A server that
+    sends fewer choices than `n` asks for (transformers serve sends one) is asked again for the rest. Returns the
+    completion tokens the server reports. On the first failure, stops sending and raises: what on_answer has
+    written stays."""
     def answer(index: int, text: str, n_ids: int) -> tuple[int, list[str], list[bool], int]:
         texts, finished, tokens = [], [], 0
         while len(texts) < num_samples:
             choices, usage = client.complete_prompt(
-                text, n=num_samples - len(texts), temperature=temperature, top_p=top_p, max_tokens=max_tokens,
+                text, n=num_samples - len(texts), temperature=temperature, top_p=top_p,
+                max_tokens=max_tokens if context is None else min(max_tokens, context - n_ids),
                 seed=request_seed(seed, index, len(texts)))
             if usage.get("prompt_tokens") not in (None, n_ids):
                 raise LLMError(f"{client.public_url} (model {client.model}) read prompt {index} as "

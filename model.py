@@ -696,7 +696,8 @@ def write_tokenizer_json(tokenizer_path, out_dir) -> None:
     if bos is not None:   # add_bos_token=True, add_eos_token=False, as tokenizer_config.json says
         a, b = {"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}
         post = {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": bos, "type_id": 0}}, a],
-                "pair": [{"SpecialToken": {"id": bos, "type_id": 0}}, a, {"SpecialToken": {"id": bos, "type_id": 1}}, b],
+                "pair": [{"SpecialToken": {"id": bos, "type_id": 0}}, a,
+                         {"SpecialToken": {"id": bos, "type_id": 1}}, b],
                 "special_tokens": {bos: {"id": bos, "ids": [vocab[bos]], "tokens": [bos]}}}
     decoders = [{"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "}, {"type": "ByteFallback"},
                 {"type": "Fuse"}]

@@ -143,7 +143,8 @@ def tokenizer_texts() -> list[str]:
     """GOLDEN, special-token strings inside text, and 300 random strings of letters, runs of spaces, newlines, tabs,
     accents, CJK, emoji (byte fallback), digits and the special-token strings."""
     rng = random.Random(0)
-    parts = ["a", "Ab", "the", " ", "  ", "\n", "\t", "é", "日本", "😀", "<s>", "</s>", "<unk>", "<", "s>", "1234", "▁"]
+    parts = ["a", "Ab", "the", " ", "  ", "\n", "\t", "é", "日本", "😀", "<s>", "</s>", "<unk>", "<", "s>", "1234",
+             "▁"]
     return GOLDEN + ["x</s>\ny<s> z", "</s>", "<unk> hi", " </s>  a "] + \
         ["".join(rng.choice(parts) for _ in range(rng.randint(1, 30))) for _ in range(300)]
 
@@ -180,7 +181,8 @@ def test_sentencepiece_model_spec_reads_the_model_file_without_protobuf(tmp_path
         [1, False, "nmt_nfkc", True]
     assert [bpe[k] for k in ("model_type", "byte_fallback", "normalizer", "remove_extra_whitespaces")] == \
         [2, True, "identity", False]
-    for path, spec in [(tmp_path / "bpe.model", bpe), (EMBEDDED_TOKENIZER, sentencepiece_model_spec(EMBEDDED_TOKENIZER))]:
+    for path, spec in [(tmp_path / "bpe.model", bpe),
+                       (EMBEDDED_TOKENIZER, sentencepiece_model_spec(EMBEDDED_TOKENIZER))]:
         sp = SentencePieceProcessor(model_file=str(path))
         kinds = [2 if sp.is_unknown(i) else 3 if sp.is_control(i) else 6 if sp.is_byte(i) else 1
                  for i in range(sp.vocab_size())]
@@ -189,7 +191,8 @@ def test_sentencepiece_model_spec_reads_the_model_file_without_protobuf(tmp_path
         write_tokenizer_json(tmp_path / "uni.model", tmp_path)
     write_tokenizer_json(tmp_path / "bpe.model", tmp_path)
     tokenizers = pytest.importorskip("tokenizers")
-    fast, oracle = tokenizers.Tokenizer.from_file(str(tmp_path / "tokenizer.json")), SlowLlamaTokenizer(tmp_path / "bpe.model")
+    fast = tokenizers.Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    oracle = SlowLlamaTokenizer(tmp_path / "bpe.model")
     for text in tokenizer_texts():
         assert fast.encode(text).ids == oracle.encode(text), repr(text)
 
