@@ -1,6 +1,7 @@
 """Benchmarks, one subcommand per part of the project; each prints its ratios as its last lines.
 
     python bench.py model            # model.py against transformers (issue 2, "Performance"), on the "tiny" preset
+    python bench.py model --preset vocab32k   # the same at LLaMA-2's 32,000-token vocabulary (d 256, 4 layers)
     python bench.py sft              # sft.py against TRL's SFTTrainer (issue 4, "Performance"), on the "demo" preset
     python bench.py dpo              # dpo.py against TRL's DPOTrainer (issue 5, "Performance")
     python bench.py feedback         # feedback.py's sampling against transformers' generate (issue 5)
