@@ -1,6 +1,7 @@
 """Benchmarks, one subcommand per part of the project; each prints its ratios as its last lines.
 
     python bench.py model            # model.py against transformers (issue 2, "Performance"), on the "tiny" preset
+    python bench.py model --preset vocab32k   # the same at LLaMA-2's 32,000-token vocabulary (d 256, 4 layers)
     python bench.py sft              # sft.py against TRL's SFTTrainer (issue 4, "Performance"), on the "demo" preset
     python bench.py dpo              # dpo.py against TRL's DPOTrainer (issue 5, "Performance")
     python bench.py feedback         # feedback.py's sampling against transformers' generate (issue 5)
@@ -58,9 +59,17 @@ from config import flag, parse_config
 # bench.py model
 
 
+# LLaMA-2's 32,000-token vocabulary on a small LLaMA-shaped model (MHA, head dim 64, Meta's SwiGLU rule): the output
+# layer and its logits weigh here as they do at 7B, where the tiny (512) and demo (2,048) vocabularies let per-step
+# overhead dominate decoding.
+BENCH_PRESETS = {"vocab32k": dict(dim=256, n_layers=4, n_heads=4, n_kv_heads=4, vocab_size=32000, multiple_of=256,
+                                  max_seq_len=512)}
+
+
 @dataclass
 class ModelBenchConfig:
-    preset: str = flag("tiny", "model.py preset (issue 2: 'the same tiny config')")
+    preset: str = flag("tiny", "model.py preset (issue 2: 'the same tiny config'), or vocab32k: d 256, 4 layers, "
+                               "LLaMA-2's 32,000-token vocabulary")
     device: str = flag("cpu", "cpu or cuda")
     train_batch: int = flag(8, "training step: sequences per batch")
     train_len: int = flag(256, "training step: tokens per sequence")
@@ -99,7 +108,8 @@ def bench_model(cfg: ModelBenchConfig) -> None:
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    args = llama.ModelArgs.from_name(cfg.preset)
+    args = llama.ModelArgs(**BENCH_PRESETS[cfg.preset]) if cfg.preset in BENCH_PRESETS else \
+        llama.ModelArgs.from_name(cfg.preset)
     ours = llama.Transformer(args)
     ours.init_weights(seed=cfg.seed)
     with tempfile.TemporaryDirectory() as tmp:   # the same weights in both: ours saved, transformers loads them
@@ -179,11 +189,11 @@ def load_hf(model_dir: Path):
 
 
 def hf_tokenizer(model_dir: Path):
-    """transformers' slow LlamaTokenizer on our tokenizer.model. TRL only asks it for the pad/eos ids here: the data
-    reaches TRL already tokenised by data.py, so both sides train on the very same ids and loss masks."""
+    """The export's tokenizer as transformers loads it (tokenizer.json). TRL only asks it for the pad/eos ids here:
+    the data reaches TRL already tokenised by data.py, so both sides train on the very same ids and loss masks."""
     import transformers
 
-    return transformers.LlamaTokenizer(vocab_file=str(model_dir / "tokenizer.model"))
+    return transformers.AutoTokenizer.from_pretrained(model_dir)
 
 
 def run_ours(script: str, argv: list[str], out_dir: Path, threads: int) -> list[dict]:
@@ -249,7 +259,7 @@ def trl_common(out_dir: Path, cfg) -> dict:
     checkpointing: both off, as in our CPU runs), no checkpoints, no reporting, the same steps, lr and seed."""
     return dict(output_dir=str(out_dir), max_steps=cfg.warmup_steps + cfg.timed_steps, learning_rate=cfg.lr,
                 gradient_accumulation_steps=cfg.accumulation, weight_decay=0.0, max_grad_norm=1.0, bf16=False,
-                gradient_checkpointing=False, use_cpu=True, report_to="none", save_strategy="no", seed=cfg.seed,
+                activation_checkpointing=False, use_cpu=True, report_to="none", save_strategy="no", seed=cfg.seed,
                 dataloader_num_workers=0, disable_tqdm=True, logging_steps=10)
 
 
@@ -362,10 +372,12 @@ def bench_sft(cfg: SFTBenchConfig) -> None:
         else:
             diff = hf_packed_logits_diff(hf, examples[:cfg.micro_batch_size])
             notes[f"TRL {mode}"] = f"exact: max |logits packed - alone| {diff:.0e}"
-        args = trl.SFTConfig(**trl_common(out_dir, cfg), lr_scheduler_type="cosine", warmup_ratio=0.03,
+        # The ids are already cut to max_len (data.tokenize_sft); TRL >= 1 refuses a max_length it would not enforce
+        # (padding-free without packing), so that mode gets none.
+        args = trl.SFTConfig(**trl_common(out_dir, cfg), lr_scheduler_type="cosine", warmup_steps=0.03,
                              per_device_train_batch_size=cfg.bfd_rows if mode == "bfd" else cfg.micro_batch_size,
-                             max_length=cfg.max_len, completion_only_loss=True, padding_free=mode == "padding_free",
-                             packing=mode == "bfd", packing_strategy="bfd")
+                             max_length=None if mode == "padding_free" else cfg.max_len, completion_only_loss=True,
+                             padding_free=mode == "padding_free", packing=mode == "bfd", packing_strategy="bfd")
         clock = step_clock()
         trainer = trl.SFTTrainer(model=hf, args=args, train_dataset=dataset, processing_class=hf_tokenizer(model_dir),
                                  callbacks=[clock])
@@ -511,7 +523,7 @@ def bench_dpo(cfg: DPOBenchConfig) -> None:
             return dataset   # already prompt_ids / chosen_ids / rejected_ids
 
     def theirs(out_dir: Path) -> tuple[float, float]:
-        args = trl.DPOConfig(**trl_common(out_dir, cfg), lr_scheduler_type="linear", warmup_ratio=0.1,
+        args = trl.DPOConfig(**trl_common(out_dir, cfg), lr_scheduler_type="linear", warmup_steps=0.1,
                              per_device_train_batch_size=cfg.micro_batch_size, max_length=cfg.max_len,
                              beta=cfg.beta, loss_type=["sigmoid"], precompute_ref_log_probs=False)
         clock = step_clock()

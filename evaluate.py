@@ -41,6 +41,7 @@ import sys
 import time
 from pathlib import Path
 
+import llm
 import scorers as S
 from config import flag, parse_config
 from robust import atomic_file, run_main
@@ -325,7 +326,7 @@ def build_command(cfg: BuildConfig) -> None:
 # Generation (appendix C.1): every test prompt answered by the model, across torchrun ranks, resumable
 
 @dataclasses.dataclass
-class RunConfig:
+class RunConfig(llm.ServeConfig):   # --backend openai --base_url URL: a serving engine answers (llm.py)
     """Answer every record of a test file with a model: the predictions file = the test records + "output"."""
     model: str = flag("", "checkpoint directory: Meta, Hugging Face or this project's (sft.py and dpo.py write "
                       "RUN_DIR/final)")
@@ -400,7 +401,8 @@ def run_generation(cfg: RunConfig) -> None:
         tokenizer = llama.Tokenizer(cfg.tokenizer or Path(cfg.model) / "tokenizer.model")
         dtype = {"auto": torch.bfloat16 if d.device.type == "cuda" else torch.float32, "float32": torch.float32,
                  "bfloat16": torch.bfloat16, "float16": torch.float16}[cfg.dtype]
-        net = llama.Transformer.from_pretrained(cfg.model, device=d.device, dtype=dtype).eval()
+        net = None if cfg.backend == "openai" else \
+            llama.Transformer.from_pretrained(cfg.model, device=d.device, dtype=dtype).eval()
         for test, out in zip(tests, outs):
             answer_test_file(cfg, test, out, net, tokenizer, d)
     finally:
@@ -422,6 +424,9 @@ def answer_test_file(cfg: RunConfig, test: str, out: str, net, tokenizer, d) -> 
     settings = {"test": str(Path(test).resolve()), "n": len(records), "model": str(Path(cfg.model).resolve()),
                 "max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature, "top_p": cfg.top_p,
                 "seed": cfg.seed, "prompt_template": cfg.prompt_template}
+    if cfg.backend == "openai":   # another sampler: its outputs are not mixed with model.py's
+        settings |= {"backend": cfg.backend, "base_url": llm.public_url(cfg.base_url),
+                     "served_model": cfg.served_model}
     if d.is_main:
         partial.mkdir(parents=True, exist_ok=True)
         stamp = partial / "settings.json"
@@ -438,29 +443,34 @@ def answer_test_file(cfg: RunConfig, test: str, out: str, net, tokenizer, d) -> 
     training.print0(d, f"run {test}: {len(records)} prompts, {len(done)} already answered (resumed), "
                        f"{len(todo)} to go on {d.world_size} rank(s)")
     ids = {i: prompt_ids(tokenizer, prompts[i], cfg.prompt_template) for i in mine}
-    too_long = [i for i in mine if len(ids[i]) >= net.args.max_seq_len]
+    max_seq_len = net.args.max_seq_len if net is not None else llama.read_model_args(cfg.model).max_seq_len
+    too_long = [i for i in mine if len(ids[i]) >= max_seq_len]
     if too_long:
-        raise BadInput(f"{len(too_long)} prompts do not fit the model's context of {net.args.max_seq_len} tokens, "
+        raise BadInput(f"{len(too_long)} prompts do not fit the model's context of {max_seq_len} tokens, "
                        f"e.g. {_where(test, records[too_long[0]])} ({len(ids[too_long[0]])} tokens)")
-    from tqdm import tqdm
-    bar = tqdm(total=len(mine), desc=f"generate (rank {d.rank})", disable=not d.is_main, dynamic_ncols=True)
     mine_path = partial / f"rank{d.rank}.jsonl"
     if mine_path.exists() and mine_path.stat().st_size and not mine_path.read_bytes().endswith(b"\n"):
         with mine_path.open("a") as f:  # end the line an interruption cut off, so new lines stay whole
             f.write("\n")
     with mine_path.open("a", encoding="utf-8") as f:
-        for start in range(0, len(mine), cfg.save_every):
-            chunk = mine[start:start + cfg.save_every]
-            new = llama.generate(net, [ids[i] for i in chunk], cfg.max_new_tokens, temperature=cfg.temperature,
-                                 top_p=cfg.top_p, eos_id=tokenizer.eos_id, batch_size=cfg.batch_size,
-                                 seeds=[llama.prompt_seed(cfg.seed, i) for i in chunk])
-            for i, toks in zip(chunk, new):
-                toks = toks[:-1] if toks and toks[-1] == tokenizer.eos_id else toks  # the stop token is no text
-                f.write(json.dumps({"index": i, "output": tokenizer.decode(toks)}, ensure_ascii=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-            bar.update(len(chunk))
-    bar.close()
+        if cfg.backend == "openai":   # the same prompts' rendered text to the server, one line per answer
+            answer_served(cfg, [(i, data.render_chat(prompts[i], add_generation_prompt=True), len(ids[i]))
+                                for i in mine], max_seq_len, f, d.is_main)
+        else:
+            from tqdm import tqdm
+            bar = tqdm(total=len(mine), desc=f"generate (rank {d.rank})", disable=not d.is_main, dynamic_ncols=True)
+            for start in range(0, len(mine), cfg.save_every):
+                chunk = mine[start:start + cfg.save_every]
+                new = llama.generate(net, [ids[i] for i in chunk], cfg.max_new_tokens, temperature=cfg.temperature,
+                                     top_p=cfg.top_p, eos_id=tokenizer.eos_id, batch_size=cfg.batch_size,
+                                     seeds=[llama.prompt_seed(cfg.seed, i) for i in chunk])
+                for i, toks in zip(chunk, new):
+                    toks = toks[:-1] if toks and toks[-1] == tokenizer.eos_id else toks  # the stop token is no text
+                    f.write(json.dumps({"index": i, "output": tokenizer.decode(toks)}, ensure_ascii=False) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+                bar.update(len(chunk))
+            bar.close()
     dist.barrier()
     if d.is_main:  # gather: every rank's answers, back in test order
         done = _read_partial(partial)
@@ -474,6 +484,23 @@ def answer_test_file(cfg: RunConfig, test: str, out: str, net, tokenizer, d) -> 
         partial.rmdir()
         print(f"wrote {len(records)} predictions to {out}")
     dist.barrier()
+
+
+def answer_served(cfg: RunConfig, jobs: list[tuple[int, str, int]], context: int, f, progress: bool) -> None:
+    """answer_test_file's generation through an OpenAI-compatible server (llm.sample_served): one sample per
+    prompt at --temperature/--top_p, each appended to `f` as it arrives. Stops the run with the server's error."""
+    def write(i: int, texts: list[str], finished: list[bool]) -> None:
+        f.write(json.dumps({"index": i, "output": texts[0]}, ensure_ascii=False) + "\n")
+        f.flush()
+    try:
+        client = llm.serving_client(cfg)
+        llm.sample_served(client, jobs, write, num_samples=1, temperature=cfg.temperature, top_p=cfg.top_p,
+                          max_tokens=cfg.max_new_tokens, seed=cfg.seed, concurrency=cfg.concurrency,
+                          context=context, progress=progress, desc=f"generate ({client.model})")
+    except llm.LLMError as e:
+        raise BadInput(f"{e} (answers received so far are in {f.name}: run the same command to resume)") from None
+    finally:
+        os.fsync(f.fileno())
 
 
 # ----------------------------------------------------------------------------------------------------------------

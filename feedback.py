@@ -4,6 +4,9 @@
     python feedback.py                                      # the same, one process
     torchrun --nproc_per_node 8 feedback.py --model runs/sft/final --data_dir ../shared/data \\
         --out_dir runs/feedback                             # the paper's run (8 GPUs: each samples 1/8 of the prompts)
+    vllm serve runs/sft/final &                             # or let a serving engine sample (what the authors did):
+    python feedback.py --model runs/sft/final --data_dir ../shared/data --backend openai \\
+        --base_url http://localhost:8000/v1                 # any OpenAI-compatible server; same files, same resume
 
 What the paper does (section 4; appendix B.1; docs/fidelity.md §3), step by step, and where each step is below:
 
@@ -50,6 +53,7 @@ from tqdm import tqdm
 
 import data
 import ie_formats
+import llm
 import model as llama
 import training as T
 from config import flag, parse_config
@@ -60,7 +64,7 @@ ANSWER = "[Answer]: "  # the canonical answer marker (docs/fidelity.md §1); BLE
 
 
 @dataclass
-class FeedbackConfig:
+class FeedbackConfig(llm.ServeConfig):   # --backend openai --base_url URL: a serving engine samples (llm.py)
     # What to sample, and from which records
     model: str = flag("", "the SFT model to sample (ADELIE-SFT, section 4); any directory model.py loads, with "
                           "tokenizer.model beside the weights (default: runs/sft/final, the SFT demo's output)")
@@ -276,13 +280,43 @@ def sample_prompts(net, tokenizer, pool: list[dict], todo: list[int], cfg: Feedb
                 n_tokens += sum(map(len, rows))
                 finished = [bool(r) and r[-1] == tokenizer.eos_id for r in rows]
                 texts = [tokenizer.decode(r[:-1] if end else r) for r, end in zip(rows, finished)]
-                f.write(json.dumps({"index": i, "id": pool[i]["id"], "prompt_sha": pool[i]["prompt_sha"],
-                                    "samples": texts, "finished": finished}, ensure_ascii=False) + "\n")
+                f.write(sample_line(pool[i], texts, finished))
             f.flush()
             os.fsync(f.fileno())
             bar.update(len(chunk))
     bar.close()
     return n_tokens
+
+
+def sample_line(prompt: dict, texts: list[str], finished: list[bool]) -> str:
+    """A samples file line: the prompt's index, id and hash, its samples, and whether each ended at EOS."""
+    return json.dumps({"index": prompt["index"], "id": prompt["id"], "prompt_sha": prompt["prompt_sha"],
+                       "samples": texts, "finished": finished}, ensure_ascii=False) + "\n"
+
+
+def sample_prompts_served(cfg: FeedbackConfig, pool: list[dict], todo: list[int], path: Path, progress: bool) -> int:
+    """sample_prompts through an OpenAI-compatible server (--backend openai, llm.sample_served): each prompt's
+    rendered text (what data.encode_prompt encodes) at the same settings, one line per prompt appended as its
+    samples arrive. Request seeds come from (seed, prompt index); the server's sampler is not model.py's, so the
+    samples differ from the builtin backend's. Returns the number of new tokens the server reports."""
+    jobs = [(i, data.render_chat(pool[i]["messages"][:-1], add_generation_prompt=True), len(pool[i]["prompt_ids"]))
+            for i in todo]
+    with open(path, "a", encoding="utf-8") as f:
+        def write(i: int, texts: list[str], finished: list[bool]) -> None:
+            f.write(sample_line(pool[i], texts, finished))
+            f.flush()
+        try:
+            client = llm.serving_client(cfg)
+            if progress:
+                print(f"sampling with {client.model} at {client.public_url}/completions, {cfg.concurrency} "
+                      f"requests in flight", flush=True)
+            return llm.sample_served(client, jobs, write, num_samples=cfg.num_samples, temperature=cfg.temperature,
+                                     top_p=cfg.top_p, max_tokens=cfg.max_new_tokens, seed=cfg.seed,
+                                     concurrency=cfg.concurrency, progress=progress)
+        except llm.LLMError as e:
+            sys.exit(f"error: {e} (samples received so far are in {path}: run the same command to resume)")
+        finally:
+            os.fsync(f.fileno())
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -743,6 +777,9 @@ def main(argv=None) -> None:
     T.lock_out_dir(out_dir, d, cfg.clear_stale_lock)  # one run at a time (it resumes the samples on disk)
     if d.is_main:
         sampling = {k: getattr(cfg, k) for k in SAMPLING_FIELDS} | {"model": str(model_dir.resolve())}
+        if cfg.backend == "openai":   # another sampler: its samples are not mixed with model.py's
+            sampling |= {"backend": cfg.backend, "base_url": llm.public_url(cfg.base_url),
+                         "served_model": cfg.served_model}
         earlier = out_dir / "sampling.json"
         if earlier.exists() and (old := json.loads(earlier.read_text())) != sampling:
             diff = {k: (old.get(k), v) for k, v in sampling.items() if old.get(k) != v}
@@ -794,7 +831,9 @@ def main(argv=None) -> None:
     T.print0(d, f"samples on disk for {len(done)} prompts ({torn} torn last lines cut, to be redone; {outside} "
                 f"outside this pool); {n_todo} prompts to sample on {d.world_size} ranks")
     t0, n_tokens = time.perf_counter(), 0
-    if todo:  # every rank holds the whole model (no sharding for sampling: LLaMA-2-7B in bf16 takes 14 GB)
+    if todo and cfg.backend == "openai":
+        n_tokens = sample_prompts_served(cfg, pool, todo, out_dir / f"samples.rank{d.rank}.jsonl", d.is_main)
+    elif todo:  # every rank holds the whole model (no sharding for sampling: LLaMA-2-7B in bf16 takes 14 GB)
         dtype = torch.bfloat16 if cfg.bf16 and d.device.type == "cuda" else torch.float32
         net = llama.Transformer.from_pretrained(model_dir, device=d.device, dtype=dtype).eval()
         t0 = time.perf_counter()

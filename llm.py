@@ -7,7 +7,8 @@ appendix A, Tables 5 and 6).
     python data.py build --out ie_instruct.jsonl --records train.jsonl \
         --extra_descriptions runs/llm/task_descriptions_generated.json --explanations runs/llm/explanations.jsonl
 
-The paper's two uses of an LLM, each a plain function:
+The paper's two uses of an LLM, each a plain function (and, at the end, `sample_served`: feedback.py's and
+evaluate.py's `--backend openai`, the same client on a serving engine's completions endpoint):
 
 - `expand_task_descriptions` (section 3.2, "Task Description"): for each task, about 20 new task descriptions are
   generated from the 10 hand-written ones in a Self-Instruct loop; each request shows 3 hand-written and 2 generated
@@ -228,16 +229,17 @@ class ChatClient:
             self._count("cache_hits")
             return Completion(hit["content"], hit.get("finish_reason", ""), cached=True)
         body = {"model": self.model, "messages": messages, "temperature": temperature, "max_tokens": max_tokens}
-        content, finish_reason = self._parse(self._post(body))
+        content, finish_reason = self._parse(self._request("chat/completions", body))
         self._count("completions")
         if self.cache is not None:
             self.cache.put({"key": key, "model": self.model, "messages": messages, "tag": tag,
                             "content": content, "finish_reason": finish_reason})
         return Completion(content, finish_reason, cached=False)
 
-    def _post(self, body: dict) -> requests.Response:
-        url = f"{self.base_url}/chat/completions"
-        where = f"{self.public_url}/chat/completions (model {self.model})"
+    def _request(self, path: str, body: dict | None = None) -> requests.Response:
+        """POST `body` (GET without one) to {base_url}/{path}, with the retries described above."""
+        url = f"{self.base_url}/{path}"
+        where = f"{self.public_url}/{path} (model {self.model})"
         headers = {"Content-Type": "application/json"}
         if self.__api_key:
             headers["Authorization"] = f"Bearer {self.__api_key}"
@@ -246,7 +248,8 @@ class ChatClient:
             self._count("http_requests")
             retry_after = None
             try:
-                resp = requests.post(url, json=body, headers=headers, timeout=self.timeout)
+                resp = requests.post(url, json=body, headers=headers, timeout=self.timeout) if body is not None \
+                    else requests.get(url, headers=headers, timeout=self.timeout)
             except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as e:
                 problem = f"{type(e).__name__}: {self._redact(str(e))[:300]}"
             except requests.RequestException as e:  # an invalid URL and the like: retrying cannot help
@@ -275,6 +278,37 @@ class ChatClient:
             time.sleep(delay)
         raise LLMError(f"{where}: gave up after {self.max_retries + 1} attempts; last problem: {problem}. Responses "
                        f"received so far are cached: run the same command again to resume.")
+
+    def complete_prompt(self, prompt: str, *, n: int, temperature: float, top_p: float, max_tokens: int,
+                        seed: int) -> tuple[list[tuple[str, str]], dict]:
+        """POST {base_url}/completions: the raw prompt (no chat template), `n` samples. Returns ([(text,
+        finish_reason)] of the choices the server sent -- some servers send one whatever `n` is -- and the usage it
+        reports ({"prompt_tokens", "completion_tokens"}, or {}). Never cached: the caller's output files are the
+        resume point."""
+        body = {"model": self.model, "prompt": prompt, "n": n, "temperature": temperature, "top_p": top_p,
+                "max_tokens": max_tokens, "seed": seed}
+        resp = self._request("completions", body)
+        where = f"{self.public_url}/completions (model {self.model})"
+        try:
+            data = resp.json()
+            choices = [(c["text"], str(c.get("finish_reason") or "")) for c in data["choices"]]
+            usage = data.get("usage") or {}
+            if not isinstance(usage, dict) or not choices or not all(isinstance(t, str) for t, _ in choices):
+                raise TypeError("no choices")
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise LLMError(f"{where}: malformed response, expected {{'choices': [{{'text': str, 'finish_reason': "
+                           f"str}}, ...]}}, got: {self._redact(resp.text[:300])!r}") from None
+        self._count("completions")
+        return choices, usage
+
+    def served_models(self) -> list[str]:
+        """The model names GET {base_url}/models lists (OpenAI's format: {"data": [{"id": ...}, ...]})."""
+        resp = self._request("models")
+        try:
+            return [m["id"] for m in resp.json()["data"]]
+        except (ValueError, KeyError, TypeError):
+            raise LLMError(f"{self.public_url}/models: malformed response, expected {{'data': [{{'id': str}}]}}, "
+                           f"got: {self._redact(resp.text[:300])!r}") from None
 
     def _parse(self, resp: requests.Response) -> tuple[str, str]:
         where = f"{self.public_url}/chat/completions (model {self.model})"
@@ -663,7 +697,92 @@ def _data_prompts():
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Files
+# Sampling through a serving engine: feedback.py and evaluate.py run --backend openai
+#
+# At 7B the expensive stages are the two that sample, not training: IEFeedback draws 5 samples for tens of
+# thousands of prompts (section 4) and evaluation decodes thousands of prompts per test set (appendix C.1); the
+# authors used vLLM for both. With --backend openai each rendered prompt goes to {base_url}/completions of any
+# OpenAI-compatible server (`vllm serve runs/sft/final`, `transformers serve`, ...): the completions endpoint, not
+# chat completions, so the server applies no chat template and tokenises exactly the text model.py's path encodes
+# (the export's tokenizer.json equals tokenizer.model; the prompt length the server reports is checked against
+# ours). The callers keep their own per-prompt output files, so a rerun resumes where an interrupted one stopped.
+
+@dataclass
+class ServeConfig:
+    backend: str = flag("builtin", "who samples: builtin = model.py's generate (under torchrun); openai = an "
+                                   "OpenAI-compatible server at --base_url (vLLM, transformers serve, ...)",
+                        choices=["builtin", "openai"])
+    base_url: str = flag("", "--backend openai: the server's base URL, e.g. http://localhost:8000/v1 (`vllm serve "
+                             "MODEL`); a key, if the server wants one, is read from $OPENAI_API_KEY")
+    served_model: str = flag("", "--backend openai: the model name to request (default: the only model the "
+                                 "server lists at /models)")
+    concurrency: int = flag(64, "--backend openai: requests in flight at once (the server batches them)")
+    request_timeout: float = flag(600.0, "--backend openai: seconds to wait for one response (all its samples)")
+    max_retries: int = flag(6, "--backend openai: retries of a request after 429/5xx/connection errors, with "
+                               "exponential backoff, before the run stops (rerun to resume)")
+
+
+def serving_client(cfg: ServeConfig) -> ChatClient:
+    """The client for --backend openai: --base_url, the key from $OPENAI_API_KEY, and the served model's name
+    (--served_model, else the only one the server lists)."""
+    if not cfg.base_url:
+        raise ValueError("--backend openai needs --base_url, e.g. http://localhost:8000/v1 where `vllm serve "
+                         "runs/sft/final` listens")
+    client = ChatClient(cfg.base_url, cfg.served_model or "?", os.environ.get("OPENAI_API_KEY", ""),
+                        timeout=cfg.request_timeout, max_retries=cfg.max_retries)
+    if not cfg.served_model:
+        names = client.served_models()
+        if len(names) != 1:
+            raise LLMError(f"{client.public_url}/models lists {len(names)} models {names[:10]}: choose one with "
+                           f"--served_model")
+        client.model = names[0]
+    return client
+
+
+def request_seed(seed: int, index: int, request: int) -> int:
+    """The `seed` of request `request` for prompt `index`: fixed by the prompt, not by the order of requests."""
+    return int.from_bytes(hashlib.sha256(f"{seed}/{index}/{request}".encode()).digest()[:4], "little") >> 1
+
+
+def sample_served(client: ChatClient, prompts: list[tuple[int, str, int]], on_answer: Callable, *,
+                  num_samples: int, temperature: float, top_p: float, max_tokens: int, seed: int,
+                  concurrency: int, context: int | None = None, progress: bool = True, desc: str = "sampling") -> int:
+    """Answer each (index, rendered prompt, its length in tokens) with `num_samples` samples from the server,
+    `concurrency` prompts in flight, and call on_answer(index, texts, finished) in this thread as each prompt's
+    samples are in (finished: the sample ended at EOS rather than at max_tokens). Given the model's `context`, a
+    request asks for at most context - prompt tokens (model.generate's budget; vLLM refuses more). A server that
+    sends fewer choices than `n` asks for (transformers serve sends one) is asked again for the rest. Returns the
+    completion tokens the server reports. On the first failure, stops sending and raises: what on_answer has
+    written stays."""
+    def answer(index: int, text: str, n_ids: int) -> tuple[int, list[str], list[bool], int]:
+        texts, finished, tokens = [], [], 0
+        while len(texts) < num_samples:
+            choices, usage = client.complete_prompt(
+                text, n=num_samples - len(texts), temperature=temperature, top_p=top_p,
+                max_tokens=max_tokens if context is None else min(max_tokens, context - n_ids),
+                seed=request_seed(seed, index, len(texts)))
+            if usage.get("prompt_tokens") not in (None, n_ids):
+                raise LLMError(f"{client.public_url} (model {client.model}) read prompt {index} as "
+                               f"{usage['prompt_tokens']} tokens, ours has {n_ids}: serve the export whose "
+                               f"tokenizer this run reads")
+            texts += [t for t, _ in choices]
+            finished += [reason == "stop" for _, reason in choices]
+            tokens += usage.get("completion_tokens") or 0
+        return index, texts[:num_samples], finished[:num_samples], tokens
+
+    n_tokens = 0
+    bar = tqdm(total=len(prompts), desc=desc, unit="prompt", disable=not progress)
+    pool = ThreadPoolExecutor(max_workers=max(1, concurrency))
+    try:
+        for fut in as_completed([pool.submit(answer, *p) for p in prompts]):
+            index, texts, finished, tokens = fut.result()
+            on_answer(index, texts, finished)
+            n_tokens += tokens
+            bar.update(1)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)   # a failure: stop sending, let requests in flight end
+        bar.close()
+    return n_tokens
 
 def read_pools(path: str | Path) -> dict[str, list[str]]:
     """A description pool file: {TASK: [description, ...]}."""

@@ -601,7 +601,8 @@ def write_hf_checkpoint(state_dict: dict, args: ModelArgs, out_dir, max_shard_si
             _write_json(out / "model.safetensors.index.json", {"metadata": {"total_size": total}, "weight_map": weight_map})
         dtype = str(tensors["model.embed_tokens.weight"].dtype).removeprefix("torch.")
         _write_json(out / "config.json", args.to_hf_config(dtype, bos_id, eos_id))
-        _write_json(out / "generation_config.json", {"bos_token_id": bos_id, "eos_token_id": eos_id})
+        # do_sample: a server (transformers serve) then samples at the temperature a request asks for (section 4: 1.0).
+        _write_json(out / "generation_config.json", {"bos_token_id": bos_id, "eos_token_id": eos_id, "do_sample": True})
         if tokenizer_path is not None:
             shutil.copyfile(tokenizer_path, out / "tokenizer.model")  # out is new: never the source itself
             if tokenizer.added_tokens:  # the rows beyond the SentencePiece pieces (e.g. ADELIE's <pad>)
@@ -610,10 +611,13 @@ def write_hf_checkpoint(state_dict: dict, args: ModelArgs, out_dir, max_shard_si
                        "unk_token": tokenizer.id_to_piece(tokenizer.sp.unk_id())}
             _write_json(out / "special_tokens_map.json", special)
             # legacy=True: plain SentencePiece encoding, what ADELIE trained with and what Tokenizer does.
+            # PreTrainedTokenizerFast reads tokenizer.json as written; transformers 5's LlamaTokenizer would rebuild
+            # its pre-tokenizer and encode a text that starts with a space differently from SentencePiece.
             _write_json(out / "tokenizer_config.json", {
-                "tokenizer_class": "LlamaTokenizer", **special, "pad_token": None, "add_bos_token": True,
+                "tokenizer_class": "PreTrainedTokenizerFast", **special, "pad_token": None, "add_bos_token": True,
                 "add_eos_token": False, "legacy": True, "clean_up_tokenization_spaces": False,
                 "model_max_length": args.max_seq_len, "sp_model_kwargs": {}})
+            write_tokenizer_json(out / "tokenizer.model", out)   # loads in transformers 5 and vLLM without protobuf
 
 
 def _read_json(path: Path):
@@ -629,6 +633,130 @@ def _read_json(path: Path):
 
 def _write_json(path: Path, obj) -> None:
     path.write_text(json.dumps(obj, indent=2) + "\n")
+
+
+# tokenizer.json: the `tokenizers` library's file (what transformers' fast tokenizer, vLLM and `transformers serve`
+# load), written from the SentencePiece model by hand, so that an export loads without protobuf (which transformers
+# needs to convert tokenizer.model itself) and without the `tokenizers` library at export time. The same file Meta's
+# Hugging Face repositories ship: a BPE model with byte fallback, the sentencepiece pieces as its vocabulary and
+# merges read off the piece scores (SentencePiece BPE merges the adjacent pair whose union scores highest;
+# transformers' LlamaConverter derives the ranked merge list the same way).
+
+
+def _proto_fields(buf: bytes):
+    """(field number, value) of each field of one serialized protobuf message: a varint as int, a length-delimited
+    field as bytes, a 32-bit field as float (the only fixed-size type SentencePiece's ModelProto uses)."""
+    import struct
+    i = 0
+
+    def varint():
+        nonlocal i
+        shift = value = 0
+        while True:
+            b = buf[i]
+            i += 1
+            value |= (b & 0x7F) << shift
+            shift += 7
+            if b < 0x80:
+                return value
+    while i < len(buf):
+        key = varint()
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            yield field, varint()
+        elif wire == 2:
+            n = varint()
+            yield field, buf[i:i + n]
+            i += n
+        elif wire == 5:
+            yield field, struct.unpack("<f", buf[i:i + 4])[0]
+            i += 4
+        elif wire == 1:
+            i += 8
+        else:
+            raise ValueError(f"protobuf wire type {wire} at byte {i}: not a SentencePiece model")
+
+
+def sentencepiece_model_spec(path) -> dict:
+    """What tokenizer.json needs from a SentencePiece model file (sentencepiece_model.proto, read without protobuf):
+    its pieces (piece, score, type), model_type (1 unigram, 2 BPE), byte_fallback and the normalizer settings."""
+    spec = {"pieces": [], "model_type": 1, "byte_fallback": False, "normalizer": "nmt_nfkc",
+            "add_dummy_prefix": True, "remove_extra_whitespaces": True, "treat_whitespace_as_suffix": False}
+    for field, value in _proto_fields(Path(path).read_bytes()):
+        if field == 1:      # SentencePiece {piece = 1, score = 2, type = 3 (1 normal ... 4 user defined, 6 byte)}
+            piece = dict(_proto_fields(value))
+            spec["pieces"].append((piece.get(1, b"").decode("utf-8"), piece.get(2, 0.0), piece.get(3, 1)))
+        elif field == 2:    # TrainerSpec
+            trainer = dict(_proto_fields(value))
+            spec.update(model_type=trainer.get(3, 1), byte_fallback=bool(trainer.get(35, 0)),
+                        treat_whitespace_as_suffix=bool(trainer.get(24, 0)))
+        elif field == 3:    # NormalizerSpec
+            norm = dict(_proto_fields(value))
+            spec.update(normalizer=norm.get(1, b"nmt_nfkc").decode(), add_dummy_prefix=bool(norm.get(3, 1)),
+                        remove_extra_whitespaces=bool(norm.get(4, 1)))
+    return spec
+
+
+def write_tokenizer_json(tokenizer_path, out_dir) -> None:
+    """out_dir/tokenizer.json, encoding token for token as tokenizer_path does (what transformers' LlamaTokenizer
+    with legacy=True writes for LLaMA-2): the text is split at the special tokens, each stretch gets SentencePiece's
+    dummy "▁" prefix and "▁" for every space, then BPE with byte fallback. Only LLaMA-style SentencePiece models
+    (BPE, byte fallback, identity normalisation, no user-defined pieces) can be written this way."""
+    spec = sentencepiece_model_spec(tokenizer_path)
+    pieces = spec["pieces"]
+    unsupported = [what for what, bad in [
+        ("a BPE model", spec["model_type"] != 2), ("byte_fallback", not spec["byte_fallback"]),
+        ("the identity normalisation", spec["normalizer"] != "identity"),
+        ("whitespace as a prefix", spec["treat_whitespace_as_suffix"]),
+        ("no user-defined pieces", any(t == 4 for _, _, t in pieces)),
+        ("no spaces inside pieces", any(" " in p for p, _, _ in pieces))] if bad]
+    if unsupported:
+        raise ValueError(f"{tokenizer_path}: cannot write tokenizer.json: expected a LLaMA-style SentencePiece model "
+                         f"({', '.join(unsupported)})")
+    vocab = {p: i for i, (p, _, _) in enumerate(pieces)}
+    # Merges: every way a normal piece splits into two pieces, ranked by the piece's score (highest first; ties
+    # keep vocabulary order) -- a pair that SentencePiece would merge earlier gets the lower rank.
+    merges = []
+    for i, (piece, score, kind) in enumerate(pieces):
+        if kind == 1:
+            splits = [(vocab[piece[:k]], vocab[piece[k:]]) for k in range(1, len(piece))
+                      if piece[:k] in vocab and piece[k:] in vocab]
+            merges += [(-score, i, l, r) for l, r in sorted(splits)]
+    merges = [f"{pieces[l][0]} {pieces[r][0]}" for _, _, l, r in sorted(merges)]
+    specials = [i for i, (_, _, kind) in enumerate(pieces) if kind in (2, 3)]   # unknown, control (<s>, </s>)
+    normalizers = []
+    if spec["remove_extra_whitespaces"]:   # SentencePiece drops leading spaces, squeezes runs of spaces and drops
+        # trailing spaces and "\u2581" (it trims after escaping). \A, \z: `tokenizers` reads ^ and $ at line breaks.
+        normalizers += [{"type": "Replace", "pattern": {"Regex": "\\A +|[ \u2581]+\\z"}, "content": ""},
+                        {"type": "Replace", "pattern": {"Regex": " {2,}"}, "content": " "}]
+    if spec["add_dummy_prefix"]:
+        normalizers.append({"type": "Prepend", "prepend": "\u2581"})
+    normalizers.append({"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"})
+    unk = next((p for p, _, kind in pieces if kind == 2), None)
+    bos = next((p for p, _, kind in pieces if p == "<s>" and kind == 3), None)
+    post = None
+    if bos is not None:   # add_bos_token=True, add_eos_token=False, as tokenizer_config.json says
+        a, b = {"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}
+        post = {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": bos, "type_id": 0}}, a],
+                "pair": [{"SpecialToken": {"id": bos, "type_id": 0}}, a,
+                         {"SpecialToken": {"id": bos, "type_id": 1}}, b],
+                "special_tokens": {bos: {"id": bos, "ids": [vocab[bos]], "tokens": [bos]}}}
+    decoders = [{"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "}, {"type": "ByteFallback"},
+                {"type": "Fuse"}]
+    if spec["remove_extra_whitespaces"]:   # SentencePiece's decoder then drops every leading space, else the first
+        decoders.append({"type": "Replace", "pattern": {"Regex": "\\A +"}, "content": ""})
+    elif spec["add_dummy_prefix"]:
+        decoders.append({"type": "Strip", "content": " ", "start": 1, "stop": 0})
+    _write_json(Path(out_dir) / "tokenizer.json", {
+        "version": "1.0", "truncation": None, "padding": None,
+        "added_tokens": [{"id": i, "content": pieces[i][0], "single_word": False, "lstrip": False, "rstrip": False,
+                          "normalized": False, "special": True} for i in specials],
+        "normalizer": {"type": "Sequence", "normalizers": normalizers},
+        "pre_tokenizer": None, "post_processor": post,
+        "decoder": {"type": "Sequence", "decoders": decoders},
+        "model": {"type": "BPE", "dropout": None, "unk_token": unk,
+                  "continuing_subword_prefix": None, "end_of_word_suffix": None, "fuse_unk": True,
+                  "byte_fallback": True, "ignore_merges": False, "vocab": vocab, "merges": merges}})
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -11,6 +11,11 @@ fails the test instead of hanging CI.
 good when `module.function` is called for the (calls + 1)-th time, after touching `marker`. A test that kills a run
 at a point waits for the marker: the run is then certainly still alive and can never have gone past that point,
 however fast or loaded the machine (a run that polls for a file and then kills races the run it kills).
+
+`SlowLlamaTokenizer(path)`: the test oracle for tokenisation, transformers' slow LlamaTokenizer (legacy=True, what
+ADELIE tokenised with; transformers 5 no longer ships it) written from its definition on SentencePiece alone. When
+written, it gave transformers 4.57's LlamaTokenizer's ids on 515 texts (GOLDEN and random strings of spaces, newlines,
+accents, CJK and the special-token strings) for the embedded, LLaMA-2 and tok512 tokenizers.
 """
 import os
 import signal
@@ -101,3 +106,31 @@ def kill_when_held(proc: subprocess.Popen, marker: Path, timeout: float = 180) -
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+
+
+class SlowLlamaTokenizer:
+    """transformers 4's LlamaTokenizer(path) with its defaults (legacy=True), from its definition: the text is cut at
+    every occurrence of a special token's string (<unk>, <s>, </s>), which becomes that token's id; each non-empty
+    stretch between them is one SentencePiece encode call (so each gets the dummy "\u2581" prefix); BOS goes in front
+    when add_special_tokens. Called as `tok(text)["input_ids"]`, like the original."""
+
+    def __init__(self, path):
+        from sentencepiece import SentencePieceProcessor
+        self.sp = SentencePieceProcessor(model_file=str(path))
+        self.bos_token_id, self.eos_token_id = self.sp.bos_id(), self.sp.eos_id()
+        self.specials = {self.sp.id_to_piece(i): i for i in (self.sp.unk_id(), self.bos_token_id, self.eos_token_id)}
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        ids = [self.bos_token_id] if add_special_tokens else []
+        while text:
+            found = [(text.find(s), -len(s), s) for s in self.specials if s in text]
+            if not found:   # no special token left: the rest is one stretch
+                return ids + self.sp.encode(text)
+            start, _, special = min(found)   # the first occurrence (the longest string if two start together)
+            ids += self.sp.encode(text[:start]) if start else []
+            ids.append(self.specials[special])
+            text = text[start + len(special):]
+        return ids
+
+    def __call__(self, text: str) -> dict:
+        return {"input_ids": self.encode(text)}

@@ -5,7 +5,8 @@ ADELIE trained with open-instruct's Tulu format and transformers' slow LlamaToke
 tokenised at once, "</s>" becoming the EOS id, and the loss is masked everywhere except the assistant's content,
 its EOS and (for non-final turns) the newline after it. These tests pin down:
   - the rendered strings (written out by hand below),
-  - the ids: equal to LlamaTokenizer(path)(rendered)["input_ids"], the independent oracle,
+  - the ids: equal to LlamaTokenizer(path)(rendered)["input_ids"], the independent oracle (transformers 5 dropped
+    the slow tokenizer: conftest.SlowLlamaTokenizer writes it from its definition on SentencePiece),
   - the labels: equal to open-instruct's own masking algorithm (re-implemented here on the oracle tokenizer:
     tokenise growing prefixes of the conversation and mask the non-assistant spans),
 for single-turn, multi-turn few-shot and system-prompt conversations, with the real LLaMA-2 tokenizer and with the
@@ -15,12 +16,11 @@ import pytest
 
 import data
 import model
-
-transformers = pytest.importorskip("transformers")
+from conftest import SlowLlamaTokenizer
 
 
 def hf_tokenizer(path):
-    return transformers.LlamaTokenizer(str(path))  # slow tokenizer, legacy=True: what ADELIE tokenised with
+    return SlowLlamaTokenizer(path)  # transformers' slow LlamaTokenizer, legacy=True: what ADELIE tokenised with
 
 
 def concat_messages(messages):

@@ -6,7 +6,7 @@ paper's numbers or against an independent implementation written here.
 - ie_formats.py: the readers for ACE 2005 (OneIE and DyGIE++ layouts), OntoNotes 5 (CoNLL-2012) and NYT11, on
   small files written here in each real layout.
 - evaluate.py: the ids fed to the model for every released test prompt equal the release's evaluation template,
-  restated here and tokenised by transformers' slow Llama tokenizer.
+  restated here and tokenised by transformers' slow Llama tokenizer (conftest.SlowLlamaTokenizer).
 - training.py: batches in a random order by default, length grouping as an option.
 - feedback.py: the release's online/offline mix against its merge rule restated here, in simulations; the prompt
   pool holds Table 8's data sets only.
@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import ie_formats as F  # noqa: E402
-from conftest import shared_path  # noqa: E402
+from conftest import SlowLlamaTokenizer, shared_path  # noqa: E402
 from model import ModelArgs, Transformer  # noqa: E402
 
 
@@ -245,11 +245,10 @@ def release_eval_template(messages):
 
 
 def test_evaluation_prompt_ids_equal_the_release_template_on_every_released_prompt(llama_tokenizer_path):
-    transformers = pytest.importorskip("transformers")
     import evaluate
     from model import Tokenizer
     root = shared_path("data", "adelie_test_format")
-    theirs = transformers.LlamaTokenizer(str(llama_tokenizer_path))  # slow, legacy=True: what ADELIE tokenised with
+    theirs = SlowLlamaTokenizer(llama_tokenizer_path)  # transformers' slow LlamaTokenizer: what ADELIE tokenised with
     ours = Tokenizer(llama_tokenizer_path)
     files = sorted(root.rglob("*.jsonl"))
     assert len(files) == 6
@@ -258,7 +257,7 @@ def test_evaluation_prompt_ids_equal_the_release_template_on_every_released_prom
         for line in path.read_text(encoding="utf-8").splitlines():
             record = json.loads(line)
             prompt = evaluate.prompt_messages(record, str(path))
-            expected = theirs(release_eval_template(prompt)).input_ids
+            expected = theirs(release_eval_template(prompt))["input_ids"]
             got = evaluate.prompt_ids(ours, prompt)
             n += 1
             same += got == expected

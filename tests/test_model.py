@@ -1,9 +1,12 @@
 """model.py as a specification: LLaMA-2 checked against transformers' LlamaForCausalLM, Meta's checkpoint layout,
-the KV cache against a full forward, generation against transformers' generate, and the tokenizer against
-transformers' slow LlamaTokenizer (what ADELIE tokenised with). Tiny configs only: the file runs in seconds."""
+the KV cache against a full forward, generation against transformers' generate, the tokenizer against
+transformers' slow LlamaTokenizer (what ADELIE tokenised with; conftest.SlowLlamaTokenizer) and the export's
+tokenizer.json against SentencePiece. Tiny configs only: the file runs in seconds."""
 import json
 import pickle
+import random
 import shutil
+import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -14,7 +17,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from model import (PRESETS, KVCache, ModelArgs, Tokenizer, Transformer, check_tokenizer_matches,  # noqa: E402
                    decode_step, decode_weights, flat_decoding_ok, generate, prompt_seed, read_checkpoint,
-                   read_model_args, sample_next, write_hf_checkpoint)
+                   read_model_args, sample_next, sentencepiece_model_spec, write_hf_checkpoint,
+                   write_tokenizer_json)
+from conftest import SHARED, SlowLlamaTokenizer, shared_path  # noqa: E402
 
 transformers = pytest.importorskip("transformers")
 
@@ -121,19 +126,116 @@ def test_write_hf_checkpoint_needs_no_module(tmp_path):
     assert all(torch.equal(loaded[k], state[k]) for k in state)
 
 
-def test_saved_tokenizer_loads_in_transformers(tmp_path, llama_tokenizer_path):
-    model = tiny_model(replace(MHA, vocab_size=32000, n_layers=1))   # the real LLaMA-2 vocabulary
-    model.save_pretrained(tmp_path, tokenizer_path=llama_tokenizer_path)
-    ours = Tokenizer(tmp_path / "tokenizer.model")
-    slow = transformers.AutoTokenizer.from_pretrained(tmp_path, use_fast=False)
-    assert (slow.bos_token_id, slow.eos_token_id) == (ours.bos_id, ours.eos_id) == (1, 2)
-    assert transformers.GenerationConfig.from_pretrained(tmp_path).eos_token_id == ours.eos_id
-    for text in GOLDEN:
-        assert slow.encode(text) == ours.encode(text, bos=True), text
-    pytest.importorskip("google.protobuf", reason="transformers converts to its fast tokenizer with protobuf")
-    fast = transformers.AutoTokenizer.from_pretrained(tmp_path)
-    for text in GOLDEN:
-        assert fast.encode(text) == ours.encode(text, bos=True), text
+# --- tokenizer.json: the export loads in transformers 5, vLLM and `transformers serve` without protobuf -------------
+
+EMBEDDED_TOKENIZER = Path(__file__).resolve().parents[1] / "assets" / "tokenizer.model"   # data.DEFAULT_TOKENIZER
+# The three SentencePiece models the project uses: the embedded one (2,048 pieces), LLaMA-2's (32,000) and tok512,
+# trained with SentencePiece's remove_extra_whitespaces (runs of spaces squeezed, spaces at the ends dropped).
+SP_MODELS = {"embedded": EMBEDDED_TOKENIZER, "llama2": SHARED / "models" / "llama2-tokenizer" / "tokenizer.model",
+             "tok512": SHARED / "models" / "tok512" / "tok512.model"}
+
+
+def sp_model(name: str) -> Path:
+    return SP_MODELS[name] if name == "embedded" else shared_path(*SP_MODELS[name].relative_to(SHARED).parts)
+
+
+def tokenizer_texts() -> list[str]:
+    """GOLDEN, special-token strings inside text, and 300 random strings of letters, runs of spaces, newlines, tabs,
+    accents, CJK, emoji (byte fallback), digits and the special-token strings."""
+    rng = random.Random(0)
+    parts = ["a", "Ab", "the", " ", "  ", "\n", "\t", "é", "日本", "😀", "<s>", "</s>", "<unk>", "<", "s>", "1234",
+             "▁"]
+    return GOLDEN + ["x</s>\ny<s> z", "</s>", "<unk> hi", " </s>  a "] + \
+        ["".join(rng.choice(parts) for _ in range(rng.randint(1, 30))) for _ in range(300)]
+
+
+@pytest.mark.parametrize("name", list(SP_MODELS))
+def test_tokenizer_json_encodes_as_sentencepiece(name, tmp_path):
+    """tokenizer.json, loaded by the `tokenizers` library itself, gives the slow tokenizer's ids for every text
+    (BOS first, special-token strings as their ids, byte fallback), and decodes them back as SentencePiece does."""
+    tokenizers = pytest.importorskip("tokenizers")
+    path = sp_model(name)
+    write_tokenizer_json(path, tmp_path)
+    fast, oracle, sp = tokenizers.Tokenizer.from_file(str(tmp_path / "tokenizer.json")), SlowLlamaTokenizer(path), \
+        Tokenizer(path)
+    for text in tokenizer_texts():
+        assert fast.encode(text).ids == oracle.encode(text), repr(text)
+        assert fast.encode(text, add_special_tokens=False).ids == oracle.encode(text, add_special_tokens=False)
+        ids = sp.encode(text.replace("<", "("))   # what a model emits: pieces, no special tokens
+        assert fast.decode(ids) == sp.decode(ids), repr(text)
+
+
+def test_sentencepiece_model_spec_reads_the_model_file_without_protobuf(tmp_path):
+    """The fields read off the model file by hand equal SentencePiece's own view of the pieces and the options the
+    models were trained with; write_tokenizer_json refuses a model it cannot represent (a unigram model)."""
+    from sentencepiece import SentencePieceProcessor, SentencePieceTrainer
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(f"record {i}: Anna Berg visited Oslo in {1990 + i % 30}." for i in range(300)))
+    SentencePieceTrainer.train(input=str(corpus), model_prefix=str(tmp_path / "uni"), vocab_size=60,
+                               model_type="unigram", minloglevel=2)
+    SentencePieceTrainer.train(input=str(corpus), model_prefix=str(tmp_path / "bpe"), vocab_size=300,
+                               model_type="bpe", byte_fallback=True, normalization_rule_name="identity",
+                               remove_extra_whitespaces=False, minloglevel=2)
+    uni, bpe = sentencepiece_model_spec(tmp_path / "uni.model"), sentencepiece_model_spec(tmp_path / "bpe.model")
+    assert [uni[k] for k in ("model_type", "byte_fallback", "normalizer", "remove_extra_whitespaces")] == \
+        [1, False, "nmt_nfkc", True]
+    assert [bpe[k] for k in ("model_type", "byte_fallback", "normalizer", "remove_extra_whitespaces")] == \
+        [2, True, "identity", False]
+    for path, spec in [(tmp_path / "bpe.model", bpe),
+                       (EMBEDDED_TOKENIZER, sentencepiece_model_spec(EMBEDDED_TOKENIZER))]:
+        sp = SentencePieceProcessor(model_file=str(path))
+        kinds = [2 if sp.is_unknown(i) else 3 if sp.is_control(i) else 6 if sp.is_byte(i) else 1
+                 for i in range(sp.vocab_size())]
+        assert spec["pieces"] == [(sp.id_to_piece(i), sp.get_score(i), kinds[i]) for i in range(sp.vocab_size())]
+    with pytest.raises(ValueError, match=r"uni.model: cannot write tokenizer.json: .*\(a BPE model, byte_fallback"):
+        write_tokenizer_json(tmp_path / "uni.model", tmp_path)
+    write_tokenizer_json(tmp_path / "bpe.model", tmp_path)
+    tokenizers = pytest.importorskip("tokenizers")
+    fast = tokenizers.Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    oracle = SlowLlamaTokenizer(tmp_path / "bpe.model")
+    for text in tokenizer_texts():
+        assert fast.encode(text).ids == oracle.encode(text), repr(text)
+
+
+# Run in a fresh interpreter in which `import google.protobuf` fails, as in an environment without protobuf.
+NO_PROTOBUF_LOAD = """
+import importlib.abc, importlib.util, json, sys
+class NoProtobuf(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "google.protobuf" or name.startswith("google.protobuf."):
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)")
+sys.meta_path.insert(0, NoProtobuf())
+try:
+    import google.protobuf
+    sys.exit("protobuf was not blocked")
+except ModuleNotFoundError:
+    pass
+import transformers
+tok = transformers.AutoTokenizer.from_pretrained(sys.argv[1])
+print(json.dumps({"class": type(tok).__name__, "bos": tok.bos_token_id, "eos": tok.eos_token_id,
+                  "ids": [tok.encode(t) for t in json.loads(sys.stdin.read())]}))
+"""
+
+
+@pytest.mark.parametrize("name", ["embedded", "llama2"])
+def test_export_loads_in_transformers_without_protobuf(name, tmp_path):
+    """AutoTokenizer.from_pretrained(export) in transformers 5 with protobuf unavailable: it reads tokenizer.json
+    (before it, transformers 5 tried to convert tokenizer.model, needed protobuf, fell back to tiktoken and failed)
+    and encodes every text as SentencePiece does."""
+    path = sp_model(name)
+    vocab = Tokenizer(path).vocab_size
+    tiny_model(replace(MHA, vocab_size=vocab, n_layers=1)).save_pretrained(tmp_path, tokenizer_path=path)
+    texts = tokenizer_texts()
+    proc = subprocess.run([sys.executable, "-c", NO_PROTOBUF_LOAD, str(tmp_path)], input=json.dumps(texts),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    oracle = SlowLlamaTokenizer(path)
+    assert (got["bos"], got["eos"]) == (1, 2)
+    assert got["class"] in ("TokenizersBackend", "PreTrainedTokenizerFast")   # the file as written, not rebuilt
+    for text, ids in zip(texts, got["ids"]):
+        assert ids == oracle.encode(text), repr(text)
+    assert transformers.GenerationConfig.from_pretrained(tmp_path).eos_token_id == 2
 
 
 # --- Meta's layout ---------------------------------------------------------------------------------------------------
@@ -486,7 +588,7 @@ GOLDEN = [
 
 def test_tokenizer_matches_transformers_slow_llama_tokenizer(llama_tokenizer_path):
     ours = Tokenizer(llama_tokenizer_path)
-    theirs = transformers.LlamaTokenizer(str(llama_tokenizer_path))   # defaults: legacy=True, what ADELIE used
+    theirs = SlowLlamaTokenizer(llama_tokenizer_path)   # transformers' LlamaTokenizer, legacy=True: what ADELIE used
     assert (ours.vocab_size, ours.bos_id, ours.eos_id, ours.pad_id) == (32000, 1, 2, -1)
     for text in GOLDEN:
         assert ours.encode(text) == theirs.encode(text, add_special_tokens=False), text
