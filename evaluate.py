@@ -360,6 +360,16 @@ def prompt_ids(tokenizer, messages: list[dict], template: str = "release") -> li
     raise ValueError(f"prompt_template must be 'release' or 'training', got {template!r}")
 
 
+def prompt_text(messages: list[dict], template: str = "release") -> str:
+    """The same prompt as text, for a server whose tokenizer adds the BOS (--backend openai): prompt_ids without it."""
+    import data
+    if template == "release":
+        return data.render_eval_prompt(messages)
+    if template == "training":
+        return data.render_chat(messages, add_generation_prompt=True)
+    raise ValueError(f"prompt_template must be 'release' or 'training', got {template!r}")
+
+
 def prompt_messages(record: dict, where: str) -> list[dict]:
     """The prompt of a test record: its messages without the final gold assistant turn."""
     msgs = record.get("messages")
@@ -454,7 +464,7 @@ def answer_test_file(cfg: RunConfig, test: str, out: str, net, tokenizer, d) -> 
             f.write("\n")
     with mine_path.open("a", encoding="utf-8") as f:
         if cfg.backend == "openai":   # the same prompts' rendered text to the server, one line per answer
-            answer_served(cfg, [(i, data.render_chat(prompts[i], add_generation_prompt=True), len(ids[i]))
+            answer_served(cfg, [(i, prompt_text(prompts[i], cfg.prompt_template), len(ids[i]))
                                 for i in mine], max_seq_len, f, d.is_main)
         else:
             from tqdm import tqdm

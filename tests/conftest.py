@@ -8,7 +8,7 @@ with ADELIE_REQUIRE_SHARED=1 (set by .ci/run) a missing folder is an error, so i
 fails the test instead of hanging CI.
 
 `start_held(script, args, module, function, calls, marker)`: starts a script in one plain process that stops for
-good when `module.function` is called for the (calls + 1)-th time, after touching `marker`. A test that kills a run
+good when `module.function` (or `module.Class.method`) is called for the (calls + 1)-th time, after touching `marker`. A test that kills a run
 at a point waits for the marker: the run is then certainly still alive and can never have gone past that point,
 however fast or loaded the machine (a run that polls for a file and then kills races the run it kills).
 
@@ -75,30 +75,34 @@ import importlib, pathlib, runpy, sys, threading
 module, function, calls, marker = sys.argv[1], sys.argv[2], int(sys.argv[3]), pathlib.Path(sys.argv[4])
 sys.argv = sys.argv[5:]
 sys.path.insert(0, str(pathlib.Path(sys.argv[0]).resolve().parent))
-mod = importlib.import_module(module)
-original, seen = getattr(mod, function), [0]
+owner = importlib.import_module(module)
+*path, name = function.split(".")   # a function, or Class.method
+for attr in path:
+    owner = getattr(owner, attr)
+original, seen = getattr(owner, name), [0]
 def held(*args, **kwargs):
     seen[0] += 1
     if seen[0] > calls:
         marker.touch()
         threading.Event().wait()  # until the test kills this process
     return original(*args, **kwargs)
-setattr(mod, function, held)
+setattr(owner, name, held)
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
-def start_held(script, args, module: str, function: str, calls: int, marker: Path) -> subprocess.Popen:
+def start_held(script, args, module: str, function: str, calls: int, marker: Path, env=None) -> subprocess.Popen:
     """Start `python script args` (cwd = repo root) that holds at the (calls + 1)-th call of module.function."""
     cmd = [sys.executable, "-c", _HELD, module, function, str(calls), str(marker), str(script), *map(str, args)]
-    return subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    return subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def kill_when_held(proc: subprocess.Popen, marker: Path, timeout: float = 180) -> None:
-    """Wait until the held run touches `marker`, then SIGKILL it (a run that exits first fails the test)."""
+def kill_when_held(proc: subprocess.Popen, marker: Path, timeout: float = 180, ready=None) -> None:
+    """Wait until the held run touches `marker` (and `ready()` is true, for work other threads of the run finish
+    while it holds), then SIGKILL it. A run that exits first fails the test."""
     deadline = time.time() + timeout
-    while not marker.exists():
+    while not (marker.exists() and (ready is None or ready())):
         if proc.poll() is not None:
             raise AssertionError(f"the run exited ({proc.returncode}) before reaching the kill point:\n"
                                  f"{proc.stderr.read()[-3000:]}")

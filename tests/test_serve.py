@@ -21,7 +21,7 @@ import requests
 
 import data
 import model as llama
-from conftest import REPO
+from conftest import REPO, kill_when_held, start_held
 
 
 def _serve_missing() -> str | None:
@@ -112,17 +112,13 @@ def run(script: str, *args, check: bool = True) -> subprocess.CompletedProcess:
     return proc
 
 
-def kill_after_first_line(path: Path, script: str, *args) -> int:
-    """Start `script args`, SIGKILL it as soon as `path` holds a complete line; return the lines it left."""
-    proc = subprocess.Popen([sys.executable, script, *map(str, args)], cwd=REPO, env=ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300
-    while not (path.exists() and b"\n" in path.read_bytes()):
-        assert proc.poll() is None, f"{script} ended before writing a line: {proc.stderr.read()[-3000:]}"
-        assert time.monotonic() < deadline, f"{script} wrote no line to {path} in 300 s"
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+def kill_after_first_line(path: Path, script: str, *args, requests_per_line: int = 1) -> int:
+    """Run `script args` until `path` holds a complete line, SIGKILL it, return the lines it left. The run holds
+    (conftest.start_held) when it sends the request after the first line's: it can never have answered everything
+    before the kill, however fast the server."""
+    marker = path.parent.parent / f"{path.name}.held"
+    proc = start_held(script, args, "llm", "ChatClient.complete_prompt", requests_per_line, marker, env=ENV)
+    kill_when_held(proc, marker, timeout=300, ready=lambda: path.exists() and b"\n" in path.read_bytes())
     proc.stderr.close()
     return path.read_bytes().count(b"\n")
 
@@ -199,7 +195,7 @@ def test_evaluate_names_the_server_and_its_error(served, test_file, tmp_path):
 
 def feedback_args(export, out_dir, *extra):
     return ["--model", export, "--out_dir", out_dir, "--max_prompts", 6, "--num_samples", 2, "--max_new_tokens", 8,
-            "--max_per_dataset", 12, "--target_pairs", 10, "--shortfall", "fill", *extra]
+            "--max_per_dataset", 12, "--target_pairs", 10, "--mix_rule", "fill", *extra]
 
 
 def sample_rows(out_dir: Path) -> dict[int, dict]:
@@ -213,10 +209,11 @@ def test_feedback_served_writes_the_builtin_files_and_resumes(served, tmp_path):
     run("feedback.py", *feedback_args(export, tmp_path / "builtin"))
     served_args = feedback_args(export, tmp_path / "served", "--backend", "openai", "--base_url", url,
                                 "--concurrency", 1)
-    left = kill_after_first_line(tmp_path / "served" / "samples.rank0.jsonl", "feedback.py", *served_args)
+    left = kill_after_first_line(tmp_path / "served" / "samples.rank0.jsonl", "feedback.py", *served_args,
+                                  requests_per_line=2)   # 2 samples: a server that sends one choice is asked twice
     assert 1 <= left < 6
     before = sample_rows(tmp_path / "served")
-    resumed = run("feedback.py", *served_args)
+    resumed = run("feedback.py", *served_args, "--clear_stale_lock")   # the killed run left OUT_DIR/LOCK
     assert f"samples on disk for {left} prompts" in resumed.stdout and f"{6 - left} prompts to sample" in resumed.stdout
     ours, theirs = sample_rows(tmp_path / "builtin"), sample_rows(tmp_path / "served")
     assert all(theirs[i] == row for i, row in before.items())   # what was sampled before the kill is kept
