@@ -154,8 +154,10 @@ def build_stages(cfg: PipelineConfig) -> list[Stage]:
                      f"--out={','.join(map(str, preds))}", f"--max_new_tokens={s['eval']['max_new_tokens']}",
                      f"--limit={s['eval']['limit']}", "--temperature=0")))
     preds = [p for st in stages if st.name.startswith("eval_") for p in st.outputs]
-    stages.append(Stage("report", preds + [sft / "metrics.jsonl", dpo / "metrics.jsonl"], [out / "report.md"],
-                        [py, "evaluate.py", "report", str(out / "base"), str(sft), str(dpo), f"--out={out / 'report.md'}"]))
+    stages.append(Stage("report", preds + [sft / "metrics.jsonl", dpo / "metrics.jsonl", ie_feedback],
+                        [out / "report.md"],
+                        [py, "evaluate.py", "report", str(out / "base"), str(sft), str(dpo), f"--out={out / 'report.md'}",
+                         f"--feedback={fb}", f"--bootstrap_seed={cfg.seed}"]))
     return stages
 
 
