@@ -929,6 +929,27 @@ def generate_general(n: int, seed: int = 0) -> list[dict]:
     return out
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# Copy warm-up: the demo's stand-in for what LLaMA-2 brings from pretraining. A model from random weights cannot
+# copy a span of its input into its answer, and learning that from IE answers alone takes more CPU time than the
+# demo has; a short stage that trains on passages of the corpus' plain text, each written twice (the second copy is
+# the trained answer), teaches it in-context copying (the "induction heads" of pretrained transformers) first.
+
+def generate_copy_warmup(records: list[dict], n: int, seed: int = 0, min_texts: int = 1, max_texts: int = 4
+                         ) -> list[dict]:
+    """`n` conversations {"dataset","id","messages"}: the user turn is a passage of min_texts..max_texts random
+    record texts, the assistant turn the same passage again (trained on; data.py masks the user turn)."""
+    if not records:
+        raise ValueError("generate_copy_warmup: no records to take text from")
+    rng = random.Random(f"adelie-synthetic/{seed}/copy-warmup")
+    out = []
+    for i in range(n):
+        passage = " ".join(rng.choice(records)["text"] for _ in range(rng.randint(min_texts, max_texts)))
+        out.append({"dataset": "syn_copy_warmup", "id": f"syn_copy_warmup/{i}",
+                    "messages": [{"role": "user", "content": passage}, {"role": "assistant", "content": passage}]})
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="output directory (train.jsonl, test.jsonl, general.jsonl)")
@@ -939,6 +960,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--names", default="lexicon", choices=NAMES,
                         help="proper names from the small lists (lexicon) or random pseudo-words, unseen in the "
                              "held-out split (generated: only copying the span from the text scores)")
+    parser.add_argument("--n_warmup", type=int, default=0,
+                        help="also write warmup.jsonl: this many copy warm-up conversations from the train texts "
+                             "(the demo's stand-in for pretraining, see generate_copy_warmup)")
     parser.add_argument("--datasets", default="", help="comma-separated synthetic data sets (default: all)")
     args = parser.parse_args(argv)
     out = Path(args.out)
@@ -946,6 +970,8 @@ def main(argv: list[str] | None = None) -> None:
     corpus = generate_corpus(args.seed, args.n_train, args.n_test,
                              [d for d in args.datasets.split(",") if d] or None, args.names)
     corpus["general"] = generate_general(args.n_general, args.seed)
+    if args.n_warmup:
+        corpus["warmup"] = generate_copy_warmup(corpus["train"], args.n_warmup, args.seed)
     for split, records in corpus.items():
         with open(out / f"{split}.jsonl", "w", encoding="utf-8") as f:
             for r in records:
