@@ -75,37 +75,46 @@ SCALES = {
 }
 
 # Where the demo departs from the paper, and why (printed at the start of a demo run; README "The whole method in
-# one command"). Key: the setting; value: (the paper's value, the reason). The demo's value is in SCALES["demo"]
-# or in model.py's "demo" preset.
+# one command"). Key: the setting ("stage.flag": its value is read from SCALES["demo"]); value: (the paper's value,
+# the reason).
 DEMO_DEPARTURES = {
-    "base model": ("LLaMA-2-7B, pretrained", "model.py's 'demo' preset, 1.3M parameters with random weights: it "
-                   "trains on 2 CPU cores in minutes"),
-    "corpus": ("~20 published IE data sets (Table 7)", "synthetic.py's records of all nine task types: no downloads; "
-               "names are generated pseudo-words (--names generated), so held-out names are unseen and only copying "
-               "the span from the text scores"),
-    "ie_proportion": ("0.2 (section 4, Figure 4)", "1.0: general chat (synthetic arithmetic and word games) cannot "
-                      "teach a 1.3M-parameter model anything the IE answers need, and took 80% of the SFT steps"),
-    "ie_instruct.fewshot_rate": ("0.5 (section 3.2)", "0.1: demonstrations make prompts 3-4x longer; shorter "
-                                 "prompts buy more optimizer steps in the same CPU time (evaluation is zero-shot)"),
-    "corpus.n_train": ("up to 5,000 per data set (section 3.1)", "1,000 per synthetic data set: 3,000 steps of 16 "
-                       "see each conversation about twice"),
-    "sft.lr": ("2e-5 (appendix B.2)", "3e-3: a small model from random weights needs a large learning rate"),
-    "sft.global_batch_size": ("128 (appendix B.2)", "16: more optimizer steps in the CPU budget"),
-    "sft.max_steps": ("2 epochs (appendix B.2)", "3,000 steps (about 2.4 epochs): what fits in the 15 minutes"),
-    "sft.max_len": ("2048 (appendix B.2)", "1024: the demo model's context"),
-    "feedback": ("50,000 prompts -> 9,985 pairs (section 4, Table 8)", "400 prompts, at most 400 pairs, 128 new "
-                 "tokens: sampling on a CPU"),
-    "dpo.lr": ("5e-7 (appendix B.2)", "2e-5: moves a small model in a few dozen steps"),
-    "dpo.global_batch_size": ("64 (appendix B.2)", "8: more steps from a few hundred pairs"),
-    "eval": ("1000 questions per held-out set (appendix C.1)", "20 synthetic held-out records per data set; 30 of "
-             "the released SemEval and FewNERD prompts when ../shared holds them"),
+    "base model": ("LLaMA-2-7B, pretrained", "model.py's 'demo' preset, 1.3M parameters, random weights: it trains "
+                   "on 2 CPU cores in minutes"),
+    "warmup.max_steps": ("(LLaMA-2's pretraining)", "steps of a copy warm-up on the corpus' plain text, each passage twice "
+               "(synthetic.generate_copy_warmup): the stand-in for pretraining, which gives LLaMA-2 the in-context "
+               "copying that extraction needs and a model from random weights lacks"),
+    "corpus.names": ("~20 published IE data sets (Table 7)", "synthetic records of all nine task types with "
+                     "generated pseudo-word names: held-out names are unseen, so only copying the span scores"),
+    "corpus.n_train": ("up to 5,000 per data set (section 3.1)", "synthetic records per data set: the SFT steps see "
+                       "each conversation about 1.5 times"),
+    "ie_proportion": ("0.2 (section 4, Figure 4)", "general chat (arithmetic and word games here) teaches a "
+                      "1.3M-parameter model nothing the IE answers need and took 80% of the SFT steps"),
+    "ie_instruct.fewshot_rate": ("0.5 (section 3.2)", "demonstrations make prompts 3-4x longer; shorter prompts buy "
+                                 "more optimizer steps in the same CPU time"),
+    "sft.lr": ("2e-5 (appendix B.2)", "a small model from random weights needs a large learning rate"),
+    "sft.global_batch_size": ("128 (appendix B.2)", "more optimizer steps in the CPU budget"),
+    "sft.max_steps": ("2 epochs (appendix B.2)", "what fits in the 15 minutes"),
+    "sft.max_len": ("2048 (appendix B.2)", "the demo model's context"),
+    "feedback.max_prompts": ("50,000 prompts -> 9,985 pairs (section 4, Table 8)", "sampling 5 answers per prompt "
+                             "on a CPU"),
+    "dpo.lr": ("5e-7 (appendix B.2)", "the paper's DPO/SFT learning-rate ratio (1/40) applied to the demo's SFT lr"),
+    "dpo.global_batch_size": ("64 (appendix B.2)", "more steps from a few hundred pairs"),
+    "corpus.n_test": ("1000 questions per held-out set (appendix C.1)", "synthetic held-out records per data set"),
 }
 
 
+def demo_value(setting: str):
+    """The demo's value of a DEMO_DEPARTURES setting ("stage.flag" in SCALES["demo"]; None if not there)."""
+    stage, _, name = setting.partition(".")
+    value = SCALES["demo"].get(stage)
+    return value.get(name) if isinstance(value, dict) and name else value if not name else None
+
+
 def print_departures() -> None:
-    print("[pipeline] the demo departs from the paper here (paper -> demo: why):", flush=True)
+    print("[pipeline] where the demo departs from the paper (setting: paper -> demo: why):", flush=True)
     for setting, (paper, why) in DEMO_DEPARTURES.items():
-        print(f"  {setting}: {paper} -> {why}", flush=True)
+        value = demo_value(setting)
+        print(f"  {setting}: {paper} -> {'' if value is None else f'{value}: '}{why}", flush=True)
 
 
 @dataclass
