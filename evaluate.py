@@ -7,7 +7,9 @@ with the released ADELIE scorers ("adelie") and with scorers that are right ("st
                               --out runs/sft/eval/semeval.fewshot.jsonl
     torchrun --standalone --nproc_per_node 8 evaluate.py run ...   (prompts split across ranks, results in order)
     python evaluate.py score  --task semeval --predictions runs/sft/eval/semeval.fewshot.jsonl --scorer adelie --json
-    python evaluate.py report runs/sft runs/dpo                    (markdown Tables 1-3 + PNG plots)
+    python evaluate.py report runs/sft runs/dpo                    (markdown Tables 1-3 + PNG plots; dpo - sft
+                                                                    with paired bootstrap intervals;
+                                                                    --feedback DIR: the IEFeedback summary)
     python evaluate.py COMMAND --help                              (every flag)
 
 The paper's steps, where they are:
@@ -16,6 +18,7 @@ The paper's steps, where they are:
   inference (appendix C.1: temperature 0.01, stop at EOS) ........... `run_generation`
   metrics (appendix C.1; the released scorers' rules in scorers.py) . `score_predictions`
   Tables 1-3 ........................................................ `make_report`
+  what DPO changed: paired bootstrap over questions .................. `paired_bootstrap`, `compare_runs`
 
 Files:
   test file         JSON lines, one record per question: the unified IE record (docs/design.md) when built from raw
