@@ -7,7 +7,9 @@ with the released ADELIE scorers ("adelie") and with scorers that are right ("st
                               --out runs/sft/eval/semeval.fewshot.jsonl
     torchrun --standalone --nproc_per_node 8 evaluate.py run ...   (prompts split across ranks, results in order)
     python evaluate.py score  --task semeval --predictions runs/sft/eval/semeval.fewshot.jsonl --scorer adelie --json
-    python evaluate.py report runs/sft runs/dpo                    (markdown Tables 1-3 + PNG plots)
+    python evaluate.py report runs/sft runs/dpo                    (markdown Tables 1-3 + PNG plots; dpo - sft
+                                                                    with paired bootstrap intervals;
+                                                                    --feedback DIR: the IEFeedback summary)
     python evaluate.py COMMAND --help                              (every flag)
 
 The paper's steps, where they are:
@@ -17,6 +19,7 @@ The paper's steps, where they are:
   prompt template, user turns unstripped: data.render_eval_prompt) .. `run_generation`, `prompt_ids`
   metrics (appendix C.1; the released scorers' rules in scorers.py) . `score_predictions`
   Tables 1-3 ........................................................ `make_report`
+  what DPO changed: paired bootstrap over questions .................. `paired_bootstrap`, `compare_runs`
 
 Files:
   test file         JSON lines, one record per question: the unified IE record (docs/design.md) when built from raw
@@ -904,13 +907,164 @@ def _training_table(run_dirs: list[Path]) -> list[str]:
             *rows, ""]
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# What a stage changed: a paired bootstrap of two runs' difference on the same questions, the IEFeedback summary,
+# and the answers of every run to a few fixed questions side by side
+
+def micro_f1(counts) -> "np.ndarray":
+    """Micro F1 in percent of (..., n, 3) arrays of per-question (gold, predicted, correct) counts, over axis -2."""
+    import numpy as np
+    g, p, c = np.moveaxis(np.asarray(counts, dtype=float).sum(axis=-2), -1, 0)
+    denominator = g + p
+    return np.divide(200.0 * c, denominator, out=np.zeros_like(c), where=denominator > 0)
+
+
+def paired_bootstrap(a, b, statistic, n_boot: int = 1000, seed: int = 0, level: float = 0.95
+                     ) -> tuple[float, float, float]:
+    """statistic(b) - statistic(a) on the same questions, with a paired percentile bootstrap interval.
+
+    a, b: per-question rows (axis 0 = questions, in the same order in both). Each of n_boot resamples draws n
+    question indices with replacement (numpy's default_rng(seed)) and takes the SAME indices from a and from b, so
+    the interval reflects how the difference varies over questions, not how each run's score does. statistic maps
+    an (n_boot, n, ...) array to n_boot values (and an (n, ...) array to one). Returns (difference on all
+    questions, lower, upper) at the given level (percentiles (1-level)/2 and (1+level)/2 of the resampled
+    differences)."""
+    import numpy as np
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.shape != b.shape or not len(a):
+        raise ValueError(f"paired_bootstrap: need two non-empty arrays of the same shape, got {a.shape} and {b.shape}")
+    idx = np.random.default_rng(seed).integers(0, len(a), size=(n_boot, len(a)))
+    diffs = statistic(b[idx]) - statistic(a[idx])
+    tail = 100 * (1 - level) / 2
+    lo, hi = np.percentile(diffs, [tail, 100 - tail])
+    return float(statistic(b) - statistic(a)), float(lo), float(hi)
+
+
+def share(followed) -> "np.ndarray":
+    """Percentage of 1s over axis -1 of an (..., n) array (the format-followed share)."""
+    import numpy as np
+    return 100.0 * np.asarray(followed, dtype=float).mean(axis=-1)
+
+
+def per_question(records: list[dict], outputs: list[str]) -> dict[str, tuple[list, list]]:
+    """{task type and "all": (per-question (gold, predicted, correct) counts, per-question format followed)} with
+    the strict canonical scorer; within a task type the questions keep their file order."""
+    scores = S.strict_canonical(records, outputs)
+    return {t: (list(sc.per_example), [int(f) for f in sc.followed]) for t, sc in scores.items()}
+
+
+def compare_runs(before: Path, after: Path, n_boot: int = 1000, seed: int = 0) -> dict:
+    """after - before on the same canonical predictions file(s): per task type and overall, the F1 difference and
+    the format-followed share difference, each with its paired bootstrap 95% interval. {setting: {task: {...}}}."""
+    out = {}
+    for task, setting, path in find_predictions(before):
+        other = after / "eval" / path.name
+        if task != "canonical" or not other.exists():
+            continue
+        ra, rb = read_jsonl(path), read_jsonl(other)
+        if [r.get("id") for r in ra] != [r.get("id") for r in rb]:
+            raise BadInput(f"{path} and {other}: not the same questions in the same order; a paired comparison "
+                           f"needs both runs' answers to one test file")
+        qa, qb = per_question(ra, check_predictions(ra, path)), per_question(rb, check_predictions(rb, other))
+        out[setting] = {t: {"n": len(qa[t][0]),
+                            "f1": paired_bootstrap(qa[t][0], qb[t][0], micro_f1, n_boot, seed),
+                            "format": paired_bootstrap(qa[t][1], qb[t][1], share, n_boot, seed)}
+                        for t in qa}
+    return out
+
+
+def _interval(d: tuple[float, float, float]) -> str:
+    return f"{d[0]:+.1f} [{d[1]:+.1f}, {d[2]:+.1f}]"
+
+
+def comparison_section(name_before: str, name_after: str, cmp: dict, n_boot: int, seed: int) -> list[str]:
+    if not cmp:
+        return []
+    md = [f"### {name_after} - {name_before}, paired bootstrap (synthetic held-out split, strict scorer)", "",
+          f"The difference on all questions, and in brackets its 95% interval: {n_boot} resamples of the questions "
+          f"with replacement (seed {seed}), the same questions for both runs each time (evaluate.paired_bootstrap). "
+          f"An interval that holds 0 is a difference these questions cannot tell from none.", "",
+          "| split | task | questions | F1 difference [95% interval] | format followed difference (points) |",
+          "|---|---|---|---|---|"]
+    for setting, tasks in cmp.items():
+        for t in [*sorted(k for k in tasks if k != "all"), "all"]:
+            e = tasks[t]
+            md.append(f"| {setting} | {t} | {e['n']} | {_interval(e['f1'])} | {_interval(e['format'])} |")
+    return md + [""]
+
+
+def feedback_section(fb_dir: Path, n_examples: int = 3) -> list[str]:
+    """IEFeedback as feedback.py wrote it (summary.json, ie_feedback.json, pairs.jsonl): Table 8's columns (pairs
+    per data set, online / offline, the mean BLEU gap Delta) and a few example pairs with their scores."""
+    summary_path, pairs_path, fb_path = fb_dir / "summary.json", fb_dir / "pairs.jsonl", fb_dir / "ie_feedback.json"
+    missing = [p for p in (summary_path, pairs_path, fb_path) if not p.exists()]
+    if missing:
+        return ["## IEFeedback", "", f"not shown: {', '.join(map(str, missing))} missing (feedback.py writes them)", ""]
+    summary = json.loads(summary_path.read_text())
+    pairs = json.loads(fb_path.read_text(encoding="utf-8"))
+    made = [json.loads(line) for line in pairs_path.read_text().splitlines() if line.strip()]
+    if len(made) != len(pairs):
+        raise BadInput(f"{pairs_path}: {len(made)} lines, but {fb_path} holds {len(pairs)} pairs (one line each)")
+    md = ["## IEFeedback (paper section 4, Table 8)", "",
+          f"{fb_path}: {len(pairs)} preference pairs. Delta = mean of chosen score - rejected score (character "
+          f"BLEU against the gold answer, the gold scoring 1), as in Table 8.", "",
+          "| task | data set | pairs | online | offline | Delta |", "|---|---|---|---|---|---|"]
+    rows = [(d.get("task", ""), name, d) for name, d in summary["datasets"].items()
+            if d.get("online_used", 0) + d.get("offline_used", 0)]
+    for task, name, d in sorted(rows, key=lambda r: (r[0], r[1])) + [("all", "total", summary["total"])]:
+        delta = "–" if d.get("delta") is None else f"{d['delta']:.2f}"
+        md.append(f"| {task} | {name} | {d['online_used'] + d['offline_used']} | {d['online_used']} | "
+                  f"{d['offline_used']} | {delta} |")
+    md += ["", f"Mix: {summary.get('mix', '–')}", ""]
+    # Example pairs: the first online pair, the first offline pair, then the next pairs in file order
+    order = [next((i for i, m in enumerate(made) if m["kind"] == k), None) for k in ("online", "offline")]
+    order = [i for i in order if i is not None]
+    order += [i for i in range(len(made)) if i not in order]
+    for i in sorted(order[:n_examples]):
+        p, m = pairs[i], made[i]
+        prompt = next((t["content"] for t in reversed(p["chosen"][:-1]) if t["role"] == "user"), "")
+        md += [f"Pair {i} ({m['kind']}, {m['dataset']}, `{m['id']}`):", "",
+               f"- prompt: `{_short(prompt, 300)}`",
+               f"- chosen (BLEU {m['chosen_score']:.2f}{', the gold answer' if m['chosen_sample'] is None else ''}): "
+               f"`{_short(p['chosen'][-1]['content'], 200)}`",
+               f"- rejected (BLEU {m['rejected_score']:.2f}): `{_short(p['rejected'][-1]['content'], 200)}`", ""]
+    return md
+
+
+def side_by_side_section(run_dirs: list[Path], per_task: int = 1, file: str = "canonical.zeroshot.jsonl"
+                         ) -> list[str]:
+    """Every run's answer to the same few held-out questions beside the gold: the first `per_task` questions of
+    each task type in the first run's `file` (fixed by the test file, so every report shows the same ids)."""
+    runs = [(run_name(d), d / "eval" / file) for d in run_dirs if (d / "eval" / file).exists()]
+    if not runs:
+        return []
+    answers = {name: {r["id"]: r.get("output", "") for r in read_jsonl(path)} for name, path in runs}
+    first = read_jsonl(runs[0][1])
+    chosen, taken = [], {}
+    for r in first:
+        if taken.get(r["task"], 0) < per_task:
+            taken[r["task"]] = taken.get(r["task"], 0) + 1
+            chosen.append(r)
+    md = [f"## What each stage changed: answers to the same held-out questions ({file})", ""]
+    for r in sorted(chosen, key=lambda r: r["task"]):
+        prompt = next((t["content"] for t in reversed(r["messages"][:-1]) if t["role"] == "user"), r.get("text", ""))
+        md += [f"**{r['task']}** `{r['id']}`: `{_short(r.get('text') or prompt, 300)}`", "",
+               f"- gold: `{_short(r['messages'][-1]['content'], 200)}`"]
+        md += [f"- {name}: `{_short(answers[name].get(r['id'], '(no answer)'), 200)}`" for name, _ in runs]
+        md.append("")
+    return md
+
+
 TABLE_LABELS = {"fewnerd": "FewNERD", "semeval": "SemEval", "richere-ed": "RichERE-ED", "richere-eae": "RichERE-EAE",
                 "matres": "MATRES", "carb": "CaRB", "robust": "ROBUST", "header_f1": "Table header",
                 "content_rougeL": "Table content", "AVG": "AVG"}
 
 
-def make_report(run_dirs: list[Path], embed, embed_note: str, limit: int = 3) -> tuple[str, dict, list]:
-    """The markdown report of some runs, their results, and the table rows (for the PNG)."""
+def make_report(run_dirs: list[Path], embed, embed_note: str, limit: int = 3, feedback_dir: Path | None = None,
+                n_boot: int = 1000, boot_seed: int = 0, side_by_side: int = 1) -> tuple[str, dict, list]:
+    """The markdown report of some runs, their results, and the table rows (for the PNG). With two runs or more,
+    the last run minus the one before it (e.g. DPO - SFT) with paired bootstrap intervals; with feedback_dir, the
+    IEFeedback summary; and every run's answers to the same few held-out questions (side_by_side per task type)."""
     runs = {run_name(d): evaluate_run(d, embed, limit) for d in run_dirs}
     md = ["# ADELIE held-out evaluation", "",
           "Our numbers are given as `adelie / strict`: the released ADELIE scorers (quirks included, comparable "
@@ -926,15 +1080,26 @@ def make_report(run_dirs: list[Path], embed, embed_note: str, limit: int = 3) ->
     if embed is None and any(t == "odie" for r in runs.values() for t, _ in r):
         md.append(f"ODIE table header: {embed_note}\n")
     canonical = [(name, s, e) for name, r in runs.items() for (t, s), e in r.items() if t == "canonical"]
+    rows_c = [["run", "split", "task", "P", "R", "F1", "format followed (%)"]]
     if canonical:
         md += ["### Canonical formats (synthetic held-out split), strict scorer", "",
                "| run | split | task | P | R | F1 | format followed (%) |", "|---|---|---|---|---|---|---|"]
         for name, split, e in canonical:
             for task, s in {**e["strict"]["per_task"], "all": e["strict"]}.items():
-                md.append(f"| {name} | {split} | {task} | {_fmt(s['precision'])} | {_fmt(s['recall'])} | "
-                          f"{_fmt(s['f1'])} | {_fmt(s.get('format_followed'))} |")
+                row = [name, split, task, _fmt(s['precision']), _fmt(s['recall']), _fmt(s['f1']),
+                       _fmt(s.get('format_followed'))]
+                md.append("| " + " | ".join(row) + " |")
+                rows_c.append(row)
         md.append("")
+    if len(run_dirs) >= 2:
+        before, after = run_dirs[-2], run_dirs[-1]
+        md += comparison_section(run_name(before), run_name(after), compare_runs(before, after, n_boot, boot_seed),
+                                 n_boot, boot_seed)
     md += _training_table(run_dirs)
+    if feedback_dir is not None:
+        md += feedback_section(Path(feedback_dir))
+    if side_by_side > 0:
+        md += side_by_side_section(run_dirs, side_by_side)
     md += ["## Where the two scorers disagree", ""]
     for name, results in runs.items():
         for (task, setting), e in sorted(results.items()):
@@ -954,7 +1119,8 @@ def make_report(run_dirs: list[Path], embed, embed_note: str, limit: int = 3) ->
                 md.append(f"  - `{rid}`: example score adelie {100 * a:.1f}, strict {100 * s:.1f}{detail}; gold "
                           f"`{_short(gold)}`; output `{_short(out)}`")
     md.append("")
-    return "\n".join(md), runs, [("Table 1", rows1), ("Table 2", rows2), ("Table 3", rows3)]
+    return "\n".join(md), runs, [("Table 1", rows1), ("Table 2", rows2), ("Table 3", rows3),
+                                  ("Synthetic held-out split (strict scorer)", rows_c)]
 
 
 def plot_eval_table(tables: list, path: Path) -> None:
@@ -1017,6 +1183,11 @@ class ReportConfig:
     disagreements: int = flag(3, "examples listed per predictions file where the two scorers disagree")
     plots: bool = flag(True, "write eval_table.png and curves.png (needs matplotlib: pip install -e \".[plot]\")")
     header: bool = flag(True, "score the ODIE table header (loads all-MiniLM-L6-v2 from the eval extra)")
+    feedback: str = flag("", "feedback.py's output directory (summary.json, ie_feedback.json, pairs.jsonl): adds the "
+                             "IEFeedback summary (Table 8's columns) and example pairs")
+    bootstrap: int = flag(1000, "resamples of the paired bootstrap of the last run minus the one before it")
+    bootstrap_seed: int = flag(0, "seed of the paired bootstrap (a fixed seed: the same report every time)")
+    side_by_side: int = flag(1, "held-out questions per task type whose answers every run shows beside the gold")
 
 
 def report_command(cfg: ReportConfig) -> str:
@@ -1027,7 +1198,8 @@ def report_command(cfg: ReportConfig) -> str:
     embed, note = None, "not requested (--no-header)"
     if cfg.header and any(t == "odie" for d in run_dirs for t, _, _ in find_predictions(d)):
         embed, note = S.load_minilm()
-    markdown, _, tables = make_report(run_dirs, embed, note, cfg.disagreements)
+    markdown, _, tables = make_report(run_dirs, embed, note, cfg.disagreements, Path(cfg.feedback) if cfg.feedback
+                                      else None, cfg.bootstrap, cfg.bootstrap_seed, cfg.side_by_side)
     out = Path(cfg.out) if cfg.out else run_dirs[0] / "report.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(markdown)

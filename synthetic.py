@@ -189,6 +189,52 @@ LEX: dict[str, list[str] | Callable[[random.Random], str]] = {
     "RANSOM_V": RANSOM_V, "PATCH_V": PATCH_V, "OPEN_V": OPEN_V,
 }
 
+# Generated names (`names="generated"`): every proper name is made of random syllables, drawn from the split's own
+# random stream, so held-out names are (almost) never training names. With the small lists above a model can score by
+# recalling names it memorised; with generated names only copying the span from the input scores, which is the skill
+# an extractor needs (and the one LLaMA-2 brings from pretraining). The word around the name still gives the type
+# (a drug ends in a drug suffix, a river follows "the", a team ends in a team word).
+ONSETS = ["b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr", "kr", "st", "tr", "sh",
+          "ch", "h", "j", "w"]
+VOWELS = ["a", "e", "i", "o", "u", "ai", "ou", "ei"]
+CODAS = ["", "", "", "n", "r", "l", "s", "m", "k", "th"]
+DRUG_SUFFIX = ["ol", "ex", "ine", "amab", "ovir", "azole", "pril", "statin"]
+
+
+def _word(rng: random.Random, n_min: int = 2, n_max: int = 2) -> str:
+    """A pronounceable capitalised pseudo-word of n_min..n_max syllables, e.g. 'Tavoren'."""
+    w = "".join(rng.choice(ONSETS) + rng.choice(VOWELS) for _ in range(rng.randint(n_min, n_max)))
+    return (w + rng.choice(CODAS)).capitalize()
+
+
+GENERATED_LEX: dict[str, Callable[[random.Random], str]] = {
+    "PER": lambda rng: f"{_word(rng)} {_word(rng)}", "ARTIST": lambda rng: f"{_word(rng)} {_word(rng)}",
+    "ATHLETE": lambda rng: f"{_word(rng)} {_word(rng)}", "POLITICIAN": lambda rng: f"{_word(rng)} {_word(rng)}",
+    "ORG": lambda rng: f"{_word(rng)} {rng.choice(ORG_TAIL)}", "CITY": _word,
+    "COUNTRY": lambda rng: _word(rng) + rng.choice(["ia", "land", "stan"]), "RIVER": _word,
+    "TEAM": lambda rng: f"{_word(rng)} {rng.choice(TEAM_TAIL)}",
+    "UNIV": lambda rng: f"University of {_word(rng)}",
+    "FESTIVAL": lambda rng: f"{_word(rng)} {rng.choice(FESTIVAL_KIND)}",
+    "CAR": lambda rng: f"{_word(rng, 1, 2)} {rng.choice(['GT', 'S3', 'XL', '5', '9', 'R'])}",
+    "PHONE": lambda rng: f"{_word(rng, 1, 2)} {rng.choice(['7', 'X', 'Pro', 'Mini', '12', 'S'])}",
+    "FILM": lambda rng: f"The {_word(rng)} {rng.choice(['Road', 'Harbor', 'Birds', 'Moon', 'Train'])}",
+    "BOOK": lambda rng: f"The {rng.choice(['Quiet', 'Long', 'Last', 'Open'])} {_word(rng)}",
+    "DRUG": lambda rng: _word(rng, 1, 2) + rng.choice(DRUG_SUFFIX),
+    "HACKER_NAME": lambda rng: f"{rng.choice(['Dark', 'Grey', 'Red', 'Night'])} {_word(rng, 1, 2)}",
+}
+NAMES = ("lexicon", "generated")
+
+
+class NamedRandom(random.Random):
+    """random.Random that also carries which name lexicons `fill` draws from."""
+
+    def __init__(self, seed, names: str = "lexicon"):
+        if names not in NAMES:
+            raise ValueError(f"synthetic names={names!r}: expected one of {NAMES}")
+        super().__init__(seed)
+        self.names = names
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # The template filler: `{name:TYPE}` draws a value of TYPE and binds it to `name`; `{name}` repeats a bound value.
 
@@ -210,6 +256,8 @@ def fill(rng: random.Random, template: str, capitalize: bool = True,
         name, typ = m.group(1), m.group(2)
         if name not in values:
             lex = LEX[typ]
+            if getattr(rng, "names", "lexicon") == "generated":
+                lex = GENERATED_LEX.get(typ, lex)
             for _ in range(50):  # redraw a value already used by another slot of this sentence
                 value = lex(rng) if callable(lex) else rng.choice(lex)
                 if value not in values.values():
@@ -746,7 +794,10 @@ def odie_example(name: str, rng: random.Random):
     sentences, rows = [], []
     if name == "syn_odie_people":
         ask, header = rng.choice(ODIE_PEOPLE_ASKS)
-        names = rng.sample([f"{f} {l}" for f in FIRST for l in LAST], n_rows)
+        if getattr(rng, "names", "lexicon") == "generated":
+            names = list(dict.fromkeys(GENERATED_LEX["PER"](rng) for _ in range(n_rows)))
+        else:
+            names = rng.sample([f"{f} {l}" for f in FIRST for l in LAST], n_rows)
         for person in names:
             job, city = rng.choice(JOB), rng.choice(CITY)
             sentences.append(rng.choice(ODIE_PEOPLE_SAYS).format(n=person, j=_a(job), c=city))
@@ -756,8 +807,11 @@ def odie_example(name: str, rng: random.Random):
             sentences.insert(rng.randrange(len(sentences) + 1), f"The weather in {rng.choice(CITY)} was mild.")
     else:
         ask, header = rng.choice(ODIE_PRODUCT_ASKS)
-        for product in rng.sample(PHONE + CAR, n_rows):
-            maker, price = _org(rng), f"{rng.choice([199, 249, 299, 349, 499, 650, 899])} dollars"
+        generated = getattr(rng, "names", "lexicon") == "generated"
+        products = ([GENERATED_LEX[rng.choice(["PHONE", "CAR"])](rng) for _ in range(n_rows)] if generated
+                    else rng.sample(PHONE + CAR, n_rows))
+        for product in dict.fromkeys(products):
+            maker, price = (GENERATED_LEX["ORG"](rng) if generated else _org(rng)), f"{rng.choice([199, 249, 299, 349, 499, 650, 899])} dollars"
             hours = rng.choice([None, "12", "18", "24", "36"])
             if hours is None:
                 sentences.append(rng.choice(["The {p}, made by {m}, costs {c}.", "{m} sells the {p} for {c}."])
@@ -776,13 +830,14 @@ EXAMPLE_FN = {"NER": ner_example, "RE": re_example, "RC": rc_example, "ED": even
               "EE": event_example, "OpenIE": openie_example, "ODIE": odie_example}
 
 
-def generate_dataset(name: str, split: str, n: int, seed: int = 0, exclude_texts: set[str] | frozenset = frozenset()
-                     ) -> list[dict]:
+def generate_dataset(name: str, split: str, n: int, seed: int = 0, exclude_texts: set[str] | frozenset = frozenset(),
+                     names: str = "lexicon") -> list[dict]:
     """`n` unified records of synthetic data set `name`; texts in `exclude_texts` (the train split's) are skipped,
-    and no (text, query) pair repeats."""
+    and no (text, query) pair repeats. names: "lexicon" (the small name lists) or "generated" (random pseudo-word
+    names from the split's own random stream, so held-out names are unseen: see GENERATED_LEX)."""
     task = DATASETS[name]
     fn = {"syn_story_ere": ere_story_example, "syn_pair_ere": ere_pair_example}.get(name) or EXAMPLE_FN[task]
-    rng = random.Random(f"adelie-synthetic/{seed}/{name}/{split}")
+    rng = NamedRandom(f"adelie-synthetic/{seed}/{name}/{split}", names)
     records, seen = [], set()
     for _ in range(100 * n + 1000):  # the generators have far more distinct outputs than any n we ask for
         if len(records) == n:
@@ -800,15 +855,16 @@ def generate_dataset(name: str, split: str, n: int, seed: int = 0, exclude_texts
     return records
 
 
-def generate_corpus(seed: int = 0, n_train: int = 1000, n_test: int = 100, datasets: list[str] | None = None
-                    ) -> dict[str, list[dict]]:
+def generate_corpus(seed: int = 0, n_train: int = 1000, n_test: int = 100, datasets: list[str] | None = None,
+                    names: str = "lexicon") -> dict[str, list[dict]]:
     """{"train": records, "test": records} for every synthetic data set (or the given ones); test texts are
-    never train texts."""
+    never train texts. names: see generate_dataset."""
     out: dict[str, list[dict]] = {"train": [], "test": []}
     for name in datasets or list(DATASETS):
-        train = generate_dataset(name, "train", n_train, seed)
+        train = generate_dataset(name, "train", n_train, seed, names=names)
         out["train"] += train
-        out["test"] += generate_dataset(name, "test", n_test, seed, exclude_texts={r["text"] for r in train})
+        out["test"] += generate_dataset(name, "test", n_test, seed, exclude_texts={r["text"] for r in train},
+                                        names=names)
     return out
 
 
@@ -873,6 +929,27 @@ def generate_general(n: int, seed: int = 0) -> list[dict]:
     return out
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# Copy warm-up: the demo's stand-in for what LLaMA-2 brings from pretraining. A model from random weights cannot
+# copy a span of its input into its answer, and learning that from IE answers alone takes more CPU time than the
+# demo has; a short stage that trains on passages of the corpus' plain text, each written twice (the second copy is
+# the trained answer), teaches it in-context copying (the "induction heads" of pretrained transformers) first.
+
+def generate_copy_warmup(records: list[dict], n: int, seed: int = 0, min_texts: int = 1, max_texts: int = 4
+                         ) -> list[dict]:
+    """`n` conversations {"dataset","id","messages"}: the user turn is a passage of min_texts..max_texts random
+    record texts, the assistant turn the same passage again (trained on; data.py masks the user turn)."""
+    if not records:
+        raise ValueError("generate_copy_warmup: no records to take text from")
+    rng = random.Random(f"adelie-synthetic/{seed}/copy-warmup")
+    out = []
+    for i in range(n):
+        passage = " ".join(rng.choice(records)["text"] for _ in range(rng.randint(min_texts, max_texts)))
+        out.append({"dataset": "syn_copy_warmup", "id": f"syn_copy_warmup/{i}",
+                    "messages": [{"role": "user", "content": passage}, {"role": "assistant", "content": passage}]})
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="output directory (train.jsonl, test.jsonl, general.jsonl)")
@@ -880,11 +957,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n_train", type=int, default=1000, help="train records per synthetic data set")
     parser.add_argument("--n_test", type=int, default=100, help="held-out test records per synthetic data set")
     parser.add_argument("--n_general", type=int, default=4000, help="general chat conversations")
+    parser.add_argument("--names", default="lexicon", choices=NAMES,
+                        help="proper names from the small lists (lexicon) or random pseudo-words, unseen in the "
+                             "held-out split (generated: only copying the span from the text scores)")
+    parser.add_argument("--n_warmup", type=int, default=0,
+                        help="also write warmup.jsonl: this many copy warm-up conversations from the train texts "
+                             "(the demo's stand-in for pretraining, see generate_copy_warmup)")
+    parser.add_argument("--datasets", default="", help="comma-separated synthetic data sets (default: all)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    corpus = generate_corpus(args.seed, args.n_train, args.n_test)
+    corpus = generate_corpus(args.seed, args.n_train, args.n_test,
+                             [d for d in args.datasets.split(",") if d] or None, args.names)
     corpus["general"] = generate_general(args.n_general, args.seed)
+    if args.n_warmup:
+        corpus["warmup"] = generate_copy_warmup(corpus["train"], args.n_warmup, args.seed)
     for split, records in corpus.items():
         with open(out / f"{split}.jsonl", "w", encoding="utf-8") as f:
             for r in records:

@@ -397,3 +397,118 @@ def test_build_and_score_the_synthetic_split_of_every_task(tmp_path):
     scores = E.score_predictions("canonical", records, [r["messages"][-1]["content"] for r in records], "strict")
     assert set(scores) == {"NER", "RC", "RE", "ED", "EAE", "EE", "ERE", "OpenIE", "ODIE", "all"}
     assert all((s.f1, s.summary()["format_followed"]) == (100, 100) for s in scores.values())
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# What a stage changed: paired bootstrap, IEFeedback summary, side-by-side answers
+
+def test_paired_bootstrap_hand_worked_two_questions():
+    """Two questions, one gold item each. Run a gets question 1 right and question 2 wrong (micro F1 50), run b gets
+    both right (100): the difference is +50. A resample holds {1,1} (difference 0, chance 1/4), {1,2} (50, 1/2) or
+    {2,2} (100, 1/4), so the 2.5th and 97.5th percentiles of many resamples are 0 and 100."""
+    a, b = [(1, 1, 1), (1, 1, 0)], [(1, 1, 1), (1, 1, 1)]
+    assert E.micro_f1(a) == 50.0 and E.micro_f1(b) == 100.0
+    assert E.paired_bootstrap(a, b, E.micro_f1, n_boot=2000, seed=0) == (50.0, 0.0, 100.0)
+    assert E.paired_bootstrap(b, a, E.micro_f1, n_boot=2000, seed=0) == (-50.0, -100.0, 0.0)
+    assert E.paired_bootstrap(a, a, E.micro_f1, n_boot=50, seed=3) == (0.0, 0.0, 0.0)  # same run: no difference
+
+
+def test_paired_bootstrap_matches_a_loop_over_the_same_draws():
+    """Against a plain loop: the same numpy draws (default_rng(seed).integers), F1 from scorers.prf on the summed
+    counts of each resample, the same questions taken from both runs, numpy's percentiles."""
+    import numpy as np
+    import scorers
+    rng = np.random.default_rng(7)
+    n = 23
+    gold = rng.integers(0, 4, n)
+    pred_a, pred_b = rng.integers(0, 4, n), rng.integers(0, 4, n)
+    a = [(g, p, min(g, p, rng.integers(0, 3))) for g, p in zip(gold, pred_a)]
+    b = [(g, p, min(g, p, rng.integers(0, 4))) for g, p in zip(gold, pred_b)]
+    diff, lo, hi = E.paired_bootstrap(a, b, E.micro_f1, n_boot=300, seed=11)
+
+    def f1(rows):
+        g, p, c = (sum(r[k] for r in rows) for k in range(3))
+        return 100 * scorers.prf(c, p, g)[2]
+    draws = np.random.default_rng(11).integers(0, n, size=(300, n))
+    diffs = [f1([b[i] for i in d]) - f1([a[i] for i in d]) for d in draws]
+    assert diff == pytest.approx(f1(b) - f1(a))
+    assert (lo, hi) == pytest.approx(tuple(np.percentile(diffs, [2.5, 97.5])))
+    assert lo <= diff <= hi
+
+
+def test_paired_bootstrap_of_the_format_share_and_bad_input():
+    assert E.share([1, 0, 1, 1]) == 75.0
+    diff, lo, hi = E.paired_bootstrap([0, 0, 1, 1], [1, 1, 1, 1], E.share, n_boot=500, seed=0)
+    assert diff == 50.0 and 0.0 <= lo <= hi <= 100.0
+    with pytest.raises(ValueError, match="same shape"):
+        E.paired_bootstrap([1, 0], [1, 0, 1], E.share)
+
+
+def _feedback_dir(path):
+    """A feedback.py output directory in miniature: two pairs (one online, one offline) of one data set."""
+    prompt = [{"role": "user", "content": "Find the persons. Text: Tavo Rell met Kesu Dai."}]
+    pairs = [{"dataset": "syn_news_ner", "id": "syn_news_ner/train/0", "messages": prompt + [
+                 {"role": "assistant", "content": "[Answer]: Tavo Rell: Person; Kesu Dai: Person;"}],
+              "chosen": prompt + [{"role": "assistant", "content": "[Answer]: Tavo Rell: Person;"}],
+              "rejected": prompt + [{"role": "assistant", "content": "[Answer]: Lena Berg: Person;"}]},
+             {"dataset": "syn_news_ner", "id": "syn_news_ner/train/1", "messages": prompt,
+              "chosen": prompt + [{"role": "assistant", "content": "[Answer]: gold answer"}],
+              "rejected": prompt + [{"role": "assistant", "content": "no answer at all"}]}]
+    made = [{"index": 0, "id": "syn_news_ner/train/0", "dataset": "syn_news_ner", "kind": "online",
+             "chosen_sample": 2, "rejected_sample": 4, "chosen_score": 0.61, "rejected_score": 0.12},
+            {"index": 1, "id": "syn_news_ner/train/1", "dataset": "syn_news_ner", "kind": "offline",
+             "chosen_sample": None, "rejected_sample": 0, "chosen_score": 1.0, "rejected_score": -1.0}]
+    summary = {"datasets": {"syn_news_ner": {"task": "NER", "online_used": 1, "offline_used": 1, "delta": 1.245},
+                            "syn_bio_ner": {"task": "NER", "online_used": 0, "offline_used": 0, "delta": None}},
+               "total": {"online_used": 1, "offline_used": 1, "delta": 1.245}, "mix": "1 online + 1 offline"}
+    path.mkdir(parents=True)
+    (path / "ie_feedback.json").write_text(json.dumps(pairs))
+    write_jsonl(path / "pairs.jsonl", made)
+    (path / "summary.json").write_text(json.dumps(summary))
+    return path
+
+
+def test_feedback_section_shows_table_8_columns_and_example_pairs(tmp_path):
+    md = "\n".join(E.feedback_section(_feedback_dir(tmp_path / "feedback")))
+    assert "| NER | syn_news_ner | 2 | 1 | 1 | 1.25 |" in md  # data sets without pairs are left out
+    assert "syn_bio_ner" not in md and "| all | total | 2 | 1 | 1 | 1.25 |" in md
+    assert "Pair 0 (online, syn_news_ner" in md and "chosen (BLEU 0.61): `[Answer]: Tavo Rell: Person;`" in md
+    assert "Pair 1 (offline" in md and "chosen (BLEU 1.00, the gold answer)" in md and "rejected (BLEU -1.00)" in md
+    (tmp_path / "feedback" / "pairs.jsonl").write_text("")
+    with pytest.raises(E.BadInput, match="0 lines, but .* holds 2 pairs"):
+        E.feedback_section(tmp_path / "feedback")
+    assert "missing" in E.feedback_section(tmp_path / "nowhere")[2]
+
+
+def test_report_compares_the_last_two_runs_and_shows_answers_side_by_side(tmp_path):
+    """sft answers every NER question with its gold, dpo drops the last item of each: dpo - sft is negative for
+    NER (and 0 for the untouched RC), with the interval around it; each run's answer to the first question of each
+    task type appears beside the gold; the IEFeedback section comes from the feedback directory."""
+    import synthetic
+    corpus = synthetic.generate_corpus(seed=0, n_train=10, n_test=6, datasets=["syn_news_ner", "syn_kb_rc"],
+                                       names="generated")
+    write_jsonl(tmp_path / "train.jsonl", corpus["train"])
+    write_jsonl(tmp_path / "test.jsonl", corpus["test"])
+    records = build(task="canonical", source=str(tmp_path / "test.jsonl"), shots=0,
+                    demo_source=str(tmp_path / "train.jsonl"))
+    sft, dpo = tmp_path / "sft", tmp_path / "dpo"
+    gold = [r["messages"][-1]["content"] for r in records]
+    write_jsonl(sft / "eval" / "canonical.zeroshot.jsonl", [{**r, "output": g} for r, g in zip(records, gold)])
+    worse = [g if r["task"] != "NER" else "; ".join(g.split("; ")[:-2]) + ";" for r, g in zip(records, gold)]
+    write_jsonl(dpo / "eval" / "canonical.zeroshot.jsonl", [{**r, "output": w} for r, w in zip(records, worse)])
+    md, _, tables = E.make_report([sft, dpo], None, "", feedback_dir=_feedback_dir(tmp_path / "fb"), n_boot=200)
+    ner = next(line for line in md.splitlines() if line.startswith("| zeroshot | NER |"))
+    diff, lo, hi = (float(x) for x in re.findall(r"[+-]\d+\.\d", ner.split("|")[4]))
+    assert diff < 0 and lo <= diff <= hi <= 0
+    assert re.search(r"\| zeroshot \| RC \| \d+ \| \+0\.0 \[\+0\.0, \+0\.0\] \| \+0\.0 \[\+0\.0, \+0\.0\] \|", md)
+    assert "### dpo - sft, paired bootstrap" in md and "## IEFeedback" in md
+    first_ner = next(r for r in records if r["task"] == "NER")
+    block = md.split(f"`{first_ner['id']}`")[1].split("**")[0]
+    assert f"- gold: `{gold[records.index(first_ner)]}`" in block
+    assert f"- sft: `{gold[records.index(first_ner)]}`" in block and "- dpo: `" in block
+    assert tables[-1][0].startswith("Synthetic held-out split") and len(tables[-1][1]) == 1 + 2 * 3  # 2 runs x 3
+    assert md == E.make_report([sft, dpo], None, "", feedback_dir=tmp_path / "fb", n_boot=200)[0]  # fixed seed
+    # different questions in the two runs cannot be paired
+    write_jsonl(dpo / "eval" / "canonical.zeroshot.jsonl", [{**r, "output": w} for r, w in zip(records[::-1], worse)])
+    with pytest.raises(E.BadInput, match="not the same questions"):
+        E.make_report([sft, dpo], None, "")

@@ -29,7 +29,7 @@ def jsonl(path):
 def test_the_whole_method_end_to_end_then_incremental_reruns(tmp_path):
     out = tmp_path / "demo"
     ran, skipped = run_pipeline(out)
-    assert skipped == [] and ran[:6] == ["corpus", "ie_instruct", "base", "sft", "feedback", "dpo"]
+    assert skipped == [] and ran[:7] == ["corpus", "ie_instruct", "base", "warmup", "sft", "feedback", "dpo"]
     assert ran[-1] == "report" and {"eval_base", "eval_sft", "eval_dpo"} <= set(ran)
 
     # corpus: unified IE records (docs/design.md), train and held-out test

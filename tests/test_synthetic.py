@@ -129,3 +129,37 @@ def test_cli_writes_the_splits(tmp_path):
     lines = {s: (tmp_path / f"{s}.jsonl").read_text().splitlines() for s in ("train", "test", "general")}
     assert len(lines["train"]) == 5 * len(synthetic.DATASETS) and len(lines["general"]) == 3
     assert json.loads(lines["test"][0])["split"] == "test"
+
+
+def test_generated_names_are_valid_and_unseen_in_the_held_out_split():
+    """--names generated: the same templates with pseudo-word names; records stay valid; the lexicon corpus is
+    unchanged by the option; held-out person / location / chemical names are (almost all) not training names."""
+    gen = synthetic.generate_corpus(seed=0, n_train=N_TRAIN, n_test=N_TEST, names="generated")
+    for split in ("train", "test"):
+        for r in gen[split]:
+            validate_record(r, r["id"])
+
+    def names(records):
+        return {it["entity"]["text"] for r in records if r["task"] == "NER" for it in r["items"]
+                if it["type"] in ("Person", "Location", "Chemical")}
+    train, test = names(gen["train"]), names(gen["test"])
+    assert len(test) > 50 and len(test & train) <= 0.1 * len(test)  # short one-word names can recur by chance
+    lexicon_names = {f"{f} {l}" for f in synthetic.FIRST for l in synthetic.LAST} | set(synthetic.CITY)
+    assert not test & lexicon_names
+    lex = synthetic.generate_corpus(seed=0, n_train=N_TRAIN, n_test=N_TEST)
+    assert lex == synthetic.generate_corpus(seed=0, n_train=N_TRAIN, n_test=N_TEST, names="lexicon")
+    with pytest.raises(ValueError, match="names='other'"):
+        synthetic.generate_dataset("syn_news_ner", "train", 1, names="other")
+
+
+def test_copy_warmup_repeats_a_passage_of_train_texts():
+    records = synthetic.generate_corpus(seed=0, n_train=5, n_test=1)["train"]
+    texts = {r["text"] for r in records}
+    warm = synthetic.generate_copy_warmup(records, 20, seed=3, min_texts=1, max_texts=3)
+    assert warm == synthetic.generate_copy_warmup(records, 20, seed=3, min_texts=1, max_texts=3)
+    for c in warm:
+        user, assistant = c["messages"]
+        assert (user["role"], assistant["role"]) == ("user", "assistant") and user["content"] == assistant["content"]
+        # the passage is 1-3 train texts joined by spaces
+        assert any(user["content"].startswith(t) for t in texts)
+    assert len({c["messages"][0]["content"] for c in warm}) > 10
