@@ -96,12 +96,13 @@ import torch
 
 from config import flag, parse_config
 from robust import atomic_file
+from ie_formats import TASKS, parse_markdown_table
+from scorers import answer_part
 
 REPO = Path(__file__).resolve().parent
 PROMPTS_DIR = REPO / "prompts"
 DEFAULT_TOKENIZER = REPO / "assets" / "tokenizer.model"
 
-TASKS = ("NER", "RC", "RE", "ED", "EAE", "EE", "ERE", "OpenIE", "ODIE")
 CLOSED_TASKS = ("NER", "RC", "RE", "ED", "EAE", "EE", "ERE")  # tasks with a schema (paper section 3.2)
 ANSWER = "[Answer]: "
 EXPLANATION = "[Explanation]: "
@@ -354,14 +355,6 @@ def canonical_answer(task: str, items: list[dict], rng: random.Random | None = N
     return ANSWER + CANONICAL_SEP[task].join(_canonical_item(task, it) for it in items)
 
 
-def answer_text(output: str) -> str:
-    """The answer part of a model output (docs/fidelity.md §3 and §5): the text after the first "[Answer]:" up to a
-    second one, stripped; the whole output when it has none."""
-    if "[Answer]:" not in output:
-        return output.strip()
-    return output.split("[Answer]:", 2)[1].strip()
-
-
 def _tuples(body: str, bad) -> list[list[str]]:
     """The '; '-separated fields of every '(...)' tuple in `body`: one or more per line, ';' between them allowed."""
     out = []
@@ -382,20 +375,18 @@ def parse_canonical(task: str, text: str, strict: bool = False) -> list[dict]:
     `text` may be a whole model output (the part after "[Answer]:" is used). "NA" or nothing -> []. A malformed
     piece is skipped, or with strict=True raises ValueError naming it. Mention strings that themselves contain the
     separators ("; ", ": " or ")(") cannot round-trip; synthetic.py's lexicons avoid them."""
-    body = answer_text(text)
+    body = answer_part(text).strip()
 
     def bad(piece):
         if strict:
             raise ValueError(f"malformed {task} answer piece {piece!r} in {body!r}")
 
     if task == "ODIE":
-        lines = [l.strip() for l in body.split("\n") if l.strip().startswith("|")]
-        cells = [[c.strip() for c in l.strip().strip("|").split("|")] for l in lines]
-        cells = [c for c in cells if not all(re.fullmatch(r":?-{3,}:?", x) for x in c)]  # drop separator line
-        if not cells:
+        header, rows, _ = parse_markdown_table(body)
+        if not header:
             bad(body)
             return []
-        return [{"header": cells[0], "rows": cells[1:]}]
+        return [{"header": header, "rows": rows}]
     if body in ("", "NA"):
         return []
     items = []
@@ -1690,7 +1681,7 @@ def _literal(body: str):
 def _is_na_answer(output: str, markers: Markers) -> bool:
     """An assistant turn that extracts nothing: "NA", a template's none sentence, an empty JSON list, or (the
     release's JSON) an object whose lists are all empty."""
-    body = answer_text(output)
+    body = answer_part(output).strip()
     if body in markers.na_answers:
         return True
     value = _literal(body)
@@ -1749,7 +1740,7 @@ def conversation_features(messages: list[dict], markers: Markers) -> dict:
     odie = system is not None and system.strip() == ODIE_SYSTEM
     m = markers.request_re.search(first)  # the whole turn: the release put some requests after the text
     kind, tasks = markers.requests[m.group()] if m else ("", frozenset())
-    if kind != "canonical" and isinstance(_literal(answer_text(final)), (list, dict)):
+    if kind != "canonical" and isinstance(_literal(answer_part(final).strip()), (list, dict)):
         kind = "json"  # the release's JSON requests are not ours: its answers show it
     cut = first.find("\nText: ")  # the schema is in the instruction, before the text block
     return {"ie": odie or m is not None or "[Answer]" in first or any(ANSWER.strip() in a for a in assistant),

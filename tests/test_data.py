@@ -69,7 +69,7 @@ def final_answer(conv):
 
 
 def is_na(task, conv):
-    answer = data.answer_text(final_answer(conv))
+    answer = data.answer_part(final_answer(conv)).strip()
     kind = request_kind(task, instruction_of(conv))
     if kind == "canonical":
         return data.parse_canonical(task, answer, strict=True) == []
@@ -223,7 +223,7 @@ def test_na_share_at_most_twenty_percent_per_data_set_and_na_demos_rare(big_buil
         if c["dataset"] == "syn_kb_rc" and request_kind("RC", instruction_of(c)) == "canonical":
             for m in c["messages"][1:-1:2]:
                 demo += 1
-                na_demo += data.answer_text(m["content"]) == "NA"
+                na_demo += data.answer_part(m["content"]).strip() == "NA"
     assert demo > 500 and 0 < na_demo / demo < 0.15
 
 
@@ -242,7 +242,7 @@ def test_no_unfilled_placeholder_anywhere(big_build):
                 for r in requests:
                     text = text.replace(r, "")
             if m["role"] == "assistant" and json_answers:
-                json.loads(data.answer_text(text))  # real JSON, braces and all
+                json.loads(data.answer_part(text).strip())  # real JSON, braces and all
                 continue
             assert not marker.search(text), (c["id"], text)
 

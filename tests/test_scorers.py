@@ -31,10 +31,12 @@ def prf_of(score):
 # ----------------------------------------------------------------------------------------------------------------
 # Parsing the canonical formats (docs/fidelity.md §1, paper Table 9)
 
-def test_strict_answer_is_everything_after_the_first_marker():
-    assert S.strict_answer("[Explanation]: x. [Answer]: a: B; ") == (" a: B; ", True)
-    assert S.strict_answer("a: B; ") == ("a: B; ", False)
-    assert S.released_answer("x [Answer]: a [Answer]: b") == " a "  # the release stops at a second marker
+def test_answer_part_strict_released_and_bleu_cuts():
+    # strict: everything after the first marker; unmarked -> the whole output
+    assert S.answer_part("[Explanation]: x. [Answer]: a: B; [Answer]: c", upto_next=False) == " a: B; [Answer]: c"
+    assert S.answer_part("a: B; ", upto_next=False) == "a: B; "
+    assert S.answer_part("x [Answer]: a [Answer]: b") == " a "  # the release stops at a second marker
+    assert S.answer_part("x [Answer]:a", "[Answer]: ", missing=None) is None  # BLEU's marker includes its space
 
 
 @pytest.mark.parametrize("task,output,items,followed", [
