@@ -1535,32 +1535,6 @@ def collate_preference(pairs: list[tuple], pad_id: int = 0) -> dict[str, torch.T
 # ----------------------------------------------------------------------------------------------------------------
 # 7. Reading conversation files: IEInstruct JSONL, IEFeedback (JSON list or JSONL), TULU-v2-style JSONL
 
-def _json_list(text: str, path) -> list[tuple[dict, int]]:
-    """The items of a top-level JSON list with the line each starts on (for error messages)."""
-    dec, out = json.JSONDecoder(), []
-    i, line = text.index("[") + 1, 1 + text.count("\n", 0, text.index("["))
-    ws = re.compile(r"\s*")
-    while True:
-        j = ws.match(text, i).end()
-        line, i = line + text.count("\n", i, j), j
-        if i >= len(text):
-            raise ValueError(f"{path}:{line}: the JSON list is not closed with ']'")
-        if text[i] == "]":
-            return out
-        try:
-            obj, j = dec.raw_decode(text, i)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{e.lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
-        out.append((obj, line))
-        line, i = line + text.count("\n", i, j), j
-        j = ws.match(text, i).end()
-        line, i = line + text.count("\n", i, j), j
-        if i < len(text) and text[i] == ",":
-            i += 1
-        elif i >= len(text) or text[i] != "]":
-            raise ValueError(f"{path}:{line}: expected ',' or ']' between list items")
-
-
 def _check_messages(messages, where: str, field: str) -> list[dict]:
     if not isinstance(messages, list) or not messages:
         raise ValueError(f"{where}: '{field}' must be a non-empty list of messages, got {type(messages).__name__}")
@@ -1584,19 +1558,22 @@ def load_conversations(path) -> list[dict]:
         line = raw.count(b"\n", 0, e.start) + 1
         raise ValueError(f"{path}:{line}: not UTF-8 text (byte {e.start}: {e.reason}); expected UTF-8 JSON or "
                          f"JSONL") from None
-    if text.lstrip().startswith("["):
-        items = _json_list(text, path)
+    items = []  # (object, where it is)
+    if text.lstrip().startswith("["):  # one JSON list: its items are named by position
+        try:
+            listed = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{e.lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
+        items = [(obj, f"{path} (list item {k})") for k, obj in enumerate(listed, 1)]
     else:
-        items = []
         for lineno, line in enumerate(text.split("\n"), 1):
             if line.strip():
                 try:
-                    items.append((json.loads(line), lineno))
+                    items.append((json.loads(line), f"{path}:{lineno}"))
                 except json.JSONDecodeError as e:
                     raise ValueError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
     out = []
-    for k, (obj, lineno) in enumerate(items):
-        where = f"{path}:{lineno}"
+    for k, (obj, where) in enumerate(items):
         if not isinstance(obj, dict):
             raise ValueError(f"{where}: expected a JSON object, got {type(obj).__name__}")
         conv = {"dataset": str(obj.get("dataset", obj.get("datasets", path.stem))),

@@ -316,11 +316,6 @@ def adelie_fewnerd(golds: Sequence[str], outputs: Sequence[str]) -> Score:
     return _micro_score(per_example)
 
 
-def strict_fewnerd(golds: Sequence[str], outputs: Sequence[str]) -> Score:
-    """Strict NER micro F1: every gold item counts (location_GPE too), types case-insensitive, multisets."""
-    return strict_micro([gold_items_from_answer(g, "NER") for g in golds], outputs, "NER")
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # SemEval-2010 Task 8 (RC): released scorer semeval/open_evaluate.py
 
@@ -380,11 +375,6 @@ def adelie_semeval(golds: Sequence[str], outputs: Sequence[str]) -> Score:
     p, r = c / (n + 1e-10), c / (g + 1e-10)
     f = 2 * p * r / (p + r + 1e-10)
     return Score(100 * p, 100 * r, 100 * f, g, n, c, per_example)
-
-
-def strict_semeval(golds: Sequence[str], outputs: Sequence[str]) -> Score:
-    """Strict RC micro F1: the triple as asked, (subject; relation; object) with the marked entities in order."""
-    return strict_micro([gold_items_from_answer(g, "RC") for g in golds], outputs, "RC")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -484,16 +474,6 @@ def adelie_richere_ed(golds: Sequence[str], outputs: Sequence[str]) -> Score:
 def adelie_richere_eae(golds: Sequence[str], outputs: Sequence[str]) -> Score:
     """Argument-level micro F1 exactly as ADELIE's RichERE EAE scorer computes it (quirks in `_adelie_richere`)."""
     return _adelie_richere(golds, outputs, _ADELIE_RICHERE_EAE, lowercase=True)
-
-
-def strict_richere_ed(golds: Sequence[str], outputs: Sequence[str]) -> Score:
-    """Strict ED micro F1 over (trigger, type) multisets; NASA/NATO are mentions like any other."""
-    return strict_micro([gold_items_from_answer(g, "ED") for g in golds], outputs, "ED")
-
-
-def strict_richere_eae(golds: Sequence[str], outputs: Sequence[str]) -> Score:
-    """Strict EAE micro F1 over (argument, role) multisets."""
-    return strict_micro([gold_items_from_answer(g, "EAE") for g in golds], outputs, "EAE")
 
 
 # ----------------------------------------------------------------------------------------------------------------

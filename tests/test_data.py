@@ -734,9 +734,9 @@ def test_load_conversations_errors_name_file_and_line(tmp_path):
         path.write_text(text)
         with pytest.raises(ValueError, match=re.escape(str(path) + expected)):
             data.load_conversations(path)
-    listed = tmp_path / "list.json"  # a JSON list (IEFeedback): the line of the bad item is found
+    listed = tmp_path / "list.json"  # a JSON list (IEFeedback): the bad item is named by its position
     listed.write_text("[\n  " + json.dumps({"messages": msgs}) + ",\n  " + json.dumps({"chosen": msgs}) + "\n]")
-    with pytest.raises(ValueError, match=re.escape(f"{listed}:3: 'rejected' must be")):
+    with pytest.raises(ValueError, match=re.escape(f"{listed} (list item 2): 'rejected' must be")):
         data.load_conversations(listed)
 
 
