@@ -26,8 +26,7 @@ and turns conversations into training tensors. Where each step of the paper is:
                                               TULU v2 formats
   7b. auditing a corpus from its text         Table 7, the rates of 3.1-3.3 and 4  corpus_stats, stats_summary,
                                                                                     dataset_table, compare_table
-  8. command line                                                                  build, show, stats,
-                                                                                    train-tokenizer
+  8. command line                                                                  build, show, stats
 
     python data.py build --out runs/data/ie_instruct.jsonl              # embedded default: synthetic.py's corpus
     python data.py build --out ie_instruct.jsonl --data_dir ../shared/data \\
@@ -36,7 +35,7 @@ and turns conversations into training tensors. Where each step of the paper is:
     python data.py build --out x.jsonl --records my_records.jsonl --skip-bad
     python data.py show runs/data/ie_instruct.jsonl --n 3             # what the model is trained on, masks marked
     python data.py stats runs/data/ie_instruct.jsonl IEInstruct.jsonl  # Table 7 and every rate, side by side
-    python data.py train-tokenizer --out assets/tokenizer.model         # re-make the embedded tokenizer
+    python tools/train_tokenizer.py --out assets/tokenizer.model        # re-make the embedded tokenizer (tooling)
 
 THE UNIFIED IE RECORD (ie_formats.py and synthetic.py write it; data.py and evaluate.py read it). One JSON object per
 instance, one line of a .jsonl file:
@@ -1988,7 +1987,7 @@ def stats(cfg: StatsConfig) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# 8. Command line: build, show, train-tokenizer (one dataclass config each; every field is a flag with help)
+# 8. Command line: build, show, stats (one dataclass config each; every field is a flag with help)
 
 @dataclass
 class ShowConfig:
@@ -1999,14 +1998,6 @@ class ShowConfig:
     max_len: int = flag(2048, "truncate like SFT does (docs/fidelity.md §2: 2048 tokens)")
     color: str = flag("auto", "mark trained tokens with a green background (always), with ⟦ ⟧ brackets (never), "
                               "or by whether stdout is a terminal (auto)", choices=["auto", "always", "never"])
-
-
-@dataclass
-class TokenizerConfig:
-    out: str = flag(str(DEFAULT_TOKENIZER), "where to write the SentencePiece model")
-    vocab_size: int = flag(2048, "vocabulary size (model.py's 'demo' preset uses 2048)")
-    synthetic_n_train: int = flag(1000, "synthetic train records per data set in the training text")
-    n_general: int = flag(20000, "synthetic general chat conversations in the training text")
 
 
 def _piece_text(tokenizer, ids: list[int]) -> str:
@@ -2066,56 +2057,9 @@ def show(cfg: ShowConfig) -> None:
             print()
 
 
-def tokenizer_training_text(cfg: TokenizerConfig) -> list[str]:
-    """What the embedded tokenizer is trained on: synthetic.py's corpus built into IEInstruct (every prompt pool
-    of prompts/ in use) and synthetic general chat, rendered in the chat format, one line per sentence piece
-    input, plus every prompt string verbatim."""
-    import synthetic
-    records = synthetic.generate_corpus(0, cfg.synthetic_n_train, 0)["train"]
-    build_cfg = IEInstructConfig(max_tokens=0)
-    prompts = load_prompts()
-    ie, _ = ie_instruct(records, build_cfg, prompts, progress=False)
-    conversations = ie + synthetic.generate_general(cfg.n_general, 0)
-    lines = []
-    for c in conversations:
-        lines += render_chat(c["messages"]).split("\n")
-    for name in ("task_descriptions", "output_formats", "explanations", "schema", "label_descriptions"):
-        def walk(x):
-            if isinstance(x, str):
-                lines.extend(x.split("\n"))
-            elif isinstance(x, dict):
-                for k in sorted(x):
-                    walk(x[k])
-            elif isinstance(x, list):
-                for v in x:
-                    walk(v)
-        walk(_load_json(PROMPTS_DIR / f"{name}.json"))
-    return [l for l in lines if l.strip()]
-
-
-def train_tokenizer(cfg: TokenizerConfig) -> None:
-    """`python data.py train-tokenizer`: the embedded default tokenizer, a LLaMA-like SentencePiece BPE model
-    (byte fallback, identity normalisation, no extra-whitespace removal, digits split; unk 0, bos 1, eos 2, no
-    pad) trained on tokenizer_training_text. Single-threaded and unshuffled, so the file is reproducible."""
-    import io
-    import sentencepiece as spm
-    lines = tokenizer_training_text(cfg)
-    model = io.BytesIO()  # no file paths: the trainer stores its input/prefix paths in the model, breaking equality
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(lines), model_writer=model, vocab_size=cfg.vocab_size, model_type="bpe",
-        byte_fallback=True, normalization_rule_name="identity", remove_extra_whitespaces=False, split_digits=True,
-        allow_whitespace_only_pieces=True, character_coverage=1.0, unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
-        num_threads=1, input_sentence_size=0, shuffle_input_sentence=False, max_sentence_length=16384,
-        minloglevel=2)
-    Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(cfg.out).write_bytes(model.getvalue())
-    print(f"wrote {cfg.out} ({Path(cfg.out).stat().st_size} bytes, vocab {cfg.vocab_size}) from {len(lines)} lines")
-
-
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
-    commands = {"build": (IEInstructConfig, build), "show": (ShowConfig, show), "stats": (StatsConfig, stats),
-                "train-tokenizer": (TokenizerConfig, train_tokenizer)}
+    commands = {"build": (IEInstructConfig, build), "show": (ShowConfig, show), "stats": (StatsConfig, stats)}
     if not argv or argv[0] not in commands:
         examples = next(p for p in __doc__.split("\n\n") if "python data.py build" in p)
         sys.exit(f"usage: python data.py {{{','.join(commands)}}} [flags]  (-h after a command lists its flags)\n\n"
