@@ -8,7 +8,7 @@ and turns conversations into training tensors. Where each step of the paper is:
   part                                        paper / docs                         names here
   1. the unified IE record (below)            3.1 IE data collection, Table 7      read_records, plain_items
   2. prompt pools (prompts/*.json)            3.2, appendix A.1, Table 5           load_prompts
-  3. answers and their formats                3.3, appendix A.2, Table 9           canonical_answer, parse_canonical,
+  3. answers and their formats                3.3, appendix A.2, Table 9           canonical_answer,
                                                                                     json_answer, template_answer,
                                                                                     FORMAT_REQUESTS
   4. one IEInstruct instance                  3.2 (task description, schema        ie_instruct_instance,
@@ -95,7 +95,7 @@ import torch
 
 from config import flag, parse_config
 from robust import atomic_file
-from ie_formats import TASKS, parse_markdown_table
+from ie_formats import TASKS
 from scorers import answer_part
 
 REPO = Path(__file__).resolve().parent
@@ -196,19 +196,6 @@ def plain_items(task: str, items: list[dict]) -> list[dict]:
         else:
             out.append({k: _text(it[k]) for k in ITEM_FIELDS[task]})
     return out
-
-
-def _item_key(task: str, it: dict) -> str:
-    """A canonical string for an item, for multiset comparisons (ignores argument order inside EE events)."""
-    if task == "EE":
-        it = {**it, "arguments": sorted((a["argument"], a["role"]) for a in it["arguments"])}
-    return json.dumps(it, sort_keys=True, ensure_ascii=False)
-
-
-def same_items(task: str, a: list[dict], b: list[dict]) -> bool:
-    """True when two item lists hold the same items, counted with multiplicity, in any order."""
-    return Counter(_item_key(task, x) for x in plain_items(task, a)) == \
-        Counter(_item_key(task, x) for x in plain_items(task, b))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -343,7 +330,8 @@ def canonical_answer(task: str, items: list[dict], rng: random.Random | None = N
     NER `{entity}: {type};` ED `{trigger}: {type};` EAE `{argument}: {role};` ERE `({event1}; {relation}; {event2});`
     (space-separated); RC/RE `({head}; {relation}; {tail})`, EE `({trigger}; {type}; {argument}: {role}; ...)`,
     OpenIE `({predicate}; {subject}; {object}; {time}; {location})` without missing trailing elements (one per
-    line); ODIE a markdown table. With `rng` the items are shuffled first. Inverse: parse_canonical."""
+    line); ODIE a markdown table. With `rng` the items are shuffled first. Its inverse (parse_canonical) is a test
+    helper in tests/test_data.py."""
     items = plain_items(task, items)
     if task == "ODIE":
         return ANSWER + markdown_table(items[0]["header"], items[0]["rows"])
@@ -352,78 +340,6 @@ def canonical_answer(task: str, items: list[dict], rng: random.Random | None = N
     if not items:
         return ANSWER + "NA"
     return ANSWER + CANONICAL_SEP[task].join(_canonical_item(task, it) for it in items)
-
-
-def _tuples(body: str, bad) -> list[list[str]]:
-    """The '; '-separated fields of every '(...)' tuple in `body`: one or more per line, ';' between them allowed."""
-    out = []
-    for line in body.split("\n"):
-        s = line.strip().rstrip(";").strip()
-        if not s:
-            continue
-        if not (s.startswith("(") and s.endswith(")")):
-            bad(line)
-            continue
-        out += [t.split("; ") for t in re.split(r"\)\s*;?\s*\(", s[1:-1])]
-    return out
-
-
-def parse_canonical(task: str, text: str, strict: bool = False) -> list[dict]:
-    """Plain items from a canonical answer (the inverse of canonical_answer, in any item order).
-
-    `text` may be a whole model output (the part after "[Answer]:" is used). "NA" or nothing -> []. A malformed
-    piece is skipped, or with strict=True raises ValueError naming it. Mention strings that themselves contain the
-    separators ("; ", ": " or ")(") cannot round-trip; synthetic.py's lexicons avoid them."""
-    body = answer_part(text).strip()
-
-    def bad(piece):
-        if strict:
-            raise ValueError(f"malformed {task} answer piece {piece!r} in {body!r}")
-
-    if task == "ODIE":
-        header, rows, _ = parse_markdown_table(body)
-        if not header:
-            bad(body)
-            return []
-        return [{"header": header, "rows": rows}]
-    if body in ("", "NA"):
-        return []
-    items = []
-    if task in ("NER", "ED", "EAE"):
-        keys = {"NER": ("entity", "type"), "ED": ("trigger", "type"), "EAE": ("argument", "role")}[task]
-        for seg in body.split(";"):
-            seg = seg.strip()
-            if not seg:
-                continue
-            parts = seg.rsplit(": ", 1)
-            if len(parts) != 2 or not all(parts):
-                bad(seg)
-                continue
-            items.append(dict(zip(keys, parts)))
-        return items
-    for fields in _tuples(body, bad):
-        if task in ("RC", "RE", "ERE"):
-            if len(fields) != 3:
-                bad("; ".join(fields))
-                continue
-            keys = ("head", "relation", "tail") if task != "ERE" else ("event1", "relation", "event2")
-            items.append(dict(zip(keys, fields)))
-        elif task == "OpenIE":
-            if not 2 <= len(fields) <= 5:
-                bad("; ".join(fields))
-                continue
-            fields = fields + [""] * (5 - len(fields))
-            items.append(dict(zip(ITEM_FIELDS["OpenIE"], fields)))
-        elif task == "EE":
-            args = [a.rsplit(": ", 1) for a in fields[2:]]
-            if len(fields) < 2 or any(len(a) != 2 for a in args):
-                bad("; ".join(fields))
-                continue
-            items.append({"trigger": fields[0], "type": fields[1],
-                          "arguments": [{"argument": a, "role": r} for a, r in args]})
-        else:
-            raise ValueError(f"unknown task {task!r}")
-    return items
 
 
 def json_answer(task: str, items: list[dict]) -> str:
@@ -698,16 +614,12 @@ class Plan:
     explanation_request: str
     llm_explanation: str | None  # the query's LLM-written explanation, when one is used
     demos: list
-    plain: dict = dataclasses.field(default_factory=dict)  # id(record) -> plain gold items, for this instance
 
 
 def _gold(record: dict, plan: Plan) -> list[dict]:
     """The record's plain gold under the plan: items of options left in the schema, labels as shown."""
     task = record["task"]
-    items = plan.plain.get(id(record))
-    if items is None:  # computed once per record and instance (answers are rendered again when demos are shed)
-        items = plan.plain[id(record)] = plain_items(task, record["items"])
-    items = list(items)
+    items = plain_items(task, record["items"])
     if task not in CLOSED_TASKS:
         return items
     key = LABEL_FIELD[task]

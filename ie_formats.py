@@ -1626,7 +1626,7 @@ def parse_markdown_table(text: str) -> tuple[list[str], list[list[str]], bool]:
     """(header cells, body rows, well_formed) of the first markdown table in `text` ([] and [] when none): its
     lines are the first run of lines starting with "|"; well_formed when a separator line follows the header
     ('| a | b |\n| --- | --- |\n| 1 | 2 |' -> (["a", "b"], [["1", "2"]], True)). The one table parser: gold
-    tables here, canonical answers (data.parse_canonical) and the ODIE scorers (scorers.py)."""
+    tables here, canonical answers and the ODIE scorers (scorers.py)."""
     lines = [ln.strip() for ln in text.split("\n")]
     start = next((i for i, ln in enumerate(lines) if ln.startswith("|")), None)
     if start is None:
