@@ -151,8 +151,9 @@ def run_main(main, argv=None) -> None:
 def read_appendable_jsonl(path, valid=None) -> tuple[list[tuple[int, dict]], int]:
     """([(line number, object)], torn): the lines of an append-only JSON-lines file, made safe to append to again.
 
-    A run killed mid-write leaves a torn last line: it is cut off the file and counted (torn = 1), so the next
-    append starts a fresh line and the caller redoes that entry. A complete last line without its newline gets one.
+    A run killed mid-write leaves a torn last line (no newline, not a complete JSON line): it is cut off the file and
+    counted (torn = 1), so the next append starts a fresh line and the caller redoes that entry. A complete last
+    line without its newline gets one.
     A broken line anywhere else is corruption: ValueError naming the file and line. `valid(obj)` may raise
     ValueError to reject an object as broken too. Run by one process per file, before anyone appends to it."""
     path = Path(path)
