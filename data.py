@@ -8,7 +8,7 @@ and turns conversations into training tensors. Where each step of the paper is:
   part                                        paper / docs                         names here
   1. the unified IE record (below)            3.1 IE data collection, Table 7      read_records, plain_items
   2. prompt pools (prompts/*.json)            3.2, appendix A.1, Table 5           load_prompts
-  3. answers and their formats                3.3, appendix A.2, Table 9           canonical_answer, parse_canonical,
+  3. answers and their formats                3.3, appendix A.2, Table 9           canonical_answer,
                                                                                     json_answer, template_answer,
                                                                                     FORMAT_REQUESTS
   4. one IEInstruct instance                  3.2 (task description, schema        ie_instruct_instance,
@@ -26,8 +26,7 @@ and turns conversations into training tensors. Where each step of the paper is:
                                               TULU v2 formats
   7b. auditing a corpus from its text         Table 7, the rates of 3.1-3.3 and 4  corpus_stats, stats_summary,
                                                                                     dataset_table, compare_table
-  8. command line                                                                  build, show, stats,
-                                                                                    train-tokenizer
+  8. command line                                                                  build, show, stats
 
     python data.py build --out runs/data/ie_instruct.jsonl              # embedded default: synthetic.py's corpus
     python data.py build --out ie_instruct.jsonl --data_dir ../shared/data \\
@@ -36,7 +35,7 @@ and turns conversations into training tensors. Where each step of the paper is:
     python data.py build --out x.jsonl --records my_records.jsonl --skip-bad
     python data.py show runs/data/ie_instruct.jsonl --n 3             # what the model is trained on, masks marked
     python data.py stats runs/data/ie_instruct.jsonl IEInstruct.jsonl  # Table 7 and every rate, side by side
-    python data.py train-tokenizer --out assets/tokenizer.model         # re-make the embedded tokenizer
+    python tools/train_tokenizer.py --out assets/tokenizer.model        # re-make the embedded tokenizer (tooling)
 
 THE UNIFIED IE RECORD (ie_formats.py and synthetic.py write it; data.py and evaluate.py read it). One JSON object per
 instance, one line of a .jsonl file:
@@ -96,12 +95,13 @@ import torch
 
 from config import flag, parse_config
 from robust import atomic_file
+from ie_formats import TASKS
+from scorers import answer_part
 
 REPO = Path(__file__).resolve().parent
 PROMPTS_DIR = REPO / "prompts"
 DEFAULT_TOKENIZER = REPO / "assets" / "tokenizer.model"
 
-TASKS = ("NER", "RC", "RE", "ED", "EAE", "EE", "ERE", "OpenIE", "ODIE")
 CLOSED_TASKS = ("NER", "RC", "RE", "ED", "EAE", "EE", "ERE")  # tasks with a schema (paper section 3.2)
 ANSWER = "[Answer]: "
 EXPLANATION = "[Explanation]: "
@@ -196,19 +196,6 @@ def plain_items(task: str, items: list[dict]) -> list[dict]:
         else:
             out.append({k: _text(it[k]) for k in ITEM_FIELDS[task]})
     return out
-
-
-def _item_key(task: str, it: dict) -> str:
-    """A canonical string for an item, for multiset comparisons (ignores argument order inside EE events)."""
-    if task == "EE":
-        it = {**it, "arguments": sorted((a["argument"], a["role"]) for a in it["arguments"])}
-    return json.dumps(it, sort_keys=True, ensure_ascii=False)
-
-
-def same_items(task: str, a: list[dict], b: list[dict]) -> bool:
-    """True when two item lists hold the same items, counted with multiplicity, in any order."""
-    return Counter(_item_key(task, x) for x in plain_items(task, a)) == \
-        Counter(_item_key(task, x) for x in plain_items(task, b))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -343,7 +330,8 @@ def canonical_answer(task: str, items: list[dict], rng: random.Random | None = N
     NER `{entity}: {type};` ED `{trigger}: {type};` EAE `{argument}: {role};` ERE `({event1}; {relation}; {event2});`
     (space-separated); RC/RE `({head}; {relation}; {tail})`, EE `({trigger}; {type}; {argument}: {role}; ...)`,
     OpenIE `({predicate}; {subject}; {object}; {time}; {location})` without missing trailing elements (one per
-    line); ODIE a markdown table. With `rng` the items are shuffled first. Inverse: parse_canonical."""
+    line); ODIE a markdown table. With `rng` the items are shuffled first. Its inverse (parse_canonical) is a test
+    helper in tests/test_data.py."""
     items = plain_items(task, items)
     if task == "ODIE":
         return ANSWER + markdown_table(items[0]["header"], items[0]["rows"])
@@ -352,88 +340,6 @@ def canonical_answer(task: str, items: list[dict], rng: random.Random | None = N
     if not items:
         return ANSWER + "NA"
     return ANSWER + CANONICAL_SEP[task].join(_canonical_item(task, it) for it in items)
-
-
-def answer_text(output: str) -> str:
-    """The answer part of a model output (docs/fidelity.md §3 and §5): the text after the first "[Answer]:" up to a
-    second one, stripped; the whole output when it has none."""
-    if "[Answer]:" not in output:
-        return output.strip()
-    return output.split("[Answer]:", 2)[1].strip()
-
-
-def _tuples(body: str, bad) -> list[list[str]]:
-    """The '; '-separated fields of every '(...)' tuple in `body`: one or more per line, ';' between them allowed."""
-    out = []
-    for line in body.split("\n"):
-        s = line.strip().rstrip(";").strip()
-        if not s:
-            continue
-        if not (s.startswith("(") and s.endswith(")")):
-            bad(line)
-            continue
-        out += [t.split("; ") for t in re.split(r"\)\s*;?\s*\(", s[1:-1])]
-    return out
-
-
-def parse_canonical(task: str, text: str, strict: bool = False) -> list[dict]:
-    """Plain items from a canonical answer (the inverse of canonical_answer, in any item order).
-
-    `text` may be a whole model output (the part after "[Answer]:" is used). "NA" or nothing -> []. A malformed
-    piece is skipped, or with strict=True raises ValueError naming it. Mention strings that themselves contain the
-    separators ("; ", ": " or ")(") cannot round-trip; synthetic.py's lexicons avoid them."""
-    body = answer_text(text)
-
-    def bad(piece):
-        if strict:
-            raise ValueError(f"malformed {task} answer piece {piece!r} in {body!r}")
-
-    if task == "ODIE":
-        lines = [l.strip() for l in body.split("\n") if l.strip().startswith("|")]
-        cells = [[c.strip() for c in l.strip().strip("|").split("|")] for l in lines]
-        cells = [c for c in cells if not all(re.fullmatch(r":?-{3,}:?", x) for x in c)]  # drop separator line
-        if not cells:
-            bad(body)
-            return []
-        return [{"header": cells[0], "rows": cells[1:]}]
-    if body in ("", "NA"):
-        return []
-    items = []
-    if task in ("NER", "ED", "EAE"):
-        keys = {"NER": ("entity", "type"), "ED": ("trigger", "type"), "EAE": ("argument", "role")}[task]
-        for seg in body.split(";"):
-            seg = seg.strip()
-            if not seg:
-                continue
-            parts = seg.rsplit(": ", 1)
-            if len(parts) != 2 or not all(parts):
-                bad(seg)
-                continue
-            items.append(dict(zip(keys, parts)))
-        return items
-    for fields in _tuples(body, bad):
-        if task in ("RC", "RE", "ERE"):
-            if len(fields) != 3:
-                bad("; ".join(fields))
-                continue
-            keys = ("head", "relation", "tail") if task != "ERE" else ("event1", "relation", "event2")
-            items.append(dict(zip(keys, fields)))
-        elif task == "OpenIE":
-            if not 2 <= len(fields) <= 5:
-                bad("; ".join(fields))
-                continue
-            fields = fields + [""] * (5 - len(fields))
-            items.append(dict(zip(ITEM_FIELDS["OpenIE"], fields)))
-        elif task == "EE":
-            args = [a.rsplit(": ", 1) for a in fields[2:]]
-            if len(fields) < 2 or any(len(a) != 2 for a in args):
-                bad("; ".join(fields))
-                continue
-            items.append({"trigger": fields[0], "type": fields[1],
-                          "arguments": [{"argument": a, "role": r} for a, r in args]})
-        else:
-            raise ValueError(f"unknown task {task!r}")
-    return items
 
 
 def json_answer(task: str, items: list[dict]) -> str:
@@ -708,16 +614,12 @@ class Plan:
     explanation_request: str
     llm_explanation: str | None  # the query's LLM-written explanation, when one is used
     demos: list
-    plain: dict = dataclasses.field(default_factory=dict)  # id(record) -> plain gold items, for this instance
 
 
 def _gold(record: dict, plan: Plan) -> list[dict]:
     """The record's plain gold under the plan: items of options left in the schema, labels as shown."""
     task = record["task"]
-    items = plan.plain.get(id(record))
-    if items is None:  # computed once per record and instance (answers are rendered again when demos are shed)
-        items = plan.plain[id(record)] = plain_items(task, record["items"])
-    items = list(items)
+    items = plain_items(task, record["items"])
     if task not in CLOSED_TASKS:
         return items
     key = LABEL_FIELD[task]
@@ -1544,32 +1446,6 @@ def collate_preference(pairs: list[tuple], pad_id: int = 0) -> dict[str, torch.T
 # ----------------------------------------------------------------------------------------------------------------
 # 7. Reading conversation files: IEInstruct JSONL, IEFeedback (JSON list or JSONL), TULU-v2-style JSONL
 
-def _json_list(text: str, path) -> list[tuple[dict, int]]:
-    """The items of a top-level JSON list with the line each starts on (for error messages)."""
-    dec, out = json.JSONDecoder(), []
-    i, line = text.index("[") + 1, 1 + text.count("\n", 0, text.index("["))
-    ws = re.compile(r"\s*")
-    while True:
-        j = ws.match(text, i).end()
-        line, i = line + text.count("\n", i, j), j
-        if i >= len(text):
-            raise ValueError(f"{path}:{line}: the JSON list is not closed with ']'")
-        if text[i] == "]":
-            return out
-        try:
-            obj, j = dec.raw_decode(text, i)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{e.lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
-        out.append((obj, line))
-        line, i = line + text.count("\n", i, j), j
-        j = ws.match(text, i).end()
-        line, i = line + text.count("\n", i, j), j
-        if i < len(text) and text[i] == ",":
-            i += 1
-        elif i >= len(text) or text[i] != "]":
-            raise ValueError(f"{path}:{line}: expected ',' or ']' between list items")
-
-
 def _check_messages(messages, where: str, field: str) -> list[dict]:
     if not isinstance(messages, list) or not messages:
         raise ValueError(f"{where}: '{field}' must be a non-empty list of messages, got {type(messages).__name__}")
@@ -1593,19 +1469,22 @@ def load_conversations(path) -> list[dict]:
         line = raw.count(b"\n", 0, e.start) + 1
         raise ValueError(f"{path}:{line}: not UTF-8 text (byte {e.start}: {e.reason}); expected UTF-8 JSON or "
                          f"JSONL") from None
-    if text.lstrip().startswith("["):
-        items = _json_list(text, path)
+    items = []  # (object, where it is)
+    if text.lstrip().startswith("["):  # one JSON list: its items are named by position
+        try:
+            listed = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{e.lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
+        items = [(obj, f"{path} (list item {k})") for k, obj in enumerate(listed, 1)]
     else:
-        items = []
         for lineno, line in enumerate(text.split("\n"), 1):
             if line.strip():
                 try:
-                    items.append((json.loads(line), lineno))
+                    items.append((json.loads(line), f"{path}:{lineno}"))
                 except json.JSONDecodeError as e:
                     raise ValueError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
     out = []
-    for k, (obj, lineno) in enumerate(items):
-        where = f"{path}:{lineno}"
+    for k, (obj, where) in enumerate(items):
         if not isinstance(obj, dict):
             raise ValueError(f"{where}: expected a JSON object, got {type(obj).__name__}")
         conv = {"dataset": str(obj.get("dataset", obj.get("datasets", path.stem))),
@@ -1690,7 +1569,7 @@ def _literal(body: str):
 def _is_na_answer(output: str, markers: Markers) -> bool:
     """An assistant turn that extracts nothing: "NA", a template's none sentence, an empty JSON list, or (the
     release's JSON) an object whose lists are all empty."""
-    body = answer_text(output)
+    body = answer_part(output).strip()
     if body in markers.na_answers:
         return True
     value = _literal(body)
@@ -1749,7 +1628,7 @@ def conversation_features(messages: list[dict], markers: Markers) -> dict:
     odie = system is not None and system.strip() == ODIE_SYSTEM
     m = markers.request_re.search(first)  # the whole turn: the release put some requests after the text
     kind, tasks = markers.requests[m.group()] if m else ("", frozenset())
-    if kind != "canonical" and isinstance(_literal(answer_text(final)), (list, dict)):
+    if kind != "canonical" and isinstance(_literal(answer_part(final).strip()), (list, dict)):
         kind = "json"  # the release's JSON requests are not ours: its answers show it
     cut = first.find("\nText: ")  # the schema is in the instruction, before the text block
     return {"ie": odie or m is not None or "[Answer]" in first or any(ANSWER.strip() in a for a in assistant),
@@ -2020,7 +1899,7 @@ def stats(cfg: StatsConfig) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# 8. Command line: build, show, train-tokenizer (one dataclass config each; every field is a flag with help)
+# 8. Command line: build, show, stats (one dataclass config each; every field is a flag with help)
 
 @dataclass
 class ShowConfig:
@@ -2031,14 +1910,6 @@ class ShowConfig:
     max_len: int = flag(2048, "truncate like SFT does (docs/fidelity.md §2: 2048 tokens)")
     color: str = flag("auto", "mark trained tokens with a green background (always), with ⟦ ⟧ brackets (never), "
                               "or by whether stdout is a terminal (auto)", choices=["auto", "always", "never"])
-
-
-@dataclass
-class TokenizerConfig:
-    out: str = flag(str(DEFAULT_TOKENIZER), "where to write the SentencePiece model")
-    vocab_size: int = flag(2048, "vocabulary size (model.py's 'demo' preset uses 2048)")
-    synthetic_n_train: int = flag(1000, "synthetic train records per data set in the training text")
-    n_general: int = flag(20000, "synthetic general chat conversations in the training text")
 
 
 def _piece_text(tokenizer, ids: list[int]) -> str:
@@ -2098,56 +1969,9 @@ def show(cfg: ShowConfig) -> None:
             print()
 
 
-def tokenizer_training_text(cfg: TokenizerConfig) -> list[str]:
-    """What the embedded tokenizer is trained on: synthetic.py's corpus built into IEInstruct (every prompt pool
-    of prompts/ in use) and synthetic general chat, rendered in the chat format, one line per sentence piece
-    input, plus every prompt string verbatim."""
-    import synthetic
-    records = synthetic.generate_corpus(0, cfg.synthetic_n_train, 0)["train"]
-    build_cfg = IEInstructConfig(max_tokens=0)
-    prompts = load_prompts()
-    ie, _ = ie_instruct(records, build_cfg, prompts, progress=False)
-    conversations = ie + synthetic.generate_general(cfg.n_general, 0)
-    lines = []
-    for c in conversations:
-        lines += render_chat(c["messages"]).split("\n")
-    for name in ("task_descriptions", "output_formats", "explanations", "schema", "label_descriptions"):
-        def walk(x):
-            if isinstance(x, str):
-                lines.extend(x.split("\n"))
-            elif isinstance(x, dict):
-                for k in sorted(x):
-                    walk(x[k])
-            elif isinstance(x, list):
-                for v in x:
-                    walk(v)
-        walk(_load_json(PROMPTS_DIR / f"{name}.json"))
-    return [l for l in lines if l.strip()]
-
-
-def train_tokenizer(cfg: TokenizerConfig) -> None:
-    """`python data.py train-tokenizer`: the embedded default tokenizer, a LLaMA-like SentencePiece BPE model
-    (byte fallback, identity normalisation, no extra-whitespace removal, digits split; unk 0, bos 1, eos 2, no
-    pad) trained on tokenizer_training_text. Single-threaded and unshuffled, so the file is reproducible."""
-    import io
-    import sentencepiece as spm
-    lines = tokenizer_training_text(cfg)
-    model = io.BytesIO()  # no file paths: the trainer stores its input/prefix paths in the model, breaking equality
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(lines), model_writer=model, vocab_size=cfg.vocab_size, model_type="bpe",
-        byte_fallback=True, normalization_rule_name="identity", remove_extra_whitespaces=False, split_digits=True,
-        allow_whitespace_only_pieces=True, character_coverage=1.0, unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
-        num_threads=1, input_sentence_size=0, shuffle_input_sentence=False, max_sentence_length=16384,
-        minloglevel=2)
-    Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(cfg.out).write_bytes(model.getvalue())
-    print(f"wrote {cfg.out} ({Path(cfg.out).stat().st_size} bytes, vocab {cfg.vocab_size}) from {len(lines)} lines")
-
-
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
-    commands = {"build": (IEInstructConfig, build), "show": (ShowConfig, show), "stats": (StatsConfig, stats),
-                "train-tokenizer": (TokenizerConfig, train_tokenizer)}
+    commands = {"build": (IEInstructConfig, build), "show": (ShowConfig, show), "stats": (StatsConfig, stats)}
     if not argv or argv[0] not in commands:
         examples = next(p for p in __doc__.split("\n\n") if "python data.py build" in p)
         sys.exit(f"usage: python data.py {{{','.join(commands)}}} [flags]  (-h after a command lists its flags)\n\n"

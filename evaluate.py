@@ -31,7 +31,7 @@ Files:
                       RUN_DIR/metrics.jsonl                per optimizer step {"step","loss","lr","grad_norm",
                                                            "tokens_per_s"} (+ DPO "rewards_chosen",
                                                            "rewards_rejected","reward_margin","reward_accuracy")
-                      RUN_DIR/eval/{TASK}.{SETTING}.jsonl  predictions; TASK one of TASKS, SETTING zeroshot|fewshot
+                      RUN_DIR/eval/{TASK}.{SETTING}.jsonl  predictions; TASK one of HELD_OUT_TASKS, SETTING zeroshot|fewshot
                     `report` writes RUN_DIR/report.md, RUN_DIR/eval_table.png and RUN_DIR/curves.png.
 """
 from __future__ import annotations
@@ -47,7 +47,7 @@ from pathlib import Path
 import llm
 import scorers as S
 from config import flag, parse_config
-from robust import atomic_file, run_main
+from robust import atomic_file, read_appendable_jsonl, run_main
 
 REPO = Path(__file__).resolve().parent
 
@@ -55,7 +55,7 @@ REPO = Path(__file__).resolve().parent
 # held-out split of the embedded default), scored per task type from each record's "task" and "items".
 CLOSED_TASKS = ("fewnerd", "semeval", "richere-ed", "richere-eae", "matres")
 OPEN_TASKS = ("carb", "robust")
-TASKS = CLOSED_TASKS + OPEN_TASKS + ("odie", "canonical")
+HELD_OUT_TASKS = CLOSED_TASKS + OPEN_TASKS + ("odie", "canonical")
 SETTINGS = ("zeroshot", "fewshot")
 
 # The paper's numbers (F1 %), copied from its Tables 1-3 (Qi, Peng, Wang, Xu, Hou and Li, "ADELIE: Aligning Large
@@ -163,7 +163,7 @@ class BuildConfig:
     """Write a held-out test file: ADELIE's released prompts as they are, or built from raw data with our prompts and
     the paper's Table 9 format requests."""
     task: str = flag("", "held-out task (canonical: unified IE records of any task, e.g. synthetic.py's test split)",
-                     choices=TASKS)
+                     choices=HELD_OUT_TASKS)
     source: str = flag("", "../shared/data/adelie_test_format (ADELIE's released prompts: fewnerd, semeval, matres, "
                        "odie), the raw data set's folder (e.g. ../shared/data/semeval2010_task8) or file, or for "
                        "canonical a JSONL file of unified IE records")
@@ -386,14 +386,10 @@ def prompt_messages(record: dict, where: str) -> list[dict]:
 
 def _read_partial(partial: Path) -> dict[int, str]:
     """Outputs already written by any rank of an earlier (interrupted) run: {record index: output}. A line cut off
-    by the interruption (the last one of a file) is ignored; it is generated again."""
+    by the interruption (the last one of a file) is cut off the file; it is generated again. Rank 0 only."""
     done = {}
     for path in sorted(partial.glob("rank*.jsonl")):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
+        for _, row in read_appendable_jsonl(path)[0]:
             done.setdefault(row["index"], row["output"])
     return done
 
@@ -427,6 +423,7 @@ def answer_test_file(cfg: RunConfig, test: str, out: str, net, tokenizer, d) -> 
     `generate`, append each finished chunk to OUT.partial/rank{r}.jsonl, then (rank 0) write OUT in test order."""
     import torch.distributed as dist
 
+    import data  # --backend openai renders the chat text (data.render_chat)
     import model as llama
     import training
     records = read_jsonl(test)
@@ -462,9 +459,6 @@ def answer_test_file(cfg: RunConfig, test: str, out: str, net, tokenizer, d) -> 
         raise BadInput(f"{len(too_long)} prompts do not fit the model's context of {max_seq_len} tokens, "
                        f"e.g. {_where(test, records[too_long[0]])} ({len(ids[too_long[0]])} tokens)")
     mine_path = partial / f"rank{d.rank}.jsonl"
-    if mine_path.exists() and mine_path.stat().st_size and not mine_path.read_bytes().endswith(b"\n"):
-        with mine_path.open("a") as f:  # end the line an interruption cut off, so new lines stay whole
-            f.write("\n")
     with mine_path.open("a", encoding="utf-8") as f:
         if cfg.backend == "openai":   # the same prompts' rendered text to the server, one line per answer
             answer_served(cfg, [(i, prompt_text(prompts[i], cfg.prompt_template), len(ids[i]))
@@ -564,7 +558,7 @@ def gold_answer(record: dict, where: str) -> str:
 def released_reference(answer: str) -> str:
     """A gold answer as ADELIE's released test files write it (what the adelie scorers expect): no `[Answer]:`
     marker and "" for NA (e.g. "Paris: location_GPE; ", "(dolphin; Whole and Component; tail)\\n")."""
-    text, _ = S.strict_answer(answer)
+    text = S.answer_part(answer, upto_next=False)
     return "" if S.normalise(text).rstrip(".; ") in S.NA_ANSWERS else text.lstrip()
 
 
@@ -636,8 +630,8 @@ def check_task_matches(task: str, records: list[dict], golds: list[str] | None, 
 def score_predictions(task: str, records: list[dict], outputs: list[str], scorer: str, path="predictions",
                       embed=None):
     """Score one predictions file: a `scorers.Score` (an `OdieScore` for odie; {task type: Score} for canonical)."""
-    if task not in TASKS:
-        raise BadInput(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+    if task not in HELD_OUT_TASKS:
+        raise BadInput(f"unknown task {task!r}; expected one of {', '.join(HELD_OUT_TASKS)}")
     if scorer not in ("adelie", "strict"):
         raise BadInput(f"unknown scorer {scorer!r}; expected adelie or strict")
     where = [_where(path, r) for r in records]
@@ -714,7 +708,7 @@ def summarise(task: str, score) -> dict:
 @dataclasses.dataclass
 class ScoreConfig:
     """Score a predictions file (test records + "output") with the adelie or the strict scorer."""
-    task: str = flag("", "held-out task", choices=TASKS)
+    task: str = flag("", "held-out task", choices=HELD_OUT_TASKS)
     predictions: str = flag("", "predictions file: the test records, each with an added \"output\" string")
     scorer: str = flag("adelie", "adelie: the released ADELIE scorers, quirks included (reproduces the paper); "
                        "strict: the metric without the quirks (docs/fidelity.md §5)", choices=("adelie", "strict"))
@@ -806,10 +800,10 @@ def find_predictions(run_dir: Path) -> list[tuple[str, str, Path]]:
     found = []
     for path in sorted((run_dir / "eval").glob("*.jsonl")):
         parts = path.name[:-len(".jsonl")].split(".")
-        if len(parts) == 2 and parts[0] in TASKS and (parts[1] in SETTINGS or parts[0] == "canonical"):
+        if len(parts) == 2 and parts[0] in HELD_OUT_TASKS and (parts[1] in SETTINGS or parts[0] == "canonical"):
             found.append((parts[0], parts[1], path))
         else:
-            print(f"report: skipping {path} (expected eval/TASK.SETTING.jsonl with TASK in {TASKS} and SETTING in "
+            print(f"report: skipping {path} (expected eval/TASK.SETTING.jsonl with TASK in {HELD_OUT_TASKS} and SETTING in "
                   f"{SETTINGS})", file=sys.stderr)
     return found
 

@@ -57,10 +57,11 @@ import llm
 import model as llama
 import training as T
 from config import flag, parse_config
-from robust import atomic_file
+from robust import atomic_file, read_appendable_jsonl
+from scorers import answer_part
 
 REPO = Path(__file__).resolve().parent
-ANSWER = "[Answer]: "  # the canonical answer marker (docs/fidelity.md §1); BLEU compares the text after it
+ANSWER = data.ANSWER  # the canonical answer marker "[Answer]: " (docs/fidelity.md §1); BLEU compares the text after it
 
 
 @dataclass
@@ -229,14 +230,7 @@ def prompt_sha(messages: list[dict]) -> str:
 def repair_sample_files(out_dir: Path) -> int:
     """Cut a partial last line (a run killed mid-write) off every samples file; return how many were cut. Run on one
     rank before anyone appends, so new lines never follow a torn one."""
-    cut = 0
-    for path in sorted(out_dir.glob("samples.rank*.jsonl")):
-        raw = path.read_bytes()
-        if raw and not raw.endswith(b"\n"):
-            with open(path, "r+b") as f:
-                f.truncate(raw.rfind(b"\n") + 1)  # 0 when the only line is torn
-            cut += 1
-    return cut
+    return sum(read_appendable_jsonl(path)[1] for path in sorted(out_dir.glob("samples.rank*.jsonl")))
 
 
 def read_samples(out_dir: Path, pool: list[dict]) -> tuple[dict[int, dict], int]:
@@ -244,11 +238,10 @@ def read_samples(out_dir: Path, pool: list[dict]) -> tuple[dict[int, dict], int]
     size). A line whose prompt hash differs from the pool's prompt at that index is an error: the pool changed."""
     done, outside = {}, 0
     for path in sorted(out_dir.glob("samples.rank*.jsonl")):
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{n}: not a JSON line ({e}); a torn line can only be the last one") from e
+        rows, torn = read_appendable_jsonl(path)
+        if torn:  # only when a file was appended to between repair_sample_files and here
+            raise ValueError(f"{path}: torn last line; repair_sample_files must run before read_samples")
+        for n, row in rows:
             i = row["index"]
             if i >= len(pool):
                 outside += 1  # sampled for a larger pool (--max_prompts was bigger): not used now
@@ -359,9 +352,8 @@ def bleu(hypothesis: str, reference: str, max_n: int = 4) -> float:
 def scored_answer(output: str) -> str | None:
     """What BLEU compares: the text after the first `[Answer]: `, up to a second one if the output repeats it
     (release: `output.split("[Answer]: ")[1]`, unstripped); None when the marker is absent. (Evaluation
-    reads answers differently: data.answer_text strips and falls back to the whole output.)"""
-    parts = output.split(ANSWER)
-    return parts[1] if len(parts) > 1 else None
+    reads answers differently: stripped, and the whole output when unmarked.)"""
+    return answer_part(output, ANSWER, missing=None)
 
 
 def score_sample(sample: str, gold: str) -> float:

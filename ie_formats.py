@@ -1622,19 +1622,25 @@ def read_robust(path, split="test", dataset="robust", counts=None):
 # ----------------------------------------------------------------------------------------------------------------
 # ODIE (on-demand IE: an instruction and a gold markdown table)
 
-def parse_markdown_table(table: str, where: str = "") -> tuple:
-    """'| a | b |\\n| --- | --- |\\n| 1 | 2 |' -> (["a", "b"], [["1", "2"]]); the separator line is skipped."""
-    lines = [ln.strip() for ln in table.strip().split("\n") if ln.strip()]
-    if not lines or "|" not in lines[0]:
-        raise ValueError(f"{where}: not a markdown table: {table[:80]!r}")
-
-    def cells(line):
-        return [c.strip() for c in line.strip().strip("|").split("|")]
-    header = cells(lines[0])
-    body = lines[1:]
-    if body and re.fullmatch(r"[\s|:\-]+", body[0]):
-        body = body[1:]
-    return header, [cells(line) for line in body]
+def parse_markdown_table(text: str) -> tuple[list[str], list[list[str]], bool]:
+    """(header cells, body rows, well_formed) of the first markdown table in `text` ([] and [] when none): its
+    lines are the first run of lines starting with "|"; well_formed when a separator line follows the header
+    ('| a | b |\n| --- | --- |\n| 1 | 2 |' -> (["a", "b"], [["1", "2"]], True)). The one table parser: gold
+    tables here, canonical answers and the ODIE scorers (scorers.py)."""
+    lines = [ln.strip() for ln in text.split("\n")]
+    start = next((i for i, ln in enumerate(lines) if ln.startswith("|")), None)
+    if start is None:
+        return [], [], False
+    block = []
+    for ln in lines[start:]:
+        if not ln.startswith("|"):
+            break
+        block.append([c.strip() for c in ln.strip("|").split("|")])
+    header, rows = block[0], block[1:]
+    is_rule = bool(rows) and all(re.fullmatch(r":?-{1,}:?", c) for c in rows[0] if c) and any(rows[0])
+    if is_rule:
+        rows = rows[1:]
+    return header, rows, is_rule
 
 
 def read_instructie(path, split, dataset="instructie", counts=None):
@@ -1650,7 +1656,9 @@ def read_instructie(path, split, dataset="instructie", counts=None):
     for index, x in enumerate(_json(path)):
         where = f"{path} (record {index})"
         table = _get(x, "table", where)
-        header, rows = parse_markdown_table(table, where)
+        header, rows, _ = parse_markdown_table(table)
+        if not header:
+            raise ValueError(f"{where}: not a markdown table: {table[:80]!r}")
         counts["table row whose cell count differs from the header's (kept)"] += sum(len(r) != len(header)
                                                                                      for r in rows)
         meta = {"table": table, **{k: x[k] for k in ("source", "source_type", "domain", "category", "difficulty")

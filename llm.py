@@ -52,6 +52,8 @@ import requests
 from tqdm import tqdm
 
 from config import flag, parse_config
+from ie_formats import TASKS
+from robust import read_appendable_jsonl
 
 log = logging.getLogger("llm")
 
@@ -62,7 +64,6 @@ PAPER_EXPAND_MODEL = "gpt-3.5-turbo-1106"   # section 3.2: GPT-3.5 writes the ne
 PAPER_EXPLAIN_MODEL = "gpt-4-0125-preview"  # section 3.3: GPT-4 writes the explanations
 PAPER_TEMPERATURE = 0.7
 
-TASKS = ("NER", "RC", "RE", "ED", "EAE", "EE", "ERE", "OpenIE", "ODIE")
 
 
 class LLMError(RuntimeError):
@@ -132,32 +133,17 @@ class ResponseCache:
             self._load()
 
     def _load(self) -> None:
-        raw = self.path.read_bytes()
-        lines = raw.split(b"\n")  # the last piece is b"" when the file ends with a newline
-        offset = 0
-        for lineno, line in enumerate(lines, 1):
-            is_last = lineno == len(lines)
-            if line.strip():
-                try:
-                    entry = json.loads(line)
-                    if not (isinstance(entry, dict) and isinstance(entry.get("key"), str)
-                            and isinstance(entry.get("content"), str)):
-                        raise ValueError("expected an object with string fields 'key' and 'content'")
-                except ValueError as e:
-                    if not is_last:
-                        raise LLMError(f"{self.path}, line {lineno}: corrupt cache entry ({e}); a torn write can "
-                                       f"only be the last line: delete the file to start over") from None
-                    # Interrupted while appending: drop the fragment so the next append starts a clean line.
-                    self.torn_lines += 1
-                    with open(self.path, "r+b") as f:
-                        f.truncate(offset)
-                    log.warning("%s: ignored a torn last line (an interrupted write)", self.path)
-                    break
-                self.entries[entry["key"]] = entry
-                if is_last:  # complete JSON but no newline yet: add it before anything is appended
-                    with open(self.path, "ab") as f:
-                        f.write(b"\n")
-            offset += len(line) + 1
+        def valid(entry):
+            if not (isinstance(entry, dict) and isinstance(entry.get("key"), str)
+                    and isinstance(entry.get("content"), str)):
+                raise ValueError("expected an object with string fields 'key' and 'content'")
+        try:
+            rows, self.torn_lines = read_appendable_jsonl(self.path, valid)
+        except ValueError as e:
+            raise LLMError(f"corrupt cache entry, {e}: delete the file to start over") from None
+        if self.torn_lines:
+            log.warning("%s: ignored a torn last line (an interrupted write)", self.path)
+        self.entries = {entry["key"]: entry for _, entry in rows}
 
     def get(self, key: str) -> dict | None:
         return self.entries.get(key)
@@ -687,7 +673,7 @@ def default_render(record: dict) -> tuple[str, str]:
     data.py is imported here, so that the client and expansion work without it (and without torch)."""
     import data
     messages = data.evaluation_conversation(record, [], prompts=_data_prompts())
-    return messages[-2]["content"], data.answer_text(messages[-1]["content"])
+    return messages[-2]["content"], data.answer_part(messages[-1]["content"]).strip()
 
 
 @functools.lru_cache(maxsize=1)

@@ -9,6 +9,9 @@ Every script imports these; none of it is part of the ADELIE method.
   renameat2(RENAME_EXCHANGE), so `path` holds either the old complete directory or the new one at every moment;
   where that call is missing, the old directory is first renamed to `path.old/` and a crash between the two renames
   leaves no `path` at all (never a partial one).
+- `read_appendable_jsonl(path)`: the complete lines of a JSON-lines file that a killed run was appending to,
+  with a torn last line cut off (counted) so new lines start clean; one resumable per-rank writer format for
+  feedback.py, evaluate.py and llm.py.
 - `run_main(main)`: run a script's main() and turn an exception into ONE line, `error: ...`, and exit status 1,
   printed once under torchrun (see `run_main`). ADELIE_DEBUG=1 shows the full traceback instead.
 
@@ -17,6 +20,7 @@ No torch import here: the light scripts (data.py, evaluate.py) use it too.
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import shutil
 import sys
@@ -142,3 +146,39 @@ def run_main(main, argv=None) -> None:
             hook()
         sys.stdout.flush()
         os._exit(1)  # as training.end_process: no interpreter teardown while process-group threads may run
+
+
+def read_appendable_jsonl(path, valid=None) -> tuple[list[tuple[int, dict]], int]:
+    """([(line number, object)], torn): the lines of an append-only JSON-lines file, made safe to append to again.
+
+    A run killed mid-write leaves a torn last line (no newline, not a complete JSON line): it is cut off the file and
+    counted (torn = 1), so the next append starts a fresh line and the caller redoes that entry. A complete last
+    line without its newline gets one.
+    A broken line anywhere else is corruption: ValueError naming the file and line. `valid(obj)` may raise
+    ValueError to reject an object as broken too. Run by one process per file, before anyone appends to it."""
+    path = Path(path)
+    if not path.exists():
+        return [], 0
+    raw = path.read_bytes()
+    lines = raw.split(b"\n")  # the last piece is b"" when the file ends with a newline
+    rows, offset = [], 0
+    for lineno, line in enumerate(lines, 1):
+        is_last = lineno == len(lines)
+        if line.strip():
+            try:
+                obj = json.loads(line)
+                if valid is not None:
+                    valid(obj)
+            except ValueError as e:  # json.JSONDecodeError is a ValueError
+                if not is_last:
+                    raise ValueError(f"{path}:{lineno}: not a JSON line ({e}); a torn write can only be "
+                                     f"the last line") from None
+                with open(path, "r+b") as f:
+                    f.truncate(offset)
+                return rows, 1
+            rows.append((lineno, obj))
+            if is_last:
+                with open(path, "ab") as f:
+                    f.write(b"\n")
+        offset += len(line) + 1
+    return rows, 0

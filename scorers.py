@@ -27,36 +27,17 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ie_formats import FEWNERD_TYPES, SEMEVAL_LABELS, parse_markdown_table
+
 ANSWER_MARK = "[Answer]:"
 
 # ----------------------------------------------------------------------------------------------------------------
 # Label inventories of the held-out sets (as the released scorers spell them)
 
-# Few-NERD's 66 fine types, written the way ADELIE's prompts write them (coarse_fine, paper Table 1's FewNERD).
-FEWNERD_TYPES = (
-    "art_broadcastprogram", "art_film", "art_music", "art_other", "art_painting", "art_writtenart",
-    "building_airport", "building_hospital", "building_hotel", "building_library", "building_other",
-    "building_restaurant", "building_sportsfacility", "building_theater",
-    "event_attack/battle/war/militaryconflict", "event_disaster", "event_election", "event_other", "event_protest",
-    "event_sportsevent", "location_bodiesofwater", "location_GPE", "location_island", "location_mountain",
-    "location_other", "location_park", "location_road/railway/highway/transit", "organization_company",
-    "organization_education", "organization_government/governmentagency", "organization_media/newspaper",
-    "organization_other", "organization_politicalparty", "organization_religion", "organization_showorganization",
-    "organization_sportsleague", "organization_sportsteam", "other_astronomything", "other_award",
-    "other_biologything", "other_chemicalthing", "other_currency", "other_disease", "other_educationaldegree",
-    "other_god", "other_language", "other_law", "other_livingthing", "other_medical", "person_actor",
-    "person_artist/author", "person_athlete", "person_director", "person_other", "person_politician",
-    "person_scholar", "person_soldier", "product_airplane", "product_car", "product_food", "product_game",
-    "product_other", "product_ship", "product_software", "product_train", "product_weapon",
-)
-# The released FewNERD scorer's list also holds the non-entity tag "O"; it keeps the case of "location_GPE".
-_ADELIE_FEWNERD_TYPES = frozenset(FEWNERD_TYPES + ("O",))
-
-# SemEval-2010 Task 8: nine directed relations, written "x and y" (ADELIE's spelling of X-Y(e1,e2)), both directions.
-_SEMEVAL_PAIRS = (("cause", "effect"), ("component", "whole"), ("content", "container"), ("entity", "destination"),
-                  ("entity", "origin"), ("instrument", "agency"), ("member", "collection"), ("message", "topic"),
-                  ("product", "producer"))
-SEMEVAL_RELATIONS = tuple(f"{a} and {b}" for x, y in _SEMEVAL_PAIRS for a, b in ((x, y), (y, x)))
+# Few-NERD's 66 fine types and SemEval's 18 directed labels: one definition each, in ie_formats.py (ADELIE's
+# prompt order and spelling). The released FewNERD scorer's list also holds the non-entity tag "O"; it keeps the
+# case of "location_GPE". SemEval labels are compared lowercased ("cause and effect").
+_ADELIE_FEWNERD_TYPES = frozenset(FEWNERD_TYPES) | {"O"}
 
 # MATRES temporal relations (the "none" option of the prompts is the NA answer).
 MATRES_RELATIONS = ("before", "after", "equal", "vague")
@@ -134,19 +115,21 @@ def _check_lengths(golds: Sequence, outputs: Sequence) -> None:
 # ----------------------------------------------------------------------------------------------------------------
 # Answer extraction and the canonical formats (docs/fidelity.md §1; paper Table 9)
 
-def released_answer(output: str) -> str:
-    """The answer as ADELIE's closed-IE scorers cut it: between the first and the second `[Answer]:`, else all."""
-    return output.split(ANSWER_MARK)[1] if ANSWER_MARK in output else output
+_WHOLE = object()
 
 
-def strict_answer(output: str) -> tuple[str, bool]:
-    """(answer, marked): everything after the first `[Answer]:` (docs/fidelity.md §5), or the whole output if unmarked.
+def answer_part(output: str, mark: str = ANSWER_MARK, *, upto_next: bool = True, missing=_WHOLE):
+    """The one answer extractor (docs/fidelity.md §1, §3, §5): the text after the first `mark`, unstripped.
 
-    An unmarked output is still parsed (the released gold answers themselves carry no marker), but it did not follow
-    the required format, so `marked` is False.
+    upto_next=True stops at a second `mark`, as ADELIE's released scorers and BLEU cut it
+    (`output.split(mark)[1]`); upto_next=False keeps everything after the first (the strict scorers). An output
+    without `mark` gives `missing`: by default the whole output (the released gold answers carry no marker);
+    feedback's BLEU passes None. Callers that compare text strip it themselves.
     """
-    head, mark, tail = output.partition(ANSWER_MARK)
-    return (tail, True) if mark else (output, False)
+    head, found, tail = output.partition(mark)
+    if not found:
+        return output if missing is _WHOLE else missing
+    return tail.partition(mark)[0] if upto_next else tail
 
 
 def normalise(text: str) -> str:
@@ -228,24 +211,6 @@ def _split_events(answer: str) -> tuple[list, list]:
     return items, bad
 
 
-def parse_markdown_table(text: str) -> tuple[list[str], list[list[str]], bool]:
-    """(header cells, body rows, well_formed) of the first markdown table in `text` ([] and [] when none)."""
-    lines = [ln.strip() for ln in text.split("\n")]
-    start = next((i for i, ln in enumerate(lines) if ln.startswith("|")), None)
-    if start is None:
-        return [], [], False
-    block = []
-    for ln in lines[start:]:
-        if not ln.startswith("|"):
-            break
-        block.append([c.strip() for c in ln.strip("|").split("|")])
-    header, rows = block[0], block[1:]
-    is_rule = bool(rows) and all(re.fullmatch(r":?-{1,}:?", c) for c in rows[0] if c) and any(rows[0])
-    if is_rule:
-        rows = rows[1:]
-    return header, rows, is_rule
-
-
 # What the released ODIE scripts turn into "N/A": empty, "-", "not specified", "none" cells.
 _ODIE_EMPTY_CELLS = frozenset({"", "-", "not specified", "none", "n/a"})
 
@@ -269,7 +234,7 @@ def parse_answer(output: str, task: str) -> Parsed:
     trigger item ("trigger", trigger, type) and one item ("argument", trigger, type, argument, role) per argument,
     so event extraction is scored on triggers and arguments together.
     """
-    answer, marked = strict_answer(output)
+    answer, marked = answer_part(output, upto_next=False), ANSWER_MARK in output
     if normalise(answer).rstrip(".; ") in NA_ANSWERS:
         return Parsed([], [], marked)
     if task in _PAIR_TASKS:
@@ -346,21 +311,16 @@ def adelie_fewnerd(golds: Sequence[str], outputs: Sequence[str]) -> Score:
     per_example = []
     for gold, output in zip(golds, outputs):
         ref = _adelie_fewnerd_dict(gold.strip().lower())
-        mod = _adelie_fewnerd_dict(released_answer(output).strip().lower())
+        mod = _adelie_fewnerd_dict(answer_part(output).strip().lower())
         per_example.append((len(ref), len(mod), sum(1 for e, t in ref.items() if mod.get(e) == t)))
     return _micro_score(per_example)
-
-
-def strict_fewnerd(golds: Sequence[str], outputs: Sequence[str]) -> Score:
-    """Strict NER micro F1: every gold item counts (location_GPE too), types case-insensitive, multisets."""
-    return strict_micro([gold_items_from_answer(g, "NER") for g in golds], outputs, "NER")
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # SemEval-2010 Task 8 (RC): released scorer semeval/open_evaluate.py
 
 _ADELIE_TRIPLE = re.compile(r"\((.*); (.*); (.*)\)")  # greedy, one match per line at most
-_ADELIE_SEMEVAL_RELATIONS = frozenset(SEMEVAL_RELATIONS)
+_ADELIE_SEMEVAL_RELATIONS = frozenset(label.lower() for label in SEMEVAL_LABELS)
 
 
 def _adelie_triples(text: str) -> list | None:
@@ -390,7 +350,7 @@ def adelie_semeval(golds: Sequence[str], outputs: Sequence[str]) -> Score:
             gold_triples = _adelie_triples(gold_text)
             if gold_triples is None:
                 raise ValueError(f"SemEval gold answer {gold!r} holds no (a; b; c) triple")
-        pred_triples = _adelie_triples(released_answer(output).strip().lower()) or []
+        pred_triples = _adelie_triples(answer_part(output).strip().lower()) or []
         tp = 0
         for h, rel, t in gold_triples:
             if [h, rel, t] in pred_triples:
@@ -415,11 +375,6 @@ def adelie_semeval(golds: Sequence[str], outputs: Sequence[str]) -> Score:
     p, r = c / (n + 1e-10), c / (g + 1e-10)
     f = 2 * p * r / (p + r + 1e-10)
     return Score(100 * p, 100 * r, 100 * f, g, n, c, per_example)
-
-
-def strict_semeval(golds: Sequence[str], outputs: Sequence[str]) -> Score:
-    """Strict RC micro F1: the triple as asked, (subject; relation; object) with the marked entities in order."""
-    return strict_micro([gold_items_from_answer(g, "RC") for g in golds], outputs, "RC")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -498,7 +453,7 @@ def _adelie_richere(golds: Sequence[str], outputs: Sequence[str], labels: frozen
     for gold, output in zip(golds, outputs):
         gold_text = "".join((gold.strip().lower() if lowercase else gold.strip()).split())
         gold_set = {piece for piece in gold_text.split(";") if piece}
-        pred_text = released_answer(output)
+        pred_text = answer_part(output)
         pred_text = "".join((pred_text.lower() if lowercase else pred_text).split())
         pred_set = set()
         for piece in pred_text.split(";"):
@@ -519,16 +474,6 @@ def adelie_richere_ed(golds: Sequence[str], outputs: Sequence[str]) -> Score:
 def adelie_richere_eae(golds: Sequence[str], outputs: Sequence[str]) -> Score:
     """Argument-level micro F1 exactly as ADELIE's RichERE EAE scorer computes it (quirks in `_adelie_richere`)."""
     return _adelie_richere(golds, outputs, _ADELIE_RICHERE_EAE, lowercase=True)
-
-
-def strict_richere_ed(golds: Sequence[str], outputs: Sequence[str]) -> Score:
-    """Strict ED micro F1 over (trigger, type) multisets; NASA/NATO are mentions like any other."""
-    return strict_micro([gold_items_from_answer(g, "ED") for g in golds], outputs, "ED")
-
-
-def strict_richere_eae(golds: Sequence[str], outputs: Sequence[str]) -> Score:
-    """Strict EAE micro F1 over (argument, role) multisets."""
-    return strict_micro([gold_items_from_answer(g, "EAE") for g in golds], outputs, "EAE")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -647,8 +592,7 @@ def adelie_open_ie_extractions(output: str) -> list:
     between its first "(" and last ")" (greedy) is one tuple, split on "; "; the first field is the predicate.
     Two tuples on one line therefore merge into one.
     """
-    parts = output.split("[Answer]: ")
-    answer = parts[1] if len(parts) > 1 else output
+    answer = answer_part(output, "[Answer]: ")
     out = []
     for inner in re.findall(r"\((.*)\)", answer):
         fields = inner.split("; ")
@@ -710,7 +654,7 @@ def open_ie_extractions(output: str) -> tuple[list, bool]:
     (predicate, [arguments]) with the words as written (CaRB's matcher is case-sensitive by design), empty trailing
     elements dropped and fields beyond the fifth kept as further arguments (CaRB tuples are n-ary); and whether the
     output followed the format."""
-    answer, marked = strict_answer(output)
+    answer, marked = answer_part(output, upto_next=False), ANSWER_MARK in output
     if normalise(answer).rstrip(".; ") in NA_ANSWERS:
         return [], marked
     exts, bad = [], []
@@ -948,7 +892,7 @@ def adelie_odie(golds: Sequence[str], outputs: Sequence[str], embed: Callable | 
 
 
 def _strict_odie_table(text: str) -> tuple[list[str], str, bool]:
-    header, rows, ok = parse_markdown_table(strict_answer(text)[0])
+    header, rows, ok = parse_markdown_table(answer_part(text, upto_next=False))
     header = [_odie_cell(c) for c in header]
     lines = [" | ".join(header)] + [" | ".join(_odie_cell(c) for c in row) for row in rows] if header else []
     return header, "\n".join(lines), ok
@@ -963,7 +907,7 @@ def strict_odie(golds: Sequence[str], outputs: Sequence[str], embed: Callable | 
     out_tables = [_strict_odie_table(o) for o in outputs]
     per = [rouge_lsum(g[1], o[1]) for g, o in zip(gold_tables, out_tables)]
     content = 100 * float(np.mean(per)) if per else 0.0
-    followed = [o[2] and strict_answer(out)[1] for o, out in zip(out_tables, outputs)]
+    followed = [o[2] and ANSWER_MARK in out for o, out in zip(out_tables, outputs)]
     if embed is None:
         return OdieScore(None, None, None, content, per, followed)
     hp, hr, hf = header_soft_f1([g[0] for g in gold_tables], [o[0] for o in out_tables], embed,

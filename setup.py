@@ -4,7 +4,8 @@ from pathlib import Path
 from setuptools import setup
 
 HERE = Path(__file__).parent
-# The project is a set of flat top-level scripts (model.py, data.py, sft.py, ...), not a package.
+# The project is a set of flat top-level scripts (model.py, data.py, sft.py, ...), not a package; tools/
+# (benchmarks, tokenizer training) runs from a clone and is not installed.
 MODULES = sorted(p.stem for p in HERE.glob("*.py") if p.stem != "setup")
 
 setup(

@@ -10,12 +10,16 @@ import json
 import random
 import re
 import shutil
+import subprocess
+import sys
 from collections import Counter, defaultdict
+from pathlib import Path
 
 import pytest
 import torch
 
 import data
+import ie_formats
 import model
 import synthetic
 from data import LABEL_FIELD, SYMBOLS
@@ -25,7 +29,97 @@ CLOSED = set(data.CLOSED_TASKS)
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# The inverse of data.canonical_answer (test helpers: the method never parses its own targets back)
+
+def _item_key(task: str, it: dict) -> str:
+    """A canonical string for an item, for multiset comparisons (ignores argument order inside EE events)."""
+    if task == "EE":
+        it = {**it, "arguments": sorted((a["argument"], a["role"]) for a in it["arguments"])}
+    return json.dumps(it, sort_keys=True, ensure_ascii=False)
+
+
+def same_items(task: str, a: list[dict], b: list[dict]) -> bool:
+    """True when two item lists hold the same items, counted with multiplicity, in any order."""
+    return Counter(_item_key(task, x) for x in data.plain_items(task, a)) == \
+        Counter(_item_key(task, x) for x in data.plain_items(task, b))
+
+
+def _tuples(body: str, bad) -> list[list[str]]:
+    """The '; '-separated fields of every '(...)' tuple in `body`: one or more per line, ';' between them allowed."""
+    out = []
+    for line in body.split("\n"):
+        s = line.strip().rstrip(";").strip()
+        if not s:
+            continue
+        if not (s.startswith("(") and s.endswith(")")):
+            bad(line)
+            continue
+        out += [t.split("; ") for t in re.split(r"\)\s*;?\s*\(", s[1:-1])]
+    return out
+
+
+def parse_canonical(task: str, text: str, strict: bool = False) -> list[dict]:
+    """Plain items from a canonical answer (the inverse of canonical_answer, in any item order).
+
+    `text` may be a whole model output (the part after "[Answer]:" is used). "NA" or nothing -> []. A malformed
+    piece is skipped, or with strict=True raises ValueError naming it. Mention strings that themselves contain the
+    separators ("; ", ": " or ")(") cannot round-trip; synthetic.py's lexicons avoid them."""
+    body = data.answer_part(text).strip()
+
+    def bad(piece):
+        if strict:
+            raise ValueError(f"malformed {task} answer piece {piece!r} in {body!r}")
+
+    if task == "ODIE":
+        header, rows, _ = ie_formats.parse_markdown_table(body)
+        if not header:
+            bad(body)
+            return []
+        return [{"header": header, "rows": rows}]
+    if body in ("", "NA"):
+        return []
+    items = []
+    if task in ("NER", "ED", "EAE"):
+        keys = {"NER": ("entity", "type"), "ED": ("trigger", "type"), "EAE": ("argument", "role")}[task]
+        for seg in body.split(";"):
+            seg = seg.strip()
+            if not seg:
+                continue
+            parts = seg.rsplit(": ", 1)
+            if len(parts) != 2 or not all(parts):
+                bad(seg)
+                continue
+            items.append(dict(zip(keys, parts)))
+        return items
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # Reading a built conversation back: what the test sees is only the text
+
+    for fields in _tuples(body, bad):
+        if task in ("RC", "RE", "ERE"):
+            if len(fields) != 3:
+                bad("; ".join(fields))
+                continue
+            keys = ("head", "relation", "tail") if task != "ERE" else ("event1", "relation", "event2")
+            items.append(dict(zip(keys, fields)))
+        elif task == "OpenIE":
+            if not 2 <= len(fields) <= 5:
+                bad("; ".join(fields))
+                continue
+            fields = fields + [""] * (5 - len(fields))
+            items.append(dict(zip(data.ITEM_FIELDS["OpenIE"], fields)))
+        elif task == "EE":
+            args = [a.rsplit(": ", 1) for a in fields[2:]]
+            if len(fields) < 2 or any(len(a) != 2 for a in args):
+                bad("; ".join(fields))
+                continue
+            items.append({"trigger": fields[0], "type": fields[1],
+                          "arguments": [{"argument": a, "role": r} for a, r in args]})
+        else:
+            raise ValueError(f"unknown task {task!r}")
+    return items
+
 
 def instruction_of(conv):
     """The instruction of a conversation's first user turn (before the blank line and "Text: '...'")."""
@@ -69,10 +163,10 @@ def final_answer(conv):
 
 
 def is_na(task, conv):
-    answer = data.answer_text(final_answer(conv))
+    answer = data.answer_part(final_answer(conv)).strip()
     kind = request_kind(task, instruction_of(conv))
     if kind == "canonical":
-        return data.parse_canonical(task, answer, strict=True) == []
+        return parse_canonical(task, answer, strict=True) == []
     if kind == "json":
         return json.loads(answer) == []
     request = instruction_of(conv)
@@ -94,10 +188,10 @@ def check_canonical_target(record, options, answer):
     visible labels with the label as shown (original or varied), items of a label shown as a symbol with that
     symbol (one symbol per label), items of dropped labels absent."""
     task = record["task"]
-    parsed = data.parse_canonical(task, answer, strict=True)
+    parsed = parse_canonical(task, answer, strict=True)
     gold = data.plain_items(task, record["items"])
     if task not in CLOSED:
-        assert data.same_items(task, parsed, gold)
+        assert same_items(task, parsed, gold)
         return
     key = LABEL_FIELD[task]
     plain = [o for o in options if o not in SYMBOLS]
@@ -109,7 +203,7 @@ def check_canonical_target(record, options, answer):
     assert image is not None, (options, record["labels"])
     visible = {l: image[l] for l in record["labels"] if image[l] in plain}
     expected = [{**it, key: visible[it[key]]} for it in gold if it[key] in visible]
-    assert data.same_items(task, [it for it in parsed if it[key] not in SYMBOLS], expected)
+    assert same_items(task, [it for it in parsed if it[key] not in SYMBOLS], expected)
     hidden = defaultdict(list)
     for it in gold:
         if it[key] not in visible:
@@ -223,7 +317,7 @@ def test_na_share_at_most_twenty_percent_per_data_set_and_na_demos_rare(big_buil
         if c["dataset"] == "syn_kb_rc" and request_kind("RC", instruction_of(c)) == "canonical":
             for m in c["messages"][1:-1:2]:
                 demo += 1
-                na_demo += data.answer_text(m["content"]) == "NA"
+                na_demo += data.answer_part(m["content"]).strip() == "NA"
     assert demo > 500 and 0 < na_demo / demo < 0.15
 
 
@@ -242,7 +336,7 @@ def test_no_unfilled_placeholder_anywhere(big_build):
                 for r in requests:
                     text = text.replace(r, "")
             if m["role"] == "assistant" and json_answers:
-                json.loads(data.answer_text(text))  # real JSON, braces and all
+                json.loads(data.answer_part(text).strip())  # real JSON, braces and all
                 continue
             assert not marker.search(text), (c["id"], text)
 
@@ -428,11 +522,11 @@ def test_canonical_answer_by_hand_and_back(task, items, text):
     """Spec 2's canonical formats, written out; parse_canonical inverts them (also inside a full output with an
     explanation, and with the items in another order)."""
     assert data.canonical_answer(task, items) == text
-    assert data.same_items(task, data.parse_canonical(task, text, strict=True), items)
+    assert same_items(task, parse_canonical(task, text, strict=True), items)
     output = "[Explanation]: Because the text says so. " + text
-    assert data.same_items(task, data.parse_canonical(task, output, strict=True), items)
+    assert same_items(task, parse_canonical(task, output, strict=True), items)
     shuffled = data.canonical_answer(task, items, random.Random(5))
-    assert data.same_items(task, data.parse_canonical(task, shuffled, strict=True), items)
+    assert same_items(task, parse_canonical(task, shuffled, strict=True), items)
 
 
 def test_items_are_shuffled_in_the_target():
@@ -445,32 +539,32 @@ def test_items_are_shuffled_in_the_target():
                                              label_variation_rate=0), random.Random(k), output_format="canonical",
                                              demos=[], explanation=False)
         targets.add(messages[-1]["content"])
-        assert data.same_items("NER", data.parse_canonical("NER", messages[-1]["content"]), record["items"])
+        assert same_items("NER", parse_canonical("NER", messages[-1]["content"]), record["items"])
     assert len(record["items"]) >= 3 and len(targets) > 1
 
 
 def test_na_and_malformed_answers():
     assert data.canonical_answer("NER", []) == "[Answer]: NA"
-    assert data.parse_canonical("RE", "[Answer]: NA") == []
-    assert data.parse_canonical("NER", "[Answer]: Anna: PER; garbage; Oslo: LOC;") == \
+    assert parse_canonical("RE", "[Answer]: NA") == []
+    assert parse_canonical("NER", "[Answer]: Anna: PER; garbage; Oslo: LOC;") == \
         [{"entity": "Anna", "type": "PER"}, {"entity": "Oslo", "type": "LOC"}]
     with pytest.raises(ValueError, match="malformed NER answer piece 'garbage'"):
-        data.parse_canonical("NER", "[Answer]: Anna: PER; garbage;", strict=True)
+        parse_canonical("NER", "[Answer]: Anna: PER; garbage;", strict=True)
     with pytest.raises(ValueError, match="malformed RE"):
-        data.parse_canonical("RE", "[Answer]: (a; b)", strict=True)
+        parse_canonical("RE", "[Answer]: (a; b)", strict=True)
 
 
 def test_every_synthetic_record_round_trips():
     for r in synthetic.generate_corpus(seed=2, n_train=80, n_test=0)["train"]:
-        back = data.parse_canonical(r["task"], data.canonical_answer(r["task"], r["items"], random.Random(0)),
+        back = parse_canonical(r["task"], data.canonical_answer(r["task"], r["items"], random.Random(0)),
                                     strict=True)
-        assert data.same_items(r["task"], back, r["items"]), r["id"]
+        assert same_items(r["task"], back, r["items"]), r["id"]
 
 
 def round_trips(record):
     """Whether the record's gold survives canonical_answer -> parse_canonical (not when a string holds a separator)."""
     try:
-        return data.same_items(record["task"], data.parse_canonical(
+        return same_items(record["task"], parse_canonical(
             record["task"], data.canonical_answer(record["task"], record["items"]), strict=True), record["items"])
     except ValueError:
         return False
@@ -537,9 +631,9 @@ def test_class_dropout_takes_the_items_of_dropped_labels_out_of_the_answer():
         messages = data.ie_instruct_instance(r, ctx, PROMPTS, cfg, random.Random(k), output_format="canonical",
                                              demos=[], explanation=False)
         _, options, _ = schema_of("NER", messages[0]["content"].split("\n\nText: '")[0])
-        got = data.parse_canonical("NER", messages[1]["content"], strict=True)
+        got = parse_canonical("NER", messages[1]["content"], strict=True)
         want = [it for it in data.plain_items("NER", r["items"]) if it["type"] in options]
-        assert data.same_items("NER", got, want)
+        assert same_items("NER", got, want)
         emptied += bool(r["items"]) and not want
     assert emptied > 0  # dropout can turn an instance into NA (which the NA cap then counts)
 
@@ -557,7 +651,7 @@ def test_evaluation_conversation_uses_table_9_full_schema_and_the_given_demos():
     assert len(messages) == 2 * (len(demos) + 1)
     for m, r in zip(messages[1::2], demos + [query]):
         assert m["content"] == data.canonical_answer("NER", r["items"], None) or \
-            data.same_items("NER", data.parse_canonical("NER", m["content"], strict=True), r["items"])
+            same_items("NER", parse_canonical("NER", m["content"], strict=True), r["items"])
         assert not m["content"].startswith("[Explanation]")
 
 
@@ -734,9 +828,9 @@ def test_load_conversations_errors_name_file_and_line(tmp_path):
         path.write_text(text)
         with pytest.raises(ValueError, match=re.escape(str(path) + expected)):
             data.load_conversations(path)
-    listed = tmp_path / "list.json"  # a JSON list (IEFeedback): the line of the bad item is found
+    listed = tmp_path / "list.json"  # a JSON list (IEFeedback): the bad item is named by its position
     listed.write_text("[\n  " + json.dumps({"messages": msgs}) + ",\n  " + json.dumps({"chosen": msgs}) + "\n]")
-    with pytest.raises(ValueError, match=re.escape(f"{listed}:3: 'rejected' must be")):
+    with pytest.raises(ValueError, match=re.escape(f"{listed} (list item 2): 'rejected' must be")):
         data.load_conversations(listed)
 
 
@@ -768,10 +862,12 @@ def test_embedded_tokenizer_is_llama_like_and_small():
 
 
 def test_train_tokenizer_reproduces_the_committed_model(tmp_path):
-    """`python data.py train-tokenizer` re-makes assets/tokenizer.model byte for byte (a change to synthetic.py,
+    """`python tools/train_tokenizer.py` re-makes assets/tokenizer.model byte for byte (a change to synthetic.py,
     prompts/ or the builder changes the training text: then retrain and commit the model)."""
     out = tmp_path / "tok.model"
-    data.main(["train-tokenizer", "--out", str(out)])
+    repo = Path(data.__file__).resolve().parent
+    subprocess.run([sys.executable, str(repo / "tools" / "train_tokenizer.py"), "--out", str(out)], check=True,
+                   cwd=tmp_path)  # run from elsewhere: the tool finds the top-level modules itself
     assert out.read_bytes() == data.DEFAULT_TOKENIZER.read_bytes()
 
 
@@ -793,7 +889,7 @@ def test_llm_explanations_are_used_with_the_full_gold(tmp_path):
                                              output_format="canonical")
         answer = messages[-1]["content"]
         assert answer.startswith(f"[Explanation]: Step by step for {r['id']}. [Answer]: ")
-        assert data.same_items("NER", data.parse_canonical("NER", answer, strict=True), r["items"])
+        assert same_items("NER", parse_canonical("NER", answer, strict=True), r["items"])
     path.write_text('{"id": "x"}\n')
     with pytest.raises(ValueError, match=re.escape(f"{path}:1: expected JSON")):
         data.read_explanations(path)

@@ -268,7 +268,10 @@ def test_robust_json():
 
 def test_parse_markdown_table():
     table = "| a | b |\n| --- | --- |\n| 1 | 2 |\n|  | x |"
-    assert F.parse_markdown_table(table) == (["a", "b"], [["1", "2"], ["", "x"]])
+    assert F.parse_markdown_table(table) == (["a", "b"], [["1", "2"], ["", "x"]], True)
+    # the first table of a longer text; no separator line -> not well formed
+    assert F.parse_markdown_table("Table:\n| a |\n| 1 |\nafter\n| z |") == (["a"], [["1"]], False)
+    assert F.parse_markdown_table("no table") == ([], [], False)
 
 
 # ------------------------------------------------------------------------------------------------------------------

@@ -242,7 +242,7 @@ def test_a_complete_last_line_without_newline_is_kept(tmp_path):
 def test_a_corrupt_line_inside_the_cache_is_an_error_naming_the_line(tmp_path):
     path = tmp_path / "cache.jsonl"
     path.write_text('{"key": "a", "content": "x"}\nnot json\n{"key": "b", "content": "y"}\n')
-    with pytest.raises(LLMError, match=r"cache.jsonl, line 2: corrupt cache entry"):
+    with pytest.raises(LLMError, match=r"corrupt cache entry, .*cache.jsonl:2: "):
         llm.ResponseCache(path)
 
 
@@ -603,7 +603,7 @@ def test_cli_explain_writes_the_file_data_py_reads_and_never_the_key(server, tmp
     prompts = [body["messages"][0]["content"] for _, _, body in server.requests]
     for row in rows:
         messages = data.evaluation_conversation(by_id[row["id"]], [])
-        question, answer = messages[-2]["content"], data.answer_text(messages[-1]["content"])
+        question, answer = messages[-2]["content"], data.answer_part(messages[-1]["content"]).strip()
         sent = [p for p in prompts if f"[Question]: {question}\n\n[Answer]: {answer}\n\n" in p]
         assert len(sent) == 1 and f"No more than {row['words_number']} words." in sent[0]
     printed = capsys.readouterr().out

@@ -518,3 +518,41 @@ def test_rng_states_round_trip_through_a_weights_only_file(tmp_path):
     training.set_rng_state_tensors(state)
     again = (random.random(), random.gauss(0, 1), np.random.rand(), np.random.standard_normal(), torch.rand(3))
     assert again[:4] == expected[:4] and torch.equal(again[4], expected[4])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The resumable per-rank JSON-lines files (feedback.py, evaluate.py, llm.py): robust.read_appendable_jsonl
+
+def test_appendable_jsonl_cuts_a_torn_last_line_and_ends_a_complete_one(tmp_path):
+    from robust import read_appendable_jsonl
+    path = tmp_path / "rank0.jsonl"
+    assert read_appendable_jsonl(path) == ([], 0)  # no file yet: nothing done
+    path.write_text('{"index": 0}\n{"index": 1}\n{"ind')  # killed while writing the third line
+    assert read_appendable_jsonl(path) == ([(1, {"index": 0}), (2, {"index": 1})], 1)
+    assert path.read_text() == '{"index": 0}\n{"index": 1}\n'  # the fragment is gone: appends start clean
+    path.write_text('{"index": 0}\n{"index": 1}')  # complete, but its newline was never written
+    assert read_appendable_jsonl(path) == ([(1, {"index": 0}), (2, {"index": 1})], 0)
+    assert path.read_text() == '{"index": 0}\n{"index": 1}\n'
+
+
+def test_appendable_jsonl_the_callers_check_rejects_lines_as_broken(tmp_path):
+    from robust import read_appendable_jsonl
+
+    def valid(obj):
+        if "key" not in obj:
+            raise ValueError("no key")
+    path = tmp_path / "cache.jsonl"
+    path.write_text('{"key": 1}\n{"index": 1}')  # a rejected unterminated last line counts as torn
+    assert read_appendable_jsonl(path, valid) == ([(1, {"key": 1})], 1)
+    path.write_text('{"key": 1}\n{"index": 1}\n{"key": 2}\n')  # one before the last is an error
+    with pytest.raises(ValueError, match=r"cache.jsonl:2: not a JSON line \(no key\)"):
+        read_appendable_jsonl(path, valid)
+
+
+def test_appendable_jsonl_a_broken_line_before_the_last_is_an_error(tmp_path):
+    from robust import read_appendable_jsonl
+    path = tmp_path / "rank0.jsonl"
+    path.write_text('{"index": 0}\n{broken\n{"index": 2}\n')
+    with pytest.raises(ValueError, match=r"rank0.jsonl:2: not a JSON line"):
+        read_appendable_jsonl(path)
+    assert path.read_text() == '{"index": 0}\n{broken\n{"index": 2}\n'  # left as it is for the user to look at

@@ -15,6 +15,11 @@ import scorers as S
 from conftest import shared_path
 
 
+
+def strict_score(task, golds, outputs):
+    """The strict scorer of a closed task, as evaluate.py calls it on released gold answers."""
+    return S.strict_micro([S.gold_items_from_answer(g, task) for g in golds], outputs, task)
+
 def approx(x, rel=1e-6, abs=1e-6):
     return pytest.approx(x, rel=rel, abs=abs)
 
@@ -31,10 +36,12 @@ def prf_of(score):
 # ----------------------------------------------------------------------------------------------------------------
 # Parsing the canonical formats (docs/fidelity.md §1, paper Table 9)
 
-def test_strict_answer_is_everything_after_the_first_marker():
-    assert S.strict_answer("[Explanation]: x. [Answer]: a: B; ") == (" a: B; ", True)
-    assert S.strict_answer("a: B; ") == ("a: B; ", False)
-    assert S.released_answer("x [Answer]: a [Answer]: b") == " a "  # the release stops at a second marker
+def test_answer_part_strict_released_and_bleu_cuts():
+    # strict: everything after the first marker; unmarked -> the whole output
+    assert S.answer_part("[Explanation]: x. [Answer]: a: B; [Answer]: c", upto_next=False) == " a: B; [Answer]: c"
+    assert S.answer_part("a: B; ", upto_next=False) == "a: B; "
+    assert S.answer_part("x [Answer]: a [Answer]: b") == " a "  # the release stops at a second marker
+    assert S.answer_part("x [Answer]:a", "[Answer]: ", missing=None) is None  # BLEU's marker includes its space
 
 
 @pytest.mark.parametrize("task,output,items,followed", [
@@ -91,27 +98,27 @@ FEWNERD_GOLD = ["Obama: person_politician; Paris: location_GPE; Google: organiza
 ])
 def test_fewnerd_perturbations(outputs, adelie, strict):
     assert prf_of(S.adelie_fewnerd(FEWNERD_GOLD, outputs)) == adelie
-    assert prf_of(S.strict_fewnerd(FEWNERD_GOLD, outputs)) == strict
+    assert prf_of(strict_score("NER", FEWNERD_GOLD, outputs)) == strict
 
 
 def test_fewnerd_quirk_location_gpe_items_are_dropped():
     """The released scorer lowercases, then checks types case-sensitively: location_GPE never passes."""
     gold, out = ["Paris: location_GPE; Obama: person_politician; "], ["[Answer]: Obama: person_politician; "]
     assert prf_of(S.adelie_fewnerd(gold, out)) == (100, 100, 100)  # missing Paris costs nothing
-    assert prf_of(S.strict_fewnerd(gold, out)) == (100, 50, 66.67)
+    assert prf_of(strict_score("NER", gold, out)) == (100, 50, 66.67)
 
 
 def test_fewnerd_quirk_repeated_entities_collapse():
     """Entities are dict keys: two gold "Smith" items count once, and the last type wins."""
     gold, out = ["Smith: person_other; Smith: person_other; "], ["[Answer]: Smith: person_other; "]
     assert prf_of(S.adelie_fewnerd(gold, out)) == (100, 100, 100)
-    assert prf_of(S.strict_fewnerd(gold, out)) == (100, 50, 66.67)  # strict counts a multiset
+    assert prf_of(strict_score("NER", gold, out)) == (100, 50, 66.67)  # strict counts a multiset
 
 
 def test_fewnerd_quirk_unknown_types_cost_no_precision():
     gold, out = ["Obama: person_politician; "], ["[Answer]: Obama: person_politician; Paris: city; "]
     assert prf_of(S.adelie_fewnerd(gold, out)) == (100, 100, 100)
-    assert prf_of(S.strict_fewnerd(gold, out)) == (50, 100, 66.67)
+    assert prf_of(strict_score("NER", gold, out)) == (50, 100, 66.67)
 
 
 @pytest.mark.parametrize("name", ["zeroshot/few-nerd-supervised.jsonl",
@@ -124,7 +131,7 @@ def test_fewnerd_gold_as_output_on_the_released_file(name):
     pairs = [re.findall(r"\s*([^;]+?): ([^;:]+?); ", g) for g in golds]
     n_items = sum(len(p) for p in pairs)
     n_kept = sum(len({e.lower() for e, t in p if t != "location_GPE" and ":" not in e}) for p in pairs)
-    strict, adelie = S.strict_fewnerd(golds, golds), S.adelie_fewnerd(golds, golds)
+    strict, adelie = strict_score("NER", golds, golds), S.adelie_fewnerd(golds, golds)
     assert (strict.f1, strict.n_gold) == (100, n_items)
     assert (adelie.f1, adelie.n_gold) == (100, n_kept)
     n_gpe = sum(t == "location_GPE" for p in pairs for _, t in p)
@@ -162,13 +169,13 @@ SEMEVAL_OK = ["[Answer]: (buns; Entity and Destination; steamer)\n", "[Answer]: 
 def test_semeval_perturbations(first, adelie, strict):
     outputs = [first] + SEMEVAL_OK
     assert prf_of(S.adelie_semeval(SEMEVAL_GOLD, outputs)) == adelie
-    assert prf_of(S.strict_semeval(SEMEVAL_GOLD, outputs)) == strict
+    assert prf_of(strict_score("RC", SEMEVAL_GOLD, outputs)) == strict
 
 
 def test_semeval_quirk_out_of_schema_prediction_leaves_both_denominators():
     """A lone out-of-schema prediction: adelie scores over nothing (0 gold, 0 predicted); strict: 1 wrong item."""
     gold, out = ["(a; Cause and Effect; b)\n"], ["[Answer]: (a; Causes; b)"]
-    a, s = S.adelie_semeval(gold, out), S.strict_semeval(gold, out)
+    a, s = S.adelie_semeval(gold, out), strict_score("RC", gold, out)
     assert (a.n_gold, a.n_pred, a.n_correct) == (0, 0, 0)
     assert (s.n_gold, s.n_pred, s.n_correct) == (1, 1, 0)
 
@@ -176,7 +183,7 @@ def test_semeval_quirk_out_of_schema_prediction_leaves_both_denominators():
 @pytest.mark.parametrize("name", ["zeroshot/semeval.jsonl", "fewshot_test_history/semeval.jsonl"])
 def test_semeval_gold_as_output_on_the_released_file(name):
     golds = [r["messages"][-1]["content"] for r in released(name)]
-    strict, adelie = S.strict_semeval(golds, golds), S.adelie_semeval(golds, golds)
+    strict, adelie = strict_score("RC", golds, golds), S.adelie_semeval(golds, golds)
     assert strict.f1 == 100 and strict.n_gold == sum(g != "" for g in golds)
     assert adelie.recall == approx(100) and adelie.n_correct == strict.n_gold
     # adelie counts a prediction twice when head == tail (it matches the gold pair in both orders).
@@ -262,7 +269,7 @@ ED_GOLD = ["attacked: attack; NASA-funded: transfermoney; ", "met: meet; "]
 ])
 def test_richere_ed_perturbations(outputs, adelie, strict):
     assert prf_of(S.adelie_richere_ed(ED_GOLD, outputs)) == adelie
-    assert prf_of(S.strict_richere_ed(ED_GOLD, outputs)) == strict
+    assert prf_of(strict_score("ED", ED_GOLD, outputs)) == strict
 
 
 def test_richere_eae_lowercases_so_the_na_filter_never_fires():
@@ -271,7 +278,7 @@ def test_richere_eae_lowercases_so_the_na_filter_never_fires():
     gold = ["NASA: agent; New York: place; "]
     out = ["[Answer]: NASA: Agent; NewYork: place; "]
     assert prf_of(S.adelie_richere_eae(gold, out)) == (100, 100, 100)
-    assert prf_of(S.strict_richere_eae(gold, out)) == (50, 50, 50)
+    assert prf_of(strict_score("EAE", gold, out)) == (50, 50, 50)
     assert prf_of(S.adelie_richere_ed(["NASA: meet; "], ["[Answer]: NASA: meet; "])) == (0, 0, 0)
 
 

@@ -1,11 +1,12 @@
-"""Benchmarks, one subcommand per part of the project; each prints its ratios as its last lines.
+"""Benchmarks, one subcommand per part of the project; each prints its ratios as its last lines. Tooling, not the
+method: run from the repository root.
 
-    python bench.py model            # model.py against transformers (issue 2, "Performance"), on the "tiny" preset
-    python bench.py model --preset vocab32k   # the same at LLaMA-2's 32,000-token vocabulary (d 256, 4 layers)
-    python bench.py sft              # sft.py against TRL's SFTTrainer (issue 4, "Performance"), on the "demo" preset
-    python bench.py dpo              # dpo.py against TRL's DPOTrainer (issue 5, "Performance")
-    python bench.py feedback         # feedback.py's sampling against transformers' generate (issue 5)
-    python bench.py sft --help       # every flag
+    python tools/bench.py model            # model.py against transformers (issue 2, "Performance"), on the "tiny" preset
+    python tools/bench.py model --preset vocab32k   # the same at LLaMA-2's 32,000-token vocabulary (d 256, 4 layers)
+    python tools/bench.py sft              # sft.py against TRL's SFTTrainer (issue 4, "Performance"), on the "demo" preset
+    python tools/bench.py dpo              # dpo.py against TRL's DPOTrainer (issue 5, "Performance")
+    python tools/bench.py feedback         # feedback.py's sampling against transformers' generate (issue 5)
+    python tools/bench.py sft --help       # every flag
 
 `model` measures, in one run on the same config and the same weights (ours saved, then loaded by transformers):
   1. training step (forward + backward of a next-token loss) tokens/s, ours / transformers' LlamaForCausalLM;
@@ -52,11 +53,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from config import flag, parse_config
+REPO = Path(__file__).resolve().parents[1]  # the repository root: the top-level modules this tool measures
+sys.path.insert(0, str(REPO))
+
+from config import flag, parse_config  # noqa: E402
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# bench.py model
+# tools/bench.py model
 
 
 # LLaMA-2's 32,000-token vocabulary on a small LLaMA-shaped model (MHA, head dim 64, Meta's SwiGLU rule): the output
@@ -167,7 +171,6 @@ def bench_model(cfg: ModelBenchConfig) -> None:
 # ----------------------------------------------------------------------------------------------------------------------
 # What sft, dpo and feedback share: one model directory for both sides, our scripts as subprocesses, TRL's clock
 
-REPO = Path(__file__).resolve().parent
 TOKENIZER = REPO / "assets" / "tokenizer.model"   # the embedded default's tokenizer (vocab 2048, the "demo" preset's)
 
 
@@ -280,7 +283,7 @@ def print_table(header: list[str], rows: list[list[str]]) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# bench.py sft
+# tools/bench.py sft
 
 
 @dataclass
@@ -401,7 +404,7 @@ def bench_sft(cfg: SFTBenchConfig) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# bench.py dpo
+# tools/bench.py dpo
 
 
 @dataclass
@@ -542,7 +545,7 @@ def bench_dpo(cfg: DPOBenchConfig) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# bench.py feedback
+# tools/bench.py feedback
 
 
 @dataclass
@@ -638,10 +641,10 @@ def main(argv=None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] not in COMMANDS:
         print(__doc__)
-        print(f"usage: python bench.py {{{','.join(COMMANDS)}}} ... (--help on each)")
+        print(f"usage: python tools/bench.py {{{','.join(COMMANDS)}}} ... (--help on each)")
         sys.exit(0 if argv and argv[0] in ("-h", "--help") else 2)
     cls, run, help = COMMANDS[argv[0]]
-    cfg, _ = parse_config(cls, argv[1:], prog=f"bench.py {argv[0]}", description=help)
+    cfg, _ = parse_config(cls, argv[1:], prog=f"tools/bench.py {argv[0]}", description=help)
     run(cfg)
 
 
