@@ -423,7 +423,6 @@ def answer_test_file(cfg: RunConfig, test: str, out: str, net, tokenizer, d) -> 
     `generate`, append each finished chunk to OUT.partial/rank{r}.jsonl, then (rank 0) write OUT in test order."""
     import torch.distributed as dist
 
-    import data  # --backend openai renders the chat text (data.render_chat)
     import model as llama
     import training
     records = read_jsonl(test)

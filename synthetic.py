@@ -35,7 +35,8 @@ from typing import Callable
 
 # ----------------------------------------------------------------------------------------------------------------
 # Lexicons: one list (or generator) per slot type. Values never contain "; ", ": ", ", " separators of the
-# canonical answer formats, braces or quotes, so every gold item round-trips through data.parse_canonical.
+# canonical answer formats, braces or quotes, so every gold item round-trips through the canonical parser
+# (tests/test_data.py parse_canonical).
 
 FIRST = ["Anna", "Omar", "Lena", "Ravi", "Sofia", "Marco", "Yuki", "Elena", "David", "Amara", "Jonas", "Priya", "Tom",
          "Mei", "Lucas", "Nadia", "Felix", "Ines", "Kofi", "Hana", "Pablo", "Greta", "Ivan", "Leila", "Sam", "Clara",

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 
-import data
 import dpo
 import model as llama
 from conftest import REPO, kill_when_held, run_torchrun, start_held

@@ -6,7 +6,6 @@ strict scorer disagreeing. The released test files in ../shared/data/adelie_test
 """
 import json
 import re
-from collections import Counter
 
 import numpy as np
 import pytest
