@@ -157,7 +157,8 @@ def torchrun(nproc: int, script: str, *args) -> list[str]:
 
 
 def flags(d: dict) -> list[str]:
-    return [f"--{k}={v}" for k, v in d.items()]
+    """Command-line flags for a dict of settings; a boolean is --name or --no-name (config.py's flags take no value)."""
+    return [f"--{k}" if v is True else f"--no-{k}" if v is False else f"--{k}={v}" for k, v in d.items()]
 
 
 def build_stages(cfg: PipelineConfig) -> list[Stage]:

@@ -6,9 +6,13 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 import data
 import ie_formats
 import model as llama
+import pipeline
+from config import parse_config
 from conftest import REPO
 
 
@@ -69,3 +73,23 @@ def test_the_whole_method_end_to_end_then_incremental_reruns(tmp_path):
     (out / "dpo" / "final" / "config.json").unlink()
     ran, _ = run_pipeline(out)
     assert ran == ["dpo", "eval_dpo", "report"]
+
+
+@pytest.mark.parametrize("scale", list(pipeline.SCALES))
+def test_every_training_stage_command_parses(scale):
+    """Each scale's settings reach sft.py, dpo.py and feedback.py as flags their parsers accept (a boolean setting
+    once reached sft.py as --group_by_length=True, which argparse refuses: the demo failed at its warm-up)."""
+    import dpo
+    import feedback
+    import sft
+    parsers = {"sft.py": sft.SFTConfig, "dpo.py": dpo.DPOConfig, "feedback.py": feedback.FeedbackConfig}
+    cfg, _ = parse_config(pipeline.PipelineConfig, [f"--scale={scale}"])
+    checked = 0
+    for stage in pipeline.build_stages(cfg):
+        script = next((a for a in stage.command if a in parsers), None) if isinstance(stage.command, list) else None
+        if script:
+            args = stage.command[stage.command.index(script) + 1:]
+            parsed, explicit = parse_config(parsers[script], args)
+            assert explicit, stage.name
+            checked += 1
+    assert checked == 4  # warmup, sft, feedback, dpo
