@@ -320,21 +320,14 @@ class RunConfig(llm.ServeConfig):   # --backend openai --base_url URL: a serving
 def prompt_ids(tokenizer, messages: list[dict], template: str = "release") -> list[int]:
     """The ids the model is fed for a prompt (the conversation without its gold answer), by --prompt_template."""
     import data
-    if template == "release":
-        return data.encode_eval_prompt(tokenizer, messages)
-    if template == "training":
-        return data.encode_prompt(tokenizer, messages)
-    raise ValueError(f"prompt_template must be 'release' or 'training', got {template!r}")
+    return (data.encode_eval_prompt if template == "release" else data.encode_prompt)(tokenizer, messages)
 
 
 def prompt_text(messages: list[dict], template: str = "release") -> str:
     """The same prompt as text, for a server whose tokenizer adds the BOS (--backend openai): prompt_ids without it."""
     import data
-    if template == "release":
-        return data.render_eval_prompt(messages)
-    if template == "training":
-        return data.render_chat(messages, add_generation_prompt=True)
-    raise ValueError(f"prompt_template must be 'release' or 'training', got {template!r}")
+    return data.render_eval_prompt(messages) if template == "release" else \
+        data.render_chat(messages, add_generation_prompt=True)
 
 
 def prompt_messages(record: dict, where: str) -> list[dict]:
@@ -421,26 +414,17 @@ def answer_test_file(cfg: RunConfig, test: str, out: str, net, tokenizer, d) -> 
     if too_long:
         raise BadInput(f"{len(too_long)} prompts do not fit the model's context of {max_seq_len} tokens, "
                        f"e.g. {_where(test, records[too_long[0]])} ({len(ids[too_long[0]])} tokens)")
-    mine_path = partial / f"rank{d.rank}.jsonl"
-    with mine_path.open("a", encoding="utf-8") as f:
-        if cfg.backend == "openai":   # the same prompts' rendered text to the server, one line per answer
-            answer_served(cfg, [(i, prompt_text(prompts[i], cfg.prompt_template), len(ids[i]))
-                                for i in mine], max_seq_len, f, d.is_main)
-        else:
-            from tqdm import tqdm
-            bar = tqdm(total=len(mine), desc=f"generate (rank {d.rank})", disable=not d.is_main, dynamic_ncols=True)
-            for start in range(0, len(mine), cfg.save_every):
-                chunk = mine[start:start + cfg.save_every]
-                new = llama.generate(net, [ids[i] for i in chunk], cfg.max_new_tokens, temperature=cfg.temperature,
-                                     top_p=cfg.top_p, eos_id=tokenizer.eos_id, batch_size=cfg.batch_size,
-                                     seeds=[llama.prompt_seed(cfg.seed, i) for i in chunk])
-                for i, toks in zip(chunk, new):
-                    toks = toks[:-1] if toks and toks[-1] == tokenizer.eos_id else toks  # the stop token is no text
-                    f.write(json.dumps({"index": i, "output": tokenizer.decode(toks)}, ensure_ascii=False) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-                bar.update(len(chunk))
-            bar.close()
+    try:
+        llm.sample_to_file(partial / f"rank{d.rank}.jsonl",
+                           [(i, ids[i], prompt_text(prompts[i], cfg.prompt_template)) for i in mine],
+                           lambda i, texts, finished: {"index": i, "output": texts[0]}, num_samples=1,
+                           temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_new_tokens,
+                           seed=cfg.seed, net=net, tokenizer=tokenizer, batch_size=cfg.batch_size,
+                           chunk=cfg.save_every, concurrency=cfg.concurrency, context=max_seq_len,
+                           client=llm.serving_client(cfg) if cfg.backend == "openai" else None,
+                           progress=d.is_main, desc=f"generate (rank {d.rank})")
+    except llm.LLMError as e:
+        raise BadInput(str(e)) from None
     dist.barrier()
     if d.is_main:  # gather: every rank's answers, back in test order
         done = _read_partial(partial)
@@ -454,23 +438,6 @@ def answer_test_file(cfg: RunConfig, test: str, out: str, net, tokenizer, d) -> 
         partial.rmdir()
         print(f"wrote {len(records)} predictions to {out}")
     dist.barrier()
-
-
-def answer_served(cfg: RunConfig, jobs: list[tuple[int, str, int]], context: int, f, progress: bool) -> None:
-    """answer_test_file's generation through an OpenAI-compatible server (llm.sample_served): one sample per
-    prompt at --temperature/--top_p, each appended to `f` as it arrives. Stops the run with the server's error."""
-    def write(i: int, texts: list[str], finished: list[bool]) -> None:
-        f.write(json.dumps({"index": i, "output": texts[0]}, ensure_ascii=False) + "\n")
-        f.flush()
-    try:
-        client = llm.serving_client(cfg)
-        llm.sample_served(client, jobs, write, num_samples=1, temperature=cfg.temperature, top_p=cfg.top_p,
-                          max_tokens=cfg.max_new_tokens, seed=cfg.seed, concurrency=cfg.concurrency,
-                          context=context, progress=progress, desc=f"generate ({client.model})")
-    except llm.LLMError as e:
-        raise BadInput(f"{e} (answers received so far are in {f.name}: run the same command to resume)") from None
-    finally:
-        os.fsync(f.fileno())
 
 
 # ----------------------------------------------------------------------------------------------------------------

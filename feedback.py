@@ -39,7 +39,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import random
 import sys
 import time
@@ -49,7 +48,6 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from tqdm import tqdm
 
 import data
 import ie_formats
@@ -255,62 +253,33 @@ def read_samples(out_dir: Path, pool: list[dict]) -> tuple[dict[int, dict], int]
 
 
 def sample_prompts(net, tokenizer, pool: list[dict], todo: list[int], cfg: FeedbackConfig, path: Path,
-                   progress: bool) -> int:
-    """Sample cfg.num_samples answers for each pool prompt in `todo`, flush_every prompts per generate call, and
-    append one line per prompt to `path` after each call. Sample s of prompt i draws from the stream seeded by
-    (prompt_seed(seed, i), s): the pool index, never the rank or batch, so any world size gives the same samples.
-    Returns the number of new tokens."""
-    bar = tqdm(total=len(todo), unit="prompt", desc="sampling", disable=not progress)
-    n_tokens = 0
-    with open(path, "a", encoding="utf-8") as f:
-        for start in range(0, len(todo), cfg.flush_every):
-            chunk = todo[start:start + cfg.flush_every]
-            outs = llama.generate(net, [pool[i]["prompt_ids"] for i in chunk], cfg.max_new_tokens,
-                                  temperature=cfg.temperature, top_p=cfg.top_p, num_samples=cfg.num_samples,
-                                  eos_id=tokenizer.eos_id, seeds=[llama.prompt_seed(cfg.seed, i) for i in chunk],
-                                  batch_size=cfg.batch_size)  # (len(chunk) * num_samples) lists, prompt-major
-            for j, i in enumerate(chunk):
-                rows = outs[j * cfg.num_samples:(j + 1) * cfg.num_samples]
-                n_tokens += sum(map(len, rows))
-                finished = [bool(r) and r[-1] == tokenizer.eos_id for r in rows]
-                texts = [tokenizer.decode(r[:-1] if end else r) for r, end in zip(rows, finished)]
-                f.write(sample_line(pool[i], texts, finished))
-            f.flush()
-            os.fsync(f.fileno())
-            bar.update(len(chunk))
-    bar.close()
-    return n_tokens
-
-
-def sample_line(prompt: dict, texts: list[str], finished: list[bool]) -> str:
-    """A samples file line: the prompt's index, id and hash, its samples, and whether each ended at EOS."""
-    return json.dumps({"index": prompt["index"], "id": prompt["id"], "prompt_sha": prompt["prompt_sha"],
-                       "samples": texts, "finished": finished}, ensure_ascii=False) + "\n"
+                   progress: bool, client: llm.ChatClient | None = None) -> int:
+    """Sample cfg.num_samples answers for each pool prompt in `todo` and append one line per prompt to `path`
+    (llm.sample_to_file: model.generate, flush_every prompts per call; or, given `client`, the server). Sample s of
+    prompt i draws from the stream seeded by (prompt_seed(seed, i), s): the pool index, never the rank or batch, so
+    any world size gives the same samples. Returns the number of new tokens."""
+    def line(i: int, texts: list[str], finished: list[bool]) -> dict:
+        return {"index": i, "id": pool[i]["id"], "prompt_sha": pool[i]["prompt_sha"], "samples": texts,
+                "finished": finished}
+    return llm.sample_to_file(path, [(i, pool[i]["prompt_ids"], data.render_chat(pool[i]["messages"][:-1], True))
+                                     for i in todo], line, num_samples=cfg.num_samples, temperature=cfg.temperature,
+                              top_p=cfg.top_p, max_tokens=cfg.max_new_tokens, seed=cfg.seed, net=net,
+                              tokenizer=tokenizer, client=client, batch_size=cfg.batch_size, chunk=cfg.flush_every,
+                              concurrency=cfg.concurrency, progress=progress)
 
 
 def sample_prompts_served(cfg: FeedbackConfig, pool: list[dict], todo: list[int], path: Path, progress: bool) -> int:
-    """sample_prompts through an OpenAI-compatible server (--backend openai, llm.sample_served): each prompt's
-    rendered text (what data.encode_prompt encodes) at the same settings, one line per prompt appended as its
-    samples arrive. Request seeds come from (seed, prompt index); the server's sampler is not model.py's, so the
-    samples differ from the builtin backend's. Returns the number of new tokens the server reports."""
-    jobs = [(i, data.render_chat(pool[i]["messages"][:-1], add_generation_prompt=True), len(pool[i]["prompt_ids"]))
-            for i in todo]
-    with open(path, "a", encoding="utf-8") as f:
-        def write(i: int, texts: list[str], finished: list[bool]) -> None:
-            f.write(sample_line(pool[i], texts, finished))
-            f.flush()
-        try:
-            client = llm.serving_client(cfg)
-            if progress:
-                print(f"sampling with {client.model} at {client.public_url}/completions, {cfg.concurrency} "
-                      f"requests in flight", flush=True)
-            return llm.sample_served(client, jobs, write, num_samples=cfg.num_samples, temperature=cfg.temperature,
-                                     top_p=cfg.top_p, max_tokens=cfg.max_new_tokens, seed=cfg.seed,
-                                     concurrency=cfg.concurrency, progress=progress)
-        except llm.LLMError as e:
-            sys.exit(f"error: {e} (samples received so far are in {path}: run the same command to resume)")
-        finally:
-            os.fsync(f.fileno())
+    """sample_prompts through an OpenAI-compatible server (--backend openai): each prompt's rendered text (what
+    data.encode_prompt encodes) at the same settings; request seeds come from (seed, prompt index), but the server's
+    sampler is not model.py's, so the samples differ from the builtin backend's."""
+    try:
+        client = llm.serving_client(cfg)
+        if progress:
+            print(f"sampling with {client.model} at {client.public_url}/completions, {cfg.concurrency} requests in "
+                  f"flight", flush=True)
+        return sample_prompts(None, None, pool, todo, cfg, path, progress, client)
+    except llm.LLMError as e:
+        sys.exit(f"error: {e}")
 
 
 # ----------------------------------------------------------------------------------------------------------------

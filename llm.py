@@ -770,6 +770,49 @@ def sample_served(client: ChatClient, prompts: list[tuple[int, str, int]], on_an
         bar.close()
     return n_tokens
 
+def sample_to_file(path: Path, prompts: list[tuple[int, list[int], str]], line: Callable, *, num_samples: int,
+                   temperature: float, top_p: float, max_tokens: int, seed: int, net=None, tokenizer=None,
+                   client: ChatClient | None = None, batch_size: int = 16, chunk: int = 64, concurrency: int = 64,
+                   context: int | None = None, progress: bool = True, desc: str = "sampling") -> int:
+    """The resumable per-rank writer of feedback.py's samples and evaluate.py's answers: answer each (index, prompt
+    ids, prompt text) `num_samples` times and append `line(index, texts, finished)` (a JSON object; finished: the
+    sample ended at EOS) to `path` as each prompt's samples are in. Sampler: model.generate on `net`, `chunk` prompts
+    per call, sample s of prompt i from the stream (model.prompt_seed(seed, i), s) whatever the rank or batch; or the
+    server of `client` (sample_served, the prompt text). The file is fsynced after each chunk: a killed run loses at
+    most one chunk (robust.read_appendable_jsonl cuts its torn last line). Returns the number of new tokens."""
+    with open(path, "a", encoding="utf-8") as f:
+        def write(i: int, texts: list[str], finished: list[bool]) -> None:
+            f.write(json.dumps(line(i, texts, finished), ensure_ascii=False) + "\n")
+            f.flush()
+        if client is not None:
+            try:
+                return sample_served(client, [(i, text, len(ids)) for i, ids, text in prompts], write,
+                                     num_samples=num_samples, temperature=temperature, top_p=top_p,
+                                     max_tokens=max_tokens, seed=seed, concurrency=concurrency, context=context,
+                                     progress=progress, desc=desc)
+            except LLMError as e:
+                raise LLMError(f"{e} (what was received so far is in {path}: run the same command to resume)") \
+                    from None
+            finally:
+                os.fsync(f.fileno())
+        import model
+        n_tokens, bar = 0, tqdm(total=len(prompts), desc=desc, unit="prompt", disable=not progress)
+        for start in range(0, len(prompts), chunk):
+            part = prompts[start:start + chunk]
+            outs = model.generate(net, [ids for _, ids, _ in part], max_tokens, temperature=temperature, top_p=top_p,
+                                  num_samples=num_samples, eos_id=tokenizer.eos_id, batch_size=batch_size,
+                                  seeds=[model.prompt_seed(seed, i) for i, _, _ in part])  # prompt-major
+            for j, (i, _, _) in enumerate(part):
+                rows = outs[j * num_samples:(j + 1) * num_samples]
+                n_tokens += sum(map(len, rows))
+                finished = [bool(r) and r[-1] == tokenizer.eos_id for r in rows]  # the stop token is no text
+                write(i, [tokenizer.decode(r[:-1] if end else r) for r, end in zip(rows, finished)], finished)
+            os.fsync(f.fileno())
+            bar.update(len(part))
+        bar.close()
+        return n_tokens
+
+
 def read_pools(path: str | Path) -> dict[str, list[str]]:
     """A description pool file: {TASK: [description, ...]}."""
     pools = json.loads(Path(path).read_text(encoding="utf-8"))
