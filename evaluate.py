@@ -532,27 +532,29 @@ def matres_gold(record: dict, where: str) -> tuple[str, list]:
 DATASET_TASKS = {"few-nerd-supervised": "fewnerd", "fewnerd": "fewnerd", "semeval": "semeval", "matres": "matres",
                  "richere-ed": "richere-ed", "richere-eae": "richere-eae", "carb": "carb", "robust": "robust",
                  "ondemand": "odie", "odie": "odie"}
-_KINDS = {"fewnerd": "NER", "semeval": "RC", "richere-ed": "ED", "richere-eae": "EAE"}
+# The micro-F1 held-out tasks: the task type their answers are written in, and their released scorer.
+MICRO_TASKS = {"fewnerd": ("NER", S.adelie_fewnerd), "semeval": ("RC", S.adelie_semeval),
+               "richere-ed": ("ED", S.adelie_richere_ed), "richere-eae": ("EAE", S.adelie_richere_eae)}
 
 
-def check_task_matches(task: str, records: list[dict], golds: list[str] | None, path) -> None:
-    """Refuse predictions of another task: a record whose data set belongs to another held-out task, or (closed
-    IE) gold answers none of which parses in the task's answer format."""
+def check_task_matches(task: str, records: list[dict], golds: list[str], path) -> None:
+    """Refuse predictions of another task: a record whose data set belongs to another held-out task, or (micro
+    tasks, gold answers as text) gold answers none of which parses in the task's answer format."""
     for r in records:
         name = str(r.get("dataset", r.get("datasets", ""))).lower()
         other = DATASET_TASKS.get(name)
         if other is not None and other != task:
             raise BadInput(f"{_where(path, r)}: a record of data set {name!r} scored as --task {task}; expected "
                            f"--task {other}")
-    if golds and task in _KINDS:
-        unparsed, with_items = [], 0
+    if task in MICRO_TASKS and not all("items" in r for r in records):
+        kind, unparsed, with_items = MICRO_TASKS[task][0], [], 0
         for g in golds:
             try:
-                with_items += bool(S.gold_items_from_answer(g, _KINDS[task]))
+                with_items += bool(S.gold_items_from_answer(g, kind))
             except ValueError:
                 unparsed.append(g)
         if unparsed and not with_items:  # (empty / NA gold answers parse in every format)
-            raise BadInput(f"{path}: no gold answer parses in the {_KINDS[task]} answer format of --task {task} "
+            raise BadInput(f"{path}: no gold answer parses in the {kind} answer format of --task {task} "
                            f"({len(unparsed)} of {len(golds)} do not, e.g. {unparsed[0][:80]!r}); expected "
                            f"predictions of {task}: are these of another task?")
 
@@ -565,10 +567,6 @@ def score_predictions(task: str, records: list[dict], outputs: list[str], scorer
     if scorer not in ("adelie", "strict"):
         raise BadInput(f"unknown scorer {scorer!r}; expected adelie or strict")
     where = [_where(path, r) for r in records]
-    if task != "canonical":
-        golds = ([gold_answer(r, w) for r, w in zip(records, where)] if task in _KINDS and
-                 not all("items" in r for r in records) else None)
-        check_task_matches(task, records, golds, path)
     if task == "canonical":
         if scorer == "adelie":
             raise BadInput("the adelie scorers exist only for the paper's held-out tasks; use --scorer strict")
@@ -577,62 +575,50 @@ def score_predictions(task: str, records: list[dict], outputs: list[str], scorer
                 raise BadInput(f"{w}: canonical records need \"task\" and \"items\" (unified IE records)")
             _require_items(r, w, "canonical")
         return S.strict_canonical(records, outputs)
-    if task in ("fewnerd", "semeval", "richere-ed", "richere-eae"):
-        golds = [gold_answer(r, w) for r, w in zip(records, where)]
-        if scorer == "adelie":
-            fn = {"fewnerd": S.adelie_fewnerd, "semeval": S.adelie_semeval, "richere-ed": S.adelie_richere_ed,
-                  "richere-eae": S.adelie_richere_eae}[task]
-            try:
-                return fn([released_reference(g) for g in golds], outputs)
-            except ValueError as e:  # a gold answer the released scorer cannot read
-                raise BadInput(f"{path}: {e}") from None
-        kind = {"fewnerd": "NER", "semeval": "RC", "richere-ed": "ED", "richere-eae": "EAE"}[task]
+    golds = [gold_answer(r, w) for r, w in zip(records, where)] if task in MICRO_TASKS else []
+    check_task_matches(task, records, golds, path)
+    try:  # a gold answer the released scorers cannot read
+        if task in MICRO_TASKS and scorer == "adelie":
+            return MICRO_TASKS[task][1]([released_reference(g) for g in golds], outputs)
+        if task == "matres" and scorer == "adelie":
+            return S.adelie_matres([matres_gold(r, w)[0] for r, w in zip(records, where)], outputs)
+    except BadInput:
+        raise
+    except ValueError as e:
+        raise BadInput(f"{path}: {e}") from None
+    if task in MICRO_TASKS:
         gold_items = []
         for r, g, w in zip(records, golds, where):
-            if "items" in r and "task" in r:
-                gold_items.append(S.record_gold_items(r))
-            else:
-                try:
-                    gold_items.append(S.gold_items_from_answer(g, kind))
-                except ValueError as e:
-                    raise BadInput(f"{w}: {e}") from None
-        return S.strict_micro(gold_items, outputs, kind)
-    if task == "matres":
-        labels, gold_items = zip(*(matres_gold(r, w) for r, w in zip(records, where))) if records else ((), ())
-        if scorer == "adelie":
             try:
-                return S.adelie_matres(list(labels), outputs)
+                gold_items.append(S.record_gold_items(r) if "items" in r and "task" in r else
+                                  S.gold_items_from_answer(g, MICRO_TASKS[task][0]))
             except ValueError as e:
-                raise BadInput(f"{path}: {e}") from None
-        return S.strict_matres(list(gold_items), outputs)
-    if task == "carb":
+                raise BadInput(f"{w}: {e}") from None
+        return S.strict_micro(gold_items, outputs, MICRO_TASKS[task][0])
+    if task == "matres":
+        return S.strict_micro([matres_gold(r, w)[1] for r, w in zip(records, where)], outputs, "ERE")
+    if task in ("carb", "robust"):
         gold = [open_ie_gold(r, w, task) for r, w in zip(records, where)]
-        return S.adelie_carb(gold, outputs) if scorer == "adelie" else S.strict_carb(gold, outputs)
-    if task == "robust":
-        gold = [open_ie_gold(r, w, task) for r, w in zip(records, where)]
-        cliques = []
+        if task == "carb":
+            return S.adelie_carb(gold, outputs) if scorer == "adelie" else S.strict_carb(gold, outputs)
         for r, w in zip(records, where):
             if "clique" not in r.get("meta", {}):
                 raise BadInput(f"{w}: ROBUST records need meta.clique (build the test file with "
                                f"`evaluate.py build --task robust`)")
-            cliques.append(r["meta"]["clique"])
+        cliques = [r["meta"]["clique"] for r in records]
         if scorer == "adelie":
             return S.adelie_robust([r["text"] for r in records], cliques, gold, outputs)
         return S.strict_robust(cliques, gold, outputs)
-    # odie
     golds = [gold_answer(r, w) if r.get("messages") else r.get("meta", {}).get("table", "")
-             for r, w in zip(records, where)]
+             for r, w in zip(records, where)]  # odie
     return S.adelie_odie(golds, outputs, embed) if scorer == "adelie" else S.strict_odie(golds, outputs, embed)
 
 
 def summarise(task: str, score) -> dict:
     """The JSON summary of a score: precision/recall/f1 in percent (odie: header_f1 and content_rougeL)."""
-    if task == "canonical":
-        out = score["all"].summary()
-        out["per_task"] = {t: s.summary() for t, s in score.items() if t != "all"}
-        return out
-    return {k: (float(v) if hasattr(v, "__float__") and not isinstance(v, (bool, int)) else v)
-            for k, v in score.summary().items()}
+    if task != "canonical":
+        return score.summary()
+    return {**score["all"].summary(), "per_task": {t: s.summary() for t, s in score.items() if t != "all"}}
 
 
 @dataclasses.dataclass

@@ -1,25 +1,20 @@
-"""Scorers for ADELIE's held-out evaluation (paper section 5 and appendix C; docs/fidelity.md §5).
+"""Scorers for ADELIE's held-out evaluation (paper section 5 and appendix C; docs/fidelity.md §5): pure functions,
+one per task and scorer, each tested alone (tests/test_scorers.py).
 
-Two families of pure functions, one per task and scorer, each tested alone (tests/test_scorers.py):
+- `adelie_*`: the released ADELIE scorers, rule for rule, quirks included (each named in the docstring that
+  reproduces it), so our numbers compare with the paper's Tables 1-3. Rules read from THU-KEG/ADELIE @ 70f01ff
+  scripts/tasks/*/open_eval*.py, ROBUST/*, ondemandie/evaluation/*.py and dair-iitd/CaRB; the code is our own.
+- `strict_*`: what the metric should be: the text after the first `[Answer]:` parsed in the canonical format the
+  prompt asked for (Table 9), items compared as multisets after case-folding and whitespace normalisation; a label
+  outside the schema is a false positive, a piece that does not parse is a format error. Open IE: the official
+  micro-averaged CaRB; ODIE: the paper's two metrics without the released code's slips.
 
-- `adelie_*`: the released ADELIE scorers, rule for rule, quirks included, so our numbers can be compared with the
-  paper's Tables 1-3. The rules were read from THU-KEG/ADELIE @ 70f01ff scripts/tasks/{fewnerd/open_evaluate.py,
-  semeval/open_evaluate.py, matres/open_eval.py, richere-ed/open_eval.py, richere-eae/open_evaluation.py,
-  ROBUST/reformat_results_open.py, ROBUST/src/robust_scorer.py, ondemandie/evaluation/*.py} and dair-iitd/CaRB
-  (carb.py, matcher.py); the code here is our own. Each quirk is named in the docstring that reproduces it.
-- `strict_*`: what the metric should be. The answer is the text after the first `[Answer]:`; it is parsed in the
-  canonical format the prompt asked for (paper Table 9); items are compared as multisets after case-folding and
-  whitespace normalisation; a predicted item with a label outside the schema is a false positive like any other
-  wrong item; a piece of the answer that does not parse is not an item (it is counted as a format error).
-  Open IE uses the official micro-averaged CaRB (binary lenient tuple match); ODIE the same two metrics as the
-  paper, without the released code's slips.
-
-Every scorer returns a `Score`: precision/recall/F1 in percent, the totals, and each example's contribution (used by
-`evaluate.py report` to list the examples where the two scorers disagree). `strict_*` scorers also say, for each
-output, whether it followed the required format.
+Every scorer returns a `Score` (P/R/F1 in percent, the totals, each example's contribution); strict ones also say
+whether each output followed the required format.
 """
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -93,18 +88,30 @@ def safe_div(a: float, b: float) -> float:
     return a / b if b else 0.0
 
 
+def _f1(p: float, r: float) -> float:
+    return 2 * p * r / (p + r) if p + r else 0.0
+
+
+def _mean(xs: Sequence[float]) -> float:
+    return float(np.mean(xs)) if len(xs) else 0.0
+
+
 def prf(n_correct: float, n_pred: float, n_gold: float) -> tuple[float, float, float]:
     """Micro precision, recall, F1 (fractions); 0 where a denominator is 0."""
     p, r = safe_div(n_correct, n_pred), safe_div(n_correct, n_gold)
-    return p, r, safe_div(2 * p * r, p + r)
+    return p, r, _f1(p, r)
 
 
-def _micro_score(per_example: list, followed: list | None = None, extra: dict | None = None) -> Score:
-    g = sum(e[0] for e in per_example)
-    n = sum(e[1] for e in per_example)
-    c = sum(e[2] for e in per_example)
-    p, r, f = prf(c, n, g)
-    return Score(100 * p, 100 * r, 100 * f, g, n, c, per_example, followed, extra or {})
+def _micro_score(per_example: list, followed: list | None = None, released: bool = False) -> Score:
+    """Micro P/R/F1 of per-example (gold, predicted, correct) counts; `released`: with the epsilons (1e-10) of the
+    released SemEval and RichERE formulas."""
+    g, n, c = (sum(e[i] for e in per_example) for i in range(3))
+    if released:
+        p, r = c / (n + 1e-10), c / (g + 1e-10)
+        f = 2 * p * r / (p + r + 1e-10)
+    else:
+        p, r, f = prf(c, n, g)
+    return Score(100 * p, 100 * r, 100 * f, g, n, c, per_example, followed)
 
 
 def _check_lengths(golds: Sequence, outputs: Sequence) -> None:
@@ -371,10 +378,7 @@ def adelie_semeval(golds: Sequence[str], outputs: Sequence[str]) -> Score:
                 n_pred, counted = n_pred + 1, True
         n_gold = len(gold_triples) if counted or not pred_triples else 0
         per_example.append((n_gold, n_pred, tp))
-    g, n, c = (sum(e[i] for e in per_example) for i in range(3))
-    p, r = c / (n + 1e-10), c / (g + 1e-10)
-    f = 2 * p * r / (p + r + 1e-10)
-    return Score(100 * p, 100 * r, 100 * f, g, n, c, per_example)
+    return _micro_score(per_example, released=True)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -424,16 +428,9 @@ def adelie_matres(gold_labels: Sequence[str], outputs: Sequence[str]) -> Score:
     return score
 
 
-def strict_matres(gold_items: Sequence[Sequence], outputs: Sequence[str]) -> Score:
-    """Strict ERE micro F1 over (event1; relation; event2) triples; "none" answers state NA.
-
-    `gold_items[i]` = [(event1, relation, event2)] normalised, or [] for NA (`matres_gold_items` builds them).
-    """
-    return strict_micro(gold_items, outputs, "ERE")
-
-
 def matres_gold_items(gold_label: str, event1: str, event2: str) -> list:
-    """The strict gold item of one MATRES question: the asked pair with its label ([] for NA)."""
+    """The strict gold item of one MATRES question (scored by strict_micro as ERE): the asked pair with its label
+    ([] for NA)."""
     label = normalise(gold_label)
     return [] if label in NA_ANSWERS else [(normalise(event1), label, normalise(event2))]
 
@@ -460,20 +457,12 @@ def _adelie_richere(golds: Sequence[str], outputs: Sequence[str], labels: frozen
             if piece and "NA" not in piece and ":" in piece and piece.split(":")[1] in labels:
                 pred_set.add(piece)
         per_example.append((len(gold_set), len(pred_set), len(gold_set & pred_set)))
-    g, n, c = (sum(e[i] for e in per_example) for i in range(3))
-    p, r = c / (n + 1e-10), c / (g + 1e-10)
-    f = 2 * p * r / (p + r + 1e-10)
-    return Score(100 * p, 100 * r, 100 * f, g, n, c, per_example)
+    return _micro_score(per_example, released=True)
 
 
-def adelie_richere_ed(golds: Sequence[str], outputs: Sequence[str]) -> Score:
-    """Trigger-level micro F1 exactly as ADELIE's RichERE ED scorer computes it (quirks in `_adelie_richere`)."""
-    return _adelie_richere(golds, outputs, _ADELIE_RICHERE_ED, lowercase=False)
-
-
-def adelie_richere_eae(golds: Sequence[str], outputs: Sequence[str]) -> Score:
-    """Argument-level micro F1 exactly as ADELIE's RichERE EAE scorer computes it (quirks in `_adelie_richere`)."""
-    return _adelie_richere(golds, outputs, _ADELIE_RICHERE_EAE, lowercase=True)
+# Trigger-level (ED) and argument-level (EAE) micro F1 exactly as ADELIE's RichERE scorers compute them.
+adelie_richere_ed = functools.partial(_adelie_richere, labels=_ADELIE_RICHERE_ED, lowercase=False)
+adelie_richere_eae = functools.partial(_adelie_richere, labels=_ADELIE_RICHERE_EAE, lowercase=True)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -598,14 +587,6 @@ def adelie_open_ie_extractions(output: str) -> list:
         fields = inner.split("; ")
         out.append((fields[0], fields[1:]))
     return out
-
-
-def _f1(p: float, r: float) -> float:
-    return 2 * p * r / (p + r) if p + r else 0.0
-
-
-def _mean(xs: Sequence[float]) -> float:
-    return float(np.mean(xs)) if len(xs) else 0.0
 
 
 def adelie_carb(gold: Sequence[Sequence[Extraction]], outputs: Sequence[str]) -> Score:
