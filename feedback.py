@@ -30,8 +30,8 @@ What the paper does (section 4; appendix B.1; docs/fidelity.md §3), step by ste
    Written as OUT_DIR/ie_feedback.json in the released IEFeedback format
    [{"dataset","id","messages","chosen","rejected"}], which dpo.py reads, with OUT_DIR/summary.json and a table like
    Table 8 (pairs per data set, average score gap).
-6. `pair_stats`: `python feedback.py stats FILE [FILE ...] [--gold FILE]` measures any IEFeedback file (ours or the
-   authors' release): pairs per data set (Table 8), online/offline split, BLEU gaps recomputed, identical pairs.
+6. report.py (tooling): `summarize` / `format_table`, the Table 8 view of this run; `python feedback.py stats FILE
+   [FILE ...] [--gold FILE]` (`pair_stats`) measures any IEFeedback file (ours or the authors' release).
 """
 from __future__ import annotations
 
@@ -102,15 +102,11 @@ class FeedbackConfig(llm.ServeConfig):   # --backend openai --base_url URL: a se
     online_ratio: float = flag(0.3, "share of online pairs (section 6.2, Table 11: 30% online / 70% offline is "
                                     "best)")
     mix_rule: str = flag("release", "how online and offline pairs are mixed (mix_pairs; docs/fidelity.md): release "
-                                    "(ADELIE's release: online pairs first, in prompt order, up to online_ratio x "
-                                    "target; then (1 - online_ratio) x target prompts drawn from the rest, each an "
-                                    "offline pair if its gap allows); keep_ratio (too few online pairs: fewer pairs "
-                                    "at the exact ratio); fill (too few online pairs: offline pairs top the target up)",
+                                    "(ADELIE's rule), keep_ratio (too few online pairs: fewer pairs at the exact "
+                                    "ratio) or fill (too few online pairs: offline pairs top the target up)",
                          choices=["release", "keep_ratio", "fill"])
-    skip_identical: bool = flag(False, "a fix, off by default (faithful): skip an offline pair whose rejected "
-                                       "sample IS the gold answer. BLEU-4 of a short text like NA against itself is "
-                                       "0.59, so such a pair passes the gap test; it states no preference and has a "
-                                       "zero DPO gradient. ADELIE's release kept them")
+    skip_identical: bool = flag(False, "a fix, off by default (the release kept them): skip an offline pair whose "
+                                       "rejected sample IS the gold answer (offline_pairs)")
     seed: int = flag(42, "seed of the prompt pool, the samples (per prompt) and the mix")
     dist_timeout_minutes: float = flag(30.0, "a collective that waits longer than this (a dead peer) fails the run")
     clear_stale_lock: bool = flag(False, "remove OUT_DIR/LOCK when the run that took it is no longer running "
@@ -139,14 +135,10 @@ TABLE8_DATASETS = ("conll2003", "ace2005-ner", "ontonotes5", "tacred", "fewrel",
 
 
 def select_prompt_pool(records: list[dict], prompt_pool: str = "table8") -> tuple[list[dict], dict]:
-    """The records the IEFeedback pool is built from. "table8" (the default, paper Table 8): records of the Table 8
-    data sets only; the synthetic stand-ins of the embedded default (synthetic.DATASETS: no paper data set is in it)
-    are kept too, so the demo samples every synthetic set. Records of any other data set (e.g. BC5CDR, ADE, CASIE:
-    in IEInstruct, Table 7, but never sampled for IEFeedback) are left out and counted. "all": every record.
-    Returns (records, {"prompt_pool", "left_out": {data set: records}, "table8_absent": [Table 8 sets without a
-    record]})."""
-    if prompt_pool not in ("table8", "all"):
-        raise ValueError(f"prompt_pool must be 'table8' or 'all', got {prompt_pool!r}")
+    """The records the IEFeedback pool is built from. "table8" (paper Table 8): records of the Table 8 data sets and
+    the embedded default's synthetic stand-ins; others (e.g. BC5CDR, ADE, CASIE: in IEInstruct, never sampled for
+    IEFeedback) are left out and counted. "all": every record. Returns (records, {"prompt_pool", "left_out": {data
+    set: records}, "table8_absent": [Table 8 sets without a record]})."""
     import synthetic
     present = {r["dataset"] for r in records}
     info = {"prompt_pool": prompt_pool, "left_out": {},
@@ -189,20 +181,14 @@ def load_ie_records(cfg: FeedbackConfig) -> tuple[list[dict], str]:
 def ie_feedback_prompts(records: list[dict], *, max_per_dataset: int = 4000, odie_cot_ratio: float = 0.3,
                         max_words: int = 1200, seed: int = 42, explanations: dict | None = None,
                         progress: bool = False) -> tuple[list[dict], dict]:
-    """IEFeedback's prompt pool (appendix B.1: "sampled ... from raw datasets for processing in a manner similar to
-    IEInstruct. The sole distinction lies in the consistency of the output format"; docs/fidelity.md §3).
-
-    IEInstruct's construction (data.ie_instruct: task descriptions, schema augmentation, few-shot demonstrations,
-    explanations for 10%, the NA cap) with these differences, as in ADELIE's release:
-      - the canonical output format always (canonical_rate 1), so the gold answer is canonical and BLEU compares
-        like with like; an explanation drawn for an instance stays in its gold answer;
-      - at most `max_per_dataset` (4000) instances per data set; ODIE with the chain-of-thought version for
-        `odie_cot_ratio` (30%) of its instances;
-      - the release's length filter: `max_words` (1200) whitespace words over all turns (demonstrations are shed
-        first; an instance still too long is dropped and counted), no token filter.
-    Returns (pool, per-data-set statistics). The pool is shuffled with `seed`, so any prefix of it (--max_prompts)
-    mixes all data sets; each entry is {"index", "dataset", "id", "task", "messages", "prompt_sha"}, messages = the
-    prompt turns + the gold answer."""
+    """IEFeedback's prompt pool (appendix B.1: "in a manner similar to IEInstruct. The sole distinction lies in the
+    consistency of the output format"; docs/fidelity.md §3): data.ie_instruct with, as in ADELIE's release, the
+    canonical format always (BLEU compares like with like; a drawn explanation stays in the gold answer), at most
+    `max_per_dataset` instances per data set, ODIE's chain-of-thought version for `odie_cot_ratio` of its
+    instances, and the release's length filter (`max_words` whitespace words over all turns, demonstrations shed
+    first; an instance still too long is dropped and counted).
+    Returns (pool, per-data-set statistics). The pool is shuffled with `seed`, so any prefix (--max_prompts) mixes
+    all data sets; each entry is {"index", "dataset", "id", "task", "messages" (prompt turns + gold), "prompt_sha"}."""
     tasks = {r["dataset"]: r["task"] for r in records}
     cfg = data.IEInstructConfig(seed=seed, max_per_dataset=max_per_dataset, dataset_caps="uniform",  # release: 4000
                                 canonical_rate=1.0, json_rate=0.0,
@@ -286,18 +272,12 @@ def sample_prompts_served(cfg: FeedbackConfig, pool: list[dict], todo: list[int]
 # 3. Scoring: character BLEU (appendix B.1, docs/fidelity.md §3)
 
 def bleu(hypothesis: str, reference: str, max_n: int = 4) -> float:
-    """BLEU of one hypothesis against one reference over characters, exactly as NLTK computes
-    `sentence_bleu([list(reference)], list(hypothesis), smoothing_function=SmoothingFunction().method3)`
-    (Papineni et al. 2002, smoothed as in Chen & Cherry 2014, "NIST geometric sequence smoothing").
-
-    BLEU = BP * exp(sum_n 1/4 log p_n), n = 1..4, where
-      p_n  = matched n-grams / n-grams of the hypothesis, a hypothesis n-gram matching at most as many times as it
-             occurs in the reference ("modified" precision); the denominator is at least 1 (NLTK: a hypothesis
-             shorter than n has 0 matches out of 1).
-      method3: the k-th order with 0 matches gets p_n = 1 / (2^k * denominator) instead of 0 (k = 1, 2, ...).
-      BP   = 1 if the hypothesis is longer than the reference, else exp(1 - len(ref) / len(hyp)).
-    No unigram match at all (including an empty hypothesis or an empty reference) gives 0: NLTK returns 0 before
-    smoothing in that case."""
+    """Character BLEU as NLTK's `sentence_bleu([list(reference)], list(hypothesis),
+    smoothing_function=SmoothingFunction().method3)` (Papineni et al. 2002; Chen & Cherry 2014 smoothing):
+    BLEU = BP * exp(sum_n 1/4 log p_n), n = 1..4, where p_n = clipped n-gram matches / hypothesis n-grams (at least
+    1); method3: the k-th order with 0 matches gets p_n = 1 / (2^k * denominator); BP = 1 if the hypothesis is
+    longer than the reference, else exp(1 - len(ref) / len(hyp)). No unigram match at all (an empty side included)
+    gives 0, as NLTK returns before smoothing."""
     matches, totals = [], []
     for n in range(1, max_n + 1):
         # n-grams of characters are substrings: s[i:i+n] stands for the tuple of its characters

@@ -53,7 +53,8 @@ from tqdm import tqdm
 
 from config import flag, parse_config
 from ie_formats import TASKS
-from robust import read_appendable_jsonl
+from robust import atomic_file, read_appendable_jsonl
+from scorers import rouge_l, rouge_tokens  # Self-Instruct's ROUGE-L filter (section 3.2)
 
 log = logging.getLogger("llm")
 
@@ -343,30 +344,6 @@ PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 MIN_DESCRIPTION_WORDS = 5
 
 
-def words(text: str) -> list[str]:
-    """Lowercased alphanumeric tokens (the tokenisation of rouge_score's default tokenizer, without stemming)."""
-    return re.findall(r"[a-z0-9]+", text.lower())
-
-
-def rouge_l(a: str, b: str) -> float:
-    """ROUGE-L F1 between two texts: longest common subsequence of their words. Self-Instruct (Wang et al., 2023)
-    keeps a generated instruction only when its ROUGE-L with every existing one is below 0.7."""
-    x, y = words(a), words(b)
-    if not x or not y:
-        return 0.0
-    prev = [0] * (len(y) + 1)  # LCS table, one row at a time
-    for xi in x:
-        cur = [0]
-        for j, yj in enumerate(y):
-            cur.append(prev[j] + 1 if xi == yj else max(prev[j + 1], cur[j]))
-        prev = cur
-    lcs = prev[-1]
-    if lcs == 0:
-        return 0.0
-    p, r = lcs / len(x), lcs / len(y)
-    return 2 * p * r / (p + r)
-
-
 @dataclass
 class PoolRules:
     """What a generated description of one task may look like, derived from its hand-written pool."""
@@ -417,7 +394,7 @@ def validate_description(text: str, rules: PoolRules) -> str | None:
     rest = PLACEHOLDER.sub("", text)
     if "{" in rest or "}" in rest or re.search(r"<[A-Za-z_][\w ]*>", rest):
         return "malformed placeholder"  # { tail }, {{text}}, <text>, <entity1>: would stay literal in the prompt
-    tokens = words(text)
+    tokens = rouge_tokens(text)
     if any(t.startswith(OFF_TASK_STEMS) for t in tokens):
         return "off-task"
     if not any(t.startswith(TASK_KEY_STEMS[rules.task]) for t in tokens):
@@ -427,8 +404,8 @@ def validate_description(text: str, rules: PoolRules) -> str | None:
 
 def duplicate_reason(text: str, pool: list[str], threshold: float) -> str | None:
     """"duplicate" (same words), "near-duplicate" (ROUGE-L >= threshold with a pool member), or None."""
-    w = words(text)
-    if any(words(p) == w for p in pool):
+    w = rouge_tokens(text)
+    if any(rouge_tokens(p) == w for p in pool):
         return "duplicate"
     if any(rouge_l(text, p) >= threshold for p in pool):
         return "near-duplicate"
@@ -826,12 +803,8 @@ def read_pools(path: str | Path) -> dict[str, list[str]]:
 
 
 def write_atomic(path: str | Path, text: str) -> None:
-    """Write via a temporary file and a rename, so a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 # ----------------------------------------------------------------------------------------------------------------

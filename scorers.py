@@ -60,11 +60,8 @@ _ADELIE_RICHERE_EAE = frozenset(RICHERE_EAE_ROLES + ("NA",))
 
 @dataclass
 class Score:
-    """Precision, recall and F1 in percent, the totals they come from, and each example's contribution.
-
-    `per_example[i]` is (gold, predicted, correct) for micro scorers and (precision, recall, f1) in [0, 1] for the
-    per-sentence CaRB/ROBUST scorers. `followed[i]` (strict scorers) says whether output i followed the format.
-    """
+    """P/R/F1 in percent, their totals, `per_example[i]`: (gold, predicted, correct) for micro scorers, (p, r, f1) in
+    [0, 1] for the per-sentence CaRB/ROBUST ones; `followed[i]` (strict scorers): output i followed the format."""
     precision: float
     recall: float
     f1: float
@@ -126,13 +123,9 @@ _WHOLE = object()
 
 
 def answer_part(output: str, mark: str = ANSWER_MARK, *, upto_next: bool = True, missing=_WHOLE):
-    """The one answer extractor (docs/fidelity.md §1, §3, §5): the text after the first `mark`, unstripped.
-
-    upto_next=True stops at a second `mark`, as ADELIE's released scorers and BLEU cut it
-    (`output.split(mark)[1]`); upto_next=False keeps everything after the first (the strict scorers). An output
-    without `mark` gives `missing`: by default the whole output (the released gold answers carry no marker);
-    feedback's BLEU passes None. Callers that compare text strip it themselves.
-    """
+    """The one answer extractor (docs/fidelity.md §1, §3, §5): the text after the first `mark`, unstripped, up to a
+    second `mark` (upto_next, as the released scorers and BLEU cut it: `output.split(mark)[1]`) or to the end (the
+    strict scorers). Without `mark`: `missing`, by default the whole output (released gold answers are unmarked)."""
     head, found, tail = output.partition(mark)
     if not found:
         return output if missing is _WHOLE else missing
@@ -234,13 +227,9 @@ _RELATION_FIELD = {"RC": 1, "RE": 1, "ERE": 1}
 
 
 def parse_answer(output: str, task: str) -> Parsed:
-    """Parse a model output in the canonical format of `task` (NER RC RE ED EAE ERE OpenIE ODIE; docs/fidelity.md §1).
-
-    The canonical NA answer (`[Answer]: NA`) and tuples whose relation says "no relation" (the prompts offer
-    "Not related" and "none") give no items. An EE event `({trigger}; {type}; {argument}: {role}; ...)` gives one
-    trigger item ("trigger", trigger, type) and one item ("argument", trigger, type, argument, role) per argument,
-    so event extraction is scored on triggers and arguments together.
-    """
+    """Parse a model output in the canonical format of `task` (docs/fidelity.md §1). `[Answer]: NA` and tuples whose
+    relation says "no relation" (the prompts offer "Not related" and "none") give no items. An EE event gives one
+    ("trigger", trigger, type) item and one ("argument", trigger, type, argument, role) item per argument."""
     answer, marked = answer_part(output, upto_next=False), ANSWER_MARK in output
     if normalise(answer).rstrip(".; ") in NA_ANSWERS:
         return Parsed([], [], marked)
@@ -268,10 +257,8 @@ def multiset_correct(gold: Sequence, pred: Sequence) -> int:
 
 
 def strict_micro(gold_items: Sequence[Sequence], outputs: Sequence[str], task: str) -> Score:
-    """Micro P/R/F1 over multisets of normalised items (the strict scorer for every closed-IE task).
-
-    `gold_items[i]` are example i's gold items, normalised as `parse_answer` normalises predictions.
-    """
+    """Micro P/R/F1 over multisets of items (the strict scorer of every closed-IE task); `gold_items[i]`: example
+    i's gold items, normalised as `parse_answer` normalises predictions."""
     _check_lengths(gold_items, outputs)
     per_example, followed = [], []
     for gold, output in zip(gold_items, outputs):
@@ -486,13 +473,10 @@ def _count_matches(gold_words: list, pred_words: list) -> int:
 
 
 def lenient_tuple_match(gold: Extraction, pred: Extraction) -> tuple[float, float]:
-    """CaRB's (stricter) `linient_tuple_match`: word-overlap (precision, recall) of one prediction to one gold.
-
-    The predicates must share a word (a predicted "be" also matches any form of "be" in the gold predicate), and
-    the prediction must have every argument slot the gold has up to the second; else (0, 0). Precision counts
-    predicted words matched, recall gold words matched, summed over predicate and argument slots.
-    """
-    prec_num, prec_den, rec_num, rec_den = 0, 0, 0, 0
+    """CaRB's (stricter) `linient_tuple_match`: word-overlap (precision, recall) of one prediction to one gold. The
+    predicates must share a word (a predicted "be" also matches any form of "be" in the gold predicate), and the
+    prediction must have every argument slot the gold has up to the second; else (0, 0). Precision counts predicted
+    words matched, recall gold words matched, summed over predicate and argument slots."""
     pred_words, gold_words = pred[0].split(), gold[0].split()
     prec_den, rec_den = len(pred_words), len(gold_words)
     matched = _count_matches(gold_words, pred_words)
@@ -575,18 +559,11 @@ def adelie_carb_sentence(gold: Sequence[Extraction], pred: Sequence[Extraction])
 
 
 def adelie_open_ie_extractions(output: str) -> list:
-    """Predicted tuples as ADELIE's reformat_results_open.py reads them.
-
-    QUIRK: the answer is cut after the first "[Answer]: " (with the space) up to a second one; each line's text
-    between its first "(" and last ")" (greedy) is one tuple, split on "; "; the first field is the predicate.
-    Two tuples on one line therefore merge into one.
-    """
-    answer = answer_part(output, "[Answer]: ")
-    out = []
-    for inner in re.findall(r"\((.*)\)", answer):
-        fields = inner.split("; ")
-        out.append((fields[0], fields[1:]))
-    return out
+    """Predicted tuples as ADELIE's reformat_results_open.py reads them. QUIRK: the answer is cut after the first
+    "[Answer]: " (with the space) up to a second one; each line's text between its first "(" and last ")" (greedy)
+    is one tuple, split on "; ", the predicate first: two tuples on one line merge into one."""
+    fields = [inner.split("; ") for inner in re.findall(r"\((.*)\)", answer_part(output, "[Answer]: "))]
+    return [(f[0], f[1:]) for f in fields]
 
 
 def adelie_carb(gold: Sequence[Sequence[Extraction]], outputs: Sequence[str]) -> Score:
@@ -600,15 +577,12 @@ def adelie_carb(gold: Sequence[Sequence[Extraction]], outputs: Sequence[str]) ->
 
 def adelie_robust(sentences: Sequence[str], cliques: Sequence[int], gold: Sequence[Sequence[Extraction]],
                   outputs: Sequence[str]) -> Score:
-    """The paper's "ROBUST" column as ROBUST's scorer computes it.
-
-    `sentences[i]`, `cliques[i]`, `gold[i]`, `outputs[i]`: one sentence of the flattened ROBUST file (each clique's
-    original sentence first, then its paraphrases), aligned by position as reformat_results_open.py aligns them.
-    Each clique scores the (p, r) of its worst-F1 sentence (first one on ties); P and R are averaged over the
-    cliques and F1 is taken of the averages.
-    QUIRK: sentences are dict keys: a clique repeating a sentence text keeps one entry (the later gold and
-    prediction, at the first position); cliques with the same original sentence collapse the same way.
-    """
+    """The paper's "ROBUST" column as ROBUST's scorer computes it. Entry i of each argument is one sentence of the
+    flattened ROBUST file (each clique's original sentence first, then its paraphrases), aligned by position as
+    reformat_results_open.py aligns them. Each clique scores the (p, r) of its worst-F1 sentence (the first on ties);
+    P and R are averaged over the cliques, F1 taken of the averages. QUIRK: sentences are dict keys: a clique
+    repeating a sentence text keeps one entry (the later gold and prediction, at the first position); cliques with
+    the same original sentence collapse the same way."""
     _check_lengths(gold, outputs)
     if not (len(sentences) == len(cliques) == len(gold)):
         raise ValueError("sentences, cliques and gold must have one entry per output")
@@ -631,10 +605,9 @@ def adelie_robust(sentences: Sequence[str], cliques: Sequence[int], gold: Sequen
 
 
 def open_ie_extractions(output: str) -> tuple[list, bool]:
-    """Strictly parsed `({predicate}; {subject}; {object}; {time}; {location})` tuples as CaRB extractions
-    (predicate, [arguments]) with the words as written (CaRB's matcher is case-sensitive by design), empty trailing
-    elements dropped and fields beyond the fifth kept as further arguments (CaRB tuples are n-ary); and whether the
-    output followed the format."""
+    """(CaRB extractions (predicate, [arguments]) of the strictly parsed `({predicate}; {subject}; {object}; {time};
+    {location})` tuples, words as written (CaRB's matcher is case-sensitive), empty trailing elements dropped, fields
+    past the fifth kept as arguments (CaRB tuples are n-ary); whether the output followed the format)."""
     answer, marked = answer_part(output, upto_next=False), ANSWER_MARK in output
     if normalise(answer).rstrip(".; ") in NA_ANSWERS:
         return [], marked
@@ -651,18 +624,13 @@ def open_ie_extractions(output: str) -> tuple[list, bool]:
 
 
 def strict_carb(gold: Sequence[Sequence[Extraction]], outputs: Sequence[str]) -> Score:
-    """The official micro-averaged CaRB (dair-iitd/CaRB carb.py `Benchmark.compare` with its default matcher
-    `binary_linient_tuple_match`) at one confidence threshold (LLM outputs carry no confidences), unrounded.
-
-    Sums over all sentences that have gold tuples: precision = sum of greedily matched precisions / #predictions,
-    recall = sum of best recalls / #gold tuples, F1 of the two. As in carb.py: a repeated gold tuple counts each
-    time (keep repeats in `gold`); predictions for sentences without gold tuples are not scored, but if there is
-    any prediction at all, an empty precision denominator gives precision 1 (carb.py's `b > 0 else 1`); no
-    prediction anywhere gives (0, 0, 0). Differences (docs/fidelity.md): carb.py rounds P/R/F1 to 3 decimals and
-    keys sentences by their normalised text, here they are aligned by position. Tuples are parsed strictly in the
-    Table 9 format; words are compared as written (carb.py's matcher ignores its ignoreCase flag).
-    `per_example` holds each sentence's own (p, r, f1), for the report's list of disagreements.
-    """
+    """The official micro-averaged CaRB (carb.py `Benchmark.compare`, default matcher `binary_linient_tuple_match`)
+    at one confidence threshold (LLM outputs carry none), unrounded: over the sentences with gold tuples, precision
+    = sum of greedily matched precisions / #predictions, recall = sum of best recalls / #gold tuples. As in carb.py,
+    a repeated gold tuple counts each time; predictions for sentences without gold are not scored, but any
+    prediction at all makes an empty precision denominator give 1 (`b > 0 else 1`); no prediction gives 0.
+    Differences (docs/fidelity.md): no rounding to 3 decimals, sentences aligned by position rather than keyed by
+    text. `per_example`: each sentence's own (p, r, f1)."""
     _check_lengths(gold, outputs)
     per_example, followed = [], []
     pn_tot = rn_tot = 0.0
@@ -803,6 +771,13 @@ def _lcs_indices(ref: list, can: list) -> set:
         else:
             i -= 1
     return out
+
+
+def rouge_l(a: str, b: str) -> float:
+    """ROUGE-L F-measure of two one-sentence texts (llm.py: Self-Instruct keeps a description below 0.7)."""
+    x, y = rouge_tokens(a), rouge_tokens(b)
+    lcs = len(_lcs_indices(x, y))
+    return _f1(lcs / len(x), lcs / len(y)) if lcs else 0.0
 
 
 def rouge_lsum(reference: str, candidate: str) -> float:
@@ -957,22 +932,15 @@ def record_gold_items(record: dict) -> list:
 
 
 def strict_canonical(records: Sequence[dict], outputs: Sequence[str]) -> dict[str, Score]:
-    """Micro P/R/F1 per task type (and "all") over records of any task, gold from each record's `items`.
-
-    Returns {task: Score} for every task present plus "all" (micro over every item of every task).
-    """
+    """{task type: strict_micro of its records, gold from each record's `items`} for every task present, and "all"
+    (micro over every item; its questions grouped by task type in order of first appearance)."""
     _check_lengths(records, outputs)
     by_task: dict = {}
     for record, output in zip(records, outputs):
-        gold = record_gold_items(record)
-        parsed = parse_answer(output, record["task"])
-        entry = (len(gold), len(parsed.items), multiset_correct(gold, parsed.items))
-        by_task.setdefault(record["task"], ([], []))
-        by_task[record["task"]][0].append(entry)
-        by_task[record["task"]][1].append(parsed.followed)
-    scores = {task: _micro_score(per, followed) for task, (per, followed) in sorted(by_task.items())}
-    every = [e for per, _ in by_task.values() for e in per]
-    every_followed = [f for _, fl in by_task.values() for f in fl]
-    scores["all"] = _micro_score(every, every_followed)
-    return scores
+        gold, out = by_task.setdefault(record["task"], ([], []))
+        gold.append(record_gold_items(record))
+        out.append(output)
+    per_task = {task: strict_micro(gold, out, task) for task, (gold, out) in by_task.items()}
+    return {**dict(sorted(per_task.items())), "all": _micro_score(
+        [e for sc in per_task.values() for e in sc.per_example], [f for sc in per_task.values() for f in sc.followed])}
 
