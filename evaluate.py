@@ -24,14 +24,8 @@ Files:
   test file         JSON lines, one record per question: the unified IE record (docs/design.md) when built from raw
                     data, or ADELIE's released record {"datasets","id","messages"}; `messages` ends with the gold
                     assistant answer; the prompt is every message before it.
-  predictions file  the test file with an "output" string added to each record (any model: ours or e.g. vLLM's).
-  run directory     what `report` reads (sft.py and dpo.py write the first two; `run --out` the third):
-                      RUN_DIR/config.json                  the training config (optional; "name" labels the run)
-                      RUN_DIR/metrics.jsonl                per optimizer step {"step","loss","lr","grad_norm",
-                                                           "tokens_per_s"} (+ DPO "rewards_chosen",
-                                                           "rewards_rejected","reward_margin","reward_accuracy")
-                      RUN_DIR/eval/{TASK}.{SETTING}.jsonl  predictions; TASK one of HELD_OUT_TASKS, SETTING zeroshot|fewshot
-                    `report` writes RUN_DIR/report.md, RUN_DIR/eval_table.png and RUN_DIR/curves.png.
+  predictions file  the test file with an "output" string added to each record (any model: ours or e.g. vLLM's);
+                    `report` reads them as RUN_DIR/eval/{TASK}.{SETTING}.jsonl (report.py).
 """
 from __future__ import annotations
 
@@ -41,6 +35,7 @@ import os
 import re
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import llm
@@ -209,19 +204,16 @@ def demo_pool(task: str, cfg: BuildConfig, rng) -> list[dict]:
         raise BadInput(f"{task} has no training split for demonstrations" +
                        (" (the paper evaluates ODIE zero-shot)" if task == "odie" else
                         "; give --demo_source (e.g. ../shared/data/carb: CaRB's dev sentences)"))
-    pool = read_source(source_task, source, demo_file)
-    pool, _ = cap_na(pool, DEMO_NA_MAX, rng)
-    return pool
+    return cap_na(read_source(source_task, source, demo_file), DEMO_NA_MAX, rng)[0]
 
 
-def subsample(records: list[dict], cfg: BuildConfig, rng, counts: dict) -> list[dict]:
+def subsample(records: list[dict], cfg: BuildConfig, rng, counts: Counter) -> list[dict]:
     """NA at most cfg.na_max, then at most cfg.max_records questions, seeded, in source order (docs/fidelity.md §5)."""
     records, dropped = cap_na(records, cfg.na_max, rng)
-    counts["NA records dropped by the NA cap"] = counts.get("NA records dropped by the NA cap", 0) + dropped
+    counts["NA records dropped by the NA cap"] += dropped
     if len(records) > cfg.max_records:
         keep = set(id(r) for r in rng.sample(records, cfg.max_records))
-        counts["records dropped by the subsample"] = counts.get("records dropped by the subsample", 0) + \
-            len(records) - cfg.max_records
+        counts["records dropped by the subsample"] += len(records) - cfg.max_records
         records = [r for r in records if id(r) in keep]
     return records
 
@@ -237,7 +229,7 @@ def build_test_set(cfg: BuildConfig) -> tuple[list[dict], dict]:
     rng = random.Random(cfg.seed)
     if cfg.task == "canonical":  # any tasks: each data set capped and subsampled on its own
         records = data.read_records([source])
-        counts = {"source records": len(records)}
+        counts = Counter({"source records": len(records)})
         by_dataset: dict = {}
         for r in records:
             by_dataset.setdefault(r["dataset"], []).append(r)
@@ -247,7 +239,7 @@ def build_test_set(cfg: BuildConfig) -> tuple[list[dict], dict]:
         pool = cap_na(data.read_records([cfg.demo_source]), DEMO_NA_MAX, rng)[0] if cfg.shots > 0 else []
     else:
         records = read_source(cfg.task, source, RAW_SOURCES[cfg.task][1])
-        counts = {"source records": len(records)}
+        counts = Counter({"source records": len(records)})
         if cfg.task == "robust":  # cliques stay whole: they are the unit the ROBUST metric scores
             cliques = sorted({r["meta"]["clique"] for r in records})
             keep = set(rng.sample(cliques, min(cfg.max_records, len(cliques))))
@@ -279,10 +271,10 @@ def build_test_set(cfg: BuildConfig) -> tuple[list[dict], dict]:
 def build_command(cfg: BuildConfig) -> None:
     if not (cfg.task and cfg.source and cfg.out):
         raise BadInput("build needs --task, --source and --out")
-    if cfg.task in OPEN_TASKS and cfg.shots not in (0, 5):
-        print(f"note: the paper uses 5 demonstrations for open IE (section 5.1); building with {cfg.shots}")
-    if cfg.task in CLOSED_TASKS and cfg.shots not in (0, 4):
-        print(f"note: the paper uses 4 demonstrations for closed IE (section 5.1); building with {cfg.shots}")
+    paper_shots = 5 if cfg.task in OPEN_TASKS else 4
+    if cfg.task in OPEN_TASKS + CLOSED_TASKS and cfg.shots not in (0, paper_shots):
+        print(f"note: the paper uses {paper_shots} demonstrations for {cfg.task} (section 5.1); building with "
+              f"{cfg.shots}")
     records, counts = build_test_set(cfg)
     write_jsonl(records, cfg.out)
     print(f"wrote {len(records)} {cfg.task} test records ({cfg.shots}-shot) to {cfg.out}; " +

@@ -9,6 +9,13 @@
   (`feedback_section`); every run's answers to the same held-out questions side by side.
 - `summarize`, `format_table`: what feedback.py made, per data set (Table 8's pairs and Delta).
 - `pair_stats`: Table 8 and the make-up of any IEFeedback file (ours or the authors' release).
+
+A run directory, as `report` reads it (sft.py and dpo.py write the first two, `evaluate.py run --out` the third):
+  RUN_DIR/config.json                  the training config (optional; "name" labels the run)
+  RUN_DIR/metrics.jsonl                per optimizer step {"step","loss","lr","grad_norm","tokens_per_s"} (+ DPO
+                                       "rewards_chosen","rewards_rejected","reward_margin","reward_accuracy")
+  RUN_DIR/eval/{TASK}.{SETTING}.jsonl  predictions; TASK one of evaluate.HELD_OUT_TASKS, SETTING zeroshot|fewshot
+`report` writes RUN_DIR/report.md, RUN_DIR/eval_table.png and RUN_DIR/curves.png.
 """
 from __future__ import annotations
 
@@ -482,7 +489,7 @@ def plot_curves(metrics_path: Path, path: Path) -> bool:
 class ReportConfig:
     """Markdown tables shaped like the paper's Tables 1-3 (our numbers beside the paper's, adelie and strict side by
     side), the examples where the two scorers disagree, and PNG plots of the tables and training curves."""
-    run_dirs: list = flag(None, "run directories (layout at the top of evaluate.py)", positional=True, nargs="+")
+    run_dirs: list = flag(None, "run directories (layout at the top of report.py)", positional=True, nargs="+")
     out: str = flag("", "also write the markdown here (default: report.md in the first run directory)")
     disagreements: int = flag(3, "examples listed per predictions file where the two scorers disagree")
     plots: bool = flag(True, "write eval_table.png and curves.png (needs matplotlib: pip install -e \".[plot]\")")

@@ -281,11 +281,14 @@ def test_build_command_writes_the_file(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    """A random "tiny" LLaMA (model.py preset) with the tok512 tokenizer, context 2048 for few-shot prompts."""
+    """A random "tiny" LLaMA (model.py preset) with the shipped tokenizer, context 2048 for few-shot prompts."""
     import dataclasses
+    import data
     import model as llama
-    tok = shared_path("models", "tok512", "tok512.model")
-    net = llama.Transformer(dataclasses.replace(llama.ModelArgs.from_name("tiny"), max_seq_len=2048))
+    tok = data.DEFAULT_TOKENIZER
+    args = dataclasses.replace(llama.ModelArgs.from_name("tiny"), vocab_size=llama.Tokenizer(tok).vocab_size,
+                               max_seq_len=2048)
+    net = llama.Transformer(args)
     net.init_weights(seed=0)
     path = tmp_path_factory.mktemp("tiny")
     net.save_pretrained(path, tokenizer_path=tok)
