@@ -347,11 +347,9 @@ def best_and_worst(scores: list[float]) -> tuple[int, int]:
 
 
 def online_pairs(records: list[dict], scores: list[list[float]], min_gap: float = 0.1) -> tuple[list[dict], list[dict]]:
-    """Online pairs (section 4): chosen = the highest-BLEU sample, rejected = the lowest-BLEU sample of the same
-    prompt, kept only if their scores differ by more than `min_gap` (section 4: "exceeds 10%").
-
-    Returns (pairs, skipped); skipped holds {"index","dataset","id","reason"} with reason "no_answer" (no sample has
-    `[Answer]: `, all score -1) or "gap_too_small" (best - worst <= min_gap)."""
+    """Online pairs (section 4): the highest- over the lowest-BLEU sample of a prompt, kept if their scores differ
+    by more than `min_gap` (section 4: "exceeds 10%"). Returns (pairs, skipped {"index","dataset","id","reason"}:
+    "no_answer" (every sample lacks `[Answer]: `) or "gap_too_small")."""
     pairs, skipped = [], []
     for record, sc in zip(records, scores, strict=True):
         best, worst = best_and_worst(sc)
@@ -368,15 +366,12 @@ def online_pairs(records: list[dict], scores: list[list[float]], min_gap: float 
 
 def offline_pairs(records: list[dict], scores: list[list[float]], min_gap: float = 0.1,
                   skip_identical: bool = False) -> tuple[list[dict], list[dict]]:
-    """Offline pairs (section 4): chosen = the gold answer (score 1.0), rejected = the lowest-BLEU sample, kept only
-    if 1 - lowest > `min_gap`. A sample without `[Answer]: ` scores -1 and is a valid rejected answer (as in ADELIE's
-    release: the gold answer is preferred to a malformed one).
-
-    Returns (pairs, skipped) as online_pairs, with reasons "gap_too_small" (every sample is within min_gap of the
-    gold answer: the model already answers this prompt) and, with skip_identical, "identical": the rejected sample
-    is the gold answer itself. That happens because BLEU-4 of a text under 4 characters against itself is below 1
-    (`NA` vs `NA`: 0.59, see tests), so a correct `[Answer]: NA` passes the gap test. Such a pair states no
-    preference and its DPO gradient is exactly 0; ADELIE's release kept them (skip_identical=False)."""
+    """Offline pairs (section 4): the gold answer (score 1) over the lowest-BLEU sample (a sample without
+    `[Answer]: ` scores -1, as in the release), kept if 1 - lowest > `min_gap`. Returns (pairs, skipped) as
+    online_pairs, reasons "gap_too_small" (the model already answers this prompt) and, with skip_identical,
+    "identical": the rejected sample is the gold answer itself. BLEU-4 of a text under 4 characters against itself is
+    below 1 (`NA` vs `NA`: 0.59), so a correct `[Answer]: NA` passes the gap test; such a pair states no preference
+    (zero DPO gradient). ADELIE's release kept them (skip_identical=False)."""
     pairs, skipped = [], []
     for record, sc in zip(records, scores, strict=True):
         _, worst = best_and_worst(sc)
@@ -395,20 +390,14 @@ def offline_pairs(records: list[dict], scores: list[list[float]], min_gap: float
 
 def mix_pairs(online: list[dict], offline: list[dict], target: int = 10_000, online_ratio: float = 0.3,
               seed: int = 42, rule: str = "release", prompts: list[int] | None = None) -> tuple[list[dict], str]:
-    """IEFeedback's mix (section 4: 3k online + 7k offline; section 6.2 and Table 11: 30% online is best; Figure 5:
-    10k pairs are enough), at most one pair per prompt (as ADELIE's release), seeded. n_on = round(online_ratio *
-    target) online pairs are wanted (3,000), n_off = target - n_on offline ones (7,000).
-
-    rule="release" (the default; ADELIE's release, docs/fidelity.md): walk the sampled prompts in order (`prompts`,
-    their pool indices; the pool is shuffled, so this order is random); a prompt with an online pair gives it until
-    n_on are taken; every other prompt (no online pair, or past the quota) goes to a remainder. Then n_off prompts
-    are drawn at random from the remainder, and each gives its offline pair if it has one (1 - worst > min_gap), so
-    fewer than n_off offline pairs can result; no top-up.
-
+    """IEFeedback's mix (section 4: 3k online + 7k offline; Table 11: 30% online is best; Figure 5: 10k pairs are
+    enough), at most one pair per prompt, seeded: n_on = round(online_ratio * target) online, n_off = target - n_on.
+    rule="release" (ADELIE's release, docs/fidelity.md): walk the sampled prompts in (shuffled) pool order
+    (`prompts`); a prompt with an online pair gives it until n_on are taken, every other prompt goes to a remainder;
+    then n_off prompts are drawn from the remainder, each giving its offline pair if it has one (no top-up).
     rule="keep_ratio" / "fill" (this project's earlier rules): with N = min(target, offline-eligible prompts),
-    round(online_ratio * N) pairs are drawn at random from the online pairs and the rest from the offline pairs of
-    the other prompts. With too few online pairs, keep_ratio shrinks N to round(n_online / online_ratio) so the
-    ratio holds; fill tops N up with offline pairs.
+    round(online_ratio * N) pairs drawn from the online pairs, the rest from the offline pairs of the other prompts;
+    with too few online pairs, keep_ratio shrinks N to keep the ratio, fill tops it up with offline pairs.
     Returns (pairs sorted by prompt index, a sentence saying what was done)."""
     if rule not in ("release", "keep_ratio", "fill"):
         raise ValueError(f"mix rule must be 'release', 'keep_ratio' or 'fill', got {rule!r}")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections import Counter
+from collections import Counter, namedtuple
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -141,12 +141,8 @@ def normalise(text: str) -> str:
 NA_ANSWERS = frozenset({"", "na", "none", "not related", "no relation"})
 
 
-@dataclass
-class Parsed:
-    """An answer parsed in a canonical format: normalised items, the pieces that did not parse, format followed."""
-    items: list
-    bad: list
-    followed: bool
+# An answer parsed in a canonical format: normalised items, the pieces that did not parse, format followed.
+Parsed = namedtuple("Parsed", "items bad followed")
 
 
 def _split_pairs(answer: str) -> tuple[list, list]:
@@ -817,34 +813,28 @@ class OdieScore:
     content_rougeL: float
     per_example: list = field(default_factory=list)  # content ROUGE-Lsum F of each example, in [0, 1]
     followed: list | None = None
-    extra: dict = field(default_factory=dict)
 
     def summary(self) -> dict:
         out = {"header_precision": self.header_precision, "header_recall": self.header_recall,
                "header_f1": self.header_f1, "content_rougeL": self.content_rougeL, "n": len(self.per_example)}
         if self.header_f1 is None:
-            out["header_unavailable"] = self.extra.get("header_unavailable", "no embedding model")
+            out["header_unavailable"] = "no embedding model"
         if self.followed is not None:
             out["format_followed"] = 100.0 * sum(self.followed) / max(len(self.followed), 1)
         return out
 
 
 def adelie_odie(golds: Sequence[str], outputs: Sequence[str], embed: Callable | None) -> OdieScore:
-    """ODIE scored exactly as ADELIE's copies of Jiao et al.'s scripts score it.
-
-    Gold is lowercased (o_generate_evaluatefile.py); the header comes from the lowercased texts
-    (`adelie_odie_header`), the content from the first "|" to the end (`adelie_odie_content`); content is the
-    ROUGE-Lsum F of each example (HF `evaluate`'s rouge, no stemming), macro mean x100.
-    """
+    """ODIE scored exactly as ADELIE's copies of Jiao et al.'s scripts score it: gold lowercased
+    (o_generate_evaluatefile.py), the header from the lowercased texts (`adelie_odie_header`), the content from the
+    first "|" to the end (`adelie_odie_content`), its ROUGE-Lsum F (HF `evaluate`'s rouge, no stemming) macro-averaged."""
     _check_lengths(golds, outputs)
     golds = [g.strip().lower() for g in golds]
     per = [rouge_lsum(adelie_odie_content(g), adelie_odie_content(o)) for g, o in zip(golds, outputs)]
-    content = 100 * float(np.mean(per)) if per else 0.0
-    if embed is None:
-        return OdieScore(None, None, None, content, per)
-    hp, hr, hf = header_soft_f1([adelie_odie_header(g.lower()) for g in golds],
-                                [adelie_odie_header(o.lower()) for o in outputs], embed, empty_counts_as_column=True)
-    return OdieScore(hp, hr, hf, content, per)
+    header = (None,) * 3 if embed is None else header_soft_f1(
+        [adelie_odie_header(g.lower()) for g in golds], [adelie_odie_header(o.lower()) for o in outputs], embed,
+        empty_counts_as_column=True)
+    return OdieScore(*header, 100 * _mean(per), per)
 
 
 def _strict_odie_table(text: str) -> tuple[list[str], str, bool]:
@@ -862,13 +852,10 @@ def strict_odie(golds: Sequence[str], outputs: Sequence[str], embed: Callable | 
     gold_tables = [_strict_odie_table(g) for g in golds]
     out_tables = [_strict_odie_table(o) for o in outputs]
     per = [rouge_lsum(g[1], o[1]) for g, o in zip(gold_tables, out_tables)]
-    content = 100 * float(np.mean(per)) if per else 0.0
     followed = [o[2] and ANSWER_MARK in out for o, out in zip(out_tables, outputs)]
-    if embed is None:
-        return OdieScore(None, None, None, content, per, followed)
-    hp, hr, hf = header_soft_f1([g[0] for g in gold_tables], [o[0] for o in out_tables], embed,
-                                empty_counts_as_column=False)
-    return OdieScore(hp, hr, hf, content, per, followed)
+    header = (None,) * 3 if embed is None else header_soft_f1(
+        [g[0] for g in gold_tables], [o[0] for o in out_tables], embed, empty_counts_as_column=False)
+    return OdieScore(*header, 100 * _mean(per), per, followed)
 
 
 def load_minilm(device: str = "cpu") -> tuple[Callable | None, str]:
