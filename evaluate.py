@@ -101,19 +101,11 @@ RELEASED_FILES = {"fewnerd": "few-nerd-supervised.jsonl", "semeval": "semeval.js
                   "odie": "ondemand.jsonl"}
 RELEASED_SHOTS = 4
 
-# Building from raw data: (ie_formats data set, test file, demonstration file) inside --source, as each data set's
-# release lays them out (ie_formats.DATASETS). ODIE is evaluated zero-shot only (paper section 5.1); ROBUST has no
-# training split, so its demonstrations come from --demo_source (e.g. CaRB's dev set).
-RAW_SOURCES = {
-    "fewnerd": ("fewnerd", "supervised/test.txt", "supervised/train.txt"),
-    "semeval": ("semeval", "TEST_FILE_FULL.TXT", "TRAIN_FILE.TXT"),
-    "matres": ("matres", "platinum.txt", ["timebank.txt", "aquaint.txt"]),
-    "richere-ed": ("richere-ed", "test.unified.jsonl", "train.unified.jsonl"),
-    "richere-eae": ("richere-eae", "test.unified.jsonl", "train.unified.jsonl"),
-    "carb": ("carb", "test.txt", "dev.txt"),
-    "robust": ("robust", "ROBUST.json", None),
-    "odie": ("instructie", "test_data.json", None),
-}
+# Building from raw data: the ie_formats data set of each task, read from --source (the data set's folder, laid out
+# as ie_formats.DATASETS' "splits" say). Demonstrations come from the training split (CaRB: dev); ODIE is evaluated
+# zero-shot only (paper section 5.1); ROBUST has no training split: --demo_source (e.g. CaRB's dev set).
+RAW_SOURCES = {"fewnerd": "fewnerd", "semeval": "semeval", "matres": "matres", "richere-ed": "richere-ed",
+               "richere-eae": "richere-eae", "carb": "carb", "robust": "robust", "odie": "instructie"}
 DEMO_NA_MAX = 0.1  # NA share of the demonstration pool (the release's EXAM_NA_RATE for its held-out sets)
 
 
@@ -168,23 +160,22 @@ def cap_na(records: list[dict], na_max: float, rng) -> tuple[list[dict], int]:
     return [r for r in records if r["items"] or id(r) in kept], len(na) - keep
 
 
-def read_source(task: str, source: Path, split_file) -> list[dict]:
+def read_source(task: str, source: Path, split: str) -> list[dict]:
     """Unified IE records of one split of a held-out data set (ie_formats readers)."""
     import ie_formats
-    name = RAW_SOURCES[task][0]
-    files = split_file if isinstance(split_file, list) else [split_file]
+    name = RAW_SOURCES[task]
+    entry = ie_formats.DATASETS[name]
     if source.is_file():
         paths = [source]
     else:
-        paths = [source / f for f in files]
+        files = entry["splits"][split]
+        paths = [source / f.split("/", 1)[1] for f in (files if isinstance(files, list) else [files])]
         if task == "robust" and not paths[0].exists():
             paths = sorted(source.glob("*.json"))[:1] or paths
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise BadInput(f"{task}: missing {', '.join(missing)} (expected the data set's release layout, "
                        f"see ../shared/data/MANIFEST.md)")
-    entry = ie_formats.DATASETS[name]
-    split = "test" if split_file == RAW_SOURCES[task][1] else "dev" if task == "carb" else "train"
     records = entry["reader"](paths if len(paths) > 1 else paths[0], split, dataset=name, **entry.get("kwargs", {}))
     label2id = (paths[0].parent / "label2id.json")
     if task == "richere-ed" and label2id.exists():  # the full RichERE type list, as ADELIE offers it
@@ -196,15 +187,14 @@ def read_source(task: str, source: Path, split_file) -> list[dict]:
 
 def demo_pool(task: str, cfg: BuildConfig, rng) -> list[dict]:
     """Candidate demonstrations: the training split (dev for CaRB), NA at most DEMO_NA_MAX of the pool."""
-    source_task, demo_file = task, RAW_SOURCES[task][2]
-    source = Path(cfg.demo_source) if cfg.demo_source else Path(cfg.source)
-    if cfg.demo_source and demo_file is None:  # ROBUST: demonstrations from another open IE set (CaRB dev)
-        source_task, demo_file = "carb", RAW_SOURCES["carb"][2]
-    if demo_file is None:
-        raise BadInput(f"{task} has no training split for demonstrations" +
-                       (" (the paper evaluates ODIE zero-shot)" if task == "odie" else
-                        "; give --demo_source (e.g. ../shared/data/carb: CaRB's dev sentences)"))
-    return cap_na(read_source(source_task, source, demo_file), DEMO_NA_MAX, rng)[0]
+    if task == "odie":
+        raise BadInput("odie has no demonstrations: the paper evaluates ODIE zero-shot")
+    if task == "robust" and not cfg.demo_source:
+        raise BadInput("robust has no training split for demonstrations; give --demo_source (e.g. "
+                       "../shared/data/carb: CaRB's dev sentences)")
+    source_task = "carb" if task == "robust" else task
+    pool = read_source(source_task, Path(cfg.demo_source or cfg.source), "dev" if source_task == "carb" else "train")
+    return cap_na(pool, DEMO_NA_MAX, rng)[0]
 
 
 def subsample(records: list[dict], cfg: BuildConfig, rng, counts: Counter) -> list[dict]:
@@ -238,7 +228,7 @@ def build_test_set(cfg: BuildConfig) -> tuple[list[dict], dict]:
             raise BadInput("canonical few-shot needs --demo_source: a JSONL file of unified IE training records")
         pool = cap_na(data.read_records([cfg.demo_source]), DEMO_NA_MAX, rng)[0] if cfg.shots > 0 else []
     else:
-        records = read_source(cfg.task, source, RAW_SOURCES[cfg.task][1])
+        records = read_source(cfg.task, source, "test")
         counts = Counter({"source records": len(records)})
         if cfg.task == "robust":  # cliques stay whole: they are the unit the ROBUST metric scores
             cliques = sorted({r["meta"]["clique"] for r in records})
