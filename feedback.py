@@ -15,11 +15,9 @@ What the paper does (section 4; appendix B.1; docs/fidelity.md §3), step by ste
    but always with the canonical output format, so that sampled answers and the gold answer can be compared
    string to string (appendix B.1: "the sole distinction lies in the consistency of the output format").
    Up to 4000 instances per data set, ODIE with 30% CoT, conversations over 1200 words dropped (docs/fidelity.md §3).
-2. `sample_prompts`: the SFT model answers every prompt 5 times at temperature 1.0, top-p 1.0 (section 4), with
-   model.generate (batched, KV cache). Prompts are split over the torchrun ranks; each prompt's samples come from a
-   random stream seeded by the prompt's index in the pool, so the samples are the same on 1 or 8 GPUs. Samples
-   are appended to OUT_DIR/samples.rank{R}.jsonl as they are produced: a killed run, started again with the same
-   command, samples only the prompts that are missing.
+2. `sample_prompts`: the SFT model answers every prompt 5 times at temperature 1.0, top-p 1.0 (section 4), split
+   over the torchrun ranks, each prompt from a stream seeded by its pool index (the same samples on 1 or 8 GPUs),
+   appended to OUT_DIR/samples.rank{R}.jsonl as produced: the same command resumes a killed run.
 3. `bleu` / `score_sample`: a sample's score is NLTK's `sentence_bleu` with `SmoothingFunction().method3` over the
    CHARACTERS of the text after `[Answer]: `, against the gold answer (appendix B.1, docs/fidelity.md §3); -1 without
    `[Answer]: `. `bleu` is written out here; tests check it against nltk.

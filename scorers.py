@@ -558,7 +558,7 @@ def adelie_open_ie_extractions(output: str) -> list:
     """Predicted tuples as ADELIE's reformat_results_open.py reads them. QUIRK: the answer is cut after the first
     "[Answer]: " (with the space) up to a second one; each line's text between its first "(" and last ")" (greedy)
     is one tuple, split on "; ", the predicate first: two tuples on one line merge into one."""
-    fields = [inner.split("; ") for inner in re.findall(r"\((.*)\)", answer_part(output, "[Answer]: "))]
+    fields = [inner.split("; ") for inner in re.findall(r"\((.*)\)", answer_part(output, ANSWER_MARK + " "))]
     return [(f[0], f[1:]) for f in fields]
 
 
@@ -714,24 +714,19 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def header_soft_f1(gold_headers: Sequence, pred_headers: Sequence, embed: Callable[[list], np.ndarray],
                    empty_counts_as_column: bool) -> tuple[float, float, float]:
-    """Soft header P/R/F1 in percent (Jiao et al. 2023): cosine similarities of column-name embeddings, no
-    threshold. Precision = sum over predicted columns of the best similarity to a gold column / #predicted columns,
-    recall the other way round; sums are micro over all examples.
-
-    `empty_counts_as_column=True` reproduces the released quirk: a missing table ("" header) is embedded as one
-    empty column name, its best similarities are added to both numerators, but it adds 0 to the denominators.
-    """
-    strings = sorted({c for h in list(gold_headers) + list(pred_headers) for c in (h if isinstance(h, list) else [h])})
+    """Soft header P/R/F1 in percent (Jiao et al. 2023), micro over all examples: precision = sum over predicted
+    columns of the best cosine similarity of column-name embeddings to a gold column / #predicted columns, recall
+    the other way round. `empty_counts_as_column=True` is the released quirk: a missing table ("" header) is embedded
+    as one empty column name, its best similarities added to both numerators, 0 to the denominators."""
+    columns = lambda h: h if isinstance(h, list) else [h]  # noqa: E731 (a "" header: one empty column name)
+    strings = sorted({c for h in list(gold_headers) + list(pred_headers) for c in columns(h)})
     vectors = dict(zip(strings, np.asarray(embed(strings), dtype=np.float64))) if strings else {}
     gold_n = pred_n = pred_in_gold = gold_in_pred = 0.0
     for gold, pred in zip(gold_headers, pred_headers):
         gold_n += len(gold)
         pred_n += len(pred)
-        gold_cols = gold if isinstance(gold, list) else [gold]
-        pred_cols = pred if isinstance(pred, list) else [pred]
-        if not empty_counts_as_column and (not gold or not pred):
-            continue
-        if not gold_cols or not pred_cols:
+        gold_cols, pred_cols = columns(gold), columns(pred)
+        if not gold_cols or not pred_cols or (not empty_counts_as_column and (not gold or not pred)):
             continue
         sim = _cosine(np.stack([vectors[c] for c in gold_cols]), np.stack([vectors[c] for c in pred_cols]))
         pred_in_gold += sim.max(axis=0).sum()  # (n_pred,): best gold match of each predicted column
