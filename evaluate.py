@@ -511,9 +511,8 @@ def matres_gold(record: dict, where: str) -> tuple[str, list]:
 
 # The held-out task of a record's data set name (released files: "datasets"; files we build: "dataset"), so that
 # predictions scored with the wrong --task are refused instead of scoring 0.00.
-DATASET_TASKS = {"few-nerd-supervised": "fewnerd", "fewnerd": "fewnerd", "semeval": "semeval", "matres": "matres",
-                 "richere-ed": "richere-ed", "richere-eae": "richere-eae", "carb": "carb", "robust": "robust",
-                 "ondemand": "odie", "odie": "odie"}
+DATASET_TASKS = {**{t: t for t in CLOSED_TASKS + OPEN_TASKS + ("odie",)}, "few-nerd-supervised": "fewnerd",
+                 "ondemand": "odie"}
 # The micro-F1 held-out tasks: the task type their answers are written in, and their released scorer.
 MICRO_TASKS = {"fewnerd": ("NER", S.adelie_fewnerd), "semeval": ("RC", S.adelie_semeval),
                "richere-ed": ("ED", S.adelie_richere_ed), "richere-eae": ("EAE", S.adelie_richere_eae)}

@@ -529,7 +529,7 @@ EXPLANATION_PROMPT = ("Please generate an explanation for [Answer] based on [Que
                       "[Question]: {input}\n\n[Answer]: {output}\n\n[Explanation]:")
 PROMPTS = {"explanation": EXPLANATION_PROMPT, "cot": COT_PROMPT}
 # Section 3.3: explanations are for closed and open IE (on-demand IE data comes with its own CoT version).
-EXPLAINED_TASKS = ("NER", "RC", "RE", "ED", "EAE", "EE", "ERE", "OpenIE")
+EXPLAINED_TASKS = tuple(t for t in TASKS if t != "ODIE")
 
 
 def word_limit(seed: int, record_id: str, low: int = 70, high: int = 200) -> int:

@@ -293,7 +293,7 @@ def comparison_section(name_before: str, name_after: str, cmp: dict, n_boot: int
         return []
     md = [f"### {name_after} - {name_before}, paired bootstrap (synthetic held-out split, strict scorer)", "",
           f"The difference on all questions, and in brackets its 95% interval: {n_boot} resamples of the questions "
-          f"with replacement (seed {seed}), the same questions for both runs each time (evaluate.paired_bootstrap). "
+          f"with replacement (seed {seed}), the same questions for both runs each time (report.paired_bootstrap). "
           f"An interval that holds 0 is a difference these questions cannot tell from none.", "",
           "| split | task | questions | F1 difference [95% interval] | format followed difference (points) |",
           "|---|---|---|---|---|"]

@@ -22,20 +22,17 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ie_formats import FEWNERD_TYPES, SEMEVAL_LABELS, parse_markdown_table
+from ie_formats import FEWNERD_TYPES, MATRES_LABELS, SEMEVAL_LABELS, parse_markdown_table
 
 ANSWER_MARK = "[Answer]:"
 
 # ----------------------------------------------------------------------------------------------------------------
 # Label inventories of the held-out sets (as the released scorers spell them)
 
-# Few-NERD's 66 fine types and SemEval's 18 directed labels: one definition each, in ie_formats.py (ADELIE's
-# prompt order and spelling). The released FewNERD scorer's list also holds the non-entity tag "O"; it keeps the
-# case of "location_GPE". SemEval labels are compared lowercased ("cause and effect").
+# Few-NERD's 66 fine types, SemEval's 18 directed labels and MATRES' 4 relations ("none" is the NA answer): one
+# definition each, in ie_formats.py (ADELIE's prompt order and spelling). The released FewNERD scorer's list also
+# holds the non-entity tag "O"; it keeps the case of "location_GPE". SemEval labels are compared lowercased.
 _ADELIE_FEWNERD_TYPES = frozenset(FEWNERD_TYPES) | {"O"}
-
-# MATRES temporal relations (the "none" option of the prompts is the NA answer).
-MATRES_RELATIONS = ("before", "after", "equal", "vague")
 
 # RichERE event types and argument roles as ADELIE's RichERE files spell them (lowercase, no separators).
 RICHERE_ED_TYPES = (
@@ -384,12 +381,12 @@ def adelie_matres(gold_labels: Sequence[str], outputs: Sequence[str]) -> Score:
     """
     _check_lengths(gold_labels, outputs)
     per_example = []
-    per_class = {c: [0, 0, 0] for c in MATRES_RELATIONS}  # gold, pred, correct
+    per_class = {c: [0, 0, 0] for c in MATRES_LABELS}  # gold, pred, correct
     for label, output in zip(gold_labels, outputs):
         g = n = c = 0
         if label not in ("none", ""):
             if label not in per_class:
-                raise ValueError(f"MATRES gold label {label!r} is not one of {MATRES_RELATIONS} (or '' / 'none')")
+                raise ValueError(f"MATRES gold label {label!r} is not one of {MATRES_LABELS} (or '' / 'none')")
             per_class[label][0] += 1
             g = 1
         gate = _ADELIE_MATRES_GATE.search(output)
@@ -397,7 +394,7 @@ def adelie_matres(gold_labels: Sequence[str], outputs: Sequence[str]) -> Score:
             found = _ADELIE_TRIPLE.findall(output.lower())
             if found:
                 middle = found[0][1]
-                for cls in MATRES_RELATIONS:
+                for cls in MATRES_LABELS:
                     if cls in middle:
                         per_class[cls][1] += 1
                         n += 1
@@ -737,11 +734,8 @@ def header_soft_f1(gold_headers: Sequence, pred_headers: Sequence, embed: Callab
 
 # ROUGE-Lsum as rouge_score computes it (Lin 2004 section 3.2, "summary-level LCS", rouge_score 0.1.2): lines are
 # sentences, tokens are lowercase [a-z0-9]+ runs, no stemming, and hits are clipped by token counts.
-_NON_ALNUM = re.compile(r"[^a-z0-9]+")
-
-
 def rouge_tokens(text: str) -> list[str]:
-    return _NON_ALNUM.sub(" ", text.lower()).split()
+    return re.findall(r"[a-z0-9]+", text.lower())
 
 
 def _lcs_indices(ref: list, can: list) -> set:
