@@ -15,11 +15,9 @@ What the paper does (section 4; appendix B.1; docs/fidelity.md §3), step by ste
    but always with the canonical output format, so that sampled answers and the gold answer can be compared
    string to string (appendix B.1: "the sole distinction lies in the consistency of the output format").
    Up to 4000 instances per data set, ODIE with 30% CoT, conversations over 1200 words dropped (docs/fidelity.md §3).
-2. `sample_prompts`: the SFT model answers every prompt 5 times at temperature 1.0, top-p 1.0 (section 4), with
-   model.generate (batched, KV cache). Prompts are split over the torchrun ranks; each prompt's samples come from a
-   random stream seeded by the prompt's index in the pool, so the samples are the same on 1 or 8 GPUs. Samples
-   are appended to OUT_DIR/samples.rank{R}.jsonl as they are produced: a killed run, started again with the same
-   command, samples only the prompts that are missing.
+2. `sample_prompts`: the SFT model answers every prompt 5 times at temperature 1.0, top-p 1.0 (section 4), split
+   over the torchrun ranks, each prompt from a stream seeded by its pool index (the same samples on 1 or 8 GPUs),
+   appended to OUT_DIR/samples.rank{R}.jsonl as produced: the same command resumes a killed run.
 3. `bleu` / `score_sample`: a sample's score is NLTK's `sentence_bleu` with `SmoothingFunction().method3` over the
    CHARACTERS of the text after `[Answer]: `, against the gold answer (appendix B.1, docs/fidelity.md §3); -1 without
    `[Answer]: `. `bleu` is written out here; tests check it against nltk.
@@ -30,8 +28,8 @@ What the paper does (section 4; appendix B.1; docs/fidelity.md §3), step by ste
    Written as OUT_DIR/ie_feedback.json in the released IEFeedback format
    [{"dataset","id","messages","chosen","rejected"}], which dpo.py reads, with OUT_DIR/summary.json and a table like
    Table 8 (pairs per data set, average score gap).
-6. `pair_stats`: `python feedback.py stats FILE [FILE ...] [--gold FILE]` measures any IEFeedback file (ours or the
-   authors' release): pairs per data set (Table 8), online/offline split, BLEU gaps recomputed, identical pairs.
+6. report.py (tooling): `summarize` / `format_table`, the Table 8 view of this run; `python feedback.py stats FILE
+   [FILE ...] [--gold FILE]` (`pair_stats`) measures any IEFeedback file (ours or the authors' release).
 """
 from __future__ import annotations
 
@@ -39,17 +37,15 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import random
 import sys
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from tqdm import tqdm
 
 import data
 import ie_formats
@@ -57,6 +53,7 @@ import llm
 import model as llama
 import training as T
 from config import flag, parse_config
+from report import format_table, pair_stats, pair_stats_tables, stats_main, summarize  # Table 8 views
 from robust import atomic_file, read_appendable_jsonl
 from scorers import answer_part
 
@@ -103,15 +100,11 @@ class FeedbackConfig(llm.ServeConfig):   # --backend openai --base_url URL: a se
     online_ratio: float = flag(0.3, "share of online pairs (section 6.2, Table 11: 30% online / 70% offline is "
                                     "best)")
     mix_rule: str = flag("release", "how online and offline pairs are mixed (mix_pairs; docs/fidelity.md): release "
-                                    "(ADELIE's release: online pairs first, in prompt order, up to online_ratio x "
-                                    "target; then (1 - online_ratio) x target prompts drawn from the rest, each an "
-                                    "offline pair if its gap allows); keep_ratio (too few online pairs: fewer pairs "
-                                    "at the exact ratio); fill (too few online pairs: offline pairs top the target up)",
+                                    "(ADELIE's rule), keep_ratio (too few online pairs: fewer pairs at the exact "
+                                    "ratio) or fill (too few online pairs: offline pairs top the target up)",
                          choices=["release", "keep_ratio", "fill"])
-    skip_identical: bool = flag(False, "a fix, off by default (faithful): skip an offline pair whose rejected "
-                                       "sample IS the gold answer. BLEU-4 of a short text like NA against itself is "
-                                       "0.59, so such a pair passes the gap test; it states no preference and has a "
-                                       "zero DPO gradient. ADELIE's release kept them")
+    skip_identical: bool = flag(False, "a fix, off by default (the release kept them): skip an offline pair whose "
+                                       "rejected sample IS the gold answer (offline_pairs)")
     seed: int = flag(42, "seed of the prompt pool, the samples (per prompt) and the mix")
     dist_timeout_minutes: float = flag(30.0, "a collective that waits longer than this (a dead peer) fails the run")
     clear_stale_lock: bool = flag(False, "remove OUT_DIR/LOCK when the run that took it is no longer running "
@@ -140,14 +133,10 @@ TABLE8_DATASETS = ("conll2003", "ace2005-ner", "ontonotes5", "tacred", "fewrel",
 
 
 def select_prompt_pool(records: list[dict], prompt_pool: str = "table8") -> tuple[list[dict], dict]:
-    """The records the IEFeedback pool is built from. "table8" (the default, paper Table 8): records of the Table 8
-    data sets only; the synthetic stand-ins of the embedded default (synthetic.DATASETS: no paper data set is in it)
-    are kept too, so the demo samples every synthetic set. Records of any other data set (e.g. BC5CDR, ADE, CASIE:
-    in IEInstruct, Table 7, but never sampled for IEFeedback) are left out and counted. "all": every record.
-    Returns (records, {"prompt_pool", "left_out": {data set: records}, "table8_absent": [Table 8 sets without a
-    record]})."""
-    if prompt_pool not in ("table8", "all"):
-        raise ValueError(f"prompt_pool must be 'table8' or 'all', got {prompt_pool!r}")
+    """The records the IEFeedback pool is built from. "table8" (paper Table 8): records of the Table 8 data sets and
+    the embedded default's synthetic stand-ins; others (e.g. BC5CDR, ADE, CASIE: in IEInstruct, never sampled for
+    IEFeedback) are left out and counted. "all": every record. Returns (records, {"prompt_pool", "left_out": {data
+    set: records}, "table8_absent": [Table 8 sets without a record]})."""
     import synthetic
     present = {r["dataset"] for r in records}
     info = {"prompt_pool": prompt_pool, "left_out": {},
@@ -190,20 +179,14 @@ def load_ie_records(cfg: FeedbackConfig) -> tuple[list[dict], str]:
 def ie_feedback_prompts(records: list[dict], *, max_per_dataset: int = 4000, odie_cot_ratio: float = 0.3,
                         max_words: int = 1200, seed: int = 42, explanations: dict | None = None,
                         progress: bool = False) -> tuple[list[dict], dict]:
-    """IEFeedback's prompt pool (appendix B.1: "sampled ... from raw datasets for processing in a manner similar to
-    IEInstruct. The sole distinction lies in the consistency of the output format"; docs/fidelity.md §3).
-
-    IEInstruct's construction (data.ie_instruct: task descriptions, schema augmentation, few-shot demonstrations,
-    explanations for 10%, the NA cap) with these differences, as in ADELIE's release:
-      - the canonical output format always (canonical_rate 1), so the gold answer is canonical and BLEU compares
-        like with like; an explanation drawn for an instance stays in its gold answer;
-      - at most `max_per_dataset` (4000) instances per data set; ODIE with the chain-of-thought version for
-        `odie_cot_ratio` (30%) of its instances;
-      - the release's length filter: `max_words` (1200) whitespace words over all turns (demonstrations are shed
-        first; an instance still too long is dropped and counted), no token filter.
-    Returns (pool, per-data-set statistics). The pool is shuffled with `seed`, so any prefix of it (--max_prompts)
-    mixes all data sets; each entry is {"index", "dataset", "id", "task", "messages", "prompt_sha"}, messages = the
-    prompt turns + the gold answer."""
+    """IEFeedback's prompt pool (appendix B.1: "in a manner similar to IEInstruct. The sole distinction lies in the
+    consistency of the output format"; docs/fidelity.md §3): data.ie_instruct with, as in ADELIE's release, the
+    canonical format always (BLEU compares like with like; a drawn explanation stays in the gold answer), at most
+    `max_per_dataset` instances per data set, ODIE's chain-of-thought version for `odie_cot_ratio` of its
+    instances, and the release's length filter (`max_words` whitespace words over all turns, demonstrations shed
+    first; an instance still too long is dropped and counted).
+    Returns (pool, per-data-set statistics). The pool is shuffled with `seed`, so any prefix (--max_prompts) mixes
+    all data sets; each entry is {"index", "dataset", "id", "task", "messages" (prompt turns + gold), "prompt_sha"}."""
     tasks = {r["dataset"]: r["task"] for r in records}
     cfg = data.IEInstructConfig(seed=seed, max_per_dataset=max_per_dataset, dataset_caps="uniform",  # release: 4000
                                 canonical_rate=1.0, json_rate=0.0,
@@ -254,80 +237,45 @@ def read_samples(out_dir: Path, pool: list[dict]) -> tuple[dict[int, dict], int]
 
 
 def sample_prompts(net, tokenizer, pool: list[dict], todo: list[int], cfg: FeedbackConfig, path: Path,
-                   progress: bool) -> int:
-    """Sample cfg.num_samples answers for each pool prompt in `todo`, flush_every prompts per generate call, and
-    append one line per prompt to `path` after each call. Sample s of prompt i draws from the stream seeded by
-    (prompt_seed(seed, i), s): the pool index, never the rank or batch, so any world size gives the same samples.
-    Returns the number of new tokens."""
-    bar = tqdm(total=len(todo), unit="prompt", desc="sampling", disable=not progress)
-    n_tokens = 0
-    with open(path, "a", encoding="utf-8") as f:
-        for start in range(0, len(todo), cfg.flush_every):
-            chunk = todo[start:start + cfg.flush_every]
-            outs = llama.generate(net, [pool[i]["prompt_ids"] for i in chunk], cfg.max_new_tokens,
-                                  temperature=cfg.temperature, top_p=cfg.top_p, num_samples=cfg.num_samples,
-                                  eos_id=tokenizer.eos_id, seeds=[llama.prompt_seed(cfg.seed, i) for i in chunk],
-                                  batch_size=cfg.batch_size)  # (len(chunk) * num_samples) lists, prompt-major
-            for j, i in enumerate(chunk):
-                rows = outs[j * cfg.num_samples:(j + 1) * cfg.num_samples]
-                n_tokens += sum(map(len, rows))
-                finished = [bool(r) and r[-1] == tokenizer.eos_id for r in rows]
-                texts = [tokenizer.decode(r[:-1] if end else r) for r, end in zip(rows, finished)]
-                f.write(sample_line(pool[i], texts, finished))
-            f.flush()
-            os.fsync(f.fileno())
-            bar.update(len(chunk))
-    bar.close()
-    return n_tokens
-
-
-def sample_line(prompt: dict, texts: list[str], finished: list[bool]) -> str:
-    """A samples file line: the prompt's index, id and hash, its samples, and whether each ended at EOS."""
-    return json.dumps({"index": prompt["index"], "id": prompt["id"], "prompt_sha": prompt["prompt_sha"],
-                       "samples": texts, "finished": finished}, ensure_ascii=False) + "\n"
+                   progress: bool, client: llm.ChatClient | None = None) -> int:
+    """Sample cfg.num_samples answers for each pool prompt in `todo` and append one line per prompt to `path`
+    (llm.sample_to_file: model.generate, flush_every prompts per call; or, given `client`, the server). Sample s of
+    prompt i draws from the stream seeded by (prompt_seed(seed, i), s): the pool index, never the rank or batch, so
+    any world size gives the same samples. Returns the number of new tokens."""
+    def line(i: int, texts: list[str], finished: list[bool]) -> dict:
+        return {"index": i, "id": pool[i]["id"], "prompt_sha": pool[i]["prompt_sha"], "samples": texts,
+                "finished": finished}
+    return llm.sample_to_file(path, [(i, pool[i]["prompt_ids"], data.render_chat(pool[i]["messages"][:-1], True))
+                                     for i in todo], line, num_samples=cfg.num_samples, temperature=cfg.temperature,
+                              top_p=cfg.top_p, max_tokens=cfg.max_new_tokens, seed=cfg.seed, net=net,
+                              tokenizer=tokenizer, client=client, batch_size=cfg.batch_size, chunk=cfg.flush_every,
+                              concurrency=cfg.concurrency, progress=progress)
 
 
 def sample_prompts_served(cfg: FeedbackConfig, pool: list[dict], todo: list[int], path: Path, progress: bool) -> int:
-    """sample_prompts through an OpenAI-compatible server (--backend openai, llm.sample_served): each prompt's
-    rendered text (what data.encode_prompt encodes) at the same settings, one line per prompt appended as its
-    samples arrive. Request seeds come from (seed, prompt index); the server's sampler is not model.py's, so the
-    samples differ from the builtin backend's. Returns the number of new tokens the server reports."""
-    jobs = [(i, data.render_chat(pool[i]["messages"][:-1], add_generation_prompt=True), len(pool[i]["prompt_ids"]))
-            for i in todo]
-    with open(path, "a", encoding="utf-8") as f:
-        def write(i: int, texts: list[str], finished: list[bool]) -> None:
-            f.write(sample_line(pool[i], texts, finished))
-            f.flush()
-        try:
-            client = llm.serving_client(cfg)
-            if progress:
-                print(f"sampling with {client.model} at {client.public_url}/completions, {cfg.concurrency} "
-                      f"requests in flight", flush=True)
-            return llm.sample_served(client, jobs, write, num_samples=cfg.num_samples, temperature=cfg.temperature,
-                                     top_p=cfg.top_p, max_tokens=cfg.max_new_tokens, seed=cfg.seed,
-                                     concurrency=cfg.concurrency, progress=progress)
-        except llm.LLMError as e:
-            sys.exit(f"error: {e} (samples received so far are in {path}: run the same command to resume)")
-        finally:
-            os.fsync(f.fileno())
+    """sample_prompts through an OpenAI-compatible server (--backend openai): each prompt's rendered text (what
+    data.encode_prompt encodes) at the same settings; request seeds come from (seed, prompt index), but the server's
+    sampler is not model.py's, so the samples differ from the builtin backend's."""
+    try:
+        client = llm.serving_client(cfg)
+        if progress:
+            print(f"sampling with {client.model} at {client.public_url}/completions, {cfg.concurrency} requests in "
+                  f"flight", flush=True)
+        return sample_prompts(None, None, pool, todo, cfg, path, progress, client)
+    except llm.LLMError as e:
+        sys.exit(f"error: {e}")
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # 3. Scoring: character BLEU (appendix B.1, docs/fidelity.md §3)
 
 def bleu(hypothesis: str, reference: str, max_n: int = 4) -> float:
-    """BLEU of one hypothesis against one reference over characters, exactly as NLTK computes
-    `sentence_bleu([list(reference)], list(hypothesis), smoothing_function=SmoothingFunction().method3)`
-    (Papineni et al. 2002, smoothed as in Chen & Cherry 2014, "NIST geometric sequence smoothing").
-
-    BLEU = BP * exp(sum_n 1/4 log p_n), n = 1..4, where
-      p_n  = matched n-grams / n-grams of the hypothesis, a hypothesis n-gram matching at most as many times as it
-             occurs in the reference ("modified" precision); the denominator is at least 1 (NLTK: a hypothesis
-             shorter than n has 0 matches out of 1).
-      method3: the k-th order with 0 matches gets p_n = 1 / (2^k * denominator) instead of 0 (k = 1, 2, ...).
-      BP   = 1 if the hypothesis is longer than the reference, else exp(1 - len(ref) / len(hyp)).
-    No unigram match at all (including an empty hypothesis or an empty reference) gives 0: NLTK returns 0 before
-    smoothing in that case."""
+    """Character BLEU as NLTK's `sentence_bleu([list(reference)], list(hypothesis),
+    smoothing_function=SmoothingFunction().method3)` (Papineni et al. 2002; Chen & Cherry 2014 smoothing):
+    BLEU = BP * exp(sum_n 1/4 log p_n), n = 1..4, where p_n = clipped n-gram matches / hypothesis n-grams (at least
+    1); method3: the k-th order with 0 matches gets p_n = 1 / (2^k * denominator); BP = 1 if the hypothesis is
+    longer than the reference, else exp(1 - len(ref) / len(hyp)). No unigram match at all (an empty side included)
+    gives 0, as NLTK returns before smoothing."""
     matches, totals = [], []
     for n in range(1, max_n + 1):
         # n-grams of characters are substrings: s[i:i+n] stands for the tuple of its characters
@@ -397,11 +345,9 @@ def best_and_worst(scores: list[float]) -> tuple[int, int]:
 
 
 def online_pairs(records: list[dict], scores: list[list[float]], min_gap: float = 0.1) -> tuple[list[dict], list[dict]]:
-    """Online pairs (section 4): chosen = the highest-BLEU sample, rejected = the lowest-BLEU sample of the same
-    prompt, kept only if their scores differ by more than `min_gap` (section 4: "exceeds 10%").
-
-    Returns (pairs, skipped); skipped holds {"index","dataset","id","reason"} with reason "no_answer" (no sample has
-    `[Answer]: `, all score -1) or "gap_too_small" (best - worst <= min_gap)."""
+    """Online pairs (section 4): the highest- over the lowest-BLEU sample of a prompt, kept if their scores differ
+    by more than `min_gap` (section 4: "exceeds 10%"). Returns (pairs, skipped {"index","dataset","id","reason"}:
+    "no_answer" (every sample lacks `[Answer]: `) or "gap_too_small")."""
     pairs, skipped = [], []
     for record, sc in zip(records, scores, strict=True):
         best, worst = best_and_worst(sc)
@@ -418,15 +364,12 @@ def online_pairs(records: list[dict], scores: list[list[float]], min_gap: float 
 
 def offline_pairs(records: list[dict], scores: list[list[float]], min_gap: float = 0.1,
                   skip_identical: bool = False) -> tuple[list[dict], list[dict]]:
-    """Offline pairs (section 4): chosen = the gold answer (score 1.0), rejected = the lowest-BLEU sample, kept only
-    if 1 - lowest > `min_gap`. A sample without `[Answer]: ` scores -1 and is a valid rejected answer (as in ADELIE's
-    release: the gold answer is preferred to a malformed one).
-
-    Returns (pairs, skipped) as online_pairs, with reasons "gap_too_small" (every sample is within min_gap of the
-    gold answer: the model already answers this prompt) and, with skip_identical, "identical": the rejected sample
-    is the gold answer itself. That happens because BLEU-4 of a text under 4 characters against itself is below 1
-    (`NA` vs `NA`: 0.59, see tests), so a correct `[Answer]: NA` passes the gap test. Such a pair states no
-    preference and its DPO gradient is exactly 0; ADELIE's release kept them (skip_identical=False)."""
+    """Offline pairs (section 4): the gold answer (score 1) over the lowest-BLEU sample (a sample without
+    `[Answer]: ` scores -1, as in the release), kept if 1 - lowest > `min_gap`. Returns (pairs, skipped) as
+    online_pairs, reasons "gap_too_small" (the model already answers this prompt) and, with skip_identical,
+    "identical": the rejected sample is the gold answer itself. BLEU-4 of a text under 4 characters against itself is
+    below 1 (`NA` vs `NA`: 0.59), so a correct `[Answer]: NA` passes the gap test; such a pair states no preference
+    (zero DPO gradient). ADELIE's release kept them (skip_identical=False)."""
     pairs, skipped = [], []
     for record, sc in zip(records, scores, strict=True):
         _, worst = best_and_worst(sc)
@@ -445,20 +388,14 @@ def offline_pairs(records: list[dict], scores: list[list[float]], min_gap: float
 
 def mix_pairs(online: list[dict], offline: list[dict], target: int = 10_000, online_ratio: float = 0.3,
               seed: int = 42, rule: str = "release", prompts: list[int] | None = None) -> tuple[list[dict], str]:
-    """IEFeedback's mix (section 4: 3k online + 7k offline; section 6.2 and Table 11: 30% online is best; Figure 5:
-    10k pairs are enough), at most one pair per prompt (as ADELIE's release), seeded. n_on = round(online_ratio *
-    target) online pairs are wanted (3,000), n_off = target - n_on offline ones (7,000).
-
-    rule="release" (the default; ADELIE's release, docs/fidelity.md): walk the sampled prompts in order (`prompts`,
-    their pool indices; the pool is shuffled, so this order is random); a prompt with an online pair gives it until
-    n_on are taken; every other prompt (no online pair, or past the quota) goes to a remainder. Then n_off prompts
-    are drawn at random from the remainder, and each gives its offline pair if it has one (1 - worst > min_gap), so
-    fewer than n_off offline pairs can result; no top-up.
-
+    """IEFeedback's mix (section 4: 3k online + 7k offline; Table 11: 30% online is best; Figure 5: 10k pairs are
+    enough), at most one pair per prompt, seeded: n_on = round(online_ratio * target) online, n_off = target - n_on.
+    rule="release" (ADELIE's release, docs/fidelity.md): walk the sampled prompts in (shuffled) pool order
+    (`prompts`); a prompt with an online pair gives it until n_on are taken, every other prompt goes to a remainder;
+    then n_off prompts are drawn from the remainder, each giving its offline pair if it has one (no top-up).
     rule="keep_ratio" / "fill" (this project's earlier rules): with N = min(target, offline-eligible prompts),
-    round(online_ratio * N) pairs are drawn at random from the online pairs and the rest from the offline pairs of
-    the other prompts. With too few online pairs, keep_ratio shrinks N to round(n_online / online_ratio) so the
-    ratio holds; fill tops N up with offline pairs.
+    round(online_ratio * N) pairs drawn from the online pairs, the rest from the offline pairs of the other prompts;
+    with too few online pairs, keep_ratio shrinks N to keep the ratio, fill tops it up with offline pairs.
     Returns (pairs sorted by prompt index, a sentence saying what was done)."""
     if rule not in ("release", "keep_ratio", "fill"):
         raise ValueError(f"mix rule must be 'release', 'keep_ratio' or 'fill', got {rule!r}")
@@ -535,222 +472,6 @@ def write_ie_feedback(pairs: list[dict], path: Path) -> None:
         tmp.write_text(json.dumps([{k: p[k] for k in IE_FEEDBACK_KEYS} for p in pairs], ensure_ascii=False,
                                   indent=1), encoding="utf-8")
 
-
-# ----------------------------------------------------------------------------------------------------------------
-# 5. What was made: summary.json and a table like the paper's Table 8
-
-SUMMARY_KEYS = ("prompts", "prompts_too_long_for_model", "sampled", "samples", "samples_without_answer",
-                "samples_cut_at_max_new_tokens", "online_eligible", "online_skipped_no_answer",
-                "online_skipped_gap_too_small", "offline_eligible", "offline_skipped_gap_too_small",
-                "offline_skipped_identical", "online_used", "offline_used")
-
-
-def summarize(pool: list[dict], sampled: list[dict], scores: list[list[float]], online: list[dict],
-              online_skipped: list[dict], offline: list[dict], offline_skipped: list[dict],
-              mixed: list[dict], too_long: Counter | None = None) -> dict:
-    """Per data set: prompts in the pool, too long (prompt + max_new_tokens over the model's context), sampled; samples without `[Answer]: `
-    or cut at max_new_tokens; eligible pairs of each kind and skipped prompts by reason; pairs used in IEFeedback
-    and their average score gap (Table 8's Delta: chosen score - rejected score, the gold answer scoring 1)."""
-    rows = defaultdict(lambda: Counter(dict.fromkeys(SUMMARY_KEYS, 0)))
-    tasks = {}
-    for p in pool:
-        rows[p["dataset"]]["prompts"] += 1
-        tasks[p["dataset"]] = p["task"]
-    for name, n in (too_long or {}).items():
-        rows[name]["prompts_too_long_for_model"] += n
-    for record, sc in zip(sampled, scores):
-        row = rows[record["dataset"]]
-        row["sampled"] += 1
-        row["samples"] += len(sc)
-        row["samples_without_answer"] += sum(s == -1.0 for s in sc)
-        row["samples_cut_at_max_new_tokens"] += sum(not f for f in record["finished"])
-    for kind, pairs, skipped in (("online", online, online_skipped), ("offline", offline, offline_skipped)):
-        for p in pairs:
-            rows[p["dataset"]][f"{kind}_eligible"] += 1
-        for s in skipped:
-            rows[s["dataset"]][f"{kind}_skipped_{s['reason']}"] += 1
-    gaps = defaultdict(list)
-    for p in mixed:
-        rows[p["dataset"]][f"{p['kind']}_used"] += 1
-        gaps[p["dataset"]].append(p["chosen_score"] - p["rejected_score"])
-    datasets = {}
-    for name in sorted(rows):
-        datasets[name] = {"task": tasks.get(name, ""), **{k: rows[name][k] for k in SUMMARY_KEYS},
-                          "delta": sum(gaps[name]) / len(gaps[name]) if gaps[name] else None}
-    all_gaps = [g for name in gaps for g in gaps[name]]
-    total = {k: sum(rows[name][k] for name in rows) for k in SUMMARY_KEYS}
-    return {"datasets": datasets, "total": {**total, "delta": sum(all_gaps) / len(all_gaps) if all_gaps else None}}
-
-
-TABLE_COLUMNS = [  # (header, summary key)
-    ("prompts", "prompts"), ("too long", "prompts_too_long_for_model"), ("sampled", "sampled"),
-    ("no [Answer]", "samples_without_answer"), ("cut", "samples_cut_at_max_new_tokens"),
-    ("online ok", "online_eligible"), ("skip: no ans", "online_skipped_no_answer"),
-    ("skip: gap", "online_skipped_gap_too_small"), ("offline ok", "offline_eligible"),
-    ("skip: gap", "offline_skipped_gap_too_small"), ("skip: same", "offline_skipped_identical"),
-    ("online", "online_used"), ("offline", "offline_used")]
-
-
-def format_table(summary: dict) -> str:
-    """The summary as text: per data set, prompts in the pool and sampled (the others do not fit the model's
-    context); samples without `[Answer]: ` / cut at max_new_tokens;
-    eligible online pairs and skipped prompts (no answer at all / gap <= min_gap); eligible offline pairs and
-    skipped prompts (gap / rejected == gold); the pairs used (online, offline) and their mean gap Delta (Table 8)."""
-    header = ["data set", "task"] + [h for h, _ in TABLE_COLUMNS] + ["Δ"]
-    lines = []
-    for name, row in [*summary["datasets"].items(), ("total", {"task": "", **summary["total"]})]:
-        delta = "-" if row.get("delta") is None else f"{row['delta']:.2f}"
-        lines.append([name, row["task"]] + [str(row[key]) for _, key in TABLE_COLUMNS] + [delta])
-    widths = [max(len(r[c]) for r in [header] + lines) for c in range(len(header))]
-    fmt = lambda r: "  ".join(v.ljust(w) if c < 2 else v.rjust(w) for c, (v, w) in enumerate(zip(r, widths)))
-    rule = "-" * len(fmt(header))
-    return "\n".join([fmt(header), rule, *map(fmt, lines[:-1]), rule, fmt(lines[-1])])
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# 6. Auditing an IEFeedback file (`python feedback.py stats FILE [FILE ...]`): Table 8's pairs per data set, the
-#    online/offline split, each pair's BLEU gap recomputed with `bleu`, identical pairs; measured from the file
-#    (ours or the authors' release), one column per file.
-#
-#    The gold answer decides online vs offline (an offline pair's chosen IS the gold, section 4) and is what BLEU
-#    compares with. It is known, for each pair, from (1) --gold FILE: conversations whose last turn is the gold
-#    answer (an IEInstruct-format file, or our run's prompts.jsonl), matched to the pair by its prompt turns
-#    (prompt_sha), so ids need not agree; else (2) the pair's own "messages" when they are its prompt turns plus a
-#    final assistant turn (write_ie_feedback stores the gold there); else the pair has no known gold and its split
-#    and gap are reported as not inferable.
-
-def _final(messages: list[dict]) -> str:
-    return messages[-1]["content"] if messages and messages[-1]["role"] == "assistant" else ""
-
-
-def gold_index(paths) -> dict[str, str]:
-    """prompt_sha -> gold answer, from files of conversations whose last turn is the gold answer."""
-    out = {}
-    for path in paths:
-        for c in data.load_conversations(path):
-            msgs = c.get("messages")
-            if msgs and msgs[-1]["role"] == "assistant":
-                out[prompt_sha(msgs)] = msgs[-1]["content"]
-    return out
-
-
-def pair_stats(pairs: list[dict], gold: dict[str, str] | None = None, min_gap: float = 0.1) -> dict:
-    """Per data set (task as its prompts' format requests name it, data.corpus_stats) and in total: pairs; gold
-    known (from --gold, from the pair's messages, or not); online / offline pairs (chosen == gold after stripping,
-    as the chat format renders it); the mean BLEU gap (chosen score - rejected score, each `score_sample` against
-    the gold, the gold scoring 1: Table 8's Delta) and pairs whose gap is not above min_gap; pairs whose chosen and
-    rejected answers are identical; chosen / rejected answers without `[Answer]: `."""
-    gold = gold or {}
-    tasks = {n: d["task"] for n, d in data.corpus_stats([{"dataset": p["dataset"], "messages": p["chosen"]}
-                                                         for p in pairs])["datasets"].items()}
-    rows = defaultdict(Counter)
-    gaps = defaultdict(list)
-    for p in pairs:
-        row = rows[p["dataset"]]
-        row["pairs"] += 1
-        chosen, rejected = _final(p["chosen"]), _final(p["rejected"])
-        row["identical"] += chosen.strip() == rejected.strip()
-        row["chosen_without_answer"] += scored_answer(chosen) is None
-        row["rejected_without_answer"] += scored_answer(rejected) is None
-        key, own = prompt_sha(p["chosen"]), p.get("messages")
-        if key in gold:
-            g = gold[key]
-            row["gold_from_file"] += 1
-        elif own and own[-1]["role"] == "assistant" and own[:-1] == p["chosen"][:-1]:
-            g = own[-1]["content"]
-            row["gold_from_messages"] += 1
-        else:
-            row["gold_unknown"] += 1
-            continue
-        if scored_answer(g) is None:  # a gold answer BLEU cannot read
-            row["gold_without_answer"] += 1
-            continue
-        offline = chosen.strip() == g.strip()
-        row["offline" if offline else "online"] += 1
-        gap = (1.0 if offline else score_sample(chosen, g)) - score_sample(rejected, g)
-        gaps[p["dataset"]].append((gap, offline))
-        row["gap_at_most_min"] += gap <= min_gap
-
-    def rates(row, gs):
-        known = row["online"] + row["offline"]
-        na = f"n/a: not inferable (no gold answer for {row['pairs'] - known} of {row['pairs']} pairs: give --gold)"
-
-        def mean(xs):
-            return round(sum(xs) / len(xs), 4) if xs else "-"
-        return {**{k: row[k] for k in ("pairs", "gold_from_file", "gold_from_messages", "gold_unknown",
-                                       "gold_without_answer", "online", "offline", "gap_at_most_min", "identical",
-                                       "chosen_without_answer", "rejected_without_answer")},
-                "online %": round(100 * row["online"] / known, 1) if known == row["pairs"] and known else na,
-                "gap mean": mean([g for g, _ in gs]) if known else na,
-                "gap mean online": mean([g for g, off in gs if not off]) if known else na,
-                "gap mean offline": mean([g for g, off in gs if off]) if known else na,
-                "identical %": round(100 * row["identical"] / row["pairs"], 1) if row["pairs"] else "-"}
-
-    datasets = {name: {"task": tasks.get(name, "?"), **rates(rows[name], gaps[name])} for name in sorted(rows)}
-    total = Counter()
-    for r in rows.values():
-        total.update(r)
-    return {"datasets": datasets, "total": rates(total, [g for gs in gaps.values() for g in gs]),
-            "min_gap": min_gap}
-
-
-PAIR_FIGURES = ("pairs", "online", "offline", "online %", "gap mean", "gap mean online", "gap mean offline",
-                "gap_at_most_min", "identical", "identical %", "gold_from_file", "gold_from_messages", "gold_unknown",
-                "chosen_without_answer", "rejected_without_answer")
-
-
-def _cell(v) -> str:
-    return "n/a" if isinstance(v, str) and v.startswith("n/a") else str(v)
-
-
-def pair_stats_tables(named: list[tuple[str, dict]]) -> str:
-    """The files side by side (Table 8's pairs per data set, then the totals), and each file's per-data-set table."""
-    heads = ["figure", *(n for n, _ in named)]
-    rows = []
-    names = sorted({(s["datasets"][n]["task"], n) for _, s in named for n in s["datasets"]},
-                   key=lambda tn: (ie_formats.TASKS.index(tn[0]) if tn[0] in ie_formats.TASKS else 99, tn[1]))
-    for task, name in names:
-        rows.append([f"{task} / {name} pairs", *(str(s["datasets"].get(name, {}).get("pairs", 0)) for _, s in named)])
-    rows += [[k, *(_cell(s["total"][k]) for _, s in named)] for k in PAIR_FIGURES]
-    out = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads), *("| " + " | ".join(r) + " |" for r in rows)]
-    for file, s in named:
-        cols = ["task", "data set", "pairs", "online", "offline", "gap mean", "identical"]
-        out += ["", f"## {file}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-        for name, d in s["datasets"].items():
-            out.append("| " + " | ".join([d["task"], name, *(_cell(d[k]) for k in cols[2:])]) + " |")
-        notes = sorted({v for d in [*s["datasets"].values(), s["total"]] for v in d.values()
-                        if isinstance(v, str) and v.startswith("n/a")})
-        out += [f"gap = chosen score - rejected score, character BLEU against the gold answer (the gold scores 1); "
-                f"gap_at_most_min = pairs whose gap is not above {s['min_gap']}."] + notes
-    return "\n".join(out)
-
-
-@dataclass
-class PairStatsConfig:
-    files: list = flag((), "IEFeedback files (a JSON list, or JSONL, of {dataset, id, messages, chosen, rejected}: "
-                           "ours, or the authors' released IEFeedback); one column per file", positional=True,
-                       nargs="+")
-    gold: str = flag("", "gold answers, comma-separated files of conversations whose last turn is the gold answer "
-                         "(an IEInstruct-format file, or our run's OUT_DIR/prompts.jsonl), matched to pairs by "
-                         "their prompt turns; default: each pair's own messages, when they end in an answer")
-    min_gap: float = flag(0.1, "count pairs whose gap is not above this (section 4: 10%)")
-    json: bool = flag(False, "print the statistics as JSON instead of tables")
-
-
-def stats_main(argv=None) -> dict:
-    """`python feedback.py stats FILE [FILE ...]`: Table 8 and the make-up of IEFeedback files."""
-    cfg, _ = parse_config(PairStatsConfig, argv, prog="python feedback.py stats",
-                          description=stats_main.__doc__.split("\n")[0])
-    gold = gold_index([p for p in cfg.gold.split(",") if p]) if cfg.gold else {}
-    named = []
-    for f in cfg.files:
-        pairs = [p for p in data.load_conversations(f)]
-        bad = [p["id"] for p in pairs if "chosen" not in p]
-        if bad:
-            sys.exit(f"error: {f}: {len(bad)} entries without chosen/rejected (first id {bad[0]}): not IEFeedback")
-        named.append((str(f), pair_stats(pairs, gold, cfg.min_gap)))
-    print(json.dumps(dict(named), indent=1) if cfg.json else pair_stats_tables(named))
-    return dict(named)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -53,7 +53,8 @@ from tqdm import tqdm
 
 from config import flag, parse_config
 from ie_formats import TASKS
-from robust import read_appendable_jsonl
+from robust import atomic_file, read_appendable_jsonl
+from scorers import rouge_l, rouge_tokens  # Self-Instruct's ROUGE-L filter (section 3.2)
 
 log = logging.getLogger("llm")
 
@@ -343,30 +344,6 @@ PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 MIN_DESCRIPTION_WORDS = 5
 
 
-def words(text: str) -> list[str]:
-    """Lowercased alphanumeric tokens (the tokenisation of rouge_score's default tokenizer, without stemming)."""
-    return re.findall(r"[a-z0-9]+", text.lower())
-
-
-def rouge_l(a: str, b: str) -> float:
-    """ROUGE-L F1 between two texts: longest common subsequence of their words. Self-Instruct (Wang et al., 2023)
-    keeps a generated instruction only when its ROUGE-L with every existing one is below 0.7."""
-    x, y = words(a), words(b)
-    if not x or not y:
-        return 0.0
-    prev = [0] * (len(y) + 1)  # LCS table, one row at a time
-    for xi in x:
-        cur = [0]
-        for j, yj in enumerate(y):
-            cur.append(prev[j] + 1 if xi == yj else max(prev[j + 1], cur[j]))
-        prev = cur
-    lcs = prev[-1]
-    if lcs == 0:
-        return 0.0
-    p, r = lcs / len(x), lcs / len(y)
-    return 2 * p * r / (p + r)
-
-
 @dataclass
 class PoolRules:
     """What a generated description of one task may look like, derived from its hand-written pool."""
@@ -417,7 +394,7 @@ def validate_description(text: str, rules: PoolRules) -> str | None:
     rest = PLACEHOLDER.sub("", text)
     if "{" in rest or "}" in rest or re.search(r"<[A-Za-z_][\w ]*>", rest):
         return "malformed placeholder"  # { tail }, {{text}}, <text>, <entity1>: would stay literal in the prompt
-    tokens = words(text)
+    tokens = rouge_tokens(text)
     if any(t.startswith(OFF_TASK_STEMS) for t in tokens):
         return "off-task"
     if not any(t.startswith(TASK_KEY_STEMS[rules.task]) for t in tokens):
@@ -427,8 +404,8 @@ def validate_description(text: str, rules: PoolRules) -> str | None:
 
 def duplicate_reason(text: str, pool: list[str], threshold: float) -> str | None:
     """"duplicate" (same words), "near-duplicate" (ROUGE-L >= threshold with a pool member), or None."""
-    w = words(text)
-    if any(words(p) == w for p in pool):
+    w = rouge_tokens(text)
+    if any(rouge_tokens(p) == w for p in pool):
         return "duplicate"
     if any(rouge_l(text, p) >= threshold for p in pool):
         return "near-duplicate"
@@ -552,7 +529,7 @@ EXPLANATION_PROMPT = ("Please generate an explanation for [Answer] based on [Que
                       "[Question]: {input}\n\n[Answer]: {output}\n\n[Explanation]:")
 PROMPTS = {"explanation": EXPLANATION_PROMPT, "cot": COT_PROMPT}
 # Section 3.3: explanations are for closed and open IE (on-demand IE data comes with its own CoT version).
-EXPLAINED_TASKS = ("NER", "RC", "RE", "ED", "EAE", "EE", "ERE", "OpenIE")
+EXPLAINED_TASKS = tuple(t for t in TASKS if t != "ODIE")
 
 
 def word_limit(seed: int, record_id: str, low: int = 70, high: int = 200) -> int:
@@ -770,6 +747,49 @@ def sample_served(client: ChatClient, prompts: list[tuple[int, str, int]], on_an
         bar.close()
     return n_tokens
 
+def sample_to_file(path: Path, prompts: list[tuple[int, list[int], str]], line: Callable, *, num_samples: int,
+                   temperature: float, top_p: float, max_tokens: int, seed: int, net=None, tokenizer=None,
+                   client: ChatClient | None = None, batch_size: int = 16, chunk: int = 64, concurrency: int = 64,
+                   context: int | None = None, progress: bool = True, desc: str = "sampling") -> int:
+    """The resumable per-rank writer of feedback.py's samples and evaluate.py's answers: answer each (index, prompt
+    ids, prompt text) `num_samples` times and append `line(index, texts, finished)` (a JSON object; finished: the
+    sample ended at EOS) to `path` as each prompt's samples are in. Sampler: model.generate on `net`, `chunk` prompts
+    per call, sample s of prompt i from the stream (model.prompt_seed(seed, i), s) whatever the rank or batch; or the
+    server of `client` (sample_served, the prompt text). The file is fsynced after each chunk: a killed run loses at
+    most one chunk (robust.read_appendable_jsonl cuts its torn last line). Returns the number of new tokens."""
+    with open(path, "a", encoding="utf-8") as f:
+        def write(i: int, texts: list[str], finished: list[bool]) -> None:
+            f.write(json.dumps(line(i, texts, finished), ensure_ascii=False) + "\n")
+            f.flush()
+        if client is not None:
+            try:
+                return sample_served(client, [(i, text, len(ids)) for i, ids, text in prompts], write,
+                                     num_samples=num_samples, temperature=temperature, top_p=top_p,
+                                     max_tokens=max_tokens, seed=seed, concurrency=concurrency, context=context,
+                                     progress=progress, desc=desc)
+            except LLMError as e:
+                raise LLMError(f"{e} (what was received so far is in {path}: run the same command to resume)") \
+                    from None
+            finally:
+                os.fsync(f.fileno())
+        import model
+        n_tokens, bar = 0, tqdm(total=len(prompts), desc=desc, unit="prompt", disable=not progress)
+        for start in range(0, len(prompts), chunk):
+            part = prompts[start:start + chunk]
+            outs = model.generate(net, [ids for _, ids, _ in part], max_tokens, temperature=temperature, top_p=top_p,
+                                  num_samples=num_samples, eos_id=tokenizer.eos_id, batch_size=batch_size,
+                                  seeds=[model.prompt_seed(seed, i) for i, _, _ in part])  # prompt-major
+            for j, (i, _, _) in enumerate(part):
+                rows = outs[j * num_samples:(j + 1) * num_samples]
+                n_tokens += sum(map(len, rows))
+                finished = [bool(r) and r[-1] == tokenizer.eos_id for r in rows]  # the stop token is no text
+                write(i, [tokenizer.decode(r[:-1] if end else r) for r, end in zip(rows, finished)], finished)
+            os.fsync(f.fileno())
+            bar.update(len(part))
+        bar.close()
+        return n_tokens
+
+
 def read_pools(path: str | Path) -> dict[str, list[str]]:
     """A description pool file: {TASK: [description, ...]}."""
     pools = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -783,12 +803,8 @@ def read_pools(path: str | Path) -> dict[str, list[str]]:
 
 
 def write_atomic(path: str | Path, text: str) -> None:
-    """Write via a temporary file and a rename, so a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 # ----------------------------------------------------------------------------------------------------------------

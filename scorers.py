@@ -1,46 +1,38 @@
-"""Scorers for ADELIE's held-out evaluation (paper section 5 and appendix C; docs/fidelity.md §5).
+"""Scorers for ADELIE's held-out evaluation (paper section 5 and appendix C; docs/fidelity.md §5): pure functions,
+one per task and scorer, each tested alone (tests/test_scorers.py).
 
-Two families of pure functions, one per task and scorer, each tested alone (tests/test_scorers.py):
+- `adelie_*`: the released ADELIE scorers, rule for rule, quirks included (each named in the docstring that
+  reproduces it), so our numbers compare with the paper's Tables 1-3. Rules read from THU-KEG/ADELIE @ 70f01ff
+  scripts/tasks/*/open_eval*.py, ROBUST/*, ondemandie/evaluation/*.py and dair-iitd/CaRB; the code is our own.
+- `strict_*`: what the metric should be: the text after the first `[Answer]:` parsed in the canonical format the
+  prompt asked for (Table 9), items compared as multisets after case-folding and whitespace normalisation; a label
+  outside the schema is a false positive, a piece that does not parse is a format error. Open IE: the official
+  micro-averaged CaRB; ODIE: the paper's two metrics without the released code's slips.
 
-- `adelie_*`: the released ADELIE scorers, rule for rule, quirks included, so our numbers can be compared with the
-  paper's Tables 1-3. The rules were read from THU-KEG/ADELIE @ 70f01ff scripts/tasks/{fewnerd/open_evaluate.py,
-  semeval/open_evaluate.py, matres/open_eval.py, richere-ed/open_eval.py, richere-eae/open_evaluation.py,
-  ROBUST/reformat_results_open.py, ROBUST/src/robust_scorer.py, ondemandie/evaluation/*.py} and dair-iitd/CaRB
-  (carb.py, matcher.py); the code here is our own. Each quirk is named in the docstring that reproduces it.
-- `strict_*`: what the metric should be. The answer is the text after the first `[Answer]:`; it is parsed in the
-  canonical format the prompt asked for (paper Table 9); items are compared as multisets after case-folding and
-  whitespace normalisation; a predicted item with a label outside the schema is a false positive like any other
-  wrong item; a piece of the answer that does not parse is not an item (it is counted as a format error).
-  Open IE uses the official micro-averaged CaRB (binary lenient tuple match); ODIE the same two metrics as the
-  paper, without the released code's slips.
-
-Every scorer returns a `Score`: precision/recall/F1 in percent, the totals, and each example's contribution (used by
-`evaluate.py report` to list the examples where the two scorers disagree). `strict_*` scorers also say, for each
-output, whether it followed the required format.
+Every scorer returns a `Score` (P/R/F1 in percent, the totals, each example's contribution); strict ones also say
+whether each output followed the required format.
 """
 from __future__ import annotations
 
+import functools
 import re
-from collections import Counter
+from collections import Counter, namedtuple
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
 
-from ie_formats import FEWNERD_TYPES, SEMEVAL_LABELS, parse_markdown_table
+from ie_formats import FEWNERD_TYPES, MATRES_LABELS, SEMEVAL_LABELS, parse_markdown_table
 
 ANSWER_MARK = "[Answer]:"
 
 # ----------------------------------------------------------------------------------------------------------------
 # Label inventories of the held-out sets (as the released scorers spell them)
 
-# Few-NERD's 66 fine types and SemEval's 18 directed labels: one definition each, in ie_formats.py (ADELIE's
-# prompt order and spelling). The released FewNERD scorer's list also holds the non-entity tag "O"; it keeps the
-# case of "location_GPE". SemEval labels are compared lowercased ("cause and effect").
+# Few-NERD's 66 fine types, SemEval's 18 directed labels and MATRES' 4 relations ("none" is the NA answer): one
+# definition each, in ie_formats.py (ADELIE's prompt order and spelling). The released FewNERD scorer's list also
+# holds the non-entity tag "O"; it keeps the case of "location_GPE". SemEval labels are compared lowercased.
 _ADELIE_FEWNERD_TYPES = frozenset(FEWNERD_TYPES) | {"O"}
-
-# MATRES temporal relations (the "none" option of the prompts is the NA answer).
-MATRES_RELATIONS = ("before", "after", "equal", "vague")
 
 # RichERE event types and argument roles as ADELIE's RichERE files spell them (lowercase, no separators).
 RICHERE_ED_TYPES = (
@@ -65,11 +57,8 @@ _ADELIE_RICHERE_EAE = frozenset(RICHERE_EAE_ROLES + ("NA",))
 
 @dataclass
 class Score:
-    """Precision, recall and F1 in percent, the totals they come from, and each example's contribution.
-
-    `per_example[i]` is (gold, predicted, correct) for micro scorers and (precision, recall, f1) in [0, 1] for the
-    per-sentence CaRB/ROBUST scorers. `followed[i]` (strict scorers) says whether output i followed the format.
-    """
+    """P/R/F1 in percent, their totals, `per_example[i]`: (gold, predicted, correct) for micro scorers, (p, r, f1) in
+    [0, 1] for the per-sentence CaRB/ROBUST ones; `followed[i]` (strict scorers): output i followed the format."""
     precision: float
     recall: float
     f1: float
@@ -93,18 +82,30 @@ def safe_div(a: float, b: float) -> float:
     return a / b if b else 0.0
 
 
+def _f1(p: float, r: float) -> float:
+    return 2 * p * r / (p + r) if p + r else 0.0
+
+
+def _mean(xs: Sequence[float]) -> float:
+    return float(np.mean(xs)) if len(xs) else 0.0
+
+
 def prf(n_correct: float, n_pred: float, n_gold: float) -> tuple[float, float, float]:
     """Micro precision, recall, F1 (fractions); 0 where a denominator is 0."""
     p, r = safe_div(n_correct, n_pred), safe_div(n_correct, n_gold)
-    return p, r, safe_div(2 * p * r, p + r)
+    return p, r, _f1(p, r)
 
 
-def _micro_score(per_example: list, followed: list | None = None, extra: dict | None = None) -> Score:
-    g = sum(e[0] for e in per_example)
-    n = sum(e[1] for e in per_example)
-    c = sum(e[2] for e in per_example)
-    p, r, f = prf(c, n, g)
-    return Score(100 * p, 100 * r, 100 * f, g, n, c, per_example, followed, extra or {})
+def _micro_score(per_example: list, followed: list | None = None, released: bool = False) -> Score:
+    """Micro P/R/F1 of per-example (gold, predicted, correct) counts; `released`: with the epsilons (1e-10) of the
+    released SemEval and RichERE formulas."""
+    g, n, c = (sum(e[i] for e in per_example) for i in range(3))
+    if released:
+        p, r = c / (n + 1e-10), c / (g + 1e-10)
+        f = 2 * p * r / (p + r + 1e-10)
+    else:
+        p, r, f = prf(c, n, g)
+    return Score(100 * p, 100 * r, 100 * f, g, n, c, per_example, followed)
 
 
 def _check_lengths(golds: Sequence, outputs: Sequence) -> None:
@@ -119,13 +120,9 @@ _WHOLE = object()
 
 
 def answer_part(output: str, mark: str = ANSWER_MARK, *, upto_next: bool = True, missing=_WHOLE):
-    """The one answer extractor (docs/fidelity.md §1, §3, §5): the text after the first `mark`, unstripped.
-
-    upto_next=True stops at a second `mark`, as ADELIE's released scorers and BLEU cut it
-    (`output.split(mark)[1]`); upto_next=False keeps everything after the first (the strict scorers). An output
-    without `mark` gives `missing`: by default the whole output (the released gold answers carry no marker);
-    feedback's BLEU passes None. Callers that compare text strip it themselves.
-    """
+    """The one answer extractor (docs/fidelity.md §1, §3, §5): the text after the first `mark`, unstripped, up to a
+    second `mark` (upto_next, as the released scorers and BLEU cut it: `output.split(mark)[1]`) or to the end (the
+    strict scorers). Without `mark`: `missing`, by default the whole output (released gold answers are unmarked)."""
     head, found, tail = output.partition(mark)
     if not found:
         return output if missing is _WHOLE else missing
@@ -141,12 +138,8 @@ def normalise(text: str) -> str:
 NA_ANSWERS = frozenset({"", "na", "none", "not related", "no relation"})
 
 
-@dataclass
-class Parsed:
-    """An answer parsed in a canonical format: normalised items, the pieces that did not parse, format followed."""
-    items: list
-    bad: list
-    followed: bool
+# An answer parsed in a canonical format: normalised items, the pieces that did not parse, format followed.
+Parsed = namedtuple("Parsed", "items bad followed")
 
 
 def _split_pairs(answer: str) -> tuple[list, list]:
@@ -227,13 +220,9 @@ _RELATION_FIELD = {"RC": 1, "RE": 1, "ERE": 1}
 
 
 def parse_answer(output: str, task: str) -> Parsed:
-    """Parse a model output in the canonical format of `task` (NER RC RE ED EAE ERE OpenIE ODIE; docs/fidelity.md §1).
-
-    The canonical NA answer (`[Answer]: NA`) and tuples whose relation says "no relation" (the prompts offer
-    "Not related" and "none") give no items. An EE event `({trigger}; {type}; {argument}: {role}; ...)` gives one
-    trigger item ("trigger", trigger, type) and one item ("argument", trigger, type, argument, role) per argument,
-    so event extraction is scored on triggers and arguments together.
-    """
+    """Parse a model output in the canonical format of `task` (docs/fidelity.md §1). `[Answer]: NA` and tuples whose
+    relation says "no relation" (the prompts offer "Not related" and "none") give no items. An EE event gives one
+    ("trigger", trigger, type) item and one ("argument", trigger, type, argument, role) item per argument."""
     answer, marked = answer_part(output, upto_next=False), ANSWER_MARK in output
     if normalise(answer).rstrip(".; ") in NA_ANSWERS:
         return Parsed([], [], marked)
@@ -261,10 +250,8 @@ def multiset_correct(gold: Sequence, pred: Sequence) -> int:
 
 
 def strict_micro(gold_items: Sequence[Sequence], outputs: Sequence[str], task: str) -> Score:
-    """Micro P/R/F1 over multisets of normalised items (the strict scorer for every closed-IE task).
-
-    `gold_items[i]` are example i's gold items, normalised as `parse_answer` normalises predictions.
-    """
+    """Micro P/R/F1 over multisets of items (the strict scorer of every closed-IE task); `gold_items[i]`: example
+    i's gold items, normalised as `parse_answer` normalises predictions."""
     _check_lengths(gold_items, outputs)
     per_example, followed = [], []
     for gold, output in zip(gold_items, outputs):
@@ -371,10 +358,7 @@ def adelie_semeval(golds: Sequence[str], outputs: Sequence[str]) -> Score:
                 n_pred, counted = n_pred + 1, True
         n_gold = len(gold_triples) if counted or not pred_triples else 0
         per_example.append((n_gold, n_pred, tp))
-    g, n, c = (sum(e[i] for e in per_example) for i in range(3))
-    p, r = c / (n + 1e-10), c / (g + 1e-10)
-    f = 2 * p * r / (p + r + 1e-10)
-    return Score(100 * p, 100 * r, 100 * f, g, n, c, per_example)
+    return _micro_score(per_example, released=True)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -397,12 +381,12 @@ def adelie_matres(gold_labels: Sequence[str], outputs: Sequence[str]) -> Score:
     """
     _check_lengths(gold_labels, outputs)
     per_example = []
-    per_class = {c: [0, 0, 0] for c in MATRES_RELATIONS}  # gold, pred, correct
+    per_class = {c: [0, 0, 0] for c in MATRES_LABELS}  # gold, pred, correct
     for label, output in zip(gold_labels, outputs):
         g = n = c = 0
         if label not in ("none", ""):
             if label not in per_class:
-                raise ValueError(f"MATRES gold label {label!r} is not one of {MATRES_RELATIONS} (or '' / 'none')")
+                raise ValueError(f"MATRES gold label {label!r} is not one of {MATRES_LABELS} (or '' / 'none')")
             per_class[label][0] += 1
             g = 1
         gate = _ADELIE_MATRES_GATE.search(output)
@@ -410,7 +394,7 @@ def adelie_matres(gold_labels: Sequence[str], outputs: Sequence[str]) -> Score:
             found = _ADELIE_TRIPLE.findall(output.lower())
             if found:
                 middle = found[0][1]
-                for cls in MATRES_RELATIONS:
+                for cls in MATRES_LABELS:
                     if cls in middle:
                         per_class[cls][1] += 1
                         n += 1
@@ -424,16 +408,9 @@ def adelie_matres(gold_labels: Sequence[str], outputs: Sequence[str]) -> Score:
     return score
 
 
-def strict_matres(gold_items: Sequence[Sequence], outputs: Sequence[str]) -> Score:
-    """Strict ERE micro F1 over (event1; relation; event2) triples; "none" answers state NA.
-
-    `gold_items[i]` = [(event1, relation, event2)] normalised, or [] for NA (`matres_gold_items` builds them).
-    """
-    return strict_micro(gold_items, outputs, "ERE")
-
-
 def matres_gold_items(gold_label: str, event1: str, event2: str) -> list:
-    """The strict gold item of one MATRES question: the asked pair with its label ([] for NA)."""
+    """The strict gold item of one MATRES question (scored by strict_micro as ERE): the asked pair with its label
+    ([] for NA)."""
     label = normalise(gold_label)
     return [] if label in NA_ANSWERS else [(normalise(event1), label, normalise(event2))]
 
@@ -460,20 +437,12 @@ def _adelie_richere(golds: Sequence[str], outputs: Sequence[str], labels: frozen
             if piece and "NA" not in piece and ":" in piece and piece.split(":")[1] in labels:
                 pred_set.add(piece)
         per_example.append((len(gold_set), len(pred_set), len(gold_set & pred_set)))
-    g, n, c = (sum(e[i] for e in per_example) for i in range(3))
-    p, r = c / (n + 1e-10), c / (g + 1e-10)
-    f = 2 * p * r / (p + r + 1e-10)
-    return Score(100 * p, 100 * r, 100 * f, g, n, c, per_example)
+    return _micro_score(per_example, released=True)
 
 
-def adelie_richere_ed(golds: Sequence[str], outputs: Sequence[str]) -> Score:
-    """Trigger-level micro F1 exactly as ADELIE's RichERE ED scorer computes it (quirks in `_adelie_richere`)."""
-    return _adelie_richere(golds, outputs, _ADELIE_RICHERE_ED, lowercase=False)
-
-
-def adelie_richere_eae(golds: Sequence[str], outputs: Sequence[str]) -> Score:
-    """Argument-level micro F1 exactly as ADELIE's RichERE EAE scorer computes it (quirks in `_adelie_richere`)."""
-    return _adelie_richere(golds, outputs, _ADELIE_RICHERE_EAE, lowercase=True)
+# Trigger-level (ED) and argument-level (EAE) micro F1 exactly as ADELIE's RichERE scorers compute them.
+adelie_richere_ed = functools.partial(_adelie_richere, labels=_ADELIE_RICHERE_ED, lowercase=False)
+adelie_richere_eae = functools.partial(_adelie_richere, labels=_ADELIE_RICHERE_EAE, lowercase=True)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -497,13 +466,10 @@ def _count_matches(gold_words: list, pred_words: list) -> int:
 
 
 def lenient_tuple_match(gold: Extraction, pred: Extraction) -> tuple[float, float]:
-    """CaRB's (stricter) `linient_tuple_match`: word-overlap (precision, recall) of one prediction to one gold.
-
-    The predicates must share a word (a predicted "be" also matches any form of "be" in the gold predicate), and
-    the prediction must have every argument slot the gold has up to the second; else (0, 0). Precision counts
-    predicted words matched, recall gold words matched, summed over predicate and argument slots.
-    """
-    prec_num, prec_den, rec_num, rec_den = 0, 0, 0, 0
+    """CaRB's (stricter) `linient_tuple_match`: word-overlap (precision, recall) of one prediction to one gold. The
+    predicates must share a word (a predicted "be" also matches any form of "be" in the gold predicate), and the
+    prediction must have every argument slot the gold has up to the second; else (0, 0). Precision counts predicted
+    words matched, recall gold words matched, summed over predicate and argument slots."""
     pred_words, gold_words = pred[0].split(), gold[0].split()
     prec_den, rec_den = len(pred_words), len(gold_words)
     matched = _count_matches(gold_words, pred_words)
@@ -586,26 +552,11 @@ def adelie_carb_sentence(gold: Sequence[Extraction], pred: Sequence[Extraction])
 
 
 def adelie_open_ie_extractions(output: str) -> list:
-    """Predicted tuples as ADELIE's reformat_results_open.py reads them.
-
-    QUIRK: the answer is cut after the first "[Answer]: " (with the space) up to a second one; each line's text
-    between its first "(" and last ")" (greedy) is one tuple, split on "; "; the first field is the predicate.
-    Two tuples on one line therefore merge into one.
-    """
-    answer = answer_part(output, "[Answer]: ")
-    out = []
-    for inner in re.findall(r"\((.*)\)", answer):
-        fields = inner.split("; ")
-        out.append((fields[0], fields[1:]))
-    return out
-
-
-def _f1(p: float, r: float) -> float:
-    return 2 * p * r / (p + r) if p + r else 0.0
-
-
-def _mean(xs: Sequence[float]) -> float:
-    return float(np.mean(xs)) if len(xs) else 0.0
+    """Predicted tuples as ADELIE's reformat_results_open.py reads them. QUIRK: the answer is cut after the first
+    "[Answer]: " (with the space) up to a second one; each line's text between its first "(" and last ")" (greedy)
+    is one tuple, split on "; ", the predicate first: two tuples on one line merge into one."""
+    fields = [inner.split("; ") for inner in re.findall(r"\((.*)\)", answer_part(output, ANSWER_MARK + " "))]
+    return [(f[0], f[1:]) for f in fields]
 
 
 def adelie_carb(gold: Sequence[Sequence[Extraction]], outputs: Sequence[str]) -> Score:
@@ -619,15 +570,12 @@ def adelie_carb(gold: Sequence[Sequence[Extraction]], outputs: Sequence[str]) ->
 
 def adelie_robust(sentences: Sequence[str], cliques: Sequence[int], gold: Sequence[Sequence[Extraction]],
                   outputs: Sequence[str]) -> Score:
-    """The paper's "ROBUST" column as ROBUST's scorer computes it.
-
-    `sentences[i]`, `cliques[i]`, `gold[i]`, `outputs[i]`: one sentence of the flattened ROBUST file (each clique's
-    original sentence first, then its paraphrases), aligned by position as reformat_results_open.py aligns them.
-    Each clique scores the (p, r) of its worst-F1 sentence (first one on ties); P and R are averaged over the
-    cliques and F1 is taken of the averages.
-    QUIRK: sentences are dict keys: a clique repeating a sentence text keeps one entry (the later gold and
-    prediction, at the first position); cliques with the same original sentence collapse the same way.
-    """
+    """The paper's "ROBUST" column as ROBUST's scorer computes it. Entry i of each argument is one sentence of the
+    flattened ROBUST file (each clique's original sentence first, then its paraphrases), aligned by position as
+    reformat_results_open.py aligns them. Each clique scores the (p, r) of its worst-F1 sentence (the first on ties);
+    P and R are averaged over the cliques, F1 taken of the averages. QUIRK: sentences are dict keys: a clique
+    repeating a sentence text keeps one entry (the later gold and prediction, at the first position); cliques with
+    the same original sentence collapse the same way."""
     _check_lengths(gold, outputs)
     if not (len(sentences) == len(cliques) == len(gold)):
         raise ValueError("sentences, cliques and gold must have one entry per output")
@@ -650,10 +598,9 @@ def adelie_robust(sentences: Sequence[str], cliques: Sequence[int], gold: Sequen
 
 
 def open_ie_extractions(output: str) -> tuple[list, bool]:
-    """Strictly parsed `({predicate}; {subject}; {object}; {time}; {location})` tuples as CaRB extractions
-    (predicate, [arguments]) with the words as written (CaRB's matcher is case-sensitive by design), empty trailing
-    elements dropped and fields beyond the fifth kept as further arguments (CaRB tuples are n-ary); and whether the
-    output followed the format."""
+    """(CaRB extractions (predicate, [arguments]) of the strictly parsed `({predicate}; {subject}; {object}; {time};
+    {location})` tuples, words as written (CaRB's matcher is case-sensitive), empty trailing elements dropped, fields
+    past the fifth kept as arguments (CaRB tuples are n-ary); whether the output followed the format)."""
     answer, marked = answer_part(output, upto_next=False), ANSWER_MARK in output
     if normalise(answer).rstrip(".; ") in NA_ANSWERS:
         return [], marked
@@ -670,18 +617,13 @@ def open_ie_extractions(output: str) -> tuple[list, bool]:
 
 
 def strict_carb(gold: Sequence[Sequence[Extraction]], outputs: Sequence[str]) -> Score:
-    """The official micro-averaged CaRB (dair-iitd/CaRB carb.py `Benchmark.compare` with its default matcher
-    `binary_linient_tuple_match`) at one confidence threshold (LLM outputs carry no confidences), unrounded.
-
-    Sums over all sentences that have gold tuples: precision = sum of greedily matched precisions / #predictions,
-    recall = sum of best recalls / #gold tuples, F1 of the two. As in carb.py: a repeated gold tuple counts each
-    time (keep repeats in `gold`); predictions for sentences without gold tuples are not scored, but if there is
-    any prediction at all, an empty precision denominator gives precision 1 (carb.py's `b > 0 else 1`); no
-    prediction anywhere gives (0, 0, 0). Differences (docs/fidelity.md): carb.py rounds P/R/F1 to 3 decimals and
-    keys sentences by their normalised text, here they are aligned by position. Tuples are parsed strictly in the
-    Table 9 format; words are compared as written (carb.py's matcher ignores its ignoreCase flag).
-    `per_example` holds each sentence's own (p, r, f1), for the report's list of disagreements.
-    """
+    """The official micro-averaged CaRB (carb.py `Benchmark.compare`, default matcher `binary_linient_tuple_match`)
+    at one confidence threshold (LLM outputs carry none), unrounded: over the sentences with gold tuples, precision
+    = sum of greedily matched precisions / #predictions, recall = sum of best recalls / #gold tuples. As in carb.py,
+    a repeated gold tuple counts each time; predictions for sentences without gold are not scored, but any
+    prediction at all makes an empty precision denominator give 1 (`b > 0 else 1`); no prediction gives 0.
+    Differences (docs/fidelity.md): no rounding to 3 decimals, sentences aligned by position rather than keyed by
+    text. `per_example`: each sentence's own (p, r, f1)."""
     _check_lengths(gold, outputs)
     per_example, followed = [], []
     pn_tot = rn_tot = 0.0
@@ -769,24 +711,19 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def header_soft_f1(gold_headers: Sequence, pred_headers: Sequence, embed: Callable[[list], np.ndarray],
                    empty_counts_as_column: bool) -> tuple[float, float, float]:
-    """Soft header P/R/F1 in percent (Jiao et al. 2023): cosine similarities of column-name embeddings, no
-    threshold. Precision = sum over predicted columns of the best similarity to a gold column / #predicted columns,
-    recall the other way round; sums are micro over all examples.
-
-    `empty_counts_as_column=True` reproduces the released quirk: a missing table ("" header) is embedded as one
-    empty column name, its best similarities are added to both numerators, but it adds 0 to the denominators.
-    """
-    strings = sorted({c for h in list(gold_headers) + list(pred_headers) for c in (h if isinstance(h, list) else [h])})
+    """Soft header P/R/F1 in percent (Jiao et al. 2023), micro over all examples: precision = sum over predicted
+    columns of the best cosine similarity of column-name embeddings to a gold column / #predicted columns, recall
+    the other way round. `empty_counts_as_column=True` is the released quirk: a missing table ("" header) is embedded
+    as one empty column name, its best similarities added to both numerators, 0 to the denominators."""
+    columns = lambda h: h if isinstance(h, list) else [h]  # noqa: E731 (a "" header: one empty column name)
+    strings = sorted({c for h in list(gold_headers) + list(pred_headers) for c in columns(h)})
     vectors = dict(zip(strings, np.asarray(embed(strings), dtype=np.float64))) if strings else {}
     gold_n = pred_n = pred_in_gold = gold_in_pred = 0.0
     for gold, pred in zip(gold_headers, pred_headers):
         gold_n += len(gold)
         pred_n += len(pred)
-        gold_cols = gold if isinstance(gold, list) else [gold]
-        pred_cols = pred if isinstance(pred, list) else [pred]
-        if not empty_counts_as_column and (not gold or not pred):
-            continue
-        if not gold_cols or not pred_cols:
+        gold_cols, pred_cols = columns(gold), columns(pred)
+        if not gold_cols or not pred_cols or (not empty_counts_as_column and (not gold or not pred)):
             continue
         sim = _cosine(np.stack([vectors[c] for c in gold_cols]), np.stack([vectors[c] for c in pred_cols]))
         pred_in_gold += sim.max(axis=0).sum()  # (n_pred,): best gold match of each predicted column
@@ -797,11 +734,8 @@ def header_soft_f1(gold_headers: Sequence, pred_headers: Sequence, embed: Callab
 
 # ROUGE-Lsum as rouge_score computes it (Lin 2004 section 3.2, "summary-level LCS", rouge_score 0.1.2): lines are
 # sentences, tokens are lowercase [a-z0-9]+ runs, no stemming, and hits are clipped by token counts.
-_NON_ALNUM = re.compile(r"[^a-z0-9]+")
-
-
 def rouge_tokens(text: str) -> list[str]:
-    return _NON_ALNUM.sub(" ", text.lower()).split()
+    return re.findall(r"[a-z0-9]+", text.lower())
 
 
 def _lcs_indices(ref: list, can: list) -> set:
@@ -822,6 +756,13 @@ def _lcs_indices(ref: list, can: list) -> set:
         else:
             i -= 1
     return out
+
+
+def rouge_l(a: str, b: str) -> float:
+    """ROUGE-L F-measure of two one-sentence texts (llm.py: Self-Instruct keeps a description below 0.7)."""
+    x, y = rouge_tokens(a), rouge_tokens(b)
+    lcs = len(_lcs_indices(x, y))
+    return _f1(lcs / len(x), lcs / len(y)) if lcs else 0.0
 
 
 def rouge_lsum(reference: str, candidate: str) -> float:
@@ -861,34 +802,28 @@ class OdieScore:
     content_rougeL: float
     per_example: list = field(default_factory=list)  # content ROUGE-Lsum F of each example, in [0, 1]
     followed: list | None = None
-    extra: dict = field(default_factory=dict)
 
     def summary(self) -> dict:
         out = {"header_precision": self.header_precision, "header_recall": self.header_recall,
                "header_f1": self.header_f1, "content_rougeL": self.content_rougeL, "n": len(self.per_example)}
         if self.header_f1 is None:
-            out["header_unavailable"] = self.extra.get("header_unavailable", "no embedding model")
+            out["header_unavailable"] = "no embedding model"
         if self.followed is not None:
             out["format_followed"] = 100.0 * sum(self.followed) / max(len(self.followed), 1)
         return out
 
 
 def adelie_odie(golds: Sequence[str], outputs: Sequence[str], embed: Callable | None) -> OdieScore:
-    """ODIE scored exactly as ADELIE's copies of Jiao et al.'s scripts score it.
-
-    Gold is lowercased (o_generate_evaluatefile.py); the header comes from the lowercased texts
-    (`adelie_odie_header`), the content from the first "|" to the end (`adelie_odie_content`); content is the
-    ROUGE-Lsum F of each example (HF `evaluate`'s rouge, no stemming), macro mean x100.
-    """
+    """ODIE scored exactly as ADELIE's copies of Jiao et al.'s scripts score it: gold lowercased
+    (o_generate_evaluatefile.py), the header from the lowercased texts (`adelie_odie_header`), the content from the
+    first "|" to the end (`adelie_odie_content`), its ROUGE-Lsum F (HF `evaluate`'s rouge, no stemming) macro-averaged."""
     _check_lengths(golds, outputs)
     golds = [g.strip().lower() for g in golds]
     per = [rouge_lsum(adelie_odie_content(g), adelie_odie_content(o)) for g, o in zip(golds, outputs)]
-    content = 100 * float(np.mean(per)) if per else 0.0
-    if embed is None:
-        return OdieScore(None, None, None, content, per)
-    hp, hr, hf = header_soft_f1([adelie_odie_header(g.lower()) for g in golds],
-                                [adelie_odie_header(o.lower()) for o in outputs], embed, empty_counts_as_column=True)
-    return OdieScore(hp, hr, hf, content, per)
+    header = (None,) * 3 if embed is None else header_soft_f1(
+        [adelie_odie_header(g.lower()) for g in golds], [adelie_odie_header(o.lower()) for o in outputs], embed,
+        empty_counts_as_column=True)
+    return OdieScore(*header, 100 * _mean(per), per)
 
 
 def _strict_odie_table(text: str) -> tuple[list[str], str, bool]:
@@ -906,13 +841,10 @@ def strict_odie(golds: Sequence[str], outputs: Sequence[str], embed: Callable | 
     gold_tables = [_strict_odie_table(g) for g in golds]
     out_tables = [_strict_odie_table(o) for o in outputs]
     per = [rouge_lsum(g[1], o[1]) for g, o in zip(gold_tables, out_tables)]
-    content = 100 * float(np.mean(per)) if per else 0.0
     followed = [o[2] and ANSWER_MARK in out for o, out in zip(out_tables, outputs)]
-    if embed is None:
-        return OdieScore(None, None, None, content, per, followed)
-    hp, hr, hf = header_soft_f1([g[0] for g in gold_tables], [o[0] for o in out_tables], embed,
-                                empty_counts_as_column=False)
-    return OdieScore(hp, hr, hf, content, per, followed)
+    header = (None,) * 3 if embed is None else header_soft_f1(
+        [g[0] for g in gold_tables], [o[0] for o in out_tables], embed, empty_counts_as_column=False)
+    return OdieScore(*header, 100 * _mean(per), per, followed)
 
 
 def load_minilm(device: str = "cpu") -> tuple[Callable | None, str]:
@@ -976,22 +908,15 @@ def record_gold_items(record: dict) -> list:
 
 
 def strict_canonical(records: Sequence[dict], outputs: Sequence[str]) -> dict[str, Score]:
-    """Micro P/R/F1 per task type (and "all") over records of any task, gold from each record's `items`.
-
-    Returns {task: Score} for every task present plus "all" (micro over every item of every task).
-    """
+    """{task type: strict_micro of its records, gold from each record's `items`} for every task present, and "all"
+    (micro over every item; its questions grouped by task type in order of first appearance)."""
     _check_lengths(records, outputs)
     by_task: dict = {}
     for record, output in zip(records, outputs):
-        gold = record_gold_items(record)
-        parsed = parse_answer(output, record["task"])
-        entry = (len(gold), len(parsed.items), multiset_correct(gold, parsed.items))
-        by_task.setdefault(record["task"], ([], []))
-        by_task[record["task"]][0].append(entry)
-        by_task[record["task"]][1].append(parsed.followed)
-    scores = {task: _micro_score(per, followed) for task, (per, followed) in sorted(by_task.items())}
-    every = [e for per, _ in by_task.values() for e in per]
-    every_followed = [f for _, fl in by_task.values() for f in fl]
-    scores["all"] = _micro_score(every, every_followed)
-    return scores
+        gold, out = by_task.setdefault(record["task"], ([], []))
+        gold.append(record_gold_items(record))
+        out.append(output)
+    per_task = {task: strict_micro(gold, out, task) for task, (gold, out) in by_task.items()}
+    return {**dict(sorted(per_task.items())), "all": _micro_score(
+        [e for sc in per_task.values() for e in sc.per_example], [f for sc in per_task.values() for f in sc.followed])}
 

@@ -218,10 +218,10 @@ def test_matres_gold_as_output_on_the_released_file():
     canonical = [f"[Answer]: ({a}; {label or 'none'}; {b}); " for (a, b), label in zip(events, labels)]
     gold_items = [S.matres_gold_items(label, a, b) for (a, b), label in zip(events, labels)]
     assert S.adelie_matres(labels, canonical).f1 == approx(100)
-    assert S.strict_matres(gold_items, canonical).f1 == 100
+    assert S.strict_micro(gold_items, canonical, "ERE").f1 == 100
     assert S.adelie_matres(labels, labels).n_pred == 0
     bare = [f"({a}; {label}; {b})" if label else "NA" for (a, b), label in zip(events, labels)]
-    assert S.strict_matres(gold_items, bare).f1 == 100
+    assert S.strict_micro(gold_items, bare, "ERE").f1 == 100
 
 
 MATRES_LABELS = ["before", "after", "", "vague"]
@@ -246,7 +246,7 @@ def test_matres_perturbations(first, adelie, strict):
     rest = ["[Answer]: (said; after; met); ", "[Answer]: (won; none; ran); ", "[Answer]: (fell; vague; rose); "]
     outputs = [first] + rest
     assert prf_of(S.adelie_matres(MATRES_LABELS, outputs)) == adelie
-    assert prf_of(S.strict_matres(MATRES_GOLD_ITEMS, outputs)) == strict
+    assert prf_of(S.strict_micro(MATRES_GOLD_ITEMS, outputs, "ERE")) == strict
 
 
 # ----------------------------------------------------------------------------------------------------------------
