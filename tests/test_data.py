@@ -28,6 +28,15 @@ PROMPTS = data.load_prompts()
 CLOSED = set(data.CLOSED_TASKS)
 
 
+def format_requests() -> list[str]:
+    """Every output-format request sentence, longest first (they quote format specs such as {entity}: braces that
+    are not placeholders)."""
+    out = set(data.FORMAT_REQUESTS.values())
+    for f in PROMPTS.formats.values():
+        out |= {f["canonical"], *f["json"], *(t["request"] for t in f["templates"])}
+    return sorted(out, key=len, reverse=True)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # The inverse of data.canonical_answer (test helpers: the method never parses its own targets back)
 
@@ -325,7 +334,7 @@ def test_no_unfilled_placeholder_anywhere(big_build):
     """No {placeholder}, <text>, <entity1>-style marker left in any prompt or target (the release left them in
     ~30% of zero-shot and all few-shot prompts). Format requests quote their format ("{entity}: {type}")
     on purpose: those sentences are taken out before looking."""
-    requests = sorted(PROMPTS.format_requests(), key=len, reverse=True)
+    requests = format_requests()
     marker = re.compile(r"\{[^{}]*\}|<[a-z_0-9]+>|<entity\d*>|<text>|<options>")
     for c in big_build["ie"]:
         task = big_build["records"][c["id"]]["task"]
@@ -905,7 +914,7 @@ def test_real_data_sets_build_into_valid_instances(shared, llama_tokenizer_path)
     tokenizer = model.Tokenizer(llama_tokenizer_path)
     ie, stats = data.ie_instruct(records, data.IEInstructConfig(), tokenizer=tokenizer, progress=False)
     by_id = {r["id"]: r for r in records}
-    requests = sorted(PROMPTS.format_requests(), key=len, reverse=True)
+    requests = format_requests()
     n_canonical = 0
     for c in ie:
         r = by_id[c["id"]]
