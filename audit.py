@@ -18,8 +18,7 @@ from dataclasses import dataclass
 
 from config import flag
 from data import (ANSWER, CLOSED_TASKS, DEFAULT_TOKENIZER, EXPLANATION, FORMAT_REQUESTS, ODIE_SYSTEM, SUCH_AS,
-                  SYMBOLS, TABLE7_INSTANCES, Prompts, TokenCounter, conversation_length, load_conversations, load_prompts,
-                  tokenize_chat)
+                  SYMBOLS, TABLE7_INSTANCES, Prompts, TokenCounter, load_conversations, load_prompts, tokenize_chat)
 from ie_formats import TASKS
 from scorers import answer_part
 
@@ -201,7 +200,7 @@ def corpus_stats(conversations, tokenizer=None, tasks: dict | None = None, marke
         row = rows[name]
         row["conversations"] += 1
         row["ie_marked"] += f["ie"]
-        words = conversation_length(msgs, None, True)[0]
+        words = sum(len(m["content"].split(" ")) for m in msgs)
         row["words"] += words
         row["words_max"] = max(row["words_max"], words)
         if counter is not None:

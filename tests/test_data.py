@@ -703,6 +703,8 @@ def test_length_filter_sheds_demonstrations_then_drops():
 
 
 def test_token_counter_equals_tokenize_chat():
+    """TokenCounter (line by line, cached) against tokenize_chat's ids in total, and per stretch between special
+    tokens against one encode call per stretch."""
     tokenizer = model.Tokenizer(data.DEFAULT_TOKENIZER)
     counter = data.TokenCounter(tokenizer)
     records = synthetic.generate_corpus(seed=1, n_train=15, n_test=0)["train"]
@@ -710,7 +712,10 @@ def test_token_counter_equals_tokenize_chat():
     extra = [{"messages": [{"role": "user", "content": "  a\n\n\nb </s> c <s>\n"},
                            {"role": "assistant", "content": "\n x"}]}]
     for c in ie + extra:
-        assert counter(c["messages"])[0] == len(data.tokenize_chat(tokenizer, c["messages"])[0])
+        total, per_stretch = counter(c["messages"])
+        assert total == len(data.tokenize_chat(tokenizer, c["messages"])[0])
+        assert per_stretch == [len(tokenizer.encode(s)) if s else 0
+                               for s in data.SPECIAL_RE.split(data.render_chat(c["messages"]))]
 
 
 def test_general_data_loading_and_mixing(tmp_path):
