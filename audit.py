@@ -9,14 +9,17 @@ statistics table is this code run over what was built.
 show: conversations as the model sees them, the tokens it is trained on marked.
 """
 import ast
+import dataclasses
 import json
 import random
 import re
 import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 
 from config import flag
+from robust import atomic_file
 from data import (ANSWER, CLOSED_TASKS, DEFAULT_TOKENIZER, EXPLANATION, FORMAT_REQUESTS, ODIE_SYSTEM, SUCH_AS,
                   SYMBOLS, TABLE7_INSTANCES, Prompts, TokenCounter, load_conversations, load_prompts, tokenize_chat)
 from ie_formats import TASKS
@@ -370,6 +373,40 @@ def compare_table(named: list[tuple[str, dict]]) -> str:
 
 # ----------------------------------------------------------------------------------------------------------------
 # What only `data.py build` knows (data.ie_instruct's per-data-set counts), beside the table measured from the text
+
+def write_build_report(cfg, source: str, general_source: str, mixed: list[dict], n_ie: int, stats: dict,
+                       counts: Counter, skipped: list[str], tokenizer, seconds: float) -> dict:
+    """`data.py build`'s statistics, written beside its output (OUT.stats.md, OUT.stats.json) and printed: the
+    table measured from the text of what was built, by the code `data.py stats` runs on any file (so the two
+    agree), then what only the build knows, then the Table 7 comparison. Returns the summary."""
+    counts = counts + Counter(f"bad line: {_problem_kind(message)}" for message in skipped)
+    measured = stats_summary(corpus_stats(mixed, tokenizer))
+    table = (f"{dataset_table(measured)}\nGeneral chat source: {general_source}.\n\n"
+             f"## Build-only facts (not in the text)\n\n{build_facts_table(stats)}\n\n"
+             f"{table7_report(stats, cfg.dataset_caps)}")
+    summary = {"out": str(cfg.out), "source": source, "ie_instances": n_ie, "general": len(mixed) - n_ie,
+               "seconds": round(seconds, 2), "input_counts": dict(counts), "datasets": stats, "statistics": measured,
+               "table7_absent": [n for n in TABLE7_INSTANCES if n not in stats], "config": dataclasses.asdict(cfg)}
+    stem = Path(cfg.out).with_suffix("") if cfg.out.endswith(".jsonl") else Path(cfg.out)
+    with atomic_file(f"{stem}.stats.md") as tmp:
+        tmp.write_text(f"# IEInstruct statistics ({source})\n\n{table}\n", encoding="utf-8")
+    with atomic_file(f"{stem}.stats.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=1, default=dict) + "\n", encoding="utf-8")
+    print(table)
+    if counts:
+        print(f"input: {json.dumps(counts)}" + (f"; first bad line: {skipped[0]}" if skipped else ""))
+    print(f"built in {seconds:.1f}s; statistics in {stem}.stats.md")
+    return summary
+
+
+def _problem_kind(message: str) -> str:
+    """A short class of a validation message, for counting skipped lines."""
+    for kind in ("malformed JSON", "unknown task", "outside the text", "has keys", "not in the record's labels"):
+        if kind in message:
+            return {"has keys": "missing or extra field"}.get(kind, kind)
+    return "other problem"
+
+
 
 def build_facts_table(stats: dict) -> str:
     """What a build knows that its output's text cannot show (the rest of the statistics table is measured from the

@@ -1,10 +1,7 @@
-"""ADELIE's data (Qi et al.): the chat format the trainers tokenise, and IEInstruct, the instruction-tuning corpus.
-
-  1. chat format, tokenisation, collators (docs/fidelity.md §2): what sft.py, dpo.py and evaluate.py import
-  2. reading conversation files: IEInstruct, IEFeedback, TULU-v2-style and self-instruct general chat
-  3. IEInstruct (paper section 3, appendix A, B.1; docs/fidelity.md §1): unified IE records -> prompt pools ->
-     answers -> one augmented instance -> the whole corpus, mixed with general chat (section 4)
-  4. command line: build; show and stats (audit.py: a corpus audited from its text alone)
+"""ADELIE's data (Qi et al.): 1. the chat format, tokenisation and collators that sft.py, dpo.py and evaluate.py
+import (docs/fidelity.md §2); 2. reading conversation files; 3. IEInstruct (paper section 3, appendix A, B.1;
+docs/fidelity.md §1): unified IE records -> prompt pools -> answers -> one augmented instance -> the corpus, mixed
+with general chat (section 4); 4. the command line (show and stats: audit.py, a corpus audited from its text).
 
     python data.py build --out runs/data/ie_instruct.jsonl              # embedded default: synthetic.py's corpus
     python data.py build --out ie_instruct.jsonl --data_dir ../shared/data \\
@@ -21,7 +18,6 @@ them); ERE records give meta.subtask.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import random
 import re
@@ -58,11 +54,8 @@ SPECIAL_RE = re.compile(r"</s>|<s>")  # the special-token strings the slow Llama
 def _render_chat(messages: list[dict]) -> tuple[str, list[tuple[int, int]]]:
     """(rendered text, trained character intervals [start, end)), both after the final strip."""
     parts, trained, n = [], [], 0
-    for k, m in enumerate(messages):
-        role, content = m.get("role"), m.get("content")
-        if role not in ("system", "user", "assistant") or not isinstance(content, str):
-            raise ValueError(f"message {k}: expected role system/user/assistant and string content, got {m!r}")
-        content = content.strip()  # docs/fidelity.md §2: content stripped of surrounding whitespace
+    for m in _check_messages(messages, "conversation", "messages"):
+        role, content = m["role"], m["content"].strip()  # docs/fidelity.md §2: content stripped
         tag = f"<|{role}|>\n"
         if role == "assistant":
             body = content + EOS_TEXT + "\n"
@@ -117,12 +110,10 @@ def tokenize_chat(tokenizer, messages: list[dict], max_len: int | None = None,
 
 
 class TokenCounter:
-    """Token counts of conversations, as tokenize_chat would give them, fast: a SentencePiece model has no piece
-    containing a newline (it is a byte piece), so a stretch's count is the sum of its lines' counts plus one per
-    newline, and lines repeat a lot (instructions, schema lines, the texts of demonstrations), so they are
-    cached. Measured: the length filter at 300 tokens on 5,600 synthetic instances in 2.7 s instead of 8.5 s with
-    tokenize_chat; a build's statistics count all 99,300 conversations of `data.py build` in 5.5 s instead of 9.2 s
-    with one encode per stretch. tests/test_data.py checks the counts against tokenize_chat."""
+    """Token counts of conversations as tokenize_chat gives them, fast: no SentencePiece piece holds a newline, so a
+    stretch's count is its lines' counts plus one per newline, and lines repeat (instructions, schema lines,
+    demonstrations), so they are cached. Measured: the length filter at 300 tokens on 5,600 synthetic instances,
+    2.7 s (8.5 s with tokenize_chat); the statistics of `data.py build`'s 99,300 conversations, 5.5 s (9.2 s)."""
 
     def __init__(self, tokenizer):
         self.tokenizer, self.cache, self.nl = tokenizer, {}, len(tokenizer.encode("\n"))
@@ -158,17 +149,12 @@ def encode_prompt(tokenizer, messages: list[dict]) -> list[int]:
 
 
 def render_eval_prompt(messages: list[dict]) -> str:
-    """The evaluation prompt of ADELIE's release (open-instruct's eval template, create_prompt_with_tulu_chat_format
-    with add_bos=False; docs/fidelity.md): system and user turns written EXACTLY as given (not stripped), assistant
-    turns stripped and followed by "</s>\n", no strip of the whole text, ending in "<|assistant|>\n". It differs
-    from the training rendering (render_chat) when a user turn ends in whitespace, as most released zero-shot
-    prompts do (one newline token more)."""
-    parts = []
-    for k, m in enumerate(messages):
-        role, content = m.get("role"), m.get("content")
-        if role not in ("system", "user", "assistant") or not isinstance(content, str):
-            raise ValueError(f"message {k}: expected role system/user/assistant and string content, got {m!r}")
-        parts.append(f"<|{role}|>\n" + (content.strip() + EOS_TEXT if role == "assistant" else content) + "\n")
+    """The evaluation prompt of ADELIE's release (open-instruct's create_prompt_with_tulu_chat_format, add_bos=False;
+    docs/fidelity.md): system and user turns EXACTLY as given, assistant turns stripped + "</s>\n", no final strip,
+    ending in "<|assistant|>\n". Unlike render_chat, a user turn's trailing whitespace stays (the released
+    zero-shot prompts have one: one newline token more)."""
+    parts = [f"<|{m['role']}|>\n" + (m["content"].strip() + EOS_TEXT if m["role"] == "assistant" else m["content"])
+             + "\n" for m in _check_messages(messages, "conversation", "messages")]
     return "".join(parts) + "<|assistant|>\n"
 
 
@@ -204,10 +190,8 @@ def tokenize_preference(tokenizer, records: list[dict], max_len: int) -> tuple[l
     for r in records:
         sides = []
         for side in ("chosen", "rejected"):
-            # Only the final answer is the response: the demonstrations' answers before it are the same tokens in
-            # chosen and rejected, so their log-probs would cancel in the DPO loss; leaving them out keeps the loss
-            # and its gradient, makes the logged rewards the answers' own, and drops a pair whose answer was
-            # truncated away.
+            # Only the final answer is the response: the demonstrations' answers are the same tokens in chosen and
+            # rejected (their log-probs cancel in the DPO loss); a pair whose answer was truncated away is dropped.
             ids, labels = tokenize_chat(tokenizer, r[side], final_answer_only=True)
             if len(ids) > max_len:
                 stats[f"truncated_{side}"] += 1
@@ -324,30 +308,26 @@ def load_general(path) -> list[dict]:
         raise ValueError(f"{path}: no .jsonl files with general chat data")
     out = []
     for f in files:
-        with open(f, encoding="utf-8") as fh:
-            first = next((l for l in fh if l.strip()), "")
+        lines = [(n, line) for n, line in enumerate(f.read_text(encoding="utf-8").split("\n"), 1) if line.strip()]
         try:
-            kind = "self-instruct" if "instances" in json.loads(first) else "chat"
+            self_instruct = bool(lines) and "instances" in json.loads(lines[0][1])
         except json.JSONDecodeError:
-            kind = "chat"  # load_conversations reports the bad line
-        if kind == "chat":
+            self_instruct = False  # load_conversations reports the bad line
+        if not self_instruct:
             out += [{"dataset": c["dataset"] or f.stem, "id": c["id"], "messages": c["messages"]}
                     for c in load_conversations(f)]
             continue
-        with open(f, encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    task = json.loads(line)
-                    instruction, instances = task["instruction"].strip(), task["instances"]
-                except (json.JSONDecodeError, KeyError, AttributeError) as e:
-                    raise ValueError(f"{f}:{lineno}: not a self-instruct task {{instruction, instances}} ({e})")
-                for k, inst in enumerate(instances):
-                    user = instruction + ("\n\n" + inst["input"].strip() if inst.get("input", "").strip() else "")
-                    out.append({"dataset": f.stem, "id": f"{f.stem}/{task.get('id', lineno)}/{k}",
-                                "messages": [{"role": "user", "content": user},
-                                             {"role": "assistant", "content": inst["output"].strip()}]})
+        for lineno, line in lines:
+            try:
+                task = json.loads(line)
+                instruction, instances = task["instruction"].strip(), task["instances"]
+            except (json.JSONDecodeError, KeyError, AttributeError) as e:
+                raise ValueError(f"{f}:{lineno}: not a self-instruct task {{instruction, instances}} ({e})")
+            for k, inst in enumerate(instances):
+                user = instruction + ("\n\n" + inst["input"].strip() if inst.get("input", "").strip() else "")
+                out.append({"dataset": f.stem, "id": f"{f.stem}/{task.get('id', lineno)}/{k}",
+                            "messages": [{"role": "user", "content": user},
+                                         {"role": "assistant", "content": inst["output"].strip()}]})
     return out
 
 
@@ -420,14 +400,6 @@ def read_records(paths, skipped: list | None = None) -> list[dict]:
                     continue
                 records.append(record)
     return records
-
-
-def _problem_kind(message: str) -> str:
-    """A short class of a validation message, for counting skipped lines."""
-    for kind in ("malformed JSON", "unknown task", "outside the text", "has keys", "not in the record's labels"):
-        if kind in message:
-            return {"has keys": "missing or extra field"}.get(kind, kind)
-    return "other problem"
 
 
 def _text(x) -> str:
@@ -506,9 +478,8 @@ def load_prompts(extra_descriptions=(), prompts_dir: Path = PROMPTS_DIR) -> Prom
         for i, t in enumerate(f["templates"]):
             fields = set(ITEM_FIELDS[task]) | ({"rest"} if task == "OpenIE" else set())
             _check_placeholders(t["item"], fields, f"{where} template {i} item")
-            for part in ("sep", "none"):
-                if part not in t:
-                    raise ValueError(f"{where} template {i}: missing {part!r}")
+            if {"sep", "none"} - set(t):
+                raise ValueError(f"{where} template {i}: missing {sorted({'sep', 'none'} - set(t))}")
             if task == "EE":
                 _check_placeholders(t["argument"], {"argument", "role"}, f"{where} template {i} argument")
             if task == "OpenIE":
@@ -537,29 +508,24 @@ def fill_placeholders(template: str, values: dict[str, str]) -> str:
 #    "none" answer. Items arrive plain (plain_items) and already in target order: the builder shuffles them once
 #    (docs/fidelity.md §1: "items are shuffled in the target to avoid order bias") so explanation and answer agree.
 
+# The canonical item formats (docs/fidelity.md §1) and separators: NER/ED/EAE/ERE items follow each other on one
+# line, the tuple tasks put one item per line.
+CANONICAL_ITEM = {"NER": "{entity}: {type};", "ED": "{trigger}: {type};", "EAE": "{argument}: {role};",
+                  "RC": "({head}; {relation}; {tail})", "RE": "({head}; {relation}; {tail})",
+                  "ERE": "({event1}; {relation}; {event2});"}
+CANONICAL_SEP = {"NER": " ", "ED": " ", "EAE": " ", "ERE": " ", "RC": "\n", "RE": "\n", "EE": "\n", "OpenIE": "\n"}
+
+
 def _canonical_item(task: str, it: dict) -> str:
-    if task in ("NER", "ED"):
-        return f"{it['entity' if task == 'NER' else 'trigger']}: {it['type']};"
-    if task == "EAE":
-        return f"{it['argument']}: {it['role']};"
-    if task in ("RC", "RE"):
-        return f"({it['head']}; {it['relation']}; {it['tail']})"
-    if task == "ERE":
-        return f"({it['event1']}; {it['relation']}; {it['event2']});"
-    if task == "EE":
+    if task == "EE":  # ({trigger}; {type}; {argument}: {role}; ...)
         return "(" + "; ".join([it["trigger"], it["type"]] + [f"{a['argument']}: {a['role']}"
                                                               for a in it["arguments"]]) + ")"
-    if task == "OpenIE":
+    if task == "OpenIE":  # ({predicate}; {subject}; {object}; {time}; {location})
         parts = [it["predicate"], it["subject"], it["object"], it["time"], it["location"]]
         while len(parts) > 2 and not parts[-1]:  # Table 9: missing trailing elements are omitted
             parts.pop()
         return "(" + "; ".join(parts) + ")"
-    raise ValueError(f"unknown task {task!r}")
-
-
-# Canonical item separators (docs/fidelity.md §1): NER/ED/EAE/ERE items follow each other on one line, the tuple tasks
-# put one item per line.
-CANONICAL_SEP = {"NER": " ", "ED": " ", "EAE": " ", "ERE": " ", "RC": "\n", "RE": "\n", "EE": "\n", "OpenIE": "\n"}
+    return CANONICAL_ITEM[task].format(**it)
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
@@ -569,13 +535,9 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def canonical_answer(task: str, items: list[dict], rng: random.Random | None = None) -> str:
-    """The canonical target (docs/fidelity.md §1): "[Answer]: " + items in the canonical format, or "[Answer]: NA".
-
-    NER `{entity}: {type};` ED `{trigger}: {type};` EAE `{argument}: {role};` ERE `({event1}; {relation}; {event2});`
-    (space-separated); RC/RE `({head}; {relation}; {tail})`, EE `({trigger}; {type}; {argument}: {role}; ...)`,
-    OpenIE `({predicate}; {subject}; {object}; {time}; {location})` without missing trailing elements (one per
-    line); ODIE a markdown table. With `rng` the items are shuffled first. Its inverse (parse_canonical) is a test
-    helper in tests/test_data.py."""
+    """The canonical target (docs/fidelity.md §1): "[Answer]: " + the items in CANONICAL_ITEM's formats, or
+    "[Answer]: NA"; ODIE a markdown table. With `rng` the items are shuffled first. Its inverse (parse_canonical)
+    is a test helper in tests/test_data.py."""
     items = plain_items(task, items)
     if task == "ODIE":
         return ANSWER + markdown_table(items[0]["header"], items[0]["rows"])
@@ -642,8 +604,7 @@ def with_explanation(answer: str, explanation: str | None) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# 3.4 One IEInstruct instance (paper section 3.2-3.3; docs/fidelity.md §1). Each augmentation is a named option whose
-#    default is the paper's (or, where the paper is silent, the release's) rate.
+# 3.4 One IEInstruct instance (paper sections 3.2-3.3; docs/fidelity.md §1)
 
 # Paper Table 7: IEInstruct's instances per training data set, by ie_formats.DATASETS name. The paper's 5,000
 # limit (section 3.1) was applied by the release to groups of small sets (BC5CDR + GENIA + MIT-Restaurant share one
@@ -674,23 +635,21 @@ def dataset_cap(name: str, cfg: "IEInstructConfig") -> int:
 @dataclass
 class IEInstructConfig:
     # ---- inputs and output (`python data.py build`)
-    out: str = flag("", "output IEInstruct JSONL {dataset, id, messages}; the statistics table goes beside it "
-                        "(OUT.stats.md / OUT.stats.json)")
+    out: str = flag("", "output IEInstruct JSONL {dataset, id, messages}; statistics beside it (OUT.stats.md/.json)")
     seed: int = flag(0, "every random choice of the build derives from this seed (same seed -> same file)")
     data_dir: str = flag("", "read every real data set present here with ie_formats.convert_all "
                              "(e.g. ../shared/data); default: the embedded synthetic corpus")
     records: str = flag("", "unified IE records, JSONL (comma-separated for several files), validated line by line")
     skip_bad: bool = flag(False, "with --records: skip (and count) bad lines instead of stopping at the first")
-    include_held_out: bool = flag(False, "also build from the held-out evaluation sets (FewNERD, SemEval, RichERE, "
-                                          "MATRES, CaRB, ROBUST: ie_formats.HELD_OUT), which section 5.1 keeps out")
+    include_held_out: bool = flag(False, "also build from the held-out evaluation sets (ie_formats.HELD_OUT: "
+                                          "FewNERD, SemEval, RichERE, MATRES, CaRB, ROBUST), kept out by section 5.1")
     splits: str = flag("train", "record splits to build from (comma-separated); IEInstruct uses training data")
     synthetic_n_train: int = flag(1000, "synthetic train records per synthetic data set when no --records / "
                                             "--data_dir is given (sft.py's embedded default builds with 60)")
-    synthetic_seed: int = flag(0, "embedded default: seed of synthetic.py's corpus (kept apart from --seed so that "
-                                  "the held-out split evaluate.py uses does not change with the build seed)")
-    general: str = flag("", "general chat data to mix in (section 4): TULU-v2-style JSONL {dataset, id, messages}, "
-                            "a self-instruct JSONL or a directory of them (e.g. ../shared/data/general_self_instruct); "
-                            "default '': synthetic.py's general chat; 'none': no general data")
+    synthetic_seed: int = flag(0, "embedded default: seed of synthetic.py's corpus (apart from --seed, so that the "
+                                  "held-out split evaluate.py uses does not change with the build seed)")
+    general: str = flag("", "general chat to mix in (section 4): TULU-v2-style or self-instruct JSONL, or a directory "
+                            "of them (e.g. ../shared/data/general_self_instruct); '': synthetic.py's; 'none': none")
     ie_proportion: float = flag(0.2, "share of IE conversations in the mix (section 4: 83,585 IE + 320,000 "
                                      "general = 20%); 1 = IE only")
     explanations: str = flag("", "LLM-written explanations, JSONL {id, explanation} keyed by record id "
@@ -699,9 +658,8 @@ class IEInstructConfig:
                                        "ones, paper 3.2), appended to prompts/task_descriptions.json")
     tokenizer: str = flag(str(DEFAULT_TOKENIZER), "SentencePiece model the length filter counts tokens with "
                                                   "(the one training will use)")
-    max_tokens: int = flag(2048, "length filter (appendix B.1: drop instances over 2,048 tokens; default, so that "
-                                 "nothing is cut by SFT's 2048-token truncation); demonstrations are removed first, "
-                                 "the instance only if it is still too long; 0 = off")
+    max_tokens: int = flag(2048, "length filter (appendix B.1: instances over 2,048 tokens are dropped, after "
+                                 "losing their demonstrations one by one from the end); 0 = off")
     max_words: int = flag(0, "the release's length filter instead: whitespace words over all turns "
                              "(docs/fidelity.md §1: 1500); 0 = off")
     # ---- data collection (section 3.1)
@@ -709,8 +667,8 @@ class IEInstructConfig:
                                       "with --dataset_caps table7, Table 7's count where it is smaller")
     dataset_caps: str = flag("table7", "table7: each Table 7 data set capped at its Table 7 count (TABLE7_INSTANCES, "
                                        "at most max_per_dataset), any other set at max_per_dataset; uniform: "
-                                       "max_per_dataset for every set (one 5,000 cap: BC5CDR then gives ~4,500, "
-                                       "not Table 7's 1,666)", choices=["table7", "uniform"])
+                                       "max_per_dataset for every set (BC5CDR then gives ~4,500, not 1,666)",
+                             choices=["table7", "uniform"])
     na_cap: float = flag(0.2, "NA instances at most this share of each data set (section 3.1: 'filter out 80% of "
                               "NA data'; docs/fidelity.md §1: capped at 20%)")
     # ---- schema description (section 3.2; docs/fidelity.md §1)
@@ -722,8 +680,7 @@ class IEInstructConfig:
                                     "from the training data (docs/fidelity.md §1: 0.2)")
     example_max_options: int = flag(15, "with examples the option list is cut to this many, gold kept (release)")
     examples_per_option: int = flag(3, "example mentions per option at most (docs/fidelity.md §1: up to 3)")
-    example_min_mentions: int = flag(10, "an option gets examples only with this many training mentions (release: "
-                                         ">= 10)")
+    example_min_mentions: int = flag(10, "an option gets examples only with this many training mentions (release)")
     symbol_rate: float = flag(0.05, "each option replaced by a symbol (A..G, LABEL_1..LABEL_6) with this "
                                     "probability, in schema and answer (section 3.2; docs/fidelity.md §1: 0.05)")
     label_variation_rate: float = flag(7 / 11, "share of instances whose label strings are rewritten (lower case, "
@@ -736,8 +693,7 @@ class IEInstructConfig:
     # ---- explanations (section 3.3; docs/fidelity.md §1)
     explanation_rate: float = flag(0.1, "share of closed/open IE instances with [Explanation]: ... before the answer "
                                         "(section 3.3: 10%)")
-    odie_cot_rate: float = flag(0.2, "share of ODIE instances with an explanation (release: about 20% use the CoT "
-                                     "version)")
+    odie_cot_rate: float = flag(0.2, "share of ODIE instances with an explanation (release: ~20% use the CoT version)")
     # ---- few-shot demonstrations (section 3.2; docs/fidelity.md §1)
     fewshot_rate: float = flag(0.5, "share of closed/open IE instances with demonstrations (section 3.2: 50%)")
     fewshot_max: int = flag(8, "demonstrations: uniform 1..this (section 3.2: 1 to 8)")
@@ -809,15 +765,8 @@ def _applicable_variations(names: list[str]) -> list[str]:
 
 def _cut(options: list[str], k: int, gold: set[str]) -> list[str]:
     """At most k options in their current order, never removing a gold label (as the release)."""
-    free = max(0, k - sum(o in gold for o in options))
-    out = []
-    for o in options:
-        if o in gold:
-            out.append(o)
-        elif free:
-            out.append(o)
-            free -= 1
-    return out
+    kept = set([o for o in options if o not in gold][:max(0, k - sum(o in gold for o in options))])
+    return [o for o in options if o in gold or o in kept]
 
 
 @dataclass
@@ -852,10 +801,8 @@ def _is_na(record: dict, plan: Plan) -> bool:
 
 
 def text_block(record: dict) -> str:
-    """The input of one user turn: `Text: '...'`, then, for tasks whose input names mentions (RC's entity
-    pair, EAE's trigger, ERE's events), one line per named mention. Those lines are in EVERY turn, demonstrations
-    included: the release put them only in the task description, so its few-shot turns did not say which entities
-    or events were meant (docs/fidelity.md §1: placeholders left unfilled in all few-shot prompts)."""
+    """The input of one user turn: `Text: '...'`, then a line per mention the input names (RC's entity pair, EAE's
+    trigger, ERE's events), in EVERY turn: the release's few-shot turns did not say which (docs/fidelity.md §1)."""
     out = f"Text: '{record['text']}'"
     q, task = record["query"], record["task"]
     if task == "RC":
@@ -1020,11 +967,10 @@ def _assistant_turn(record: dict, plan: Plan, prompts: Prompts, rng: random.Rand
     return with_explanation(answer, explanation)
 
 
-def _render_plan(record: dict, plan: Plan, prompts: Prompts, rng: random.Random, demos=None) -> list[dict]:
+def _render_plan(record: dict, plan: Plan, prompts: Prompts, rng: random.Random) -> list[dict]:
     """The conversation of a plan: demonstrations as earlier user/assistant turns, then the query (as the release).
     First user turn = instruction + blank line + text block; later user turns = the text block alone."""
-    demos = plan.demos if demos is None else demos
-    turns = demos + [record]
+    turns = plan.demos + [record]
     description = fill_placeholders(plan.description, _placeholder_values(turns[0]))
     request = (plan.explanation_request + " " if plan.explain else "") + plan.request
     instruction = "\n".join(p for p in (description, plan.schema_text, request) if p)
@@ -1056,9 +1002,8 @@ def ie_instruct_instance(record: dict, ctx: DatasetContext, prompts: Prompts, cf
                          rng: random.Random, *, output_format: str | None = None, demos: list | None = None,
                          explanation: bool | None = None, augment_schema: bool = True,
                          format_request: str | None = None, description: str | None = None) -> list[dict]:
-    """One IEInstruct conversation for `record` (paper sections 3.2-3.3).
-
-    Every augmentation is drawn from `rng` at the rates of `cfg`, unless forced:
+    """One IEInstruct conversation for `record` (paper sections 3.2-3.3). Every augmentation is drawn from `rng` at
+    the rates of `cfg`, unless forced:
       output_format  "canonical" | "json" | "template"  (feedback.py and evaluate.py force "canonical")
       demos          the demonstration records ([] = zero-shot; evaluate.py passes k train records)
       explanation    True / False
@@ -1238,7 +1183,6 @@ def build(cfg: IEInstructConfig, progress: bool = True) -> dict:
     splits = [s.strip() for s in cfg.splits.split(",") if s.strip()]
     if cfg.records:
         records = read_records([p for p in cfg.records.split(",") if p], skipped if cfg.skip_bad else None)
-        counts.update(f"bad line: {_problem_kind(message)}" for message in skipped)
         source = f"records {cfg.records}"
     elif cfg.data_dir:
         report = {}
@@ -1277,40 +1221,20 @@ def build(cfg: IEInstructConfig, progress: bool = True) -> dict:
         general_source = "synthetic general chat"
     mixed = ie + general
     rng.shuffle(mixed)
-    out = Path(cfg.out)
-    # The statistics table: measured from the text of what was written, by the code `python data.py stats` runs
-    # on any file (so the two agree), then the facts only the build knows, then the Table 7 comparison.
-    measured = audit.stats_summary(audit.corpus_stats(mixed, tokenizer))
-    table = (f"{audit.dataset_table(measured)}\nGeneral chat source: {general_source}.\n\n"
-             f"## Build-only facts (not in the text)\n\n{audit.build_facts_table(stats)}\n\n"
-             f"{audit.table7_report(stats, cfg.dataset_caps)}")
-    seconds = time.perf_counter() - t0
-    summary = {"out": str(out), "source": source, "ie_instances": len(ie), "general": len(general),
-               "seconds": round(seconds, 2), "input_counts": dict(counts), "datasets": stats, "statistics": measured,
-               "table7_absent": [n for n in TABLE7_INSTANCES if n not in stats],
-               "config": dataclasses.asdict(cfg)}
-    stem = out.with_suffix("") if out.suffix == ".jsonl" else out
-    # Each file appears complete or not at all (robust.atomic_file); the output itself last, so a present output
-    # (what pipeline.py tests) always has its statistics beside it.
-    with atomic_file(f"{stem}.stats.md") as tmp:
-        tmp.write_text(f"# IEInstruct statistics ({source})\n\n{table}\n", encoding="utf-8")
-    with atomic_file(f"{stem}.stats.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=1, default=dict) + "\n", encoding="utf-8")
-    with atomic_file(out) as tmp, open(tmp, "w", encoding="utf-8") as f:
+    # The statistics (audit.py) first: each file appears complete or not at all (robust.atomic_file), the output
+    # last, so a present output (what pipeline.py tests) always has its statistics beside it.
+    summary = audit.write_build_report(cfg, source, general_source, mixed, len(ie), stats, counts, skipped, tokenizer,
+                                       time.perf_counter() - t0)
+    with atomic_file(cfg.out) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for c in mixed:
             f.write(json.dumps({"dataset": c["dataset"], "id": c["id"], "messages": c["messages"]},
                                ensure_ascii=False) + "\n")
-    print(table)
-    if counts:
-        print(f"input: {json.dumps(counts)}" + (f"; first bad line: {skipped[0]}" if skipped else ""))
-    print(f"wrote {len(mixed)} conversations ({len(ie)} IE + {len(general)} general) to {out} in {seconds:.1f}s; "
-          f"statistics in {stem}.stats.md")
+    print(f"wrote {len(mixed)} conversations ({len(ie)} IE + {len(general)} general) to {cfg.out}")
     return summary
 
 
-# The embedded default's size: 60 synthetic train records per data set (~1,150 IE instances, mixed with ~4,650
-# synthetic general chat at the paper's IE proportion of 20%), so that sft.py with no arguments (the README's main
-# command: 2 CPU processes, 2 epochs) ends in about 3 minutes. pipeline.py's demo trains on more.
+# The embedded default's size: 60 synthetic train records per data set (~1,150 IE instances + ~4,650 general chat at
+# 20% IE), so that sft.py with no arguments (2 CPU processes, 2 epochs) ends in about 3 minutes.
 EMBEDDED_DEFAULT_N_TRAIN = 60
 
 
@@ -1323,6 +1247,7 @@ def build_embedded_default(path, seed: int = 0, **overrides) -> dict:
 
 # ----------------------------------------------------------------------------------------------------------------
 # 4. Command line: build here; show and stats in audit.py (one dataclass config each; every field is a flag)
+
 def __getattr__(name: str):
     """data.corpus_stats, data.stats_summary, data.dataset_table: the auditing statistics live in audit.py."""
     if name in ("corpus_stats", "stats_summary", "dataset_table"):
