@@ -11,10 +11,9 @@ with general chat (section 4); 4. the command line (show and stats: audit.py, a 
     python data.py show runs/data/ie_instruct.jsonl --n 3             # what the model is trained on, masks marked
     python data.py stats runs/data/ie_instruct.jsonl IEInstruct.jsonl  # Table 7 and every rate, side by side
 
-IEInstruct is built from unified IE records (docs/design.md; ie_formats.validate_record checks them), refined
-here: `labels` of an EAE record is the role set offered for its trigger; an id may carry a suffix naming one of
-several records made from one source unit; OpenIE items may carry "extra" arguments (no answer format states
-them); ERE records give meta.subtask.
+IEInstruct is built from unified IE records (docs/design.md; ie_formats.validate_record checks them), refined here:
+an EAE record's `labels` are the roles offered for its trigger; an id may end in a suffix (several records from one
+source unit); OpenIE items may carry "extra" arguments (no answer format states them); ERE gives meta.subtask.
 """
 from __future__ import annotations
 
@@ -41,11 +40,10 @@ DEFAULT_TOKENIZER = REPO / "assets" / "tokenizer.model"
 
 # ----------------------------------------------------------------------------------------------------------------
 # 1. Chat format and tokenisation (docs/fidelity.md §2; open-instruct's Tulu format, which ADELIE trained with).
-#    Ids are [BOS] + the whole rendered string, each "</s>" being the EOS id and each stretch between such
-#    markers one SentencePiece encode call: exactly transformers' slow LlamaTokenizer(path) (legacy=True) on the
-#    whole string, so a "▁" piece follows every EOS. Ids and the loss mask are made together in one pass
-#    (nanochat's render_conversation): a token is trained when the character it starts at lies in an assistant
-#    turn's content, its EOS or (non-final turns) the newline after the EOS; everything else is -100.
+#    Ids are [BOS] + the rendered string, each "</s>" the EOS id and each stretch between such markers one
+#    SentencePiece encode call (so a "▁" follows every EOS): exactly transformers' slow LlamaTokenizer (legacy=True).
+#    Ids and loss mask are made in one pass (nanochat's render_conversation): a token is trained when the character
+#    it starts at lies in an assistant turn's content, its EOS or (non-final turns) the newline after; else -100.
 
 EOS_TEXT, BOS_TEXT = "</s>", "<s>"
 SPECIAL_RE = re.compile(r"</s>|<s>")  # the special-token strings the slow Llama tokenizer maps to ids
@@ -101,9 +99,8 @@ def _encode(tokenizer, text: str, trained: list[tuple[int, int]]) -> tuple[list[
 
 def tokenize_chat(tokenizer, messages: list[dict], max_len: int | None = None,
                   final_answer_only: bool = False) -> tuple[list[int], list[int]]:
-    """(input ids, labels) of one conversation, truncated to max_len. labels = the id where the loss is
-    taken (assistant content, its EOS, the newline after a non-final EOS), -100 elsewhere. final_answer_only:
-    only the last assistant turn is labelled (DPO's response; earlier turns are few-shot demonstrations)."""
+    """(input ids, labels) of one conversation, truncated to max_len; labels = the id where the loss is taken, -100
+    elsewhere. final_answer_only: only the last assistant turn is labelled (DPO's response; the rest are demos)."""
     text, trained = _render_chat(messages)
     ids, labels = _encode(tokenizer, text, trained[-1:] if final_answer_only else trained)
     return (ids[:max_len], labels[:max_len]) if max_len else (ids, labels)
@@ -182,10 +179,9 @@ def tokenize_sft(tokenizer, conversations: list[dict], max_len: int) -> tuple[li
 
 
 def tokenize_preference(tokenizer, records: list[dict], max_len: int) -> tuple[list[tuple], dict]:
-    """[((chosen ids, chosen labels), (rejected ids, rejected labels))] for DPO, and counts. Chosen and rejected
-    (each a full message list: prompt turns + final answer) are tokenised and truncated separately (release); a pair
-    where either side has no trainable token left, or whose chosen and rejected are the same tokens (a zero
-    gradient: nothing to learn), is dropped and counted."""
+    """[((chosen ids, chosen labels), (rejected ids, rejected labels))] for DPO, and counts. Each side (prompt turns
+    + final answer) is tokenised and truncated separately (release); a pair with no trainable token left on a side,
+    or whose sides are the same tokens (a zero gradient), is dropped and counted."""
     pairs, stats = [], Counter(pairs=len(records))
     for r in records:
         sides = []
@@ -284,24 +280,18 @@ def load_conversations(path) -> list[dict]:
             raise ValueError(f"{where}: expected a JSON object, got {type(obj).__name__}")
         conv = {"dataset": str(obj.get("dataset", obj.get("datasets", path.stem))),
                 "id": str(obj.get("id", f"{path.stem}/{k}"))}
-        if "chosen" in obj or "rejected" in obj:
-            for side in ("chosen", "rejected"):
-                conv[side] = _check_messages(obj.get(side), where, side)
-            if "messages" in obj:
-                conv["messages"] = _check_messages(obj["messages"], where, "messages")
-        elif "messages" in obj:
-            conv["messages"] = _check_messages(obj["messages"], where, "messages")
-        else:
+        # preference data has both sides; its messages (prompt + gold answer) are optional
+        sides = ["chosen", "rejected"] * ("chosen" in obj or "rejected" in obj) + ["messages"] * ("messages" in obj)
+        if not sides:
             raise ValueError(f"{where}: missing field 'messages' (or 'chosen' and 'rejected'); keys: {sorted(obj)}")
-        out.append(conv)
+        out.append(conv | {side: _check_messages(obj.get(side), where, side) for side in sides})
     return out
 
 
 def load_general(path) -> list[dict]:
-    """General chat data for mixing (section 4): TULU-v2-style JSONL {dataset, id, messages} (what ADELIE mixed),
-    or self-instruct JSONL {instruction, instances: [{input, output}]} (../shared/data/general_self_instruct, one
-    conversation per instance: user = instruction [+ blank line + input], assistant = output), or a directory of
-    such files (read in name order)."""
+    """General chat for mixing (section 4): TULU-v2-style JSONL {dataset, id, messages} (what ADELIE mixed), or
+    self-instruct JSONL {instruction, instances: [{input, output}]} (one conversation per instance: user =
+    instruction [+ blank line + input], assistant = output), or a directory of such files (in name order)."""
     path = Path(path)
     files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
     if not files:
@@ -504,9 +494,8 @@ def fill_placeholders(template: str, values: dict[str, str]) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# 3.3 Answers (paper section 3.3, appendix A.2). Every format starts with "[Answer]: "; NA items give the format's
-#    "none" answer. Items arrive plain (plain_items) and already in target order: the builder shuffles them once
-#    (docs/fidelity.md §1: "items are shuffled in the target to avoid order bias") so explanation and answer agree.
+# 3.3 Answers (paper section 3.3, appendix A.2): "[Answer]: " + the items, or the format's NA answer. Items arrive
+#    plain and shuffled once by the builder (docs/fidelity.md §1: no order bias), so explanation and answer agree.
 
 # The canonical item formats (docs/fidelity.md §1) and separators: NER/ED/EAE/ERE items follow each other on one
 # line, the tuple tasks put one item per line.
@@ -606,11 +595,10 @@ def with_explanation(answer: str, explanation: str | None) -> str:
 # ----------------------------------------------------------------------------------------------------------------
 # 3.4 One IEInstruct instance (paper sections 3.2-3.3; docs/fidelity.md §1)
 
-# Paper Table 7: IEInstruct's instances per training data set, by ie_formats.DATASETS name. The paper's 5,000
-# limit (section 3.1) was applied by the release to groups of small sets (BC5CDR + GENIA + MIT-Restaurant share one
-# 5,000; SciERC + NYT11 + ADE share 10,000; PHEE + CASIE share 5,000), so one 5,000 cap per set does not give these
-# counts: they are the defaults (--dataset_caps table7). GENIA here is ie_formats' genia (nested GENIA; jnlpba is
-# JNLPBA, GENIA-derived, not in Table 7). The counts sum to 82,669 (the paper's text says 83,585 in all).
+# Paper Table 7: IEInstruct's instances per training data set (ie_formats.DATASETS names). The release applied the
+# 5,000 limit (section 3.1) to groups of small sets (BC5CDR + GENIA + MIT-Restaurant share 5,000; SciERC + NYT11 +
+# ADE 10,000; PHEE + CASIE 5,000), so these counts are the defaults (--dataset_caps table7). GENIA is ie_formats'
+# nested genia (not jnlpba). They sum to 82,669 (the paper's text says 83,585 in all).
 TABLE7_INSTANCES = {
     "conll2003": 5000, "ace2005-ner": 5000, "ontonotes5": 5000, "bc5cdr": 1666, "genia": 1667, "mit-restaurant": 1667,
     "tacred": 5000, "fewrel": 5000,
@@ -703,8 +691,6 @@ class IEInstructConfig:
 @dataclass
 class DatasetContext:
     """What building one data set's instances needs beyond the record itself."""
-    name: str
-    task: str
     pools: dict      # tuple(labels) -> train records: demonstration candidates with the same schema
     mentions: dict   # label -> (number of training mentions, sorted distinct example strings) for 'such as'
     explanations: dict  # record id -> LLM-written explanation
@@ -735,11 +721,7 @@ def dataset_context(records: list[dict], explanations: dict | None = None) -> Da
         for label, ex in _label_examples(task, r):
             counts[label][ex] += 1
     mentions = {label: (sum(c.values()), sorted(c)) for label, c in counts.items()}
-    return DatasetContext(name, task, dict(pools), mentions, explanations or {})
-
-
-def _humanize(label: str) -> str:
-    return re.sub(r"[-_.:/]+", " ", label).strip()
+    return DatasetContext(dict(pools), mentions, explanations or {})
 
 
 # Label-string variations (docs/fidelity.md §1: "separators `:`/`_`/`-` rewritten"; the release also lower-cases).
@@ -772,10 +754,9 @@ def _cut(options: list[str], k: int, gold: set[str]) -> list[str]:
 @dataclass
 class Plan:
     """Every random choice of one instance, so it can be rendered again (with fewer demonstrations)."""
-    task: str
     description: str            # task-description template (placeholders filled at render time)
-    options: list               # the schema: original labels in shown order ([] for OpenIE)
-    shown: dict                 # original label -> string shown (a symbol, a varied string, or itself)
+    shown: dict                 # the schema: original label -> string shown (a symbol, a varied string, or
+                                # itself), in the order shown ({} for OpenIE)
     schema_text: str            # the schema description, rendered
     output_format: str          # "canonical" | "json" | "template"
     template: dict | None       # the prompts/output_formats.json template when output_format == "template"
@@ -794,10 +775,6 @@ def _gold(record: dict, plan: Plan) -> list[dict]:
         return items
     key = LABEL_FIELD[task]
     return [{**it, key: plan.shown[it[key]]} for it in items if it[key] in plan.shown]
-
-
-def _is_na(record: dict, plan: Plan) -> bool:
-    return record["task"] != "ODIE" and not _gold(record, plan)
 
 
 def text_block(record: dict) -> str:
@@ -830,13 +807,13 @@ def _placeholder_values(record: dict) -> dict[str, str]:
 
 def _guideline(dataset: str, task: str, label: str, prompts: Prompts) -> str:
     """The label's definition (prompts/label_descriptions.json), else the task's default sentence naming it."""
-    g = prompts.guidelines.get(dataset, {}).get(label)
-    return prompts.guidelines["_default"][task].format(label=_humanize(label)) if g is None else g
+    default = prompts.guidelines["_default"][task].format(label=re.sub(r"[-_.:/]+", " ", label).strip())
+    return prompts.guidelines.get(dataset, {}).get(label, default)
 
 
 def _schema(record, ctx, prompts, cfg, rng, augment: bool, protect_gold: bool):
-    """Options, shown strings and the schema description (section 3.2: shuffling and sampling, guidelines with
-    examples, symbols; docs/fidelity.md §1: class dropout, label-string variation)."""
+    """{label: string shown}, in the order shown, and the schema description (section 3.2: shuffling and sampling,
+    guidelines, examples, symbols; docs/fidelity.md §1: class dropout, label-string variation)."""
     task, labels = record["task"], list(record["labels"])
     gold = {it[LABEL_FIELD[task]] for it in record["items"]}
     options = labels
@@ -887,7 +864,7 @@ def _schema(record, ctx, prompts, cfg, rng, augment: bool, protect_gold: bool):
         per_type = [f"{shown[t]}: {', '.join(roles[t])}" for t in options if roles.get(t)]
         if per_type:
             text += "\n" + rng.choice(intros["roles"]) + " " + "; ".join(per_type) + "."
-    return options, shown, text
+    return shown, text
 
 
 def _sample_demos(record, ctx, cfg, rng, shown: dict) -> list[dict]:
@@ -922,9 +899,9 @@ def _plan(record, ctx, prompts, cfg, rng, *, output_format=None, demos=None, exp
         explanation = rng.random() < cfg.explanation_rate
     llm = ctx.explanations.get(record["id"]) if explanation else None
     if task in CLOSED_TASKS:
-        options, shown, schema_text = _schema(record, ctx, prompts, cfg, rng, augment_schema, llm is not None)
+        shown, schema_text = _schema(record, ctx, prompts, cfg, rng, augment_schema, llm is not None)
     else:
-        options, shown, schema_text = [], {}, ""
+        shown, schema_text = {}, ""
     formats = prompts.formats[task]
     if output_format is None:
         u = rng.random()
@@ -946,7 +923,7 @@ def _plan(record, ctx, prompts, cfg, rng, *, output_format=None, demos=None, exp
         demos = _sample_demos(record, ctx, cfg, rng, shown)
     if description is None:
         description = rng.choice(prompts.descriptions[task])
-    return Plan(task, description, options, shown, schema_text, output_format, template, request, explanation,
+    return Plan(description, shown, schema_text, output_format, template, request, explanation,
                 rng.choice(prompts.explanations["_requests"]) if explanation else "", llm, list(demos))
 
 
@@ -983,8 +960,7 @@ def _render_plan(record: dict, plan: Plan, prompts: Prompts, rng: random.Random)
 
 
 def _odie_instance(record, ctx, prompts, cfg, rng, explanation=None) -> list[dict]:
-    """ODIE: system prompt, user = instruction + "\\nText: " + text, answer "[Answer]: " + table; about 20%
-    with an explanation first (the CoT version)."""
+    """ODIE: system prompt, user = instruction + "\\nText: " + text, answer [CoT explanation] "[Answer]: " + table."""
     if explanation is None:
         explanation = rng.random() < cfg.odie_cot_rate
     instruction = record["query"]["instruction"].strip()
@@ -1019,23 +995,21 @@ def ie_instruct_instance(record: dict, ctx: DatasetContext, prompts: Prompts, cf
 
 def evaluation_conversation(record: dict, demos: list[dict], prompts: Prompts | None = None, seed: int = 0,
                             format_request: str | None = None) -> list[dict]:
-    """A held-out evaluation conversation (paper section 5.1, appendix C.1): built like training instances but with
-    the full schema, no augmentation, no explanation, the given demonstrations (k records of the train split) and
-    the task's single format request of Table 9. The last turn is the gold canonical answer: the prompt is
-    messages[:-1]. Deterministic in (seed, record id)."""
+    """A held-out evaluation conversation (paper section 5.1, appendix C.1): the full schema, no augmentation or
+    explanation, the given demonstrations (k train records) and Table 9's format request. The last turn is the gold
+    canonical answer (the prompt is messages[:-1]). Deterministic in (seed, record id)."""
     prompts = prompts or load_prompts()
     task = record["task"]
     rng = random.Random(f"evaluation/{seed}/{record['id']}")
-    ctx = DatasetContext(record["dataset"], task, {}, {}, {})
+    ctx = DatasetContext({}, {}, {})
     request = format_request or FORMAT_REQUESTS.get(task) or prompts.formats.get(task, {}).get("canonical")
     return ie_instruct_instance(record, ctx, prompts, IEInstructConfig(), rng, output_format="canonical",
                                 demos=list(demos), explanation=False, augment_schema=False, format_request=request)
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# 3.5 The whole corpus (paper section 3.1, section 4, appendix B.1): per data set, records in a seeded random order
-#    become instances until the cap (5000); NA instances are kept only while they stay within 20% of the data set;
-#    over-long instances lose demonstrations, then are dropped. Then the IE part is mixed with general chat data.
+# 3.5 The whole corpus (sections 3.1, 4, appendix B.1): per data set, records in a seeded order become instances up
+#    to the cap, NA ones within 20%, over-long ones shed demonstrations or go; then general chat is mixed in.
 
 def _too_long(messages: list[dict], cfg: IEInstructConfig, tokenizer: TokenCounter | None) -> bool:
     """The length filter: the paper's 2048 tokens (appendix B.1) and/or the release's 1500 words."""
@@ -1111,8 +1085,8 @@ def ie_instruct(records: list[dict], cfg: IEInstructConfig, prompts: Prompts | N
                 break
             r = recs[idx]
             plan = None if task == "ODIE" else _plan(r, ctx, prompts, cfg, rng)
-            na = plan is not None and _is_na(r, plan)
-            if na and st["na_instances"] + 1 > cfg.na_cap * (len(built) + 1):  # NA cap (3.1), after class dropout
+            na = plan is not None and not _gold(r, plan)  # NA after class dropout
+            if na and st["na_instances"] + 1 > cfg.na_cap * (len(built) + 1):  # NA cap (section 3.1)
                 st["dropped: NA over the cap"] += 1
                 continue
             if plan is None:
@@ -1128,8 +1102,7 @@ def ie_instruct(records: list[dict], cfg: IEInstructConfig, prompts: Prompts | N
             st["na_instances"] += na
             built.append({"dataset": name, "id": r["id"], "messages": messages})
             bar.update(1)
-        # What the text cannot show, from what was built: labels without a guideline of their own (the task's
-        # default sentence is shown), and instances whose explanation is the LLM-written one.
+        # What the text cannot show: labels with the task's default guideline, LLM-written explanations used
         inventory = {l for r in recs for l in r["labels"]}
         st["labels without a guideline"] = len(inventory - set(prompts.guidelines.get(name, {})))
         st["LLM explanations used"] = sum(c["messages"][-1]["content"].startswith(EXPLANATION + ctx.explanations[

@@ -430,6 +430,7 @@ def test_skip_bad_counts_and_reports_the_skips(tmp_path, capsys):
     assert sum(v for k, v in counts.items() if k.startswith("bad line")) == 4
     assert counts["bad line: malformed JSON"] == 1 and counts["bad line: unknown task"] == 1
     assert summary["datasets"]["toy"]["records"] == 26
+    assert summary["datasets"]["toy"]["labels without a guideline"] == 1  # "toy" has none in prompts/
     assert "bad line" in capsys.readouterr().out
 
 
@@ -904,6 +905,9 @@ def test_llm_explanations_are_used_with_the_full_gold(tmp_path):
         answer = messages[-1]["content"]
         assert answer.startswith(f"[Explanation]: Step by step for {r['id']}. [Answer]: ")
         assert same_items("NER", parse_canonical("NER", answer, strict=True), r["items"])
+    ie, stats = data.ie_instruct(records, data.IEInstructConfig(explanation_rate=1.0, max_tokens=0),
+                                 explanations=explanations, progress=False)
+    assert stats["syn_fine_ner"]["LLM explanations used"] == len(ie) > 0  # the build counts them
     path.write_text('{"id": "x"}\n')
     with pytest.raises(ValueError, match=re.escape(f"{path}:1: expected JSON")):
         data.read_explanations(path)
