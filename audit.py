@@ -21,7 +21,8 @@ from pathlib import Path
 from config import flag
 from robust import atomic_file
 from data import (ANSWER, CLOSED_TASKS, DEFAULT_TOKENIZER, EXPLANATION, FORMAT_REQUESTS, ODIE_SYSTEM, SUCH_AS,
-                  SYMBOLS, TABLE7_INSTANCES, Prompts, TokenCounter, load_conversations, load_prompts, tokenize_chat)
+                  SYMBOLS, TABLE7_INSTANCES, Prompts, TokenCounter, load_conversations, load_prompts, markdown_table,
+                  tokenize_chat)
 from ie_formats import TASKS
 from scorers import answer_part
 
@@ -322,22 +323,18 @@ def _cell(v) -> str:
 def dataset_table(summary: dict) -> str:
     """One file's statistics as the paper's Table 7 (instances per task and data set) with every rate measured
     from the text, as a markdown table; per-task and IE-total rows."""
-    cols = ["task", "data set", "instances", *TABLE_RATES]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    def row(task, name, r):
+        return [task, name, str(r["instances"]), *(_cell(r[k]) for k in TABLE_RATES)]
+
+    rows = []
     for task, trow in summary["tasks"].items():
-        for name, row in summary["datasets"].items():
-            if row["task"] == task:
-                lines.append("| " + " | ".join([task, name, str(row["instances"]),
-                                                *(_cell(row[k]) for k in TABLE_RATES)]) + " |")
-        lines.append("| " + " | ".join([task, "**all**", str(trow["instances"]),
-                                        *(_cell(trow[k]) for k in TABLE_RATES)]) + " |")
-    ie = summary["ie"]
-    lines.append("| " + " | ".join(["IE", "**IE total**", str(ie["instances"]),
-                                    *(_cell(ie[k]) for k in TABLE_RATES)]) + " |")
-    s = summary["summary"]
+        rows += [row(task, name, r) for name, r in summary["datasets"].items() if r["task"] == task]
+        rows.append(row(task, "**all**", trow))
+    ie, s = summary["ie"], summary["summary"]
+    lines = [markdown_table(["task", "data set", "instances", *TABLE_RATES], rows + [row("IE", "**IE total**", ie)])]
     notes = sorted({f"{k} {v.removeprefix(NOT_INFERABLE).strip()}"
-                    for row in [*summary["datasets"].values(), *summary["tasks"].values(), ie]
-                    for k, v in row.items() if isinstance(v, str) and v.startswith("n/a")})
+                    for r in [*summary["datasets"].values(), *summary["tasks"].values(), ie]
+                    for k, v in r.items() if isinstance(v, str) and v.startswith("n/a")})
     lines += ["", f"Conversations: {s['conversations']}; IE instances: {s['ie instances']}; general chat: "
                   f"{s['general chat']} ({s['general chat %']}%); ODIE explained: {s['ODIE explained %']}%."
                   " IE total rates leave ODIE out (it has no NA, demonstrations or format request); "
@@ -367,8 +364,7 @@ def compare_table(named: list[tuple[str, dict]]) -> str:
     rows.append(["ODIE explained %", *(str(s["summary"]["ODIE explained %"]) for _, s in named)])
     for k in ("words mean", "tokens mean"):
         rows.append([f"all conversations {k}", *(_cell(s["all conversations"][k]) for _, s in named)])
-    lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+    return markdown_table(heads, rows)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -407,25 +403,23 @@ def _problem_kind(message: str) -> str:
     return "other problem"
 
 
-
 def build_facts_table(stats: dict) -> str:
     """What a build knows that its output's text cannot show (the rest of the statistics table is measured from the
     text by corpus_stats): per data set and per task, the records read and their NA share, what was dropped
     or left unused, demonstrations removed for length, labels without a guideline, LLM explanations used."""
     cols = ["dropped: NA over the cap", "dropped: too long", "not used: data set cap",
             "demonstrations removed for length", "labels without a guideline", "LLM explanations used"]
-    lines = ["| task | data set | records | NA% in | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 4)]
 
     def row(task, name, s):
         na = f"{100 * s['na_records'] / s['records']:.1f}" if s["records"] else "-"
-        return f"| {task} | {name} | {s['records']} | {na} | " + " | ".join(str(s[c]) for c in cols) + " |"
+        return [task, name, str(s["records"]), na, *(str(s[c]) for c in cols)]
 
-    totals = defaultdict(Counter)
+    rows, totals = [], defaultdict(Counter)
     for name in sorted(stats, key=lambda k: (TASKS.index(stats[k]["task"]), k)):
-        lines.append(row(stats[name]["task"], name, stats[name]))
+        rows.append(row(stats[name]["task"], name, stats[name]))
         totals[stats[name]["task"]].update({k: v for k, v in stats[name].items() if k != "task"})
-    lines += [row(task, "**all**", totals[task]) for task in TASKS if task in totals]
-    return "\n".join(lines)
+    rows += [row(task, "**all**", totals[task]) for task in TASKS if task in totals]
+    return markdown_table(["task", "data set", "records", "NA% in", *cols], rows)
 
 
 def table7_report(stats: dict, dataset_caps: str) -> str:
