@@ -49,6 +49,17 @@ EOS_TEXT, BOS_TEXT = "</s>", "<s>"
 SPECIAL_RE = re.compile(r"</s>|<s>")  # the special-token strings the slow Llama tokenizer maps to ids
 
 
+def _check_messages(messages, where: str, field: str) -> list[dict]:
+    if not isinstance(messages, list) or not messages:
+        raise ValueError(f"{where}: '{field}' must be a non-empty list of messages, got {type(messages).__name__}")
+    for k, m in enumerate(messages):
+        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant") \
+                or not isinstance(m.get("content"), str):
+            raise ValueError(f"{where}: {field}[{k}] must be {{\"role\": system|user|assistant, \"content\": str}}, "
+                             f"got {str(m)[:200]}")
+    return messages
+
+
 def _render_chat(messages: list[dict]) -> tuple[str, list[tuple[int, int]]]:
     """(rendered text, trained character intervals [start, end)), both after the final strip."""
     parts, trained, n = [], [], 0
@@ -156,8 +167,7 @@ def render_eval_prompt(messages: list[dict]) -> str:
 
 
 def encode_eval_prompt(tokenizer, messages: list[dict]) -> list[int]:
-    """Ids of the release's evaluation prompt: [BOS] + render_eval_prompt tokenised as the slow Llama tokenizer
-    does (each "</s>" the EOS id)."""
+    """Ids of the release's evaluation prompt: [BOS] + render_eval_prompt, each "</s>" the EOS id."""
     return _encode(tokenizer, render_eval_prompt(messages), [])[0]
 
 
@@ -236,17 +246,6 @@ def collate_preference(pairs: list[tuple], pad_id: int = 0) -> dict[str, torch.T
 
 # ----------------------------------------------------------------------------------------------------------------
 # 2. Reading conversation files: IEInstruct JSONL, IEFeedback (JSON list or JSONL), TULU-v2-style JSONL, general chat
-
-def _check_messages(messages, where: str, field: str) -> list[dict]:
-    if not isinstance(messages, list) or not messages:
-        raise ValueError(f"{where}: '{field}' must be a non-empty list of messages, got {type(messages).__name__}")
-    for k, m in enumerate(messages):
-        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant") \
-                or not isinstance(m.get("content"), str):
-            raise ValueError(f"{where}: {field}[{k}] must be {{\"role\": system|user|assistant, \"content\": str}}, "
-                             f"got {str(m)[:200]}")
-    return messages
-
 
 def load_conversations(path) -> list[dict]:
     """Conversations {dataset, id, messages} (+ chosen, rejected for preference data) from an IEInstruct JSONL,
@@ -1105,8 +1104,9 @@ def ie_instruct(records: list[dict], cfg: IEInstructConfig, prompts: Prompts | N
         # What the text cannot show: labels with the task's default guideline, LLM-written explanations used
         inventory = {l for r in recs for l in r["labels"]}
         st["labels without a guideline"] = len(inventory - set(prompts.guidelines.get(name, {})))
-        st["LLM explanations used"] = sum(c["messages"][-1]["content"].startswith(EXPLANATION + ctx.explanations[
-            c["id"]]) for c in built if c["id"] in ctx.explanations)
+        expl = ctx.explanations
+        st["LLM explanations used"] = sum(c["messages"][-1]["content"].startswith(EXPLANATION + expl[c["id"]])
+                                          for c in built if c["id"] in expl)
         stats[name] = Counter({"task": task, "instances": len(built), **st})
         conversations += built
     bar.close()
