@@ -1,32 +1,7 @@
-"""IEInstruct: unified IE records -> augmented chat conversations, and chat tokenisation with loss masks.
-
-ADELIE (Qi et al.) aligns LLaMA-2 on information extraction with IEInstruct, ~83.6k IE conversations built from
-~20 IE data sets with heavy instruction augmentation, mixed with general chat data (paper section 3, appendix A,
-B.1; what the authors' release does: docs/fidelity.md §1-2). This file builds that corpus
-and turns conversations into training tensors. Where each step of the paper is:
-
-  part                                        paper / docs                         names here
-  1. the unified IE record (below)            3.1 IE data collection, Table 7      read_records, plain_items
-  2. prompt pools (prompts/*.json)            3.2, appendix A.1, Table 5           load_prompts
-  3. answers and their formats                3.3, appendix A.2, Table 9           canonical_answer,
-                                                                                    json_answer, template_answer,
-                                                                                    FORMAT_REQUESTS
-  4. one IEInstruct instance                  3.2 (task description, schema        ie_instruct_instance,
-                                              shuffling/sampling, guidelines,      evaluation_conversation
-                                              symbols, output format, few-shot),
-                                              3.3 (answers, explanations)
-  5. the whole corpus                         3.1 (NA filter, examples-proportional ie_instruct, mix_general,
-                                              Table 7 caps), 4 (general mixing),   build_embedded_default
-                                              B.1 (length filter)
-  6. chat format and tokenisation             fidelity.md §2 (Tulu, loss mask)     render_chat, tokenize_chat,
-                                                                                    encode_prompt, tokenize_sft,
-                                                                                    tokenize_preference, collate_sft,
-                                                                                    collate_preference
-  7. reading conversation files               released IEInstruct / IEFeedback /   load_conversations
-                                              TULU v2 formats
-  7b. auditing a corpus from its text         Table 7, the rates of 3.1-3.3 and 4  corpus_stats, stats_summary,
-                                                                                    dataset_table, compare_table
-  8. command line                                                                  build, show, stats
+"""ADELIE's data (Qi et al.): 1. the chat format, tokenisation and collators that sft.py, dpo.py and evaluate.py
+import (docs/fidelity.md §2); 2. reading conversation files; 3. IEInstruct (paper section 3, appendix A, B.1;
+docs/fidelity.md §1): unified IE records -> prompt pools -> answers -> one augmented instance -> the corpus, mixed
+with general chat (section 4); 4. the command line (show and stats: audit.py, a corpus audited from its text).
 
     python data.py build --out runs/data/ie_instruct.jsonl              # embedded default: synthetic.py's corpus
     python data.py build --out ie_instruct.jsonl --data_dir ../shared/data \\
@@ -35,52 +10,13 @@ and turns conversations into training tensors. Where each step of the paper is:
     python data.py build --out x.jsonl --records my_records.jsonl --skip-bad
     python data.py show runs/data/ie_instruct.jsonl --n 3             # what the model is trained on, masks marked
     python data.py stats runs/data/ie_instruct.jsonl IEInstruct.jsonl  # Table 7 and every rate, side by side
-    python tools/train_tokenizer.py --out assets/tokenizer.model        # re-make the embedded tokenizer (tooling)
 
-THE UNIFIED IE RECORD (ie_formats.py and synthetic.py write it; data.py and evaluate.py read it). One JSON object per
-instance, one line of a .jsonl file:
-
-    {"dataset": "conll2003",            source data set name (lowercase, as in Table 7 / MANIFEST.md)
-     "split":   "train",                train | dev | test
-     "id":      "conll2003/train/17",   "{dataset}/{split}/{index}[/{suffix}]", index = position of the sentence or
-                                        document in its source; a suffix names one of several records made from one
-                                        source unit (one EAE record per trigger, one MAVEN-ERE record per subtask)
-     "task":    "NER",                  NER RC RE ED EAE EE ERE OpenIE ODIE
-     "text":    "EU rejects German call to boycott British lamb .",
-     "labels":  ["LOC", "MISC", "ORG", "PER"],   the schema offered for this record: the data set's label inventory
-                                        (entity types, relations, event types); for EAE the roles of this trigger's
-                                        event type (all roles of the data set when it has no per-type inventory);
-                                        [] for OpenIE and ODIE
-     "query":   null,                   what the input gives besides the text (table below); null when nothing
-     "items":   [{"entity": {"text": "EU", "start": 0, "end": 2}, "type": "ORG"}, ...],   gold; [] means NA
-     "meta":    {}}                     anything else: ERE subtask, EE role inventory, ...
-
-A mention M is {"text": str, "start": int, "end": int}, character offsets into `text`, end exclusive, and
-text[start:end] == M["text"]; reading a file checks this and names the file and line when it fails.
-
-    task    query                                       one item of items
-    NER     null                                        {"entity": M, "type": label}
-    RC      {"head": M, "tail": M}                      {"head": M, "relation": label, "tail": M}; no relation: []
-    RE      null                                        {"head": M, "relation": label, "tail": M}
-    ED      null                                        {"trigger": M, "type": label}
-    EAE     {"trigger": M, "event_type": str}           {"argument": M, "role": label}
-    EE      null                                        {"trigger": M, "type": label,
-                                                         "arguments": [{"argument": M, "role": str}]};
-                                                        meta.roles = {event type: [roles]}
-    ERE     {"events": [M, ...]} (document) or          {"event1": M, "relation": label, "event2": M};
-            {"event1": M, "event2": M} (a pair, MATRES) meta.subtask = temporal | causal | subevent | coreference
-    OpenIE  null                                        {"predicate", "subject", "object", "time", "location": str}
-                                                        ("" when absent; optional "extra": [str] = further
-                                                        arguments, which no answer format carries)
-    ODIE    {"instruction": str}                        exactly one item {"header": [str], "rows": [[str]]}
-
-Refinements to docs/design.md made here: `labels` of an EAE record is the role set offered for its trigger; the id
-may carry a suffix; OpenIE items may carry "extra"; ERE records must give meta.subtask. ie_formats.validate_record
-checks all of it.
+IEInstruct is built from unified IE records (docs/design.md; ie_formats.validate_record checks them), refined here:
+an EAE record's `labels` are the roles offered for its trigger; an id may end in a suffix (several records from one
+source unit); OpenIE items may carry "extra" arguments (no answer format states them); ERE gives meta.subtask.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import random
 import re
@@ -95,1199 +31,40 @@ import torch
 
 from config import flag, parse_config
 from robust import atomic_file
-from ie_formats import TASKS
-from scorers import answer_part
+from scorers import answer_part  # noqa: F401  (re-exported: llm.py calls data.answer_part)
 
 REPO = Path(__file__).resolve().parent
 PROMPTS_DIR = REPO / "prompts"
 DEFAULT_TOKENIZER = REPO / "assets" / "tokenizer.model"
 
-CLOSED_TASKS = ("NER", "RC", "RE", "ED", "EAE", "EE", "ERE")  # tasks with a schema (paper section 3.2)
-ANSWER = "[Answer]: "
-EXPLANATION = "[Explanation]: "
-
-# Spec section 2: the ODIE system prompt, verbatim from the release.
-ODIE_SYSTEM = ("You are a helpful assistant. Follow the user instruction to extract information from the given text "
-               "into a concise markdown table.")
-
-# Paper Table 9, verbatim: the one output-format request per held-out task used at evaluation (appendix C.1).
-FORMAT_REQUESTS = {
-    "NER": 'Please give the answer in the form "[Answer]: {entity}: {type}; ".',
-    "RC": 'Please give the answer in the tuple form "[Answer]: ({subject}; {relation}; {object}); ".',
-    "ED": 'Please give the answer in the form "[Answer]: {event}: {class}; ".',
-    "EAE": 'Please give the answer in the form "[Answer]: {word}: {role}; ".',
-    "ERE": 'Please give the answer in the tuple form "[Answer]: ({first event}; {relation}; {second event}); ".',
-    "OpenIE": 'Please give the answer in the tuple form "[Answer]: ({predicate}; {subject}; {object}; {time}; '
-              '{location})". If one or more of the last three elements does not exist, it can be omitted.',
-}
-
-# Spec section 2 (the release's RANDOM_SYMBOLS): what an option is replaced by under "label symbols".
-SYMBOLS = ["A", "B", "C", "D", "E", "F", "G", "LABEL_1", "LABEL_2", "LABEL_3", "LABEL_4", "LABEL_5", "LABEL_6"]
-
-# The placeholders a task description may hold, per task, and what fills them (from the record of the FIRST user
-# turn: the query in zero-shot, the first demonstration in few-shot, since the description opens that turn).
-DESCRIPTION_PLACEHOLDERS = {"NER": (), "RC": ("head", "tail"), "RE": (), "ED": (), "EAE": ("trigger", "event_type"),
-                            "EE": (), "ERE": ("relation_kind",), "OpenIE": ()}
-
-# The string fields of one item of each task, as an answer states them (the "plain" view of the gold).
-ITEM_FIELDS = {"NER": ("entity", "type"), "RC": ("head", "relation", "tail"), "RE": ("head", "relation", "tail"),
-               "ED": ("trigger", "type"), "EAE": ("argument", "role"), "EE": ("trigger", "type", "arguments"),
-               "ERE": ("event1", "relation", "event2"),
-               "OpenIE": ("predicate", "subject", "object", "time", "location"), "ODIE": ("header", "rows")}
-LABEL_FIELD = {"NER": "type", "RC": "relation", "RE": "relation", "ED": "type", "EAE": "role", "EE": "type",
-               "ERE": "relation"}
-MENTION_FIELDS = {"NER": ("entity",), "RC": ("head", "tail"), "RE": ("head", "tail"), "ED": ("trigger",),
-                  "EAE": ("argument",), "EE": ("trigger",), "ERE": ("event1", "event2")}
-
 
 # ----------------------------------------------------------------------------------------------------------------
-# 1. Unified IE records: reading them (validated by ie_formats.validate_record), and their plain-string gold
-
-def read_records(paths, skip_bad: bool = False, counts: Counter | None = None) -> list[dict]:
-    """Unified IE records from JSONL files, each validated; a bad line raises ValueError naming the file, the line
-    and the problem, or with `skip_bad` is skipped and counted in `counts` ("bad line: <problem kind>")."""
-    from ie_formats import validate_record
-    counts = Counter() if counts is None else counts
-    records = []
-    for path in [paths] if isinstance(paths, (str, Path)) else paths:
-        with open(path, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                where = f"{path}:{lineno}"
-                try:
-                    try:
-                        record = json.loads(line)
-                    except json.JSONDecodeError as e:
-                        raise ValueError(f"{where}: malformed JSON ({e.msg} at column {e.colno})") from None
-                    validate_record(record, where)
-                except ValueError as e:
-                    if not skip_bad:
-                        raise
-                    counts[f"bad line: {_problem_kind(str(e))}"] += 1
-                    counts.setdefault("_first_bad", str(e))
-                    continue
-                records.append(record)
-    return records
-
-
-def _problem_kind(message: str) -> str:
-    """A short class of a validation message, for counting skipped lines."""
-    for kind in ("malformed JSON", "unknown task", "outside the text", "has keys", "not in the record's labels"):
-        if kind in message:
-            return {"has keys": "missing or extra field"}.get(kind, kind)
-    return "other problem"
-
-
-def _text(x) -> str:
-    return x["text"] if isinstance(x, dict) else x
-
-
-def plain_items(task: str, items: list[dict]) -> list[dict]:
-    """Gold items with every mention replaced by its string: what an answer can state, and what scoring compares.
-    Idempotent (plain items pass through unchanged); OpenIE "extra" arguments are left out (no format has them)."""
-    out = []
-    for it in items:
-        if task == "EE":
-            out.append({"trigger": _text(it["trigger"]), "type": it["type"],
-                        "arguments": [{"argument": _text(a["argument"]), "role": a["role"]} for a in it["arguments"]]})
-        elif task == "ODIE":
-            out.append({"header": list(it["header"]), "rows": [list(r) for r in it["rows"]]})
-        else:
-            out.append({k: _text(it[k]) for k in ITEM_FIELDS[task]})
-    return out
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# 2. Prompt pools (paper section 3.2, appendix A.1). Hand-written by this project; a second task-description file
-#    of the same shape (llm.py's GPT-generated descriptions, paper 3.2's self-instruct loop) is appended on request.
-
-PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
-
-
-@dataclass
-class Prompts:
-    descriptions: dict   # task -> [task description]                 prompts/task_descriptions.json (+ extra)
-    formats: dict        # task -> {"canonical", "json", "templates"}  prompts/output_formats.json
-    explanations: dict   # task -> template explanation parts          prompts/explanations.json
-    schema: dict         # task -> schema intros                        prompts/schema.json
-    guidelines: dict     # data set -> {label: definition}             prompts/label_descriptions.json
-
-    def format_requests(self) -> set[str]:
-        """Every output-format request sentence (they quote format specs such as {entity}: literal braces)."""
-        out = set(FORMAT_REQUESTS.values())
-        for f in self.formats.values():
-            out |= {f["canonical"], *f["json"], *(t["request"] for t in f["templates"])}
-        return out
-
-
-def _load_json(path: Path):
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
-
-
-def _check_placeholders(text: str, allowed, where: str) -> None:
-    bad = [p for p in PLACEHOLDER_RE.findall(text) if p not in allowed]
-    if bad:
-        raise ValueError(f"{where}: placeholder(s) {', '.join('{' + b + '}' for b in bad)} not allowed here; "
-                         f"allowed: {', '.join('{' + a + '}' for a in allowed) or 'none'}")
-
-
-def load_descriptions(path: Path) -> dict[str, list[str]]:
-    """A task-description pool {TASK: [description]}, each placeholder checked against DESCRIPTION_PLACEHOLDERS."""
-    pool = _load_json(path)
-    if not isinstance(pool, dict):
-        raise ValueError(f"{path}: expected an object {{TASK: [description, ...]}}")
-    for task, descs in pool.items():
-        if task not in DESCRIPTION_PLACEHOLDERS:
-            raise ValueError(f"{path}: unknown task {task!r}; expected one of {', '.join(DESCRIPTION_PLACEHOLDERS)}")
-        if not isinstance(descs, list) or not all(isinstance(d, str) and d.strip() for d in descs):
-            raise ValueError(f"{path}: {task} must be a list of non-empty strings")
-        for i, d in enumerate(descs):
-            _check_placeholders(d, DESCRIPTION_PLACEHOLDERS[task], f"{path}: {task} description {i}")
-    return pool
-
-
-def load_prompts(extra_descriptions=(), prompts_dir: Path = PROMPTS_DIR) -> Prompts:
-    """Read and check prompts/; `extra_descriptions` = more task-description files (same shape) to append."""
-    descriptions = {t: list(d) for t, d in load_descriptions(prompts_dir / "task_descriptions.json").items()}
-    for path in extra_descriptions:
-        for task, descs in load_descriptions(Path(path)).items():
-            descriptions.setdefault(task, []).extend(descs)
-    formats = _load_json(prompts_dir / "output_formats.json")
-    for task, f in formats.items():
-        where = f"{prompts_dir / 'output_formats.json'}: {task}"
-        for i, t in enumerate(f["templates"]):
-            fields = set(ITEM_FIELDS[task]) | ({"rest"} if task == "OpenIE" else set())
-            _check_placeholders(t["item"], fields, f"{where} template {i} item")
-            for part in ("sep", "none"):
-                if part not in t:
-                    raise ValueError(f"{where} template {i}: missing {part!r}")
-            if task == "EE":
-                _check_placeholders(t["argument"], {"argument", "role"}, f"{where} template {i} argument")
-            if task == "OpenIE":
-                for k, p in t["parts"].items():
-                    _check_placeholders(p, {k}, f"{where} template {i} part {k}")
-    explanations = _load_json(prompts_dir / "explanations.json")
-    schema = _load_json(prompts_dir / "schema.json")
-    guidelines = _load_json(prompts_dir / "label_descriptions.json")
-    for task in DESCRIPTION_PLACEHOLDERS:
-        if len(descriptions.get(task, [])) == 0 or task not in formats or task not in explanations:
-            raise ValueError(f"{prompts_dir}: no task descriptions, output formats or explanations for {task}")
-    return Prompts(descriptions, formats, explanations, schema, guidelines)
-
-
-def fill_placeholders(template: str, values: dict[str, str]) -> str:
-    """Replace every {name} by values[name]; a name without a value is an error (never left in a prompt)."""
-    def sub(m):
-        if m.group(1) not in values:
-            raise KeyError(f"placeholder {{{m.group(1)}}} has no value in {template!r}")
-        return values[m.group(1)]
-    return PLACEHOLDER_RE.sub(sub, template)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# 3. Answers (paper section 3.3, appendix A.2). Every format starts with "[Answer]: "; NA items give the format's
-#    "none" answer. Items arrive plain (plain_items) and already in target order: the builder shuffles them once
-#    (docs/fidelity.md §1: "items are shuffled in the target to avoid order bias") so explanation and answer agree.
-
-def _canonical_item(task: str, it: dict) -> str:
-    if task in ("NER", "ED"):
-        return f"{it['entity' if task == 'NER' else 'trigger']}: {it['type']};"
-    if task == "EAE":
-        return f"{it['argument']}: {it['role']};"
-    if task in ("RC", "RE"):
-        return f"({it['head']}; {it['relation']}; {it['tail']})"
-    if task == "ERE":
-        return f"({it['event1']}; {it['relation']}; {it['event2']});"
-    if task == "EE":
-        return "(" + "; ".join([it["trigger"], it["type"]] + [f"{a['argument']}: {a['role']}"
-                                                              for a in it["arguments"]]) + ")"
-    if task == "OpenIE":
-        parts = [it["predicate"], it["subject"], it["object"], it["time"], it["location"]]
-        while len(parts) > 2 and not parts[-1]:  # Table 9: missing trailing elements are omitted
-            parts.pop()
-        return "(" + "; ".join(parts) + ")"
-    raise ValueError(f"unknown task {task!r}")
-
-
-# Canonical item separators (docs/fidelity.md §1): NER/ED/EAE/ERE items follow each other on one line, the tuple tasks
-# put one item per line.
-CANONICAL_SEP = {"NER": " ", "ED": " ", "EAE": " ", "ERE": " ", "RC": "\n", "RE": "\n", "EE": "\n", "OpenIE": "\n"}
-
-
-def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    """An ODIE answer table: header line, separator line, one line per row."""
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
-
-
-def canonical_answer(task: str, items: list[dict], rng: random.Random | None = None) -> str:
-    """The canonical target (docs/fidelity.md §1): "[Answer]: " + items in the canonical format, or "[Answer]: NA".
-
-    NER `{entity}: {type};` ED `{trigger}: {type};` EAE `{argument}: {role};` ERE `({event1}; {relation}; {event2});`
-    (space-separated); RC/RE `({head}; {relation}; {tail})`, EE `({trigger}; {type}; {argument}: {role}; ...)`,
-    OpenIE `({predicate}; {subject}; {object}; {time}; {location})` without missing trailing elements (one per
-    line); ODIE a markdown table. With `rng` the items are shuffled first. Its inverse (parse_canonical) is a test
-    helper in tests/test_data.py."""
-    items = plain_items(task, items)
-    if task == "ODIE":
-        return ANSWER + markdown_table(items[0]["header"], items[0]["rows"])
-    if rng is not None:
-        rng.shuffle(items)
-    if not items:
-        return ANSWER + "NA"
-    return ANSWER + CANONICAL_SEP[task].join(_canonical_item(task, it) for it in items)
-
-
-def json_answer(task: str, items: list[dict]) -> str:
-    """Real JSON (docs/fidelity.md §1; the release wrote a Python dict repr): a list of item objects, [] for NA.
-    OpenIE objects leave out the empty optional fields."""
-    items = plain_items(task, items)
-    if task == "OpenIE":
-        items = [{k: v for k, v in it.items() if v or k in ("predicate", "subject")} for it in items]
-    return ANSWER + json.dumps(items, ensure_ascii=False)
-
-
-def _template_item(task: str, it: dict, t: dict) -> str:
-    values = dict(it)
-    if task == "EE":
-        args = [t["argument"].format(**a) for a in it["arguments"]]
-        values["arguments"] = t["argument_sep"].join(args) if args else t["no_arguments"]
-    if task == "OpenIE":
-        values["rest"] = "".join(t["parts"][k].format(**{k: it[k]}) for k in ("object", "time", "location") if it[k])
-    return t["item"].format(**values)
-
-
-def template_answer(task: str, items: list[dict], template: dict) -> str:
-    """A keyed-tuple or natural-language answer from one prompts/output_formats.json template (paper 3.3)."""
-    items = plain_items(task, items)
-    if not items:
-        return ANSWER + template["none"]
-    return ANSWER + template["sep"].join(_template_item(task, it, template) for it in items)
-
-
-def template_explanation(task: str, items: list[dict], parts: dict, rng: random.Random) -> str:
-    """A template explanation (docs/fidelity.md §1; the release's OUTPUT_EXPLAN): intro + one sentence per item +
-    a lead-in to the answer, or a sentence saying there is nothing to extract."""
-    items = plain_items(task, items)
-    if task == "ODIE":
-        table = items[0]
-        rows = [parts["cell_sep"].join(parts["cell"].format(header=h, value=v) for h, v in zip(table["header"], r))
-                for r in table["rows"]]
-        if not rows:
-            return rng.choice(parts["none"])
-        item = rng.choice(parts["item"])
-        return (rng.choice(parts["intro"]).format(columns=", ".join(table["header"]))
-                + " ".join(item.format(cells=c) for c in rows) + " " + rng.choice(parts["outro"]))
-    if not items:
-        return rng.choice(parts["none"])
-    item = rng.choice(parts["item"])
-    sentences = []
-    for it in items:
-        values = dict(it)
-        if task == "EE":
-            args = [parts["argument"].format(**a) for a in it["arguments"]]
-            values["arguments"] = parts["argument_sep"].join(args) if args else parts["no_arguments"]
-        if task == "OpenIE":
-            values["rest"] = "".join(parts["parts"][k].format(**{k: it[k]})
-                                     for k in ("object", "time", "location") if it[k])
-        sentences.append(item.format(**values))
-    return rng.choice(parts["intro"]) + " ".join(sentences) + " " + rng.choice(parts["outro"])
-
-
-def with_explanation(answer: str, explanation: str | None) -> str:
-    """`[Explanation]: ... [Answer]: ...` (docs/fidelity.md §1), or the answer alone."""
-    if not explanation:
-        return answer
-    return EXPLANATION + explanation + ("" if explanation.endswith(" ") else " ") + answer
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# 4. One IEInstruct instance (paper section 3.2-3.3; docs/fidelity.md §1). Each augmentation is a named option whose
-#    default is the paper's (or, where the paper is silent, the release's) rate.
-
-# Paper Table 7: IEInstruct's instances per training data set, by ie_formats.DATASETS name. The paper's 5,000
-# limit (section 3.1) was applied by the release to groups of small sets (BC5CDR + GENIA + MIT-Restaurant share one
-# 5,000; SciERC + NYT11 + ADE share 10,000; PHEE + CASIE share 5,000), so one 5,000 cap per set does not give these
-# counts: they are the defaults (--dataset_caps table7). GENIA here is ie_formats' genia (nested GENIA; jnlpba is
-# JNLPBA, GENIA-derived, not in Table 7). The counts sum to 82,669 (the paper's text says 83,585 in all).
-TABLE7_INSTANCES = {
-    "conll2003": 5000, "ace2005-ner": 5000, "ontonotes5": 5000, "bc5cdr": 1666, "genia": 1667, "mit-restaurant": 1667,
-    "tacred": 5000, "fewrel": 5000,
-    "scierc": 3332, "nyt11": 3334, "ade": 3334,
-    "ace2005-ed": 4067, "maven": 5000,
-    "phee": 2500, "casie": 2500,
-    "ace2005-eae": 4420, "rams": 5000, "maven-arg": 5000,
-    "maven-ere": 4278,
-    "openie6": 5000,
-    "instructie": 4904,
-}
-
-
-def dataset_cap(name: str, cfg: "IEInstructConfig") -> int:
-    """Instances data set `name` may give (paper section 3.1 and Table 7): Table 7's count (at most
-    cfg.max_per_dataset) for a Table 7 set under dataset_caps="table7", else cfg.max_per_dataset."""
-    if cfg.dataset_caps == "table7" and name in TABLE7_INSTANCES:
-        return min(TABLE7_INSTANCES[name], cfg.max_per_dataset)
-    return cfg.max_per_dataset
-
-
-@dataclass
-class IEInstructConfig:
-    # ---- inputs and output (`python data.py build`)
-    out: str = flag("", "output IEInstruct JSONL {dataset, id, messages}; the statistics table goes beside it "
-                        "(OUT.stats.md / OUT.stats.json)")
-    seed: int = flag(0, "every random choice of the build derives from this seed (same seed -> same file)")
-    data_dir: str = flag("", "read every real data set present here with ie_formats.convert_all "
-                             "(e.g. ../shared/data); default: the embedded synthetic corpus")
-    records: str = flag("", "unified IE records, JSONL (comma-separated for several files), validated line by line")
-    skip_bad: bool = flag(False, "with --records: skip (and count) bad lines instead of stopping at the first")
-    include_held_out: bool = flag(False, "also build from the held-out evaluation sets (FewNERD, SemEval, RichERE, "
-                                          "MATRES, CaRB, ROBUST: ie_formats.HELD_OUT), which section 5.1 keeps out")
-    splits: str = flag("train", "record splits to build from (comma-separated); IEInstruct uses training data")
-    synthetic_n_train: int = flag(1000, "synthetic train records per synthetic data set when no --records / "
-                                            "--data_dir is given (sft.py's embedded default builds with 60)")
-    synthetic_seed: int = flag(0, "embedded default: seed of synthetic.py's corpus (kept apart from --seed so that "
-                                  "the held-out split evaluate.py uses does not change with the build seed)")
-    general: str = flag("", "general chat data to mix in (section 4): TULU-v2-style JSONL {dataset, id, messages}, "
-                            "a self-instruct JSONL or a directory of them (e.g. ../shared/data/general_self_instruct); "
-                            "default '': synthetic.py's general chat; 'none': no general data")
-    ie_proportion: float = flag(0.2, "share of IE conversations in the mix (section 4: 83,585 IE + 320,000 "
-                                     "general = 20%); 1 = IE only")
-    explanations: str = flag("", "LLM-written explanations, JSONL {id, explanation} keyed by record id "
-                                 "(llm.py, paper 3.3 / Table 6); without it every explanation is a template")
-    extra_descriptions: str = flag("", "more task descriptions, JSON {TASK: [description]} (llm.py's GPT-written "
-                                       "ones, paper 3.2), appended to prompts/task_descriptions.json")
-    tokenizer: str = flag(str(DEFAULT_TOKENIZER), "SentencePiece model the length filter counts tokens with "
-                                                  "(the one training will use)")
-    max_tokens: int = flag(2048, "length filter (appendix B.1: drop instances over 2,048 tokens; default, so that "
-                                 "nothing is cut by SFT's 2048-token truncation); demonstrations are removed first, "
-                                 "the instance only if it is still too long; 0 = off")
-    max_words: int = flag(0, "the release's length filter instead: whitespace words over all turns "
-                             "(docs/fidelity.md §1: 1500); 0 = off")
-    # ---- data collection (section 3.1)
-    max_per_dataset: int = flag(5000, "examples-proportional mixture cap: instances per data set (section 3.1: 5,000); "
-                                      "with --dataset_caps table7, Table 7's count where it is smaller")
-    dataset_caps: str = flag("table7", "table7: each Table 7 data set capped at its Table 7 count (TABLE7_INSTANCES, "
-                                       "at most max_per_dataset), any other set at max_per_dataset; uniform: "
-                                       "max_per_dataset for every set (one 5,000 cap: BC5CDR then gives ~4,500, "
-                                       "not Table 7's 1,666)", choices=["table7", "uniform"])
-    na_cap: float = flag(0.2, "NA instances at most this share of each data set (section 3.1: 'filter out 80% of "
-                              "NA data'; docs/fidelity.md §1: capped at 20%)")
-    # ---- schema description (section 3.2; docs/fidelity.md §1)
-    class_dropout: float = flag(0.1, "each option dropped with this probability; a dropped gold label takes its "
-                                     "items out of the answer (docs/fidelity.md §1: 0.1)")
-    guideline_rate: float = flag(0.2, "share of closed-IE instances whose options get guidelines (section 3.2: 20%)")
-    guideline_max_options: int = flag(10, "with guidelines the option list is cut to this many, gold kept (release)")
-    example_rate: float = flag(0.2, "share of closed-IE instances whose options get 'such as' example mentions "
-                                    "from the training data (docs/fidelity.md §1: 0.2)")
-    example_max_options: int = flag(15, "with examples the option list is cut to this many, gold kept (release)")
-    examples_per_option: int = flag(3, "example mentions per option at most (docs/fidelity.md §1: up to 3)")
-    example_min_mentions: int = flag(10, "an option gets examples only with this many training mentions (release: "
-                                         ">= 10)")
-    symbol_rate: float = flag(0.05, "each option replaced by a symbol (A..G, LABEL_1..LABEL_6) with this "
-                                    "probability, in schema and answer (section 3.2; docs/fidelity.md §1: 0.05)")
-    label_variation_rate: float = flag(7 / 11, "share of instances whose label strings are rewritten (lower case, "
-                                               "separators); the paper only says 'label-string variation'; the "
-                                               "release draws randint(0, 10) and varies on 7 of the 11 values")
-    # ---- output format (sections 3.2-3.3; docs/fidelity.md §1)
-    canonical_rate: float = flag(0.8, "share with the canonical output format (docs/fidelity.md §1: 0.8)")
-    json_rate: float = flag(0.05, "share with real JSON answers (release: 5%); the rest use the keyed-tuple and "
-                                  "natural-language templates of prompts/output_formats.json")
-    # ---- explanations (section 3.3; docs/fidelity.md §1)
-    explanation_rate: float = flag(0.1, "share of closed/open IE instances with [Explanation]: ... before the answer "
-                                        "(section 3.3: 10%)")
-    odie_cot_rate: float = flag(0.2, "share of ODIE instances with an explanation (release: about 20% use the CoT "
-                                     "version)")
-    # ---- few-shot demonstrations (section 3.2; docs/fidelity.md §1)
-    fewshot_rate: float = flag(0.5, "share of closed/open IE instances with demonstrations (section 3.2: 50%)")
-    fewshot_max: int = flag(8, "demonstrations: uniform 1..this (section 3.2: 1 to 8)")
-    fewshot_na_keep: float = flag(0.1, "an NA demonstration is kept with this probability (docs/fidelity.md §1: 0.1)")
-
-
-@dataclass
-class DatasetContext:
-    """What building one data set's instances needs beyond the record itself."""
-    name: str
-    task: str
-    pools: dict      # tuple(labels) -> train records: demonstration candidates with the same schema
-    mentions: dict   # label -> (number of training mentions, sorted distinct example strings) for 'such as'
-    explanations: dict  # record id -> LLM-written explanation
-
-
-def _label_examples(task: str, record: dict):
-    """(label, example string) for each gold item: the strings a 'such as' list shows."""
-    for it in record["items"]:
-        if task in ("NER",):
-            yield it["type"], f'"{it["entity"]["text"]}"'
-        elif task in ("ED", "EE"):
-            yield it["type"], f'"{it["trigger"]["text"]}"'
-        elif task == "EAE":
-            yield it["role"], f'"{it["argument"]["text"]}"'
-        elif task in ("RC", "RE"):
-            yield it["relation"], f'("{it["head"]["text"]}", "{it["tail"]["text"]}")'
-        elif task == "ERE":
-            yield it["relation"], f'("{it["event1"]["text"]}", "{it["event2"]["text"]}")'
-
-
-def dataset_context(records: list[dict], explanations: dict | None = None) -> DatasetContext:
-    """Demonstration pools (records with the same schema) and 'such as' mentions of one data set's train records."""
-    if not records:
-        raise ValueError("dataset_context needs at least one record")
-    name, task = records[0]["dataset"], records[0]["task"]
-    pools, counts = defaultdict(list), defaultdict(Counter)
-    for r in records:
-        if r["task"] != task:
-            raise ValueError(f"{r['id']}: data set {name} mixes tasks {task} and {r['task']}")
-        if task in CLOSED_TASKS and not r["labels"]:
-            raise ValueError(f"{r['id']}: a {task} record needs a non-empty label inventory (its schema)")
-        pools[tuple(r["labels"])].append(r)
-        for label, ex in _label_examples(task, r):
-            counts[label][ex] += 1
-    mentions = {label: (sum(c.values()), sorted(c)) for label, c in counts.items()}
-    return DatasetContext(name, task, dict(pools), mentions, explanations or {})
-
-
-def _humanize(label: str) -> str:
-    return re.sub(r"[-_.:/]+", " ", label).strip()
-
-
-# Label-string variations (docs/fidelity.md §1: "separators `:`/`_`/`-` rewritten"; the release also lower-cases).
-LABEL_VARIATIONS = {
-    "lowercase": lambda s: s.lower(),
-    "separators_to_spaces": lambda s: re.sub(r"\s*[-_.:/]+\s*", " ", s),
-    "separators_to_underscores": lambda s: re.sub(r"[-.:/\s]+", "_", s),
-    "lowercase_spaces": lambda s: re.sub(r"\s*[-_.:/]+\s*", " ", s).lower(),
-    "lowercase_underscores": lambda s: re.sub(r"[-.:/\s]+", "_", s).lower(),
-    "uppercase": lambda s: s.upper(),
-}
-
-
-_VARIED: dict[tuple[str, str], str] = {}  # (variation, label) -> varied label (labels repeat across instances)
-
-
-def _vary(variation: str, label: str) -> str:
-    out = _VARIED.get((variation, label))
-    if out is None:
-        out = _VARIED[(variation, label)] = LABEL_VARIATIONS[variation](label)
-    return out
-
-
-def _applicable_variations(names: list[str]) -> list[str]:
-    """Variations that change at least one name and keep the names distinct and non-empty."""
-    out = []
-    for v in LABEL_VARIATIONS:
-        new = [_vary(v, n) for n in names]
-        if new != names and len(set(new)) == len(new) and all(x.strip() for x in new):
-            out.append(v)
-    return out
-
-
-def _cut(options: list[str], k: int, gold: set[str]) -> list[str]:
-    """At most k options in their current order, never removing a gold label (as the release)."""
-    free = max(0, k - sum(o in gold for o in options))
-    out = []
-    for o in options:
-        if o in gold:
-            out.append(o)
-        elif free:
-            out.append(o)
-            free -= 1
-    return out
-
-
-@dataclass
-class Plan:
-    """Every random choice of one instance, so it can be rendered again (with fewer demonstrations)."""
-    task: str
-    description: str            # task-description template (placeholders filled at render time)
-    options: list               # the schema: original labels in shown order ([] for OpenIE)
-    shown: dict                 # original label -> string shown (a symbol, a varied string, or itself)
-    schema_text: str            # the schema description, rendered
-    output_format: str          # "canonical" | "json" | "template"
-    template: dict | None       # the prompts/output_formats.json template when output_format == "template"
-    request: str                # the output-format request sentence
-    explain: bool
-    explanation_request: str
-    llm_explanation: str | None  # the query's LLM-written explanation, when one is used
-    demos: list
-
-
-def _gold(record: dict, plan: Plan) -> list[dict]:
-    """The record's plain gold under the plan: items of options left in the schema, labels as shown."""
-    task = record["task"]
-    items = plain_items(task, record["items"])
-    if task not in CLOSED_TASKS:
-        return items
-    key = LABEL_FIELD[task]
-    return [{**it, key: plan.shown[it[key]]} for it in items if it[key] in plan.shown]
-
-
-def _is_na(record: dict, plan: Plan) -> bool:
-    return record["task"] != "ODIE" and not _gold(record, plan)
-
-
-def text_block(record: dict) -> str:
-    """The input of one user turn: `Text: '...'`, then, for tasks whose input names mentions (RC's entity
-    pair, EAE's trigger, ERE's events), one line per named mention. Those lines are in EVERY turn, demonstrations
-    included: the release put them only in the task description, so its few-shot turns did not say which entities
-    or events were meant (docs/fidelity.md §1: placeholders left unfilled in all few-shot prompts)."""
-    out = f"Text: '{record['text']}'"
-    q, task = record["query"], record["task"]
-    if task == "RC":
-        out += f'\nHead entity: "{q["head"]["text"]}"\nTail entity: "{q["tail"]["text"]}"'
-    elif task == "EAE":
-        out += f'\nTrigger: "{q["trigger"]["text"]}" (event type: {q["event_type"]})'
-    elif task == "ERE" and "events" in q:
-        out += "\nEvents: " + ", ".join(f'"{m["text"]}"' for m in q["events"])
-    elif task == "ERE":
-        out += f'\nEvent 1: "{q["event1"]["text"]}"\nEvent 2: "{q["event2"]["text"]}"'
-    return out
-
-
-def _placeholder_values(record: dict) -> dict[str, str]:
-    """What fills a task description's placeholders (DESCRIPTION_PLACEHOLDERS), from one record."""
-    q, task = record["query"], record["task"]
-    if task == "RC":
-        return {"head": q["head"]["text"], "tail": q["tail"]["text"]}
-    if task == "EAE":
-        return {"trigger": q["trigger"]["text"], "event_type": q["event_type"]}
-    if task == "ERE":
-        return {"relation_kind": record["meta"]["subtask"]}
-    return {}
-
-
-def _guideline(dataset: str, task: str, label: str, prompts: Prompts, info: Counter) -> str:
-    g = prompts.guidelines.get(dataset, {}).get(label)
-    if g is None:
-        info["guideline_fallbacks"] += 1
-        g = prompts.guidelines["_default"][task].format(label=_humanize(label))
-    return g
-
-
-def _schema(record, ctx, prompts, cfg, rng, augment: bool, protect_gold: bool, info: Counter):
-    """Options, shown strings and the schema description (section 3.2: shuffling and sampling, guidelines with
-    examples, symbols; docs/fidelity.md §1: class dropout, label-string variation)."""
-    task, labels = record["task"], list(record["labels"])
-    gold = {it[LABEL_FIELD[task]] for it in record["items"]}
-    options = labels
-    if augment:  # class dropout (docs/fidelity.md §1: 0.1); a schema is never left empty
-        options = [o for o in labels if (protect_gold and o in gold) or rng.random() >= cfg.class_dropout]
-        if not options:
-            options = [rng.choice(labels)]
-            info["schema_refilled"] += 1
-    info["labels"] += len(labels)
-    info["dropped"] += len(labels) - len(options)
-    rng.shuffle(options)  # schema shuffling (section 3.2)
-    guidelines = augment and rng.random() < cfg.guideline_rate
-    examples = augment and rng.random() < cfg.example_rate
-    if guidelines:
-        options = _cut(options, cfg.guideline_max_options, gold)
-    if examples:
-        options = _cut(options, cfg.example_max_options, gold)
-    shown = {o: o for o in options}
-    if augment:
-        free = list(SYMBOLS)
-        for o in options:  # label symbols (section 3.2; docs/fidelity.md §1: each option with probability 0.05)
-            if rng.random() < cfg.symbol_rate and not (protect_gold and o in gold):
-                shown[o] = free.pop(rng.randrange(len(free))) if free else o
-        if rng.random() < cfg.label_variation_rate and not protect_gold:  # label-string variation
-            plain = [o for o in options if shown[o] == o]
-            names = _applicable_variations(plain) if plain else []
-            if names:
-                variation = rng.choice(names)
-                shown.update({o: _vary(variation, o) for o in plain})
-                info["varied"] += 1
-
-    intros = prompts.schema[task]
-    if guidelines or examples:
-        own = {ex for _, ex in _label_examples(task, record)}  # never show the query's own gold as an example
-        lines = []
-        for o in options:
-            line = "- " + shown[o]
-            if guidelines:
-                line += ": " + _guideline(record["dataset"], task, o, prompts, info).rstrip(".")
-            n, distinct = ctx.mentions.get(o, (0, []))
-            if examples and n >= cfg.example_min_mentions:
-                picks = rng.sample(distinct, min(len(distinct), cfg.examples_per_option + len(own)))
-                picks = [p for p in picks if p not in own][:cfg.examples_per_option]
-                if picks:
-                    line += SUCH_AS + ", ".join(picks) + ")"
-            lines.append(line + ("." if guidelines else ""))
-        text = rng.choice(intros["guidelines" if guidelines else "examples"]) + "\n" + "\n".join(lines)
-    else:
-        text = rng.choice(intros["list"]) + " [" + ", ".join(shown[o] for o in options) + "]."
-    roles = record["meta"].get("roles") if task == "EE" else None
-    if roles:  # EE: which roles each event type takes
-        per_type = [f"{shown[t]}: {', '.join(roles[t])}" for t in options if roles.get(t)]
-        if per_type:
-            text += "\n" + rng.choice(intros["roles"]) + " " + "; ".join(per_type) + "."
-    return options, shown, text
-
-
-def _sample_demos(record, ctx, cfg, rng, shown: dict, info: Counter) -> list[dict]:
-    """Few-shot demonstrations (section 3.2: 50% of instances get 1..8, sampled at random; release: same schema,
-    NA demonstrations kept with probability 0.1)."""
-    if rng.random() >= cfg.fewshot_rate:
-        return []
-    k = rng.randint(1, cfg.fewshot_max)
-    pool = ctx.pools.get(tuple(record["labels"]), [])
-    task, key = record["task"], LABEL_FIELD.get(record["task"])
-    chosen, seen, tries = [], set(), 0
-    while len(chosen) < k and len(seen) < len(pool) and tries < 50 * k + 200:
-        tries += 1
-        i = rng.randrange(len(pool))
-        if i in seen:
-            continue
-        seen.add(i)
-        d = pool[i]
-        if d["id"] == record["id"]:
-            continue
-        na = not any(it[key] in shown for it in d["items"]) if task in CLOSED_TASKS else not d["items"]
-        if na and rng.random() >= cfg.fewshot_na_keep:
-            continue
-        chosen.append(d)
-    info["demos_short"] += k - len(chosen)
-    return chosen
-
-
-def _plan(record, ctx, prompts, cfg, rng, *, output_format=None, demos=None, explanation=None,
-          augment_schema=True, format_request=None, description=None, info=None) -> Plan:
-    task = record["task"]
-    info = Counter() if info is None else info
-    if explanation is None:
-        explanation = rng.random() < cfg.explanation_rate
-    llm = ctx.explanations.get(record["id"]) if explanation else None
-    if llm is not None:
-        info["llm_explanation"] += 1
-    if task in CLOSED_TASKS:
-        options, shown, schema_text = _schema(record, ctx, prompts, cfg, rng, augment_schema, llm is not None, info)
-    else:
-        options, shown, schema_text = [], {}, ""
-    formats = prompts.formats[task]
-    if output_format is None:
-        u = rng.random()
-        output_format = ("canonical" if u < cfg.canonical_rate else
-                         "json" if u < cfg.canonical_rate + cfg.json_rate else "template")
-    template = None
-    if output_format == "canonical":
-        request = formats["canonical"]
-    elif output_format == "json":
-        request = rng.choice(formats["json"])
-    elif output_format == "template":
-        template = rng.choice(formats["templates"])
-        request = template["request"]
-    else:
-        raise ValueError(f"output_format must be canonical, json or template, not {output_format!r}")
-    if format_request is not None:
-        request = format_request
-    if demos is None:
-        demos = _sample_demos(record, ctx, cfg, rng, shown, info)
-    if description is None:
-        description = rng.choice(prompts.descriptions[task])
-    return Plan(task, description, options, shown, schema_text, output_format, template, request, explanation,
-                rng.choice(prompts.explanations["_requests"]) if explanation else "", llm, list(demos))
-
-
-def _assistant_turn(record: dict, plan: Plan, prompts: Prompts, rng: random.Random, is_query: bool) -> str:
-    task = record["task"]
-    items = _gold(record, plan)
-    rng.shuffle(items)  # docs/fidelity.md §1: items shuffled in the target
-    if plan.output_format == "canonical":
-        answer = canonical_answer(task, items)
-    elif plan.output_format == "json":
-        answer = json_answer(task, items)
-    else:
-        answer = template_answer(task, items, plan.template)
-    explanation = None
-    if plan.explain:
-        explanation = plan.llm_explanation if (is_query and plan.llm_explanation) else \
-            template_explanation(task, items, prompts.explanations[task], rng)
-    return with_explanation(answer, explanation)
-
-
-def _render_plan(record: dict, plan: Plan, prompts: Prompts, rng: random.Random, demos=None) -> list[dict]:
-    """The conversation of a plan: demonstrations as earlier user/assistant turns, then the query (as the release).
-    First user turn = instruction + blank line + text block; later user turns = the text block alone."""
-    demos = plan.demos if demos is None else demos
-    turns = demos + [record]
-    description = fill_placeholders(plan.description, _placeholder_values(turns[0]))
-    request = (plan.explanation_request + " " if plan.explain else "") + plan.request
-    instruction = "\n".join(p for p in (description, plan.schema_text, request) if p)
-    messages = []
-    for i, r in enumerate(turns):
-        user = (instruction + "\n\n" if i == 0 else "") + text_block(r)
-        messages += [{"role": "user", "content": user},
-                     {"role": "assistant", "content": _assistant_turn(r, plan, prompts, rng, r is record)}]
-    return messages
-
-
-def _odie_instance(record, ctx, prompts, cfg, rng, explanation=None, info=None) -> list[dict]:
-    """ODIE: system prompt, user = instruction + "\\nText: " + text, answer "[Answer]: " + table; about 20%
-    with an explanation first (the CoT version)."""
-    info = Counter() if info is None else info
-    if explanation is None:
-        explanation = rng.random() < cfg.odie_cot_rate
-    instruction = record["query"]["instruction"].strip()
-    expl = None
-    if explanation:
-        instruction += " " + rng.choice(prompts.explanations["_requests"])
-        expl = ctx.explanations.get(record["id"]) or template_explanation("ODIE", record["items"],
-                                                                          prompts.explanations["ODIE"], rng)
-    return [{"role": "system", "content": ODIE_SYSTEM},
-            {"role": "user", "content": instruction + "\nText: " + record["text"]},
-            {"role": "assistant", "content": with_explanation(canonical_answer("ODIE", record["items"]), expl)}]
-
-
-def ie_instruct_instance(record: dict, ctx: DatasetContext, prompts: Prompts, cfg: IEInstructConfig,
-                         rng: random.Random, *, output_format: str | None = None, demos: list | None = None,
-                         explanation: bool | None = None, augment_schema: bool = True,
-                         format_request: str | None = None, description: str | None = None,
-                         info: Counter | None = None) -> list[dict]:
-    """One IEInstruct conversation for `record` (paper sections 3.2-3.3).
-
-    Every augmentation is drawn from `rng` at the rates of `cfg`, unless forced:
-      output_format  "canonical" | "json" | "template"  (feedback.py and evaluate.py force "canonical")
-      demos          the demonstration records ([] = zero-shot; evaluate.py passes k train records)
-      explanation    True / False
-      augment_schema False = all labels, no dropout, guidelines, examples, symbols or label variation (evaluation)
-      format_request the output-format sentence to use (evaluate.py: the paper's Table 9, FORMAT_REQUESTS)
-      description    the task-description template to use
-    `info` (a Counter) receives what the text of the conversation cannot show (labels dropped, label variation,
-    guideline fallbacks, ...), for the build's statistics; everything else is measured from the text
-    (corpus_stats)."""
-    info = Counter() if info is None else info
-    if record["task"] == "ODIE":
-        return _odie_instance(record, ctx, prompts, cfg, rng, explanation, info)
-    plan = _plan(record, ctx, prompts, cfg, rng, output_format=output_format, demos=demos, explanation=explanation,
-                 augment_schema=augment_schema, format_request=format_request, description=description, info=info)
-    return _render_plan(record, plan, prompts, rng)
-
-
-def evaluation_conversation(record: dict, demos: list[dict], prompts: Prompts | None = None, seed: int = 0,
-                            format_request: str | None = None) -> list[dict]:
-    """A held-out evaluation conversation (paper section 5.1, appendix C.1): built like training instances but with
-    the full schema, no augmentation, no explanation, the given demonstrations (k records of the train split) and
-    the task's single format request of Table 9. The last turn is the gold canonical answer: the prompt is
-    messages[:-1]. Deterministic in (seed, record id)."""
-    prompts = prompts or load_prompts()
-    task = record["task"]
-    rng = random.Random(f"evaluation/{seed}/{record['id']}")
-    ctx = DatasetContext(record["dataset"], task, {}, {}, {})
-    request = format_request or FORMAT_REQUESTS.get(task) or prompts.formats.get(task, {}).get("canonical")
-    return ie_instruct_instance(record, ctx, prompts, IEInstructConfig(), rng, output_format="canonical",
-                                demos=list(demos), explanation=False, augment_schema=False, format_request=request)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# 5. The whole corpus (paper section 3.1, section 4, appendix B.1): per data set, records in a seeded random order
-#    become instances until the cap (5000); NA instances are kept only while they stay within 20% of the data set;
-#    over-long instances lose demonstrations, then are dropped. Then the IE part is mixed with general chat data.
-
-class TokenCounter:
-    """Token counts of conversations, as tokenize_chat would give them, fast: a SentencePiece model has no piece
-    containing a newline (it is a byte piece), so a stretch's count is the sum of its lines' counts plus one per
-    newline, and lines repeat a lot (instructions, schema lines, the texts of demonstrations), so they are
-    cached. tests/test_data.py checks the counts against tokenize_chat."""
-
-    def __init__(self, tokenizer):
-        self.tokenizer, self.cache, self.nl = tokenizer, {}, len(tokenizer.encode("\n"))
-
-    def line(self, line: str, first: bool) -> int:
-        """Tokens of one line: the first of a stretch carries SentencePiece's dummy "▁" prefix, a later one
-        follows a newline (counted as encode("\n" + line) minus the "▁" and newline pieces)."""
-        key = (line, first)
-        n = self.cache.get(key)
-        if n is None:
-            if len(self.cache) > 1_000_000:
-                self.cache.clear()
-            if first:
-                n = len(self.tokenizer.encode(line)) if line else self.nl - 1  # a lone dummy "▁"
-            else:
-                n = len(self.tokenizer.encode("\n" + line)) - self.nl if line else 0
-            self.cache[key] = n
-        return n
-
-    def __call__(self, messages: list[dict]) -> tuple[int, list[int]]:
-        """(total tokens, tokens per stretch between special tokens)."""
-        counts = []
-        for stretch in SPECIAL_RE.split(render_chat(messages)):
-            lines = stretch.split("\n")
-            counts.append(0 if not stretch else
-                          self.line(lines[0], True) + sum(self.line(l, False) for l in lines[1:]) + len(lines) - 1)
-        return 1 + sum(counts) + len(counts) - 1, counts
-
-
-def _length(messages: list[dict], tokenizer, words: bool) -> tuple[int, list[int]]:
-    """(total, per-part) length: whitespace words per message, or tokens per EOS-separated stretch of the
-    rendered text (what tokenize_chat gives: BOS + stretches + one id per special token)."""
-    if words:
-        counts = [len(m["content"].split(" ")) for m in messages]
-        return sum(counts), counts
-    counter = tokenizer if isinstance(tokenizer, TokenCounter) else TokenCounter(tokenizer)
-    return counter(messages)
-
-
-def _too_long(messages: list[dict], cfg: IEInstructConfig, tokenizer) -> bool:
-    """The length filter: the paper's 2048 tokens (appendix B.1) and/or the release's 1500 words."""
-    if cfg.max_words and _length(messages, None, True)[0] > cfg.max_words:
-        return True
-    if cfg.max_tokens and tokenizer is not None:
-        # Cheap bound first: BOS + one dummy prefix per stretch + special ids + at most one piece per byte
-        if len(render_chat(messages).encode("utf-8")) + 2 * len(messages) + 2 <= cfg.max_tokens:
-            return False
-        return _length(messages, tokenizer, False)[0] > cfg.max_tokens
-    return False
-
-
-def _demos_that_fit(messages: list[dict], cfg: IEInstructConfig, tokenizer) -> int:
-    """How many of the demonstrations (earlier turn pairs) can stay under the length limits: the lengths add up
-    per turn pair (one EOS-separated stretch each), so one measurement finds the number."""
-    k = len(messages) // 2 - 1
-    best = k
-    for words, limit in ((True, cfg.max_words), (False, cfg.max_tokens if tokenizer is not None else 0)):
-        if not limit:
-            continue
-        _, counts = _length(messages, tokenizer, words)
-        if words:
-            counts = [counts[i] + counts[i + 1] for i in range(0, len(counts), 2)]  # per user/assistant pair
-            per_special = 0
-        else:
-            counts, per_special = counts[:k + 1], 1  # stretch i = turn pair i (the last one is the query's)
-        first, query = counts[0], counts[k]
-        m, total = 0, None
-        for m_try in range(1, k + 1):  # keep demos 0..m_try-1; demo 0 carries the instruction
-            total = (not words) + first + sum(counts[1:m_try]) + query + per_special * (m_try + 1)
-            if total > limit:
-                break
-            m = m_try
-        best = min(best, m)
-    return best
-
-
-def _fit_length(record, plan, messages, cfg, tokenizer, prompts, rng, st) -> list[dict] | None:
-    """The length filter (appendix B.1): demonstrations are removed from the end until the conversation fits;
-    None when even the query alone is too long."""
-    if not (cfg.max_words or (cfg.max_tokens and tokenizer is not None)) or not _too_long(messages, cfg, tokenizer):
-        return messages
-    if plan.demos:
-        keep = _demos_that_fit(messages, cfg, tokenizer)
-        st["demonstrations removed for length"] += len(plan.demos) - keep
-        plan.demos = plan.demos[:keep]
-        messages = _render_plan(record, plan, prompts, rng)
-        while plan.demos and _too_long(messages, cfg, tokenizer):  # answers were re-shuffled: check again
-            plan.demos = plan.demos[:-1]
-            st["demonstrations removed for length"] += 1
-            messages = _render_plan(record, plan, prompts, rng)
-    return None if _too_long(messages, cfg, tokenizer) else messages
-
-
-def ie_instruct(records: list[dict], cfg: IEInstructConfig, prompts: Prompts | None = None, tokenizer=None,
-                explanations: dict | None = None, progress: bool = True) -> tuple[list[dict], dict]:
-    """IEInstruct from unified IE records (paper section 3): conversations {dataset, id, messages} and statistics
-    {data set: Counter} (what was built, dropped and drawn). Deterministic in cfg.seed; data sets are built in
-    name order, each from its own random stream, so adding a data set leaves the others unchanged."""
-    from tqdm import tqdm
-    prompts = prompts or load_prompts()
-    if tokenizer is not None and not isinstance(tokenizer, TokenCounter):
-        tokenizer = TokenCounter(tokenizer)
-    by_dataset = defaultdict(list)
-    for r in records:
-        by_dataset[r["dataset"]].append(r)
-    conversations, stats = [], {}
-    bar = tqdm(total=sum(min(len(v), dataset_cap(k, cfg)) for k, v in by_dataset.items()), desc="IEInstruct",
-               unit="inst", disable=not progress, mininterval=1.0)
-    for name in sorted(by_dataset):
-        recs = by_dataset[name]
-        ctx = dataset_context(recs, explanations)
-        rng = random.Random(f"ie_instruct/{cfg.seed}/{name}")
-        order = list(range(len(recs)))
-        rng.shuffle(order)
-        st = Counter(task=0, records=len(recs), na_records=sum(not r["items"] for r in recs))
-        n_kept = n_na = 0
-        cap = dataset_cap(name, cfg)
-        for j, idx in enumerate(order):
-            if n_kept >= cap:  # examples-proportional mixture (section 3.1: limit 5,000; Table 7's counts)
-                st["not used: data set cap"] += len(order) - j
-                break
-            r, info = recs[idx], Counter()
-            plan = None if r["task"] == "ODIE" else _plan(r, ctx, prompts, cfg, rng, info=info)
-            na = plan is not None and _is_na(r, plan)
-            if na and n_na + 1 > cfg.na_cap * (n_kept + 1):  # NA cap (section 3.1), checked after class dropout
-                st["dropped: NA over the cap"] += 1
-                continue
-            if plan is None:
-                messages = _odie_instance(r, ctx, prompts, cfg, rng, info=info)
-                messages = None if _too_long(messages, cfg, tokenizer) else messages
-            else:
-                messages = _fit_length(r, plan, _render_plan(r, plan, prompts, rng), cfg, tokenizer, prompts, rng, st)
-            if messages is None:
-                st["dropped: too long"] += 1
-                continue
-            n_kept += 1
-            n_na += na
-            st.update(info)
-            conversations.append({"dataset": name, "id": r["id"], "messages": messages})
-            bar.update(1)
-        st["instances"], st["na_instances"], st["cap"] = n_kept, n_na, cap
-        stats[name] = st
-        stats[name]["task"] = recs[0]["task"]
-    bar.close()
-    return conversations, stats
-
-
-def load_general(path) -> list[dict]:
-    """General chat data for mixing (section 4): TULU-v2-style JSONL {dataset, id, messages} (what ADELIE mixed),
-    or self-instruct JSONL {instruction, instances: [{input, output}]} (../shared/data/general_self_instruct, one
-    conversation per instance: user = instruction [+ blank line + input], assistant = output), or a directory of
-    such files (read in name order)."""
-    path = Path(path)
-    files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
-    if not files:
-        raise ValueError(f"{path}: no .jsonl files with general chat data")
-    out = []
-    for f in files:
-        with open(f, encoding="utf-8") as fh:
-            first = next((l for l in fh if l.strip()), "")
-        try:
-            kind = "self-instruct" if "instances" in json.loads(first) else "chat"
-        except json.JSONDecodeError:
-            kind = "chat"  # load_conversations reports the bad line
-        if kind == "chat":
-            out += [{"dataset": c["dataset"] or f.stem, "id": c["id"], "messages": c["messages"]}
-                    for c in load_conversations(f)]
-            continue
-        with open(f, encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    task = json.loads(line)
-                    instruction, instances = task["instruction"].strip(), task["instances"]
-                except (json.JSONDecodeError, KeyError, AttributeError) as e:
-                    raise ValueError(f"{f}:{lineno}: not a self-instruct task {{instruction, instances}} ({e})")
-                for k, inst in enumerate(instances):
-                    user = instruction + ("\n\n" + inst["input"].strip() if inst.get("input", "").strip() else "")
-                    out.append({"dataset": f.stem, "id": f"{f.stem}/{task.get('id', lineno)}/{k}",
-                                "messages": [{"role": "user", "content": user},
-                                             {"role": "assistant", "content": inst["output"].strip()}]})
-    return out
-
-
-def mix_general(ie: list[dict], general: list[dict], ie_proportion: float, rng: random.Random) -> list[dict]:
-    """The general conversations to add so that IE makes up `ie_proportion` of the mix (section 4: 20%); all of
-    them when there are fewer (the realised proportion is then higher, and reported)."""
-    need = general_needed(len(ie), ie_proportion)
-    return list(general) if len(general) <= need else rng.sample(general, need)
-
-
-def general_needed(n_ie: int, ie_proportion: float) -> int:
-    """How many general conversations make IE `ie_proportion` of the mix."""
-    if not 0 < ie_proportion <= 1:
-        raise ValueError(f"ie_proportion must be in (0, 1], got {ie_proportion}")
-    return round(n_ie * (1 - ie_proportion) / ie_proportion)
-
-
-def build_facts_table(stats: dict) -> str:
-    """What a build knows that its output's text cannot show (the rest of the statistics table is measured from the
-    text by corpus_stats): per data set, the records read and their NA share, instances dropped (NA over the cap,
-    too long) or not used (past the per-data-set cap), demonstrations removed for length, class dropout as
-    realised (% of labels), label-string variation (% of closed-IE instances)."""
-    cols = ["task", "data set", "records", "NA% in", "dropped: NA over cap", "dropped: too long",
-            "unused: data set cap", "demos removed for length", "dropout/opt (realised)", "varied %"]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-
-    def pct(a, b):
-        return f"{100 * a / b:.1f}" if b else "-"
-
-    def row(task, name, s):
-        closed = task in CLOSED_TASKS or task == "all"
-        return "| " + " | ".join([
-            task, name, str(s["records"]), pct(s["na_records"], s["records"]), str(s["dropped: NA over the cap"]),
-            str(s["dropped: too long"]), str(s["not used: data set cap"]),
-            str(s["demonstrations removed for length"]), pct(s["dropped"], s["labels"]),
-            pct(s["varied"], s["instances"]) if closed else "-"]) + " |"
-
-    totals: dict[str, Counter] = defaultdict(Counter)
-    for name in sorted(stats, key=lambda k: (TASKS.index(stats[k]["task"]), k)):
-        s = stats[name]
-        lines.append(row(s["task"], name, s))
-        totals[s["task"]].update({k: v for k, v in s.items() if k != "task"})
-    every = Counter()
-    for task in TASKS:
-        if task in totals:
-            lines.append(row(task, "**all**", totals[task]))
-            if task in CLOSED_TASKS:
-                every.update(totals[task])
-    lines.append(row("all", "**closed IE total**", every))
-    extra = Counter()
-    for s in stats.values():
-        for k in ("guideline_fallbacks", "schema_refilled", "demos_short", "llm_explanation"):
-            extra[k] += s[k]
-    lines.append("")
-    lines.append("Also: " + ", ".join(f"{k}: {v}" for k, v in extra.items()) + " (guideline_fallbacks = options "
-                 "shown with the per-task default guideline; schema_refilled = every option dropped, one put back; "
-                 "demos_short = demonstrations asked for but not found; llm_explanation = LLM-written explanations "
-                 "used).")
-    return "\n".join(lines)
-
-
-def table7_report(stats: dict, cfg: IEInstructConfig) -> str:
-    """Instances built per Table 7 data set against the paper's count (all of a set's usable records when it has
-    fewer), and the Table 7 sets absent from the input."""
-    present = [n for n in TABLE7_INSTANCES if n in stats]
-    absent = [n for n in TABLE7_INSTANCES if n not in stats]
-    rows = ", ".join(f"{n} {stats[n]['instances']}/{TABLE7_INSTANCES[n]}"
-                     + ("" if stats[n]["instances"] == TABLE7_INSTANCES[n] else
-                        f" (cap {stats[n]['cap']})" if stats[n]["not used: data set cap"] else
-                        f" (all usable: {stats[n]['records']} records, "
-                        f"{stats[n]['dropped: NA over the cap'] + stats[n]['dropped: too long']} dropped)")
-                     for n in present)
-    return (f"Table 7 (instances built / paper, --dataset_caps {cfg.dataset_caps}): {rows or 'none present'}. "
-            f"Table 7 sets absent: {', '.join(absent) or 'none'}.")
-
-
-def read_explanations(path) -> dict[str, str]:
-    """LLM-written explanations, JSONL {"id", "explanation"} keyed by record id (llm.py writes them)."""
-    out = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-                rid, text = obj["id"], obj["explanation"]
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise ValueError(f"{path}:{lineno}: expected JSON {{\"id\", \"explanation\"}} ({e})") from None
-            if not isinstance(text, str) or not text.strip():
-                raise ValueError(f"{path}:{lineno}: explanation must be a non-empty string")
-            out[str(rid)] = text.strip()
-    return out
-
-
-def build(cfg: IEInstructConfig, progress: bool = True) -> dict:
-    """`python data.py build`: records -> IEInstruct (+ general chat) -> cfg.out, with the statistics table
-    printed and written beside it. Returns the summary."""
-    import ie_formats
-    import synthetic
-    t0 = time.perf_counter()
-    counts = Counter()
-    splits = [s.strip() for s in cfg.splits.split(",") if s.strip()]
-    if cfg.records:
-        records = read_records([p for p in cfg.records.split(",") if p], skip_bad=cfg.skip_bad, counts=counts)
-        source = f"records {cfg.records}"
-    elif cfg.data_dir:
-        report = {}
-        records = [r for recs in ie_formats.convert_all(cfg.data_dir, splits=tuple(splits), report=report).values()
-                   for r in recs]
-        source = f"real data sets under {cfg.data_dir}"
-        # What each reader repaired or skipped (e.g. a span moved off its offsets and relocated, MATRES pairs with
-        # no event): shown below and kept in the statistics' input_counts, never silent.
-        for name_split, reader_counts in report["counts"].items():
-            for what, n in reader_counts.items():
-                if n:
-                    counts[f"{name_split}: {what}"] += n
-        if report["absent"]:
-            counts["data set splits absent (skipped)"] += len(report["absent"])
-    else:
-        records = synthetic.generate_corpus(cfg.synthetic_seed, cfg.synthetic_n_train, 0)["train"]
-        source = f"synthetic corpus (seed {cfg.synthetic_seed}, {cfg.synthetic_n_train} per data set)"
-    n_held_out = sum(r["dataset"] in ie_formats.HELD_OUT for r in records)
-    if n_held_out and not cfg.include_held_out:  # section 5.1: the evaluation sets stay out of IEInstruct
-        records = [r for r in records if r["dataset"] not in ie_formats.HELD_OUT]
-        counts["records of held-out evaluation sets (section 5.1), not used"] += n_held_out
-    n_other = sum(r["split"] not in splits for r in records)
-    records = [r for r in records if r["split"] in splits]
-    if n_other:
-        counts[f"records of other splits than {splits}, not used"] += n_other
-    if not records:
-        raise ValueError(f"no records of split(s) {splits} to build from ({source})")
-    prompts = load_prompts([cfg.extra_descriptions] if cfg.extra_descriptions else ())
-    tokenizer = None
-    if cfg.max_tokens:
-        import model
-        tokenizer = model.Tokenizer(cfg.tokenizer)
-    explanations = read_explanations(cfg.explanations) if cfg.explanations else None
-    ie, stats = ie_instruct(records, cfg, prompts, tokenizer, explanations, progress)
-
-    rng = random.Random(f"mix/{cfg.seed}")
-    if cfg.general == "none" or cfg.ie_proportion >= 1:
-        general, general_source = [], "none"
-    elif cfg.general:
-        general, general_source = mix_general(ie, load_general(cfg.general), cfg.ie_proportion, rng), cfg.general
-    else:
-        general = synthetic.generate_general(general_needed(len(ie), cfg.ie_proportion), cfg.seed)
-        general_source = "synthetic general chat"
-    mixed = ie + general
-    rng.shuffle(mixed)
-    out = Path(cfg.out)
-    # The statistics table: measured from the text of what was written, by the code `python data.py stats` runs
-    # on any file (so the two agree), then the facts only the build knows, then the Table 7 comparison.
-    audit = stats_summary(corpus_stats(mixed, tokenizer))
-    table = (f"{dataset_table(audit)}\nGeneral chat source: {general_source}.\n\n"
-             f"## Build-only facts (not in the text)\n\n{build_facts_table(stats)}\n\n{table7_report(stats, cfg)}")
-    seconds = time.perf_counter() - t0
-    summary = {"out": str(out), "source": source, "ie_instances": len(ie), "general": len(general),
-               "seconds": round(seconds, 2), "input_counts": dict(counts), "datasets": stats, "statistics": audit,
-               "table7_absent": [n for n in TABLE7_INSTANCES if n not in stats],
-               "config": dataclasses.asdict(cfg)}
-    stem = out.with_suffix("") if out.suffix == ".jsonl" else out
-    # Each file appears complete or not at all (robust.atomic_file); the output itself last, so a present output
-    # (what pipeline.py tests) always has its statistics beside it.
-    with atomic_file(f"{stem}.stats.md") as tmp:
-        tmp.write_text(f"# IEInstruct statistics ({source})\n\n{table}\n", encoding="utf-8")
-    with atomic_file(f"{stem}.stats.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=1, default=dict) + "\n", encoding="utf-8")
-    with atomic_file(out) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        for c in mixed:
-            f.write(json.dumps({"dataset": c["dataset"], "id": c["id"], "messages": c["messages"]},
-                               ensure_ascii=False) + "\n")
-    print(table)
-    bad = {k: v for k, v in counts.items() if not k.startswith("_")}
-    if bad:
-        print(f"input: {json.dumps(bad)}" + (f"; first bad line: {counts['_first_bad']}" if "_first_bad" in counts
-                                              else ""))
-    print(f"wrote {len(mixed)} conversations ({len(ie)} IE + {len(general)} general) to {out} in {seconds:.1f}s; "
-          f"statistics in {stem}.stats.md")
-    return summary
-
-
-# The embedded default's size: 60 synthetic train records per data set (~1,150 IE instances, mixed with ~4,650
-# synthetic general chat at the paper's IE proportion of 20%), so that sft.py with no arguments (the README's main
-# command: 2 CPU processes, 2 epochs) ends in about 3 minutes. pipeline.py's demo trains on more.
-EMBEDDED_DEFAULT_N_TRAIN = 60
-
-
-def build_embedded_default(path, seed: int = 0, **overrides) -> dict:
-    """The embedded default's IEInstruct: synthetic.py's corpus, every augmentation at the paper's rate, mixed with
-    synthetic general chat (what sft.py trains on when given no data)."""
-    cfg = IEInstructConfig(out=str(path), seed=seed, **{"synthetic_n_train": EMBEDDED_DEFAULT_N_TRAIN, **overrides})
-    return build(cfg, progress=False)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# 6. Chat format and tokenisation (docs/fidelity.md §2; open-instruct's Tulu format, which ADELIE trained with).
-#    Ids are [BOS] + the whole rendered string, each "</s>" being the EOS id and each stretch between such
-#    markers one SentencePiece encode call: exactly transformers' slow LlamaTokenizer(path) (legacy=True) on the
-#    whole string, so a "▁" piece follows every EOS. Ids and the loss mask are made together in one pass
-#    (nanochat's render_conversation): a token is trained when the character it starts at lies in an assistant
-#    turn's content, its EOS or (non-final turns) the newline after the EOS; everything else is -100.
+# 1. Chat format and tokenisation (docs/fidelity.md §2; open-instruct's Tulu format, which ADELIE trained with).
+#    Ids are [BOS] + the rendered string, each "</s>" the EOS id and each stretch between such markers one
+#    SentencePiece encode call (so a "▁" follows every EOS): exactly transformers' slow LlamaTokenizer (legacy=True).
+#    Ids and loss mask are made in one pass (nanochat's render_conversation): a token is trained when the character
+#    it starts at lies in an assistant turn's content, its EOS or (non-final turns) the newline after; else -100.
 
 EOS_TEXT, BOS_TEXT = "</s>", "<s>"
 SPECIAL_RE = re.compile(r"</s>|<s>")  # the special-token strings the slow Llama tokenizer maps to ids
 
 
+def _check_messages(messages, where: str, field: str) -> list[dict]:
+    if not isinstance(messages, list) or not messages:
+        raise ValueError(f"{where}: '{field}' must be a non-empty list of messages, got {type(messages).__name__}")
+    for k, m in enumerate(messages):
+        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant") \
+                or not isinstance(m.get("content"), str):
+            raise ValueError(f"{where}: {field}[{k}] must be {{\"role\": system|user|assistant, \"content\": str}}, "
+                             f"got {str(m)[:200]}")
+    return messages
+
+
 def _render_chat(messages: list[dict]) -> tuple[str, list[tuple[int, int]]]:
     """(rendered text, trained character intervals [start, end)), both after the final strip."""
     parts, trained, n = [], [], 0
-    for k, m in enumerate(messages):
-        role, content = m.get("role"), m.get("content")
-        if role not in ("system", "user", "assistant") or not isinstance(content, str):
-            raise ValueError(f"message {k}: expected role system/user/assistant and string content, got {m!r}")
-        content = content.strip()  # docs/fidelity.md §2: content stripped of surrounding whitespace
+    for m in _check_messages(messages, "conversation", "messages"):
+        role, content = m["role"], m["content"].strip()  # docs/fidelity.md §2: content stripped
         tag = f"<|{role}|>\n"
         if role == "assistant":
             body = content + EOS_TEXT + "\n"
@@ -1333,12 +110,45 @@ def _encode(tokenizer, text: str, trained: list[tuple[int, int]]) -> tuple[list[
 
 def tokenize_chat(tokenizer, messages: list[dict], max_len: int | None = None,
                   final_answer_only: bool = False) -> tuple[list[int], list[int]]:
-    """(input ids, labels) of one conversation, truncated to max_len. labels = the id where the loss is
-    taken (assistant content, its EOS, the newline after a non-final EOS), -100 elsewhere. final_answer_only:
-    only the last assistant turn is labelled (DPO's response; earlier turns are few-shot demonstrations)."""
+    """(input ids, labels) of one conversation, truncated to max_len; labels = the id where the loss is taken, -100
+    elsewhere. final_answer_only: only the last assistant turn is labelled (DPO's response; the rest are demos)."""
     text, trained = _render_chat(messages)
     ids, labels = _encode(tokenizer, text, trained[-1:] if final_answer_only else trained)
     return (ids[:max_len], labels[:max_len]) if max_len else (ids, labels)
+
+
+class TokenCounter:
+    """Token counts of conversations as tokenize_chat gives them, fast: no SentencePiece piece holds a newline, so a
+    stretch's count is its lines' counts plus one per newline, and lines repeat (instructions, schema lines,
+    demonstrations), so they are cached. Measured: the length filter at 300 tokens on 5,600 synthetic instances,
+    2.7 s (8.5 s with tokenize_chat); the statistics of `data.py build`'s 99,300 conversations, 5.5 s (9.2 s)."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer, self.cache, self.nl = tokenizer, {}, len(tokenizer.encode("\n"))
+
+    def line(self, line: str, first: bool) -> int:
+        """Tokens of one line: the first of a stretch carries SentencePiece's dummy "▁" prefix, a later one
+        follows a newline (counted as encode("\n" + line) minus the "▁" and newline pieces)."""
+        key = (line, first)
+        n = self.cache.get(key)
+        if n is None:
+            if len(self.cache) > 1_000_000:
+                self.cache.clear()
+            if first:
+                n = len(self.tokenizer.encode(line)) if line else self.nl - 1  # a lone dummy "▁"
+            else:
+                n = len(self.tokenizer.encode("\n" + line)) - self.nl if line else 0
+            self.cache[key] = n
+        return n
+
+    def __call__(self, messages: list[dict]) -> tuple[int, list[int]]:
+        """(total tokens, tokens per stretch between special tokens)."""
+        counts = []
+        for stretch in SPECIAL_RE.split(render_chat(messages)):
+            lines = stretch.split("\n")
+            counts.append(0 if not stretch else
+                          self.line(lines[0], True) + sum(self.line(l, False) for l in lines[1:]) + len(lines) - 1)
+        return 1 + sum(counts) + len(counts) - 1, counts
 
 
 def encode_prompt(tokenizer, messages: list[dict]) -> list[int]:
@@ -1347,23 +157,17 @@ def encode_prompt(tokenizer, messages: list[dict]) -> list[int]:
 
 
 def render_eval_prompt(messages: list[dict]) -> str:
-    """The evaluation prompt of ADELIE's release (open-instruct's eval template, create_prompt_with_tulu_chat_format
-    with add_bos=False; docs/fidelity.md): system and user turns written EXACTLY as given (not stripped), assistant
-    turns stripped and followed by "</s>\n", no strip of the whole text, ending in "<|assistant|>\n". It differs
-    from the training rendering (render_chat) when a user turn ends in whitespace, as most released zero-shot
-    prompts do (one newline token more)."""
-    parts = []
-    for k, m in enumerate(messages):
-        role, content = m.get("role"), m.get("content")
-        if role not in ("system", "user", "assistant") or not isinstance(content, str):
-            raise ValueError(f"message {k}: expected role system/user/assistant and string content, got {m!r}")
-        parts.append(f"<|{role}|>\n" + (content.strip() + EOS_TEXT if role == "assistant" else content) + "\n")
+    """The evaluation prompt of ADELIE's release (open-instruct's create_prompt_with_tulu_chat_format, add_bos=False;
+    docs/fidelity.md): system and user turns EXACTLY as given, assistant turns stripped + "</s>\n", no final strip,
+    ending in "<|assistant|>\n". Unlike render_chat, a user turn's trailing whitespace stays (the released
+    zero-shot prompts have one: one newline token more)."""
+    parts = [f"<|{m['role']}|>\n" + (m["content"].strip() + EOS_TEXT if m["role"] == "assistant" else m["content"])
+             + "\n" for m in _check_messages(messages, "conversation", "messages")]
     return "".join(parts) + "<|assistant|>\n"
 
 
 def encode_eval_prompt(tokenizer, messages: list[dict]) -> list[int]:
-    """Ids of the release's evaluation prompt: [BOS] + render_eval_prompt tokenised as the slow Llama tokenizer
-    does (each "</s>" the EOS id)."""
+    """Ids of the release's evaluation prompt: [BOS] + render_eval_prompt, each "</s>" the EOS id."""
     return _encode(tokenizer, render_eval_prompt(messages), [])[0]
 
 
@@ -1385,18 +189,15 @@ def tokenize_sft(tokenizer, conversations: list[dict], max_len: int) -> tuple[li
 
 
 def tokenize_preference(tokenizer, records: list[dict], max_len: int) -> tuple[list[tuple], dict]:
-    """[((chosen ids, chosen labels), (rejected ids, rejected labels))] for DPO, and counts. Chosen and rejected
-    (each a full message list: prompt turns + final answer) are tokenised and truncated separately (release); a pair
-    where either side has no trainable token left, or whose chosen and rejected are the same tokens (a zero
-    gradient: nothing to learn), is dropped and counted."""
+    """[((chosen ids, chosen labels), (rejected ids, rejected labels))] for DPO, and counts. Each side (prompt turns
+    + final answer) is tokenised and truncated separately (release); a pair with no trainable token left on a side,
+    or whose sides are the same tokens (a zero gradient), is dropped and counted."""
     pairs, stats = [], Counter(pairs=len(records))
     for r in records:
         sides = []
         for side in ("chosen", "rejected"):
-            # Only the final answer is the response: the demonstrations' answers before it are the same tokens in
-            # chosen and rejected, so their log-probs would cancel in the DPO loss; leaving them out keeps the loss
-            # and its gradient, makes the logged rewards the answers' own, and drops a pair whose answer was
-            # truncated away.
+            # Only the final answer is the response: the demonstrations' answers are the same tokens in chosen and
+            # rejected (their log-probs cancel in the DPO loss); a pair whose answer was truncated away is dropped.
             ids, labels = tokenize_chat(tokenizer, r[side], final_answer_only=True)
             if len(ids) > max_len:
                 stats[f"truncated_{side}"] += 1
@@ -1444,18 +245,7 @@ def collate_preference(pairs: list[tuple], pad_id: int = 0) -> dict[str, torch.T
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# 7. Reading conversation files: IEInstruct JSONL, IEFeedback (JSON list or JSONL), TULU-v2-style JSONL
-
-def _check_messages(messages, where: str, field: str) -> list[dict]:
-    if not isinstance(messages, list) or not messages:
-        raise ValueError(f"{where}: '{field}' must be a non-empty list of messages, got {type(messages).__name__}")
-    for k, m in enumerate(messages):
-        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant") \
-                or not isinstance(m.get("content"), str):
-            raise ValueError(f"{where}: {field}[{k}] must be {{\"role\": system|user|assistant, \"content\": str}}, "
-                             f"got {str(m)[:200]}")
-    return messages
-
+# 2. Reading conversation files: IEInstruct JSONL, IEFeedback (JSON list or JSONL), TULU-v2-style JSONL, general chat
 
 def load_conversations(path) -> list[dict]:
     """Conversations {dataset, id, messages} (+ chosen, rejected for preference data) from an IEInstruct JSONL,
@@ -1489,489 +279,961 @@ def load_conversations(path) -> list[dict]:
             raise ValueError(f"{where}: expected a JSON object, got {type(obj).__name__}")
         conv = {"dataset": str(obj.get("dataset", obj.get("datasets", path.stem))),
                 "id": str(obj.get("id", f"{path.stem}/{k}"))}
-        if "chosen" in obj or "rejected" in obj:
-            for side in ("chosen", "rejected"):
-                conv[side] = _check_messages(obj.get(side), where, side)
-            if "messages" in obj:
-                conv["messages"] = _check_messages(obj["messages"], where, "messages")
-        elif "messages" in obj:
-            conv["messages"] = _check_messages(obj["messages"], where, "messages")
-        else:
+        # preference data has both sides; its messages (prompt + gold answer) are optional
+        sides = ["chosen", "rejected"] * ("chosen" in obj or "rejected" in obj) + ["messages"] * ("messages" in obj)
+        if not sides:
             raise ValueError(f"{where}: missing field 'messages' (or 'chosen' and 'rejected'); keys: {sorted(obj)}")
-        out.append(conv)
+        out.append(conv | {side: _check_messages(obj.get(side), where, side) for side in sides})
+    return out
+
+
+def load_general(path) -> list[dict]:
+    """General chat for mixing (section 4): TULU-v2-style JSONL {dataset, id, messages} (what ADELIE mixed), or
+    self-instruct JSONL {instruction, instances: [{input, output}]} (one conversation per instance: user =
+    instruction [+ blank line + input], assistant = output), or a directory of such files (in name order)."""
+    path = Path(path)
+    files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
+    if not files:
+        raise ValueError(f"{path}: no .jsonl files with general chat data")
+    out = []
+    for f in files:
+        lines = [(n, line) for n, line in enumerate(f.read_text(encoding="utf-8").split("\n"), 1) if line.strip()]
+        try:
+            self_instruct = bool(lines) and "instances" in json.loads(lines[0][1])
+        except json.JSONDecodeError:
+            self_instruct = False  # load_conversations reports the bad line
+        if not self_instruct:
+            out += [{"dataset": c["dataset"] or f.stem, "id": c["id"], "messages": c["messages"]}
+                    for c in load_conversations(f)]
+            continue
+        for lineno, line in lines:
+            try:
+                task = json.loads(line)
+                instruction, instances = task["instruction"].strip(), task["instances"]
+            except (json.JSONDecodeError, KeyError, AttributeError) as e:
+                raise ValueError(f"{f}:{lineno}: not a self-instruct task {{instruction, instances}} ({e})")
+            for k, inst in enumerate(instances):
+                user = instruction + ("\n\n" + inst["input"].strip() if inst.get("input", "").strip() else "")
+                out.append({"dataset": f.stem, "id": f"{f.stem}/{task.get('id', lineno)}/{k}",
+                            "messages": [{"role": "user", "content": user},
+                                         {"role": "assistant", "content": inst["output"].strip()}]})
+    return out
+
+
+# ================================================================================================================
+# 3. IEInstruct (paper section 3): unified IE records -> augmented chat conversations. Each augmentation is a named
+#    option of IEInstructConfig whose default is the paper's rate (or, where the paper is silent, the release's).
+
+CLOSED_TASKS = ("NER", "RC", "RE", "ED", "EAE", "EE", "ERE")  # tasks with a schema (paper section 3.2)
+ANSWER = "[Answer]: "
+EXPLANATION = "[Explanation]: "
+
+# The ODIE system prompt, verbatim from the release (docs/fidelity.md §1).
+ODIE_SYSTEM = ("You are a helpful assistant. Follow the user instruction to extract information from the given text "
+               "into a concise markdown table.")
+
+# Paper Table 9, verbatim: the one output-format request per held-out task used at evaluation (appendix C.1).
+FORMAT_REQUESTS = {
+    "NER": 'Please give the answer in the form "[Answer]: {entity}: {type}; ".',
+    "RC": 'Please give the answer in the tuple form "[Answer]: ({subject}; {relation}; {object}); ".',
+    "ED": 'Please give the answer in the form "[Answer]: {event}: {class}; ".',
+    "EAE": 'Please give the answer in the form "[Answer]: {word}: {role}; ".',
+    "ERE": 'Please give the answer in the tuple form "[Answer]: ({first event}; {relation}; {second event}); ".',
+    "OpenIE": 'Please give the answer in the tuple form "[Answer]: ({predicate}; {subject}; {object}; {time}; '
+              '{location})". If one or more of the last three elements does not exist, it can be omitted.',
+}
+
+SUCH_AS = " (such as "  # how a schema line shows example mentions of an option (audit.py recognises it)
+
+# The release's RANDOM_SYMBOLS (docs/fidelity.md §1): what an option is replaced by under "label symbols".
+SYMBOLS = ["A", "B", "C", "D", "E", "F", "G", "LABEL_1", "LABEL_2", "LABEL_3", "LABEL_4", "LABEL_5", "LABEL_6"]
+
+# The placeholders a task description may hold, per task, and what fills them (from the record of the FIRST user
+# turn: the query in zero-shot, the first demonstration in few-shot, since the description opens that turn).
+DESCRIPTION_PLACEHOLDERS = {"NER": (), "RC": ("head", "tail"), "RE": (), "ED": (), "EAE": ("trigger", "event_type"),
+                            "EE": (), "ERE": ("relation_kind",), "OpenIE": ()}
+
+# The string fields of one item of each task, as an answer states them (the "plain" view of the gold).
+ITEM_FIELDS = {"NER": ("entity", "type"), "RC": ("head", "relation", "tail"), "RE": ("head", "relation", "tail"),
+               "ED": ("trigger", "type"), "EAE": ("argument", "role"), "EE": ("trigger", "type", "arguments"),
+               "ERE": ("event1", "relation", "event2"),
+               "OpenIE": ("predicate", "subject", "object", "time", "location"), "ODIE": ("header", "rows")}
+LABEL_FIELD = {"NER": "type", "RC": "relation", "RE": "relation", "ED": "type", "EAE": "role", "EE": "type",
+               "ERE": "relation"}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 3.1 Unified IE records: reading them (validated by ie_formats.validate_record), and their plain-string gold
+
+def read_records(paths, skipped: list | None = None) -> list[dict]:
+    """Unified IE records from JSONL files, each validated; a bad line raises ValueError naming the file, the line
+    and the problem, or, given a list `skipped`, is skipped and its error message appended there."""
+    from ie_formats import validate_record
+    records = []
+    for path in [paths] if isinstance(paths, (str, Path)) else paths:
+        with open(path, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                where = f"{path}:{lineno}"
+                try:
+                    try:
+                        record = json.loads(line)
+                    except json.JSONDecodeError as e:
+                        raise ValueError(f"{where}: malformed JSON ({e.msg} at column {e.colno})") from None
+                    validate_record(record, where)
+                except ValueError as e:
+                    if skipped is None:
+                        raise
+                    skipped.append(str(e))
+                    continue
+                records.append(record)
+    return records
+
+
+def _text(x) -> str:
+    return x["text"] if isinstance(x, dict) else x
+
+
+def plain_items(task: str, items: list[dict]) -> list[dict]:
+    """Gold items with every mention replaced by its string: what an answer can state, and what scoring compares.
+    Idempotent (plain items pass through unchanged); OpenIE "extra" arguments are left out (no format has them)."""
+    out = []
+    for it in items:
+        if task == "EE":
+            out.append({"trigger": _text(it["trigger"]), "type": it["type"],
+                        "arguments": [{"argument": _text(a["argument"]), "role": a["role"]} for a in it["arguments"]]})
+        elif task == "ODIE":
+            out.append({"header": list(it["header"]), "rows": [list(r) for r in it["rows"]]})
+        else:
+            out.append({k: _text(it[k]) for k in ITEM_FIELDS[task]})
     return out
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# 7b. Auditing a corpus (`python data.py stats`): the statistics of an IEInstruct file measured from its text alone
-#     (conversations {dataset, id, messages}: ours or the authors' release), so two corpora compare side by side.
-#     Each feature is recognised by the marker this file renders it with (and, where the release wrote it
-#     differently, the release's marker); what the text cannot show is reported as such, never guessed. data.py
-#     build's statistics table is this code run over what was built.
+# 3.2 Prompt pools (paper section 3.2, appendix A.1). Hand-written by this project; a second task-description file
+#    of the same shape (llm.py's GPT-generated descriptions, paper 3.2's self-instruct loop) is appended on request.
 
-SUCH_AS = " (such as "          # how _schema appends 'such as' examples to an option line
-RELEASE_SUCH_AS = ": such as "  # the release's: '"LABEL: such as a, b."' inside its [option, ...] list
-NOT_INFERABLE = "n/a: not inferable"
-# Tasks whose records offer the data set's whole label inventory (see THE UNIFIED IE RECORD above: EAE offers the
-# roles of one event type, ERE one subtask's relations), so the union of the options shown over a data set is the
-# inventory and the share of it an instance leaves out estimates class dropout.
-ONE_INVENTORY_TASKS = ("NER", "RC", "RE", "ED", "EE")
+PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
 
 
 @dataclass
-class Markers:
-    """The strings the statistics recognise, all taken from prompts/ and the constants above."""
-    requests: dict         # output-format request sentence -> (kind canonical|json|other, tasks it belongs to)
-    request_re: re.Pattern  # any of them (longest first)
-    list_intros: set       # schema intros followed by " [a, b, ...]."
-    guideline_intros: set  # schema intros followed by "- option: definition." lines
-    example_intros: set    # schema intros followed by "- option (such as ...)" lines
-    na_answers: set        # answers that state "nothing to extract": canonical NA, every template's, JSON [],
-                           # nothing at all (the release's test files)
+class Prompts:
+    descriptions: dict   # task -> [task description]                 prompts/task_descriptions.json (+ extra)
+    formats: dict        # task -> {"canonical", "json", "templates"}  prompts/output_formats.json
+    explanations: dict   # task -> template explanation parts          prompts/explanations.json
+    schema: dict         # task -> schema intros                        prompts/schema.json
+    guidelines: dict     # data set -> {label: definition}             prompts/label_descriptions.json
 
 
-def stats_markers(prompts: Prompts | None = None) -> Markers:
-    """The markers of prompts/ (default: this project's pools) and of Table 9."""
-    prompts = prompts or load_prompts()
-    requests = defaultdict(lambda: ["", set()])
-    for task, f in prompts.formats.items():
-        for kind, sentences in (("canonical", [f["canonical"]]), ("json", f["json"]),
-                                ("other", [t["request"] for t in f["templates"]])):
-            for s in sentences:
-                requests[s][0] = requests[s][0] or kind
-                requests[s][1].add(task)
-    for task, s in FORMAT_REQUESTS.items():  # Table 9: the canonical requests the release wrote
-        requests[s][0] = "canonical"
-        requests[s][1].add(task)
-    requests = {s: (k, frozenset(t)) for s, (k, t) in requests.items()}
-    pattern = re.compile("|".join(re.escape(s) for s in sorted(requests, key=len, reverse=True)))
-    intros = {kind: {i for task, s in prompts.schema.items() if isinstance(s, dict) for i in s.get(kind, [])}
-              for kind in ("list", "guidelines", "examples")}
-    nones = {"", "NA", "[]"} | {t["none"] for f in prompts.formats.values() for t in f["templates"]}
-    return Markers(requests, pattern, intros["list"], intros["guidelines"], intros["examples"], nones)
-
-
-def _literal(body: str):
-    """A JSON value (ours) or a Python literal (the release wrote dict reprs), else None."""
-    if not body or body[0] not in "[{":
-        return None
+def _load_json(path: Path):
     try:
-        return json.loads(body)
-    except json.JSONDecodeError:
-        pass
-    import ast
-    try:
-        return ast.literal_eval(body)
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
-        return None
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
 
 
-def _is_na_answer(output: str, markers: Markers) -> bool:
-    """An assistant turn that extracts nothing: "NA", a template's none sentence, an empty JSON list, or (the
-    release's JSON) an object whose lists are all empty."""
-    body = answer_part(output).strip()
-    if body in markers.na_answers:
-        return True
-    value = _literal(body)
-    return isinstance(value, dict) and bool(value) and all(v in ([], "", None) for v in value.values())
+def _check_placeholders(text: str, allowed, where: str) -> None:
+    bad = [p for p in PLACEHOLDER_RE.findall(text) if p not in allowed]
+    if bad:
+        raise ValueError(f"{where}: placeholder(s) {', '.join('{' + b + '}' for b in bad)} not allowed here; "
+                         f"allowed: {', '.join('{' + a + '}' for a in allowed) or 'none'}")
 
 
-def _schema_options(instruction: str, markers: Markers):
-    """(form, options shown, any 'such as' shown) of a closed-IE instruction; form = "list" | "guidelines" |
-    "examples" (this project's schema intros) | "bracket" (an [a, b, ...] list, as the release wrote) | None."""
-    lines = instruction.split("\n")
-    for i, line in enumerate(lines):
-        head, sep, _ = line.partition(" [")
-        if sep and head in markers.list_intros and line.endswith("]."):
-            return "list", line[len(head) + 2:-2].split(", "), False
-        kind = "guidelines" if line in markers.guideline_intros else "examples" if line in markers.example_intros \
-            else None
-        if kind:
-            options, such_as = [], False
-            for option_line in lines[i + 1:]:
-                if not option_line.startswith("- "):
-                    break
-                body, has, _ = option_line[2:].partition(SUCH_AS)
-                such_as |= bool(has)
-                options.append(body.split(": ", 1)[0] if kind == "guidelines" else body)
-            return kind, options, such_as
-    best = None
-    for m in re.finditer(r"\[([^\[\]]+)\]", instruction):
-        inner = m.group(1)
-        if inner in ("Answer", "Explanation") or "{" in inner:  # a format request's own brackets
-            continue
-        if best is None or inner.count(", ") > best.count(", "):
-            best = inner
-    if best is None:
-        return None, [], False
-    quoted = re.findall(r'"([^"]*)"', best)
-    if quoted:  # the release quotes options when some carry 'such as' examples
-        options = [q.split(RELEASE_SUCH_AS, 1)[0] for q in quoted]
-        return "bracket", options, any(RELEASE_SUCH_AS in q for q in quoted)
-    return "bracket", best.split(", "), False
+def load_descriptions(path: Path) -> dict[str, list[str]]:
+    """A task-description pool {TASK: [description]}, each placeholder checked against DESCRIPTION_PLACEHOLDERS."""
+    pool = _load_json(path)
+    if not isinstance(pool, dict):
+        raise ValueError(f"{path}: expected an object {{TASK: [description, ...]}}")
+    for task, descs in pool.items():
+        if task not in DESCRIPTION_PLACEHOLDERS:
+            raise ValueError(f"{path}: unknown task {task!r}; expected one of {', '.join(DESCRIPTION_PLACEHOLDERS)}")
+        if not isinstance(descs, list) or not all(isinstance(d, str) and d.strip() for d in descs):
+            raise ValueError(f"{path}: {task} must be a list of non-empty strings")
+        for i, d in enumerate(descs):
+            _check_placeholders(d, DESCRIPTION_PLACEHOLDERS[task], f"{path}: {task} description {i}")
+    return pool
 
 
-def _label_key(label: str) -> str:
-    """A label with case and separators ignored: the same key under every LABEL_VARIATIONS rewrite."""
-    return re.sub(r"[-_.:/\s]+", "", label.lower())
+def load_prompts(extra_descriptions=(), prompts_dir: Path = PROMPTS_DIR) -> Prompts:
+    """Read and check prompts/; `extra_descriptions` = more task-description files (same shape) to append."""
+    descriptions = {t: list(d) for t, d in load_descriptions(prompts_dir / "task_descriptions.json").items()}
+    for path in extra_descriptions:
+        for task, descs in load_descriptions(Path(path)).items():
+            descriptions.setdefault(task, []).extend(descs)
+    formats = _load_json(prompts_dir / "output_formats.json")
+    for task, f in formats.items():
+        where = f"{prompts_dir / 'output_formats.json'}: {task}"
+        for i, t in enumerate(f["templates"]):
+            fields = set(ITEM_FIELDS[task]) | ({"rest"} if task == "OpenIE" else set())
+            _check_placeholders(t["item"], fields, f"{where} template {i} item")
+            if {"sep", "none"} - set(t):
+                raise ValueError(f"{where} template {i}: missing {sorted({'sep', 'none'} - set(t))}")
+            if task == "EE":
+                _check_placeholders(t["argument"], {"argument", "role"}, f"{where} template {i} argument")
+            if task == "OpenIE":
+                for k, p in t["parts"].items():
+                    _check_placeholders(p, {k}, f"{where} template {i} part {k}")
+    explanations = _load_json(prompts_dir / "explanations.json")
+    schema = _load_json(prompts_dir / "schema.json")
+    guidelines = _load_json(prompts_dir / "label_descriptions.json")
+    for task in DESCRIPTION_PLACEHOLDERS:
+        if len(descriptions.get(task, [])) == 0 or task not in formats or task not in explanations:
+            raise ValueError(f"{prompts_dir}: no task descriptions, output formats or explanations for {task}")
+    return Prompts(descriptions, formats, explanations, schema, guidelines)
 
 
-def conversation_features(messages: list[dict], markers: Markers) -> dict:
-    """What one conversation shows: whether it looks like an IE instance (the ODIE system prompt, a known
-    output-format request or one quoting "[Answer]", or an assistant turn with "[Answer]:"), the task its format
-    request names, its demonstrations, NA, explanation, answer format and schema."""
-    system = messages[0]["content"] if messages[0]["role"] == "system" else None
-    assistant = [m["content"] for m in messages if m["role"] == "assistant"]
-    user = [m["content"] for m in messages if m["role"] == "user"]
-    final = assistant[-1] if assistant else ""
-    first = user[0] if user else ""
-    odie = system is not None and system.strip() == ODIE_SYSTEM
-    m = markers.request_re.search(first)  # the whole turn: the release put some requests after the text
-    kind, tasks = markers.requests[m.group()] if m else ("", frozenset())
-    if kind != "canonical" and isinstance(_literal(answer_part(final).strip()), (list, dict)):
-        kind = "json"  # the release's JSON requests are not ours: its answers show it
-    cut = first.find("\nText: ")  # the schema is in the instruction, before the text block
-    return {"ie": odie or m is not None or "[Answer]" in first or any(ANSWER.strip() in a for a in assistant),
-            "tasks": frozenset(["ODIE"]) if odie else tasks,
-            "demos": max(0, len(user) - 1),
-            "na_demos": sum(_is_na_answer(a, markers) for a in assistant[:-1]),
-            "na": _is_na_answer(final, markers),
-            "explained": final.lstrip().startswith(EXPLANATION.strip()),
-            "format": None if odie else kind if kind in ("canonical", "json") else "other",  # ODIE: a table
-            "schema": (None, [], False) if odie else _schema_options(first[:cut] if cut >= 0 else first, markers)}
+def fill_placeholders(template: str, values: dict[str, str]) -> str:
+    """Replace every {name} by values[name]; a name without a value is an error (never left in a prompt)."""
+    def sub(m):
+        if m.group(1) not in values:
+            raise KeyError(f"placeholder {{{m.group(1)}}} has no value in {template!r}")
+        return values[m.group(1)]
+    return PLACEHOLDER_RE.sub(sub, template)
 
 
-# Per data set, the counts corpus_stats keeps. All add up over data sets, except the two maxima.
-STAT_COUNTS = ("conversations", "ie", "ie_marked", "na", "fewshot", "demos", "na_demos", "explained",
-               "format_canonical", "format_json", "format_other", "schema_ours", "schema_any", "guidelines",
-               "such_as", "options", "symbols", "dropout_instances", "dropout_shown", "dropout_offered", "words",
-               "words_max", "tokens", "tokens_max")
-STAT_MAXIMA = ("words_max", "tokens_max")
+# ----------------------------------------------------------------------------------------------------------------
+# 3.3 Answers (paper section 3.3, appendix A.2): "[Answer]: " + the items, or the format's NA answer. Items arrive
+#    plain and shuffled once by the builder (docs/fidelity.md §1: no order bias), so explanation and answer agree.
+
+# The canonical item formats (docs/fidelity.md §1) and separators: NER/ED/EAE/ERE items follow each other on one
+# line, the tuple tasks put one item per line.
+CANONICAL_ITEM = {"NER": "{entity}: {type};", "ED": "{trigger}: {type};", "EAE": "{argument}: {role};",
+                  "RC": "({head}; {relation}; {tail})", "RE": "({head}; {relation}; {tail})",
+                  "ERE": "({event1}; {relation}; {event2});"}
+CANONICAL_SEP = {"NER": " ", "ED": " ", "EAE": " ", "ERE": " ", "RC": "\n", "RE": "\n", "EE": "\n", "OpenIE": "\n"}
 
 
-def _count_instance(st: Counter, task: str, f: dict) -> None:
-    """Add one instance's features to its data set's counts (the schema figures only for closed IE)."""
-    st["ie"] += 1
-    st["fewshot"] += f["demos"] > 0
-    st["demos"] += f["demos"]
-    st["na_demos"] += f["na_demos"]
-    st["na"] += f["na"]
-    st["explained"] += f["explained"]
-    if f["format"]:
-        st[f"format_{f['format']}"] += 1
-    form, options, such_as = f["schema"]
-    if task in CLOSED_TASKS and form:
-        st["schema_any"] += 1
-        st["schema_ours"] += form != "bracket"
-        st["guidelines"] += form == "guidelines"
-        st["such_as"] += such_as
-        st["options"] += len(options)
-        st["symbols"] += sum(o in SYMBOLS for o in options)
+def _canonical_item(task: str, it: dict) -> str:
+    if task == "EE":  # ({trigger}; {type}; {argument}: {role}; ...)
+        return "(" + "; ".join([it["trigger"], it["type"]] + [f"{a['argument']}: {a['role']}"
+                                                              for a in it["arguments"]]) + ")"
+    if task == "OpenIE":  # ({predicate}; {subject}; {object}; {time}; {location})
+        parts = [it["predicate"], it["subject"], it["object"], it["time"], it["location"]]
+        while len(parts) > 2 and not parts[-1]:  # Table 9: missing trailing elements are omitted
+            parts.pop()
+        return "(" + "; ".join(parts) + ")"
+    return CANONICAL_ITEM[task].format(**it)
 
 
-def _full_option_list(task: str, f: dict) -> list[str] | None:
-    """The options of an instance that shows its whole schema but for class dropout (a plain list: no cut to 10
-    or 15 options for guidelines or examples), in a task whose schema is the data set's inventory; else None."""
-    form, options, such_as = f["schema"]
-    return options if task in ONE_INVENTORY_TASKS and form in ("list", "bracket") and not such_as else None
-
-
-def corpus_stats(conversations, tokenizer=None, tasks: dict | None = None, markers: Markers | None = None) -> dict:
-    """The statistics of a corpus from its conversations' text: {"datasets": {name: {"task", "kind" (ie |
-    general), counts of STAT_COUNTS}}, "tokenizer": bool}. A data set is IE when most of its conversations look
-    like IE instances (ie_marked), and then all of them are its instances; its task is the one most of its format
-    requests name (RC and RE share the canonical one: the other requests decide; "RC/RE" when none does), "?"
-    when no request names one, or tasks[name] when given. With a tokenizer, lengths also in tokens, as
-    tokenize_chat counts them."""
-    markers = markers or stats_markers()
-    counter = None if tokenizer is None else tokenizer if isinstance(tokenizer, TokenCounter) else \
-        TokenCounter(tokenizer)
-    rows, feats = defaultdict(Counter), defaultdict(list)
-    for c in conversations:
-        name, msgs = c["dataset"], c["messages"]
-        f = conversation_features(msgs, markers)
-        feats[name].append(f)
-        row = rows[name]
-        row["conversations"] += 1
-        row["ie_marked"] += f["ie"]
-        words = _length(msgs, None, True)[0]
-        row["words"] += words
-        row["words_max"] = max(row["words_max"], words)
-        if counter is not None:
-            n = counter(msgs)[0]
-            row["tokens"] += n
-            row["tokens_max"] = max(row["tokens_max"], n)
-    out = {"datasets": {}, "tokenizer": counter is not None}
-    for name in sorted(rows):
-        st = rows[name]
-        ie = st["ie_marked"] * 2 > st["conversations"]
-        votes = Counter("/".join(sorted(f["tasks"])) for f in feats[name] if f["tasks"])
-        single = Counter({t: n for t, n in votes.items() if "/" not in t})
-        task = (tasks or {}).get(name) or (single or votes or Counter({"?": 1})).most_common(1)[0][0]
-        if ie:
-            lists = [o for o in (_full_option_list(task, f) for f in feats[name]) if o is not None]
-            inventory = {_label_key(o) for options in lists for o in options if o not in SYMBOLS}
-            for f in feats[name]:
-                _count_instance(st, task, f)
-            st["dropout_instances"] = len(lists)
-            st["dropout_shown"] = sum(map(len, lists))
-            st["dropout_offered"] = len(lists) * len(inventory)
-        out["datasets"][name] = {"task": task if ie else "", "kind": "ie" if ie else "general",
-                                 **{k: st[k] for k in STAT_COUNTS}}
-    return out
-
-
-def _sum_rows(rows) -> Counter:
-    total = Counter()
-    for r in rows:
-        for k in STAT_COUNTS:
-            total[k] = max(total[k], r[k]) if k in STAT_MAXIMA else total[k] + r[k]
-    return total
-
-
-def stats_rates(s, task: str, tokenizer: bool) -> dict:
-    """The rates of one row of counts (a data set, a task, or all IE) as numbers (percent, means) or a string
-    saying why there is none. task: the row's task, "IE" for all IE tasks together."""
-    def pct(a, b, why="none to count"):
-        return round(100 * a / b, 1) if b else f"-: {why}"
-    n = s["ie"]
-    extractive = task not in ("ODIE",)
-    closed = task in CLOSED_TASKS or task == "IE"
-    schema_figures = ("guidelines %", "such as %", "symbols % of options", "class dropout % (est.)")
-    r = {"instances": n}
-    r["NA %"] = pct(s["na"], n) if extractive else "-: ODIE has no NA"
-    r["few-shot %"] = pct(s["fewshot"], n) if extractive else "-: ODIE has no demonstrations"
-    r["demos per few-shot"] = round(s["demos"] / s["fewshot"], 2) if s["fewshot"] else "-: no few-shot instance"
-    r["NA demos %"] = pct(s["na_demos"], s["demos"], "no demonstration")
-    r["explained %"] = pct(s["explained"], n)
-    for f in ("canonical", "json", "other"):
-        r[f"{f} %"] = pct(s[f"format_{f}"], n) if extractive else "-: ODIE answers a table"
-    if task == "?":
-        r.update(dict.fromkeys(schema_figures, f"{NOT_INFERABLE} (task unknown: give --task NAME=TASK)"))
-    elif not closed:
-        r.update(dict.fromkeys(schema_figures, "-: no schema (open IE / ODIE)"))
-    else:
-        r["guidelines %"] = pct(s["guidelines"], s["schema_any"]) if s["schema_ours"] else \
-            f"{NOT_INFERABLE} (no schema in this project's rendering)"
-        r["such as %"] = pct(s["such_as"], s["schema_any"]) if s["schema_any"] else \
-            f"{NOT_INFERABLE} (no schema recognised)"
-        r["symbols % of options"] = pct(s["symbols"], s["options"]) if s["options"] else \
-            f"{NOT_INFERABLE} (no schema recognised)"
-        r["class dropout % (est.)"] = pct(s["dropout_offered"] - s["dropout_shown"], s["dropout_offered"]) \
-            if s["dropout_offered"] else f"{NOT_INFERABLE} (the label inventory varies per instance in " \
-                                         f"{'EAE/ERE' if task != 'IE' else 'these tasks'})"
-    conv = s["conversations"]
-    r["words mean"] = round(s["words"] / conv, 1) if conv else "-"
-    r["words max"] = s["words_max"] if conv else "-"
-    r["tokens mean"] = (round(s["tokens"] / conv, 1) if conv else "-") if tokenizer else \
-        f"{NOT_INFERABLE} without --tokenizer"
-    r["tokens max"] = (s["tokens_max"] if conv else "-") if tokenizer else f"{NOT_INFERABLE} without --tokenizer"
-    return r
-
-
-def stats_summary(st: dict) -> dict:
-    """Per data set, per task and over all IE: counts and rates; the general-chat share."""
-    ds = st["datasets"]
-    ie = {k: v for k, v in ds.items() if v["kind"] == "ie"}
-    general = {k: v for k, v in ds.items() if v["kind"] == "general"}
-    by_task = defaultdict(list)
-    for name, v in ie.items():
-        by_task[v["task"]].append(v)
-    order = {t: i for i, t in enumerate(TASKS)}
-    tasks = sorted(by_task, key=lambda t: (order.get(t, len(TASKS)), t))
-    total_ie, total_all = _sum_rows(ie.values()), _sum_rows(ds.values())
-    n_conv, n_general = total_all["conversations"], sum(v["conversations"] for v in general.values())
-    tok = st["tokenizer"]
-    odie = _sum_rows(by_task.get("ODIE", []))
-    non_odie = _sum_rows(v for t in tasks if t != "ODIE" for v in by_task[t])
-    summary = {"conversations": n_conv, "ie instances": total_ie["ie"],
-               "general chat": n_general, "general chat %": round(100 * n_general / n_conv, 1) if n_conv else "-",
-               "general data sets": {k: v["conversations"] for k, v in general.items()},
-               "conversations with IE markers in general data sets": sum(v["ie_marked"] for v in general.values()),
-               "conversations without IE markers in IE data sets": sum(v["ie"] - v["ie_marked"] for v in ie.values()),
-               "ODIE explained %": round(100 * odie["explained"] / odie["ie"], 1) if odie["ie"] else "-"}
-    return {"summary": summary,
-            "datasets": {name: {"task": v["task"], **stats_rates(v, v["task"], tok)} for name, v in ie.items()},
-            "tasks": {t: stats_rates(_sum_rows(by_task[t]), t, tok) for t in tasks},
-            "ie": stats_rates(non_odie if odie["ie"] else total_ie, "IE", tok) | {"instances": total_ie["ie"]},
-            "all conversations": {k: stats_rates(total_all, "IE", tok)[k] for k in
-                                  ("words mean", "words max", "tokens mean", "tokens max")}}
-
-
-TABLE_RATES = ("NA %", "few-shot %", "demos per few-shot", "NA demos %", "explained %", "canonical %", "json %",
-               "other %", "guidelines %", "such as %", "symbols % of options", "class dropout % (est.)", "words mean",
-               "words max", "tokens mean", "tokens max")
-
-
-def _cell(v) -> str:
-    """A table cell: the number, or '-' / 'n/a' (the reason is in the JSON and the notes below the table)."""
-    if isinstance(v, str):
-        return "n/a" if v.startswith("n/a") else v.split(":", 1)[0]
-    return str(v)
-
-
-def dataset_table(summary: dict) -> str:
-    """One file's statistics as the paper's Table 7 (instances per task and data set) with every rate measured
-    from the text, as a markdown table; per-task and IE-total rows."""
-    cols = ["task", "data set", "instances", *TABLE_RATES]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for task, trow in summary["tasks"].items():
-        for name, row in summary["datasets"].items():
-            if row["task"] == task:
-                lines.append("| " + " | ".join([task, name, str(row["instances"]),
-                                                *(_cell(row[k]) for k in TABLE_RATES)]) + " |")
-        lines.append("| " + " | ".join([task, "**all**", str(trow["instances"]),
-                                        *(_cell(trow[k]) for k in TABLE_RATES)]) + " |")
-    ie = summary["ie"]
-    lines.append("| " + " | ".join(["IE", "**IE total**", str(ie["instances"]),
-                                    *(_cell(ie[k]) for k in TABLE_RATES)]) + " |")
-    s = summary["summary"]
-    notes = sorted({f"{k} {v.removeprefix(NOT_INFERABLE).strip()}"
-                    for row in [*summary["datasets"].values(), *summary["tasks"].values(), ie]
-                    for k, v in row.items() if isinstance(v, str) and v.startswith("n/a")})
-    lines += ["", f"Conversations: {s['conversations']}; IE instances: {s['ie instances']}; general chat: "
-                  f"{s['general chat']} ({s['general chat %']}%); ODIE explained: {s['ODIE explained %']}%."
-                  " IE total rates leave ODIE out (it has no NA, demonstrations or format request); "
-                  "guidelines / such as / symbols / dropout are over closed-IE instances; dropout is estimated "
-                  "from instances that show the full option list.",
-              *([f"{NOT_INFERABLE}: " + "; ".join(notes) + "."] if notes else [])]
-    return "\n".join(lines)
-
-
-def compare_table(named: list[tuple[str, dict]]) -> str:
-    """Several files side by side: one column per file, one row per figure (Table 7's instances per task and
-    data set, then every rate over all IE)."""
-    heads = ["figure", *(n for n, _ in named)]
-    rows = [["conversations", *(str(s["summary"]["conversations"]) for _, s in named)],
-            ["general chat", *(str(s["summary"]["general chat"]) for _, s in named)],
-            ["general chat %", *(str(s["summary"]["general chat %"]) for _, s in named)],
-            ["IE instances", *(str(s["summary"]["ie instances"]) for _, s in named)]]
-    tasks = list(dict.fromkeys(t for _, s in named for t in s["tasks"]))
-    for t in tasks:
-        rows.append([f"{t} instances", *(str(s["tasks"].get(t, {}).get("instances", 0)) for _, s in named)])
-        names = sorted({n for _, s in named for n, r in s["datasets"].items() if r["task"] == t})
-        for name in names:
-            rows.append([f"  {t} / {name}", *(str(s["datasets"].get(name, {}).get("instances", 0))
-                                               for _, s in named)])
-    for k in TABLE_RATES:
-        rows.append([f"IE {k}", *(_cell(s["ie"][k]) for _, s in named)])
-    rows.append(["ODIE explained %", *(str(s["summary"]["ODIE explained %"]) for _, s in named)])
-    for k in ("words mean", "tokens mean"):
-        rows.append([f"all conversations {k}", *(_cell(s["all conversations"][k]) for _, s in named)])
-    lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """An ODIE answer table: header line, separator line, one line per row."""
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
-@dataclass
-class StatsConfig:
-    files: list = flag((), "IEInstruct-format files (JSONL {dataset, id, messages}: ours, or the authors' "
-                           "released IEInstruct); one column per file", positional=True, nargs="+")
-    tokenizer: str = flag("", "SentencePiece model to count tokens with (e.g. assets/tokenizer.model or the LLaMA-2 "
-                              "tokenizer); without it lengths are in words only")
-    task: str = flag("", "tasks of data sets the text does not name, NAME=TASK,... (e.g. nyt11=RE)")
-    json: bool = flag(False, "print the statistics as JSON instead of tables")
-    by_dataset: bool = flag(True, "also print each file's per-data-set table (Table 7 with every rate)")
+def canonical_answer(task: str, items: list[dict], rng: random.Random | None = None) -> str:
+    """The canonical target (docs/fidelity.md §1): "[Answer]: " + the items in CANONICAL_ITEM's formats, or
+    "[Answer]: NA"; ODIE a markdown table. With `rng` the items are shuffled first. Its inverse (parse_canonical)
+    is a test helper in tests/test_data.py."""
+    items = plain_items(task, items)
+    if task == "ODIE":
+        return ANSWER + markdown_table(items[0]["header"], items[0]["rows"])
+    if rng is not None:
+        rng.shuffle(items)
+    if not items:
+        return ANSWER + "NA"
+    return ANSWER + CANONICAL_SEP[task].join(_canonical_item(task, it) for it in items)
 
 
-def stats(cfg: StatsConfig) -> dict:
-    """`python data.py stats FILE [FILE ...]`: Table 7 and every augmentation rate, measured from the files."""
-    tokenizer = None
-    if cfg.tokenizer:
-        import model
-        tokenizer = model.Tokenizer(cfg.tokenizer)
-    tasks = {}
-    for pair in filter(None, cfg.task.split(",")):
-        name, _, task = pair.partition("=")
-        if task not in TASKS:
-            sys.exit(f"error: --task {pair!r}: expected NAME=TASK with TASK one of {', '.join(TASKS)}")
-        tasks[name.strip()] = task
-    markers = stats_markers()
-    named = [(str(f), stats_summary(corpus_stats(load_conversations(f), tokenizer, tasks, markers)))
-             for f in cfg.files]
-    if cfg.json:
-        print(json.dumps({name: s for name, s in named}, indent=1))
-    else:
-        print(compare_table(named))
-        if cfg.by_dataset:
-            for name, s in named:
-                print(f"\n## {name}\n\n{dataset_table(s)}")
-    return dict(named)
+def json_answer(task: str, items: list[dict]) -> str:
+    """Real JSON (docs/fidelity.md §1; the release wrote a Python dict repr): a list of item objects, [] for NA.
+    OpenIE objects leave out the empty optional fields."""
+    items = plain_items(task, items)
+    if task == "OpenIE":
+        items = [{k: v for k, v in it.items() if v or k in ("predicate", "subject")} for it in items]
+    return ANSWER + json.dumps(items, ensure_ascii=False)
+
+
+def _template_item(task: str, it: dict, t: dict, item: str) -> str:
+    """One item through a template's `item` sentence (t: an output format's or an explanation's parts)."""
+    values = dict(it)
+    if task == "EE":
+        args = [t["argument"].format(**a) for a in it["arguments"]]
+        values["arguments"] = t["argument_sep"].join(args) if args else t["no_arguments"]
+    if task == "OpenIE":
+        values["rest"] = "".join(t["parts"][k].format(**{k: it[k]}) for k in ("object", "time", "location") if it[k])
+    return item.format(**values)
+
+
+def template_answer(task: str, items: list[dict], template: dict) -> str:
+    """A keyed-tuple or natural-language answer from one prompts/output_formats.json template (paper 3.3)."""
+    items = plain_items(task, items)
+    if not items:
+        return ANSWER + template["none"]
+    return ANSWER + template["sep"].join(_template_item(task, it, template, template["item"]) for it in items)
+
+
+def template_explanation(task: str, items: list[dict], parts: dict, rng: random.Random) -> str:
+    """A template explanation (docs/fidelity.md §1; the release's OUTPUT_EXPLAN): intro + one sentence per item +
+    a lead-in to the answer, or a sentence saying there is nothing to extract."""
+    items = plain_items(task, items)
+    if task == "ODIE":
+        table = items[0]
+        rows = [parts["cell_sep"].join(parts["cell"].format(header=h, value=v) for h, v in zip(table["header"], r))
+                for r in table["rows"]]
+        if not rows:
+            return rng.choice(parts["none"])
+        item = rng.choice(parts["item"])
+        return (rng.choice(parts["intro"]).format(columns=", ".join(table["header"]))
+                + " ".join(item.format(cells=c) for c in rows) + " " + rng.choice(parts["outro"]))
+    if not items:
+        return rng.choice(parts["none"])
+    item = rng.choice(parts["item"])
+    sentences = " ".join(_template_item(task, it, parts, item) for it in items)
+    return rng.choice(parts["intro"]) + sentences + " " + rng.choice(parts["outro"])
+
+
+def with_explanation(answer: str, explanation: str | None) -> str:
+    """`[Explanation]: ... [Answer]: ...` (docs/fidelity.md §1), or the answer alone."""
+    if not explanation:
+        return answer
+    return EXPLANATION + explanation + ("" if explanation.endswith(" ") else " ") + answer
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# 8. Command line: build, show, stats (one dataclass config each; every field is a flag with help)
+# 3.4 One IEInstruct instance (paper sections 3.2-3.3; docs/fidelity.md §1)
+
+# Paper Table 7: IEInstruct's instances per training data set (ie_formats.DATASETS names). The release applied the
+# 5,000 limit (section 3.1) to groups of small sets (BC5CDR + GENIA + MIT-Restaurant share 5,000; SciERC + NYT11 +
+# ADE 10,000; PHEE + CASIE 5,000), so these counts are the defaults (--dataset_caps table7). GENIA is ie_formats'
+# nested genia (not jnlpba). They sum to 82,669 (the paper's text says 83,585 in all).
+TABLE7_INSTANCES = {
+    "conll2003": 5000, "ace2005-ner": 5000, "ontonotes5": 5000, "bc5cdr": 1666, "genia": 1667, "mit-restaurant": 1667,
+    "tacred": 5000, "fewrel": 5000,
+    "scierc": 3332, "nyt11": 3334, "ade": 3334,
+    "ace2005-ed": 4067, "maven": 5000,
+    "phee": 2500, "casie": 2500,
+    "ace2005-eae": 4420, "rams": 5000, "maven-arg": 5000,
+    "maven-ere": 4278,
+    "openie6": 5000,
+    "instructie": 4904,
+}
+
+
+def dataset_cap(name: str, cfg: "IEInstructConfig") -> int:
+    """Instances data set `name` may give (paper section 3.1 and Table 7): Table 7's count (at most
+    cfg.max_per_dataset) for a Table 7 set under dataset_caps="table7", else cfg.max_per_dataset."""
+    if cfg.dataset_caps == "table7" and name in TABLE7_INSTANCES:
+        return min(TABLE7_INSTANCES[name], cfg.max_per_dataset)
+    return cfg.max_per_dataset
+
 
 @dataclass
-class ShowConfig:
-    file: str = flag("", "conversations to show (IEInstruct JSONL, IEFeedback, TULU-v2 JSONL)", positional=True)
-    n: int = flag(3, "how many conversations to show")
-    seed: int = flag(0, "which ones: a seeded random sample (-1: the first n)")
-    tokenizer: str = flag(str(DEFAULT_TOKENIZER), "SentencePiece model to tokenise with (the one training uses)")
-    max_len: int = flag(2048, "truncate like SFT does (docs/fidelity.md §2: 2048 tokens)")
-    color: str = flag("auto", "mark trained tokens with a green background (always), with ⟦ ⟧ brackets (never), "
-                              "or by whether stdout is a terminal (auto)", choices=["auto", "always", "never"])
+class IEInstructConfig:
+    # ---- inputs and output (`python data.py build`)
+    out: str = flag("", "output IEInstruct JSONL {dataset, id, messages}; statistics beside it (OUT.stats.md/.json)")
+    seed: int = flag(0, "every random choice of the build derives from this seed (same seed -> same file)")
+    data_dir: str = flag("", "read every real data set present here with ie_formats.convert_all "
+                             "(e.g. ../shared/data); default: the embedded synthetic corpus")
+    records: str = flag("", "unified IE records, JSONL (comma-separated for several files), validated line by line")
+    skip_bad: bool = flag(False, "with --records: skip (and count) bad lines instead of stopping at the first")
+    include_held_out: bool = flag(False, "also build from the held-out evaluation sets (ie_formats.HELD_OUT: "
+                                          "FewNERD, SemEval, RichERE, MATRES, CaRB, ROBUST), kept out by section 5.1")
+    splits: str = flag("train", "record splits to build from (comma-separated); IEInstruct uses training data")
+    synthetic_n_train: int = flag(1000, "synthetic train records per synthetic data set when no --records / "
+                                            "--data_dir is given (sft.py's embedded default builds with 60)")
+    synthetic_seed: int = flag(0, "embedded default: seed of synthetic.py's corpus (apart from --seed, so that the "
+                                  "held-out split evaluate.py uses does not change with the build seed)")
+    general: str = flag("", "general chat to mix in (section 4): TULU-v2-style or self-instruct JSONL, or a directory "
+                            "of them (e.g. ../shared/data/general_self_instruct); '': synthetic.py's; 'none': none")
+    ie_proportion: float = flag(0.2, "share of IE conversations in the mix (section 4: 83,585 IE + 320,000 "
+                                     "general = 20%); 1 = IE only")
+    explanations: str = flag("", "LLM-written explanations, JSONL {id, explanation} keyed by record id "
+                                 "(llm.py, paper 3.3 / Table 6); without it every explanation is a template")
+    extra_descriptions: str = flag("", "more task descriptions, JSON {TASK: [description]} (llm.py's GPT-written "
+                                       "ones, paper 3.2), appended to prompts/task_descriptions.json")
+    tokenizer: str = flag(str(DEFAULT_TOKENIZER), "SentencePiece model the length filter counts tokens with "
+                                                  "(the one training will use)")
+    max_tokens: int = flag(2048, "length filter (appendix B.1: instances over 2,048 tokens are dropped, after "
+                                 "losing their demonstrations one by one from the end); 0 = off")
+    max_words: int = flag(0, "the release's length filter instead: whitespace words over all turns "
+                             "(docs/fidelity.md §1: 1500); 0 = off")
+    # ---- data collection (section 3.1)
+    max_per_dataset: int = flag(5000, "examples-proportional mixture cap: instances per data set (section 3.1: 5,000); "
+                                      "with --dataset_caps table7, Table 7's count where it is smaller")
+    dataset_caps: str = flag("table7", "table7: each Table 7 data set capped at its Table 7 count (TABLE7_INSTANCES, "
+                                       "at most max_per_dataset), any other set at max_per_dataset; uniform: "
+                                       "max_per_dataset for every set (BC5CDR then gives ~4,500, not 1,666)",
+                             choices=["table7", "uniform"])
+    na_cap: float = flag(0.2, "NA instances at most this share of each data set (section 3.1: 'filter out 80% of "
+                              "NA data'; docs/fidelity.md §1: capped at 20%)")
+    # ---- schema description (section 3.2; docs/fidelity.md §1)
+    class_dropout: float = flag(0.1, "each option dropped with this probability; a dropped gold label takes its "
+                                     "items out of the answer (docs/fidelity.md §1: 0.1)")
+    guideline_rate: float = flag(0.2, "share of closed-IE instances whose options get guidelines (section 3.2: 20%)")
+    guideline_max_options: int = flag(10, "with guidelines the option list is cut to this many, gold kept (release)")
+    example_rate: float = flag(0.2, "share of closed-IE instances whose options get 'such as' example mentions "
+                                    "from the training data (docs/fidelity.md §1: 0.2)")
+    example_max_options: int = flag(15, "with examples the option list is cut to this many, gold kept (release)")
+    examples_per_option: int = flag(3, "example mentions per option at most (docs/fidelity.md §1: up to 3)")
+    example_min_mentions: int = flag(10, "an option gets examples only with this many training mentions (release)")
+    symbol_rate: float = flag(0.05, "each option replaced by a symbol (A..G, LABEL_1..LABEL_6) with this "
+                                    "probability, in schema and answer (section 3.2; docs/fidelity.md §1: 0.05)")
+    label_variation_rate: float = flag(7 / 11, "share of instances whose label strings are rewritten (lower case, "
+                                               "separators); the paper only says 'label-string variation'; the "
+                                               "release draws randint(0, 10) and varies on 7 of the 11 values")
+    # ---- output format (sections 3.2-3.3; docs/fidelity.md §1)
+    canonical_rate: float = flag(0.8, "share with the canonical output format (docs/fidelity.md §1: 0.8)")
+    json_rate: float = flag(0.05, "share with real JSON answers (release: 5%); the rest use the keyed-tuple and "
+                                  "natural-language templates of prompts/output_formats.json")
+    # ---- explanations (section 3.3; docs/fidelity.md §1)
+    explanation_rate: float = flag(0.1, "share of closed/open IE instances with [Explanation]: ... before the answer "
+                                        "(section 3.3: 10%)")
+    odie_cot_rate: float = flag(0.2, "share of ODIE instances with an explanation (release: ~20% use the CoT version)")
+    # ---- few-shot demonstrations (section 3.2; docs/fidelity.md §1)
+    fewshot_rate: float = flag(0.5, "share of closed/open IE instances with demonstrations (section 3.2: 50%)")
+    fewshot_max: int = flag(8, "demonstrations: uniform 1..this (section 3.2: 1 to 8)")
+    fewshot_na_keep: float = flag(0.1, "an NA demonstration is kept with this probability (docs/fidelity.md §1: 0.1)")
 
 
-def _piece_text(tokenizer, ids: list[int]) -> str:
-    """The text of a run of tokens, piece by piece: "▁" shown as a space, byte pieces decoded, BOS/EOS named."""
-    out, pending = [], bytearray()
-    for i in ids:
-        piece = "<s>" if i == tokenizer.bos_id else "</s>" if i == tokenizer.eos_id else tokenizer.id_to_piece(i)
-        m = re.fullmatch(r"<0x([0-9A-Fa-f]{2})>", piece)
-        if m:
-            pending.append(int(m.group(1), 16))
-            continue
-        if pending:
-            out.append(pending.decode("utf-8", errors="replace"))
-            pending = bytearray()
-        out.append(piece.replace("▁", " "))
-    if pending:
-        out.append(pending.decode("utf-8", errors="replace"))
-    return "".join(out)
+@dataclass
+class DatasetContext:
+    """What building one data set's instances needs beyond the record itself."""
+    pools: dict      # tuple(labels) -> train records: demonstration candidates with the same schema
+    mentions: dict   # label -> (number of training mentions, sorted distinct example strings) for 'such as'
+    explanations: dict  # record id -> LLM-written explanation
 
 
-def marked_text(tokenizer, ids: list[int], labels: list[int], color: bool) -> str:
-    """The tokens as text, trained runs (label != -100) marked: green background, or ⟦ ⟧ brackets."""
-    out, k = [], 0
-    while k < len(ids):
-        j, trained = k, labels[k] != -100
-        while j < len(ids) and (labels[j] != -100) == trained:
-            j += 1
-        text = _piece_text(tokenizer, ids[k:j])
-        if trained:
-            text = "\x1b[30;42m" + text.replace("\n", "\x1b[0m\n\x1b[30;42m") + "\x1b[0m" if color else \
-                "⟦" + text + "⟧"
-        out.append(text)
-        k = j
-    return "".join(out)
+def _label_examples(task: str, record: dict):
+    """(label, example string) for each gold item: the strings a 'such as' list shows (a pair for relations)."""
+    for it in record["items"] if task in CLOSED_TASKS else []:
+        if task in ("RC", "RE", "ERE"):
+            a, b = ("event1", "event2") if task == "ERE" else ("head", "tail")
+            yield it["relation"], f'("{it[a]["text"]}", "{it[b]["text"]}")'
+        else:
+            yield it[LABEL_FIELD[task]], f'"{it[{"NER": "entity", "EAE": "argument"}.get(task, "trigger")]["text"]}"'
 
 
-def show(cfg: ShowConfig) -> None:
-    """`python data.py show FILE`: conversations as the model sees them, the tokens it is trained on marked."""
-    import model
-    tokenizer = model.Tokenizer(cfg.tokenizer)
-    conversations = load_conversations(cfg.file)
-    if cfg.seed < 0:
-        picked = conversations[:cfg.n]
+def dataset_context(records: list[dict], explanations: dict | None = None) -> DatasetContext:
+    """Demonstration pools (records with the same schema) and 'such as' mentions of one data set's train records."""
+    if not records:
+        raise ValueError("dataset_context needs at least one record")
+    name, task = records[0]["dataset"], records[0]["task"]
+    pools, counts = defaultdict(list), defaultdict(Counter)
+    for r in records:
+        if r["task"] != task:
+            raise ValueError(f"{r['id']}: data set {name} mixes tasks {task} and {r['task']}")
+        if task in CLOSED_TASKS and not r["labels"]:
+            raise ValueError(f"{r['id']}: a {task} record needs a non-empty label inventory (its schema)")
+        pools[tuple(r["labels"])].append(r)
+        for label, ex in _label_examples(task, r):
+            counts[label][ex] += 1
+    mentions = {label: (sum(c.values()), sorted(c)) for label, c in counts.items()}
+    return DatasetContext(dict(pools), mentions, explanations or {})
+
+
+# Label-string variations (docs/fidelity.md §1: "separators `:`/`_`/`-` rewritten"; the release also lower-cases).
+LABEL_VARIATIONS = {
+    "lowercase": lambda s: s.lower(),
+    "separators_to_spaces": lambda s: re.sub(r"\s*[-_.:/]+\s*", " ", s),
+    "separators_to_underscores": lambda s: re.sub(r"[-.:/\s]+", "_", s),
+    "lowercase_spaces": lambda s: re.sub(r"\s*[-_.:/]+\s*", " ", s).lower(),
+    "lowercase_underscores": lambda s: re.sub(r"[-.:/\s]+", "_", s).lower(),
+    "uppercase": lambda s: s.upper(),
+}
+
+
+def _applicable_variations(names: list[str]) -> list[str]:
+    """Variations that change at least one name and keep the names distinct and non-empty."""
+    out = []
+    for v in LABEL_VARIATIONS:
+        new = [LABEL_VARIATIONS[v](n) for n in names]
+        if new != names and len(set(new)) == len(new) and all(x.strip() for x in new):
+            out.append(v)
+    return out
+
+
+def _cut(options: list[str], k: int, gold: set[str]) -> list[str]:
+    """At most k options in their current order, never removing a gold label (as the release)."""
+    kept = set([o for o in options if o not in gold][:max(0, k - sum(o in gold for o in options))])
+    return [o for o in options if o in gold or o in kept]
+
+
+@dataclass
+class Plan:
+    """Every random choice of one instance, so it can be rendered again (with fewer demonstrations)."""
+    description: str            # task-description template (placeholders filled at render time)
+    shown: dict                 # the schema: original label -> string shown (a symbol, a varied string, or
+                                # itself), in the order shown ({} for OpenIE)
+    schema_text: str            # the schema description, rendered
+    output_format: str          # "canonical" | "json" | "template"
+    template: dict | None       # the prompts/output_formats.json template when output_format == "template"
+    request: str                # the output-format request sentence
+    explain: bool
+    explanation_request: str
+    llm_explanation: str | None  # the query's LLM-written explanation, when one is used
+    demos: list
+
+
+def _gold(record: dict, plan: Plan) -> list[dict]:
+    """The record's plain gold under the plan: items of options left in the schema, labels as shown."""
+    task = record["task"]
+    items = plain_items(task, record["items"])
+    if task not in CLOSED_TASKS:
+        return items
+    key = LABEL_FIELD[task]
+    return [{**it, key: plan.shown[it[key]]} for it in items if it[key] in plan.shown]
+
+
+def text_block(record: dict) -> str:
+    """The input of one user turn: `Text: '...'`, then a line per mention the input names (RC's entity pair, EAE's
+    trigger, ERE's events), in EVERY turn: the release's few-shot turns did not say which (docs/fidelity.md §1)."""
+    out = f"Text: '{record['text']}'"
+    q, task = record["query"], record["task"]
+    if task == "RC":
+        out += f'\nHead entity: "{q["head"]["text"]}"\nTail entity: "{q["tail"]["text"]}"'
+    elif task == "EAE":
+        out += f'\nTrigger: "{q["trigger"]["text"]}" (event type: {q["event_type"]})'
+    elif task == "ERE" and "events" in q:
+        out += "\nEvents: " + ", ".join(f'"{m["text"]}"' for m in q["events"])
+    elif task == "ERE":
+        out += f'\nEvent 1: "{q["event1"]["text"]}"\nEvent 2: "{q["event2"]["text"]}"'
+    return out
+
+
+def _placeholder_values(record: dict) -> dict[str, str]:
+    """What fills a task description's placeholders (DESCRIPTION_PLACEHOLDERS), from one record."""
+    q, task = record["query"], record["task"]
+    if task == "RC":
+        return {"head": q["head"]["text"], "tail": q["tail"]["text"]}
+    if task == "EAE":
+        return {"trigger": q["trigger"]["text"], "event_type": q["event_type"]}
+    if task == "ERE":
+        return {"relation_kind": record["meta"]["subtask"]}
+    return {}
+
+
+def _guideline(dataset: str, task: str, label: str, prompts: Prompts) -> str:
+    """The label's definition (prompts/label_descriptions.json), else the task's default sentence naming it."""
+    default = prompts.guidelines["_default"][task].format(label=re.sub(r"[-_.:/]+", " ", label).strip())
+    return prompts.guidelines.get(dataset, {}).get(label, default)
+
+
+def _schema(record, ctx, prompts, cfg, rng, augment: bool, protect_gold: bool):
+    """{label: string shown}, in the order shown, and the schema description (section 3.2: shuffling and sampling,
+    guidelines, examples, symbols; docs/fidelity.md §1: class dropout, label-string variation)."""
+    task, labels = record["task"], list(record["labels"])
+    gold = {it[LABEL_FIELD[task]] for it in record["items"]}
+    options = labels
+    if augment:  # class dropout (docs/fidelity.md §1: 0.1); a schema is never left empty
+        options = [o for o in labels if (protect_gold and o in gold) or rng.random() >= cfg.class_dropout]
+        if not options:
+            options = [rng.choice(labels)]
+    rng.shuffle(options)  # schema shuffling (section 3.2)
+    guidelines = augment and rng.random() < cfg.guideline_rate
+    examples = augment and rng.random() < cfg.example_rate
+    if guidelines:
+        options = _cut(options, cfg.guideline_max_options, gold)
+    if examples:
+        options = _cut(options, cfg.example_max_options, gold)
+    shown = {o: o for o in options}
+    if augment:
+        free = list(SYMBOLS)
+        for o in options:  # label symbols (section 3.2; docs/fidelity.md §1: each option with probability 0.05)
+            if rng.random() < cfg.symbol_rate and not (protect_gold and o in gold):
+                shown[o] = free.pop(rng.randrange(len(free))) if free else o
+        if rng.random() < cfg.label_variation_rate and not protect_gold:  # label-string variation
+            plain = [o for o in options if shown[o] == o]
+            names = _applicable_variations(plain) if plain else []
+            if names:
+                variation = rng.choice(names)
+                shown.update({o: LABEL_VARIATIONS[variation](o) for o in plain})
+
+    intros = prompts.schema[task]
+    if guidelines or examples:
+        own = {ex for _, ex in _label_examples(task, record)}  # never show the query's own gold as an example
+        lines = []
+        for o in options:
+            line = "- " + shown[o]
+            if guidelines:
+                line += ": " + _guideline(record["dataset"], task, o, prompts).rstrip(".")
+            n, distinct = ctx.mentions.get(o, (0, []))
+            if examples and n >= cfg.example_min_mentions:
+                picks = rng.sample(distinct, min(len(distinct), cfg.examples_per_option + len(own)))
+                picks = [p for p in picks if p not in own][:cfg.examples_per_option]
+                if picks:
+                    line += SUCH_AS + ", ".join(picks) + ")"
+            lines.append(line + ("." if guidelines else ""))
+        text = rng.choice(intros["guidelines" if guidelines else "examples"]) + "\n" + "\n".join(lines)
     else:
-        picked = random.Random(cfg.seed).sample(conversations, min(cfg.n, len(conversations)))
-    color = cfg.color == "always" or (cfg.color == "auto" and sys.stdout.isatty())
-    for c in picked:
-        for side in ("messages", "chosen", "rejected"):
-            if side not in c:
+        text = rng.choice(intros["list"]) + " [" + ", ".join(shown[o] for o in options) + "]."
+    roles = record["meta"].get("roles") if task == "EE" else None
+    if roles:  # EE: which roles each event type takes
+        per_type = [f"{shown[t]}: {', '.join(roles[t])}" for t in options if roles.get(t)]
+        if per_type:
+            text += "\n" + rng.choice(intros["roles"]) + " " + "; ".join(per_type) + "."
+    return shown, text
+
+
+def _sample_demos(record, ctx, cfg, rng, shown: dict) -> list[dict]:
+    """Few-shot demonstrations (section 3.2: 50% of instances get 1..8, sampled at random; release: same schema,
+    NA demonstrations kept with probability 0.1)."""
+    if rng.random() >= cfg.fewshot_rate:
+        return []
+    k = rng.randint(1, cfg.fewshot_max)
+    pool = ctx.pools.get(tuple(record["labels"]), [])
+    task, key = record["task"], LABEL_FIELD.get(record["task"])
+    chosen, seen, tries = [], set(), 0
+    while len(chosen) < k and len(seen) < len(pool) and tries < 50 * k + 200:
+        tries += 1
+        i = rng.randrange(len(pool))
+        if i in seen:
+            continue
+        seen.add(i)
+        d = pool[i]
+        if d["id"] == record["id"]:
+            continue
+        na = not any(it[key] in shown for it in d["items"]) if task in CLOSED_TASKS else not d["items"]
+        if na and rng.random() >= cfg.fewshot_na_keep:
+            continue
+        chosen.append(d)
+    return chosen
+
+
+def _plan(record, ctx, prompts, cfg, rng, *, output_format=None, demos=None, explanation=None,
+          augment_schema=True, format_request=None, description=None) -> Plan:
+    task = record["task"]
+    if explanation is None:
+        explanation = rng.random() < cfg.explanation_rate
+    llm = ctx.explanations.get(record["id"]) if explanation else None
+    if task in CLOSED_TASKS:
+        shown, schema_text = _schema(record, ctx, prompts, cfg, rng, augment_schema, llm is not None)
+    else:
+        shown, schema_text = {}, ""
+    formats = prompts.formats[task]
+    if output_format is None:
+        u = rng.random()
+        output_format = ("canonical" if u < cfg.canonical_rate else
+                         "json" if u < cfg.canonical_rate + cfg.json_rate else "template")
+    template = None
+    if output_format == "canonical":
+        request = formats["canonical"]
+    elif output_format == "json":
+        request = rng.choice(formats["json"])
+    elif output_format == "template":
+        template = rng.choice(formats["templates"])
+        request = template["request"]
+    else:
+        raise ValueError(f"output_format must be canonical, json or template, not {output_format!r}")
+    if format_request is not None:
+        request = format_request
+    if demos is None:
+        demos = _sample_demos(record, ctx, cfg, rng, shown)
+    if description is None:
+        description = rng.choice(prompts.descriptions[task])
+    return Plan(description, shown, schema_text, output_format, template, request, explanation,
+                rng.choice(prompts.explanations["_requests"]) if explanation else "", llm, list(demos))
+
+
+def _assistant_turn(record: dict, plan: Plan, prompts: Prompts, rng: random.Random, is_query: bool) -> str:
+    task = record["task"]
+    items = _gold(record, plan)
+    rng.shuffle(items)  # docs/fidelity.md §1: items shuffled in the target
+    if plan.output_format == "canonical":
+        answer = canonical_answer(task, items)
+    elif plan.output_format == "json":
+        answer = json_answer(task, items)
+    else:
+        answer = template_answer(task, items, plan.template)
+    explanation = None
+    if plan.explain:
+        explanation = plan.llm_explanation if (is_query and plan.llm_explanation) else \
+            template_explanation(task, items, prompts.explanations[task], rng)
+    return with_explanation(answer, explanation)
+
+
+def _render_plan(record: dict, plan: Plan, prompts: Prompts, rng: random.Random) -> list[dict]:
+    """The conversation of a plan: demonstrations as earlier user/assistant turns, then the query (as the release).
+    First user turn = instruction + blank line + text block; later user turns = the text block alone."""
+    turns = plan.demos + [record]
+    description = fill_placeholders(plan.description, _placeholder_values(turns[0]))
+    request = (plan.explanation_request + " " if plan.explain else "") + plan.request
+    instruction = "\n".join(p for p in (description, plan.schema_text, request) if p)
+    messages = []
+    for i, r in enumerate(turns):
+        user = (instruction + "\n\n" if i == 0 else "") + text_block(r)
+        messages += [{"role": "user", "content": user},
+                     {"role": "assistant", "content": _assistant_turn(r, plan, prompts, rng, r is record)}]
+    return messages
+
+
+def _odie_instance(record, ctx, prompts, cfg, rng, explanation=None) -> list[dict]:
+    """ODIE: system prompt, user = instruction + "\\nText: " + text, answer [CoT explanation] "[Answer]: " + table."""
+    if explanation is None:
+        explanation = rng.random() < cfg.odie_cot_rate
+    instruction = record["query"]["instruction"].strip()
+    expl = None
+    if explanation:
+        instruction += " " + rng.choice(prompts.explanations["_requests"])
+        expl = ctx.explanations.get(record["id"]) or template_explanation("ODIE", record["items"],
+                                                                          prompts.explanations["ODIE"], rng)
+    return [{"role": "system", "content": ODIE_SYSTEM},
+            {"role": "user", "content": instruction + "\nText: " + record["text"]},
+            {"role": "assistant", "content": with_explanation(canonical_answer("ODIE", record["items"]), expl)}]
+
+
+def ie_instruct_instance(record: dict, ctx: DatasetContext, prompts: Prompts, cfg: IEInstructConfig,
+                         rng: random.Random, *, output_format: str | None = None, demos: list | None = None,
+                         explanation: bool | None = None, augment_schema: bool = True,
+                         format_request: str | None = None, description: str | None = None) -> list[dict]:
+    """One IEInstruct conversation for `record` (paper sections 3.2-3.3). Every augmentation is drawn from `rng` at
+    the rates of `cfg`, unless forced:
+      output_format  "canonical" | "json" | "template"  (feedback.py and evaluate.py force "canonical")
+      demos          the demonstration records ([] = zero-shot; evaluate.py passes k train records)
+      explanation    True / False
+      augment_schema False = all labels, no dropout, guidelines, examples, symbols or label variation (evaluation)
+      format_request the output-format sentence to use (evaluate.py: the paper's Table 9, FORMAT_REQUESTS)
+      description    the task-description template to use"""
+    if record["task"] == "ODIE":
+        return _odie_instance(record, ctx, prompts, cfg, rng, explanation)
+    plan = _plan(record, ctx, prompts, cfg, rng, output_format=output_format, demos=demos, explanation=explanation,
+                 augment_schema=augment_schema, format_request=format_request, description=description)
+    return _render_plan(record, plan, prompts, rng)
+
+
+def evaluation_conversation(record: dict, demos: list[dict], prompts: Prompts | None = None, seed: int = 0,
+                            format_request: str | None = None) -> list[dict]:
+    """A held-out evaluation conversation (paper section 5.1, appendix C.1): the full schema, no augmentation or
+    explanation, the given demonstrations (k train records) and Table 9's format request. The last turn is the gold
+    canonical answer (the prompt is messages[:-1]). Deterministic in (seed, record id)."""
+    prompts = prompts or load_prompts()
+    task = record["task"]
+    rng = random.Random(f"evaluation/{seed}/{record['id']}")
+    ctx = DatasetContext({}, {}, {})
+    request = format_request or FORMAT_REQUESTS.get(task) or prompts.formats.get(task, {}).get("canonical")
+    return ie_instruct_instance(record, ctx, prompts, IEInstructConfig(), rng, output_format="canonical",
+                                demos=list(demos), explanation=False, augment_schema=False, format_request=request)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 3.5 The whole corpus (sections 3.1, 4, appendix B.1): per data set, records in a seeded order become instances up
+#    to the cap, NA ones within 20%, over-long ones shed demonstrations or go; then general chat is mixed in.
+
+def _too_long(messages: list[dict], cfg: IEInstructConfig, tokenizer: TokenCounter | None) -> bool:
+    """The length filter: the paper's 2048 tokens (appendix B.1) and/or the release's 1500 words."""
+    if cfg.max_words and sum(len(m["content"].split(" ")) for m in messages) > cfg.max_words:
+        return True
+    if cfg.max_tokens and tokenizer is not None:
+        # Cheap bound first: BOS + one dummy prefix per stretch + special ids + at most one piece per byte
+        if len(render_chat(messages).encode("utf-8")) + 2 * len(messages) + 2 <= cfg.max_tokens:
+            return False
+        return tokenizer(messages)[0] > cfg.max_tokens
+    return False
+
+
+def _demos_that_fit(messages: list[dict], cfg: IEInstructConfig, tokenizer) -> int:
+    """How many of the demonstrations (earlier turn pairs) can stay under the length limits: the lengths add up
+    per turn pair (one stretch between special tokens each), so one measurement finds the number."""
+    k = len(messages) // 2 - 1
+    best = k
+    for words, limit in ((True, cfg.max_words), (False, cfg.max_tokens if tokenizer is not None else 0)):
+        if not limit:
+            continue
+        counts = ([sum(len(m["content"].split(" ")) for m in messages[i:i + 2]) for i in range(0, len(messages), 2)]
+                  if words else tokenizer(messages)[1])  # per user/assistant pair; per stretch = per turn pair
+        first, query, per_special = counts[0], counts[k], 0 if words else 1
+        m = 0
+        for m_try in range(1, k + 1):  # keep demos 0..m_try-1; demo 0 carries the instruction
+            if (not words) + first + sum(counts[1:m_try]) + query + per_special * (m_try + 1) > limit:
+                break
+            m = m_try
+        best = min(best, m)
+    return best
+
+
+def _fit_length(record, plan, messages, cfg, tokenizer, prompts, rng) -> list[dict] | None:
+    """The length filter (appendix B.1): demonstrations are removed from the end of plan.demos until the
+    conversation fits; None when even the query alone is too long."""
+    if not _too_long(messages, cfg, tokenizer):
+        return messages
+    if plan.demos:
+        plan.demos = plan.demos[:_demos_that_fit(messages, cfg, tokenizer)]
+        messages = _render_plan(record, plan, prompts, rng)
+        while plan.demos and _too_long(messages, cfg, tokenizer):  # answers were re-shuffled: check again
+            plan.demos = plan.demos[:-1]
+            messages = _render_plan(record, plan, prompts, rng)
+    return None if _too_long(messages, cfg, tokenizer) else messages
+
+
+def ie_instruct(records: list[dict], cfg: IEInstructConfig, prompts: Prompts | None = None, tokenizer=None,
+                explanations: dict | None = None, progress: bool = True) -> tuple[list[dict], dict]:
+    """IEInstruct from unified IE records (paper section 3): conversations {dataset, id, messages} and, per data
+    set, what was read, built and dropped (never silently). Deterministic in cfg.seed; data sets are built in name
+    order, each from its own random stream, so adding a data set leaves the others unchanged."""
+    from tqdm import tqdm
+    prompts = prompts or load_prompts()
+    tokenizer = TokenCounter(tokenizer) if tokenizer is not None else None
+    by_dataset = defaultdict(list)
+    for r in records:
+        by_dataset[r["dataset"]].append(r)
+    conversations, stats = [], {}
+    bar = tqdm(total=sum(min(len(v), dataset_cap(k, cfg)) for k, v in by_dataset.items()), desc="IEInstruct",
+               unit="inst", disable=not progress, mininterval=1.0)
+    for name in sorted(by_dataset):
+        recs = by_dataset[name]
+        ctx = dataset_context(recs, explanations)
+        rng = random.Random(f"ie_instruct/{cfg.seed}/{name}")
+        order = list(range(len(recs)))
+        rng.shuffle(order)
+        task, cap, built = recs[0]["task"], dataset_cap(name, cfg), []
+        st = Counter(records=len(recs), na_records=sum(not r["items"] for r in recs), cap=cap)
+        for j, idx in enumerate(order):
+            if len(built) >= cap:  # examples-proportional mixture (section 3.1: limit 5,000; Table 7's counts)
+                st["not used: data set cap"] += len(order) - j
+                break
+            r = recs[idx]
+            plan = None if task == "ODIE" else _plan(r, ctx, prompts, cfg, rng)
+            na = plan is not None and not _gold(r, plan)  # NA after class dropout
+            if na and st["na_instances"] + 1 > cfg.na_cap * (len(built) + 1):  # NA cap (section 3.1)
+                st["dropped: NA over the cap"] += 1
                 continue
-            ids, labels = tokenize_chat(tokenizer, c[side], cfg.max_len)
-            n_trained = sum(x != -100 for x in labels)
-            title = f"{c['dataset']} / {c['id']}" + (f" / {side}" if side != "messages" else "")
-            print(f"{'=' * 20} {title}: {len(ids)} tokens, {n_trained} trained "
-                  f"({'green' if color else 'inside ⟦ ⟧'})")
-            print(marked_text(tokenizer, ids, labels, color))
-            print()
+            if plan is None:
+                messages = _odie_instance(r, ctx, prompts, cfg, rng)
+                messages = None if _too_long(messages, cfg, tokenizer) else messages
+            else:
+                n_demos = len(plan.demos)
+                messages = _fit_length(r, plan, _render_plan(r, plan, prompts, rng), cfg, tokenizer, prompts, rng)
+                st["demonstrations removed for length"] += n_demos - len(plan.demos)
+            if messages is None:
+                st["dropped: too long"] += 1
+                continue
+            st["na_instances"] += na
+            built.append({"dataset": name, "id": r["id"], "messages": messages})
+            bar.update(1)
+        # What the text cannot show: labels with the task's default guideline, LLM-written explanations used
+        inventory = {l for r in recs for l in r["labels"]}
+        st["labels without a guideline"] = len(inventory - set(prompts.guidelines.get(name, {})))
+        expl = ctx.explanations
+        st["LLM explanations used"] = sum(c["messages"][-1]["content"].startswith(EXPLANATION + expl[c["id"]])
+                                          for c in built if c["id"] in expl)
+        stats[name] = Counter({"task": task, "instances": len(built), **st})
+        conversations += built
+    bar.close()
+    return conversations, stats
 
 
-def main(argv: list[str] | None = None) -> None:
+def mix_general(ie: list[dict], general: list[dict], ie_proportion: float, rng: random.Random) -> list[dict]:
+    """The general conversations to add so that IE makes up `ie_proportion` of the mix (section 4: 20%); all of
+    them when there are fewer (the realised proportion is then higher, and reported)."""
+    need = general_needed(len(ie), ie_proportion)
+    return list(general) if len(general) <= need else rng.sample(general, need)
+
+
+def general_needed(n_ie: int, ie_proportion: float) -> int:
+    """How many general conversations make IE `ie_proportion` of the mix."""
+    if not 0 < ie_proportion <= 1:
+        raise ValueError(f"ie_proportion must be in (0, 1], got {ie_proportion}")
+    return round(n_ie * (1 - ie_proportion) / ie_proportion)
+
+
+def read_explanations(path) -> dict[str, str]:
+    """LLM-written explanations, JSONL {"id", "explanation"} keyed by record id (llm.py writes them)."""
+    out = {}
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+                rid, text = obj["id"], obj["explanation"]
+            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                raise ValueError(f"{path}:{lineno}: expected JSON {{\"id\", \"explanation\"}} ({e})") from None
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError(f"{path}:{lineno}: explanation must be a non-empty string")
+            out[str(rid)] = text.strip()
+    return out
+
+
+def build(cfg: IEInstructConfig, progress: bool = True) -> dict:
+    """`python data.py build`: records -> IEInstruct (+ general chat) -> cfg.out, with the statistics table
+    printed and written beside it. Returns the summary."""
+    import audit
+    import ie_formats
+    import synthetic
+    t0 = time.perf_counter()
+    counts, skipped = Counter(), []  # what was not used, and why: reported, never silent
+    splits = [s.strip() for s in cfg.splits.split(",") if s.strip()]
+    if cfg.records:
+        records = read_records([p for p in cfg.records.split(",") if p], skipped if cfg.skip_bad else None)
+        source = f"records {cfg.records}"
+    elif cfg.data_dir:
+        report = {}
+        records = [r for recs in ie_formats.convert_all(cfg.data_dir, splits=tuple(splits), report=report).values()
+                   for r in recs]
+        source = f"real data sets under {cfg.data_dir}"
+        # What each reader repaired or skipped (e.g. a span moved off its offsets and relocated, MATRES pairs with
+        # no event): shown below and kept in the statistics' input_counts, never silent.
+        counts.update({f"{part}: {what}": n for part, c in report["counts"].items() for what, n in c.items()})
+        counts["data set splits absent (skipped)"] += len(report["absent"])
+    else:
+        records = synthetic.generate_corpus(cfg.synthetic_seed, cfg.synthetic_n_train, 0)["train"]
+        source = f"synthetic corpus (seed {cfg.synthetic_seed}, {cfg.synthetic_n_train} per data set)"
+    kept = [r for r in records if cfg.include_held_out or r["dataset"] not in ie_formats.HELD_OUT]
+    counts["records of held-out evaluation sets (section 5.1), not used"] += len(records) - len(kept)
+    records = [r for r in kept if r["split"] in splits]
+    counts[f"records of other splits than {splits}, not used"] += len(kept) - len(records)
+    counts = +counts  # what happened (a zero count is left out)
+    if not records:
+        raise ValueError(f"no records of split(s) {splits} to build from ({source})")
+    prompts = load_prompts([cfg.extra_descriptions] if cfg.extra_descriptions else ())
+    tokenizer = None
+    if cfg.max_tokens:
+        import model
+        tokenizer = model.Tokenizer(cfg.tokenizer)
+    explanations = read_explanations(cfg.explanations) if cfg.explanations else None
+    ie, stats = ie_instruct(records, cfg, prompts, tokenizer, explanations, progress)
+
+    rng = random.Random(f"mix/{cfg.seed}")
+    if cfg.general == "none" or cfg.ie_proportion >= 1:
+        general, general_source = [], "none"
+    elif cfg.general:
+        general, general_source = mix_general(ie, load_general(cfg.general), cfg.ie_proportion, rng), cfg.general
+    else:
+        general = synthetic.generate_general(general_needed(len(ie), cfg.ie_proportion), cfg.seed)
+        general_source = "synthetic general chat"
+    mixed = ie + general
+    rng.shuffle(mixed)
+    # The statistics (audit.py) first: each file appears complete or not at all (robust.atomic_file), the output
+    # last, so a present output (what pipeline.py tests) always has its statistics beside it.
+    summary = audit.write_build_report(cfg, source, general_source, mixed, len(ie), stats, counts, skipped, tokenizer,
+                                       time.perf_counter() - t0)
+    with atomic_file(cfg.out) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for c in mixed:
+            f.write(json.dumps({"dataset": c["dataset"], "id": c["id"], "messages": c["messages"]},
+                               ensure_ascii=False) + "\n")
+    print(f"wrote {len(mixed)} conversations ({len(ie)} IE + {len(general)} general) to {cfg.out}")
+    return summary
+
+
+# The embedded default's size: 60 synthetic train records per data set (~1,150 IE instances + ~4,650 general chat at
+# 20% IE), so that sft.py with no arguments (2 CPU processes, 2 epochs) ends in about 3 minutes.
+EMBEDDED_DEFAULT_N_TRAIN = 60
+
+
+def build_embedded_default(path, seed: int = 0, **overrides) -> dict:
+    """The embedded default's IEInstruct: synthetic.py's corpus, every augmentation at the paper's rate, mixed with
+    synthetic general chat (what sft.py trains on when given no data)."""
+    cfg = IEInstructConfig(out=str(path), seed=seed, **{"synthetic_n_train": EMBEDDED_DEFAULT_N_TRAIN, **overrides})
+    return build(cfg, progress=False)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 4. Command line: build here; show and stats in audit.py (one dataclass config each; every field is a flag)
+
+def __getattr__(name: str):
+    """data.corpus_stats, data.stats_summary, data.dataset_table: the auditing statistics live in audit.py."""
+    if name in ("corpus_stats", "stats_summary", "dataset_table"):
+        import audit
+        return getattr(audit, name)
+    raise AttributeError(f"module 'data' has no attribute {name!r}")
+
+
+def main(argv: list[str] | None = None):
+    import audit
     argv = sys.argv[1:] if argv is None else list(argv)
-    commands = {"build": (IEInstructConfig, build), "show": (ShowConfig, show), "stats": (StatsConfig, stats)}
+    commands = {"build": (IEInstructConfig, build), "show": (audit.ShowConfig, audit.show),
+                "stats": (audit.StatsConfig, audit.stats)}
     if not argv or argv[0] not in commands:
         examples = next(p for p in __doc__.split("\n\n") if "python data.py build" in p)
         sys.exit(f"usage: python data.py {{{','.join(commands)}}} [flags]  (-h after a command lists its flags)\n\n"

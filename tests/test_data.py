@@ -28,6 +28,15 @@ PROMPTS = data.load_prompts()
 CLOSED = set(data.CLOSED_TASKS)
 
 
+def format_requests() -> list[str]:
+    """Every output-format request sentence, longest first (they quote format specs such as {entity}: braces that
+    are not placeholders)."""
+    out = set(data.FORMAT_REQUESTS.values())
+    for f in PROMPTS.formats.values():
+        out |= {f["canonical"], *f["json"], *(t["request"] for t in f["templates"])}
+    return sorted(out, key=len, reverse=True)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # The inverse of data.canonical_answer (test helpers: the method never parses its own targets back)
 
@@ -325,7 +334,7 @@ def test_no_unfilled_placeholder_anywhere(big_build):
     """No {placeholder}, <text>, <entity1>-style marker left in any prompt or target (the release left them in
     ~30% of zero-shot and all few-shot prompts). Format requests quote their format ("{entity}: {type}")
     on purpose: those sentences are taken out before looking."""
-    requests = sorted(PROMPTS.format_requests(), key=len, reverse=True)
+    requests = format_requests()
     marker = re.compile(r"\{[^{}]*\}|<[a-z_0-9]+>|<entity\d*>|<text>|<options>")
     for c in big_build["ie"]:
         task = big_build["records"][c["id"]]["task"]
@@ -421,6 +430,7 @@ def test_skip_bad_counts_and_reports_the_skips(tmp_path, capsys):
     assert sum(v for k, v in counts.items() if k.startswith("bad line")) == 4
     assert counts["bad line: malformed JSON"] == 1 and counts["bad line: unknown task"] == 1
     assert summary["datasets"]["toy"]["records"] == 26
+    assert summary["datasets"]["toy"]["labels without a guideline"] == 1  # "toy" has none in prompts/
     assert "bad line" in capsys.readouterr().out
 
 
@@ -694,6 +704,8 @@ def test_length_filter_sheds_demonstrations_then_drops():
 
 
 def test_token_counter_equals_tokenize_chat():
+    """TokenCounter (line by line, cached) against tokenize_chat's ids in total, and per stretch between special
+    tokens against one encode call per stretch."""
     tokenizer = model.Tokenizer(data.DEFAULT_TOKENIZER)
     counter = data.TokenCounter(tokenizer)
     records = synthetic.generate_corpus(seed=1, n_train=15, n_test=0)["train"]
@@ -701,7 +713,10 @@ def test_token_counter_equals_tokenize_chat():
     extra = [{"messages": [{"role": "user", "content": "  a\n\n\nb </s> c <s>\n"},
                            {"role": "assistant", "content": "\n x"}]}]
     for c in ie + extra:
-        assert counter(c["messages"])[0] == len(data.tokenize_chat(tokenizer, c["messages"])[0])
+        total, per_stretch = counter(c["messages"])
+        assert total == len(data.tokenize_chat(tokenizer, c["messages"])[0])
+        assert per_stretch == [len(tokenizer.encode(s)) if s else 0
+                               for s in data.SPECIAL_RE.split(data.render_chat(c["messages"]))]
 
 
 def test_general_data_loading_and_mixing(tmp_path):
@@ -890,6 +905,9 @@ def test_llm_explanations_are_used_with_the_full_gold(tmp_path):
         answer = messages[-1]["content"]
         assert answer.startswith(f"[Explanation]: Step by step for {r['id']}. [Answer]: ")
         assert same_items("NER", parse_canonical("NER", answer, strict=True), r["items"])
+    ie, stats = data.ie_instruct(records, data.IEInstructConfig(explanation_rate=1.0, max_tokens=0),
+                                 explanations=explanations, progress=False)
+    assert stats["syn_fine_ner"]["LLM explanations used"] == len(ie) > 0  # the build counts them
     path.write_text('{"id": "x"}\n')
     with pytest.raises(ValueError, match=re.escape(f"{path}:1: expected JSON")):
         data.read_explanations(path)
@@ -905,7 +923,7 @@ def test_real_data_sets_build_into_valid_instances(shared, llama_tokenizer_path)
     tokenizer = model.Tokenizer(llama_tokenizer_path)
     ie, stats = data.ie_instruct(records, data.IEInstructConfig(), tokenizer=tokenizer, progress=False)
     by_id = {r["id"]: r for r in records}
-    requests = sorted(PROMPTS.format_requests(), key=len, reverse=True)
+    requests = format_requests()
     n_canonical = 0
     for c in ie:
         r = by_id[c["id"]]

@@ -11,6 +11,7 @@ import json
 import pytest
 from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 
+import audit
 import data
 import feedback
 
@@ -85,7 +86,7 @@ def known_file(tmp_path):
 
 def test_every_rate_of_a_corpus_known_by_construction(tmp_path):
     conversations = data.load_conversations(known_file(tmp_path))
-    s = data.stats_summary(data.corpus_stats(conversations))
+    s = audit.stats_summary(audit.corpus_stats(conversations))
     assert s["summary"]["conversations"] == 20 and s["summary"]["ie instances"] == 12
     assert s["summary"]["general chat"] == 8 and s["summary"]["general chat %"] == 40.0
     assert s["summary"]["general data sets"] == {"toy_chat": 8}
@@ -106,7 +107,7 @@ def test_every_rate_of_a_corpus_known_by_construction(tmp_path):
 def test_lengths_in_tokens_are_tokenize_chats(tmp_path):
     import model
     tokenizer = model.Tokenizer(data.DEFAULT_TOKENIZER)
-    s = data.stats_summary(data.corpus_stats(data.load_conversations(known_file(tmp_path)), tokenizer))
+    s = audit.stats_summary(audit.corpus_stats(data.load_conversations(known_file(tmp_path)), tokenizer))
     lengths = [len(data.tokenize_chat(tokenizer, m)[0]) for m in TOY_NER]
     assert s["datasets"]["toy_ner"]["tokens mean"] == round(sum(lengths) / len(lengths), 1)
     assert s["datasets"]["toy_ner"]["tokens max"] == max(lengths)
@@ -140,7 +141,7 @@ RELEASE_NER = [
 def test_the_releases_rendering_is_read_and_what_it_cannot_show_is_said(tmp_path):
     path = write_jsonl(tmp_path / "release.jsonl",
                        [{"dataset": "conll-2003", "id": k, "messages": m} for k, m in enumerate(RELEASE_NER)])
-    s = data.stats_summary(data.corpus_stats(data.load_conversations(path)))
+    s = audit.stats_summary(audit.corpus_stats(data.load_conversations(path)))
     r = s["datasets"]["conll-2003"]
     assert r["task"] == "NER"  # Table 9's request names it
     assert (r["instances"], r["NA %"], r["few-shot %"], r["demos per few-shot"], r["NA demos %"]) == \
@@ -157,7 +158,7 @@ def test_task_that_the_text_does_not_name_is_unknown_until_given(tmp_path):
     rc = P.formats["RC"]["canonical"]
     conv = ours(f"{P.schema['RC']['list'][0]} [founder of, born in].", rc, ["[Answer]: (Anna; born in; Oslo)"])
     path = write_jsonl(tmp_path / "rc.jsonl", [{"dataset": "kb", "id": "0", "messages": conv}])
-    assert data.stats_summary(data.corpus_stats(data.load_conversations(path)))["datasets"]["kb"]["task"] == "RC/RE"
+    assert audit.stats_summary(audit.corpus_stats(data.load_conversations(path)))["datasets"]["kb"]["task"] == "RC/RE"
     kb = data.main(["stats", str(path), "--task", "kb=RC", "--json"])[str(path)]["datasets"]["kb"]
     assert kb["task"] == "RC" and kb["symbols % of options"] == 0.0  # a closed task: its schema figures appear
 
@@ -184,7 +185,7 @@ def test_a_builds_own_statistics_are_what_stats_measures_on_the_built_file(tmp_p
     capsys.readouterr()
     measured = data.main(["stats", str(out), "--tokenizer", str(data.DEFAULT_TOKENIZER)])
     printed = capsys.readouterr().out
-    own = data.dataset_table(summary["statistics"])
+    own = audit.dataset_table(summary["statistics"])
     assert own in table and own in printed  # the same table, to the character
     assert measured[str(out)] == json.loads(json.dumps(summary["statistics"]))
     assert summary["statistics"]["summary"]["ie instances"] == summary["ie_instances"]
@@ -296,13 +297,13 @@ def test_the_authors_released_test_prompts_read_as_built():
     NA at most 20%, no augmentation) measured from their text."""
     from conftest import shared_path
     root = shared_path("data", "adelie_test_format")
-    fewshot = data.stats_summary(data.corpus_stats(data.load_conversations(
+    fewshot = audit.stats_summary(audit.corpus_stats(data.load_conversations(
         root / "fewshot_test_history" / "few-nerd-supervised.jsonl")))
     ner = fewshot["tasks"]["NER"]
     assert fewshot["summary"]["ie instances"] == 1000 and fewshot["summary"]["general chat"] == 0
     assert (ner["few-shot %"], ner["demos per few-shot"], ner["canonical %"]) == (100.0, 4.0, 100.0)
     assert (ner["symbols % of options"], ner["class dropout % (est.)"], ner["such as %"]) == (0.0, 0.0, 0.0)
     assert 10 < ner["NA %"] <= 20
-    zeroshot = data.stats_summary(data.corpus_stats(data.load_conversations(root / "zeroshot" / "semeval.jsonl")))
+    zeroshot = audit.stats_summary(audit.corpus_stats(data.load_conversations(root / "zeroshot" / "semeval.jsonl")))
     assert zeroshot["datasets"]["semeval"]["task"] == "RC/RE"  # only the shared canonical request names a task
     assert zeroshot["datasets"]["semeval"]["few-shot %"] == 0.0
