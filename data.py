@@ -31,7 +31,6 @@ import torch
 
 from config import flag, parse_config
 from robust import atomic_file
-from scorers import answer_part  # noqa: F401  (re-exported: llm.py calls data.answer_part)
 
 REPO = Path(__file__).resolve().parent
 PROMPTS_DIR = REPO / "prompts"
@@ -1220,14 +1219,6 @@ def build_embedded_default(path, seed: int = 0, **overrides) -> dict:
 
 # ----------------------------------------------------------------------------------------------------------------
 # 4. Command line: build here; show and stats in audit.py (one dataclass config each; every field is a flag)
-
-def __getattr__(name: str):
-    """data.corpus_stats, data.stats_summary, data.dataset_table: the auditing statistics live in audit.py."""
-    if name in ("corpus_stats", "stats_summary", "dataset_table"):
-        import audit
-        return getattr(audit, name)
-    raise AttributeError(f"module 'data' has no attribute {name!r}")
-
 
 def main(argv: list[str] | None = None):
     import audit

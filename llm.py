@@ -54,7 +54,7 @@ from tqdm import tqdm
 from config import flag, parse_config
 from ie_formats import TASKS
 from robust import atomic_file, read_appendable_jsonl
-from scorers import rouge_l, rouge_tokens  # Self-Instruct's ROUGE-L filter (section 3.2)
+from scorers import answer_part, rouge_l, rouge_tokens  # Self-Instruct's ROUGE-L filter (section 3.2)
 
 log = logging.getLogger("llm")
 
@@ -650,7 +650,7 @@ def default_render(record: dict) -> tuple[str, str]:
     data.py is imported here, so that the client and expansion work without it (and without torch)."""
     import data
     messages = data.evaluation_conversation(record, [], prompts=_data_prompts())
-    return messages[-2]["content"], data.answer_part(messages[-1]["content"]).strip()
+    return messages[-2]["content"], answer_part(messages[-1]["content"]).strip()
 
 
 @functools.lru_cache(maxsize=1)

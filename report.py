@@ -632,15 +632,15 @@ def gold_index(paths) -> dict[str, str]:
 
 
 def pair_stats(pairs: list[dict], gold: dict[str, str] | None = None, min_gap: float = 0.1) -> dict:
-    """Per data set (task as its prompts' format requests name it, data.corpus_stats) and in total: pairs; gold
+    """Per data set (task as its prompts' format requests name it, audit.corpus_stats) and in total: pairs; gold
     known (from --gold, from the pair's messages, or not); online / offline pairs (chosen == gold after stripping,
     as the chat format renders it); the mean BLEU gap (chosen score - rejected score, each `score_sample` against
     the gold, the gold scoring 1: Table 8's Delta) and pairs whose gap is not above min_gap; pairs whose chosen and
     rejected answers are identical; chosen / rejected answers without `[Answer]: `."""
-    import data
+    import audit
     from feedback import prompt_sha, score_sample, scored_answer
     gold = gold or {}
-    tasks = {n: d["task"] for n, d in data.corpus_stats([{"dataset": p["dataset"], "messages": p["chosen"]}
+    tasks = {n: d["task"] for n, d in audit.corpus_stats([{"dataset": p["dataset"], "messages": p["chosen"]}
                                                          for p in pairs])["datasets"].items()}
     rows = defaultdict(Counter)
     gaps = defaultdict(list)

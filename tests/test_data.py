@@ -19,6 +19,7 @@ import pytest
 import torch
 
 import data
+import scorers
 import ie_formats
 import model
 import synthetic
@@ -73,7 +74,7 @@ def parse_canonical(task: str, text: str, strict: bool = False) -> list[dict]:
     `text` may be a whole model output (the part after "[Answer]:" is used). "NA" or nothing -> []. A malformed
     piece is skipped, or with strict=True raises ValueError naming it. Mention strings that themselves contain the
     separators ("; ", ": " or ")(") cannot round-trip; synthetic.py's lexicons avoid them."""
-    body = data.answer_part(text).strip()
+    body = scorers.answer_part(text).strip()
 
     def bad(piece):
         if strict:
@@ -172,7 +173,7 @@ def final_answer(conv):
 
 
 def is_na(task, conv):
-    answer = data.answer_part(final_answer(conv)).strip()
+    answer = scorers.answer_part(final_answer(conv)).strip()
     kind = request_kind(task, instruction_of(conv))
     if kind == "canonical":
         return parse_canonical(task, answer, strict=True) == []
@@ -326,7 +327,7 @@ def test_na_share_at_most_twenty_percent_per_data_set_and_na_demos_rare(big_buil
         if c["dataset"] == "syn_kb_rc" and request_kind("RC", instruction_of(c)) == "canonical":
             for m in c["messages"][1:-1:2]:
                 demo += 1
-                na_demo += data.answer_part(m["content"]).strip() == "NA"
+                na_demo += scorers.answer_part(m["content"]).strip() == "NA"
     assert demo > 500 and 0 < na_demo / demo < 0.15
 
 
@@ -345,7 +346,7 @@ def test_no_unfilled_placeholder_anywhere(big_build):
                 for r in requests:
                     text = text.replace(r, "")
             if m["role"] == "assistant" and json_answers:
-                json.loads(data.answer_part(text).strip())  # real JSON, braces and all
+                json.loads(scorers.answer_part(text).strip())  # real JSON, braces and all
                 continue
             assert not marker.search(text), (c["id"], text)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 
-import data
+import audit
 import feedback
 
 DATA = Path(__file__).parent / "data" / "feedback"
@@ -436,7 +436,7 @@ def test_pool_uses_training_records_of_ie_sets_only(tmp_path):
     for p in pool:
         assert p["messages"][-1]["role"] == "assistant" and feedback.scored_answer(p["messages"][-1]["content"])
         assert p["prompt_sha"] == feedback.prompt_sha(p["messages"])
-    measured = data.corpus_stats(pool)["datasets"]  # the formats as the prompts' text shows them
+    measured = audit.corpus_stats(pool)["datasets"]  # the formats as the prompts' text shows them
     assert all(m["format_canonical"] == m["ie"] > 0 for m in measured.values())
     again, _ = feedback.ie_feedback_prompts(records, max_per_dataset=5, seed=3)
     assert again == pool

@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 import llm
+import scorers
 from llm import AuthError, ChatClient, LLMError
 
 KEY = "sk-test-DO-NOT-LEAK-4f9a2b7c1d"
@@ -603,7 +604,7 @@ def test_cli_explain_writes_the_file_data_py_reads_and_never_the_key(server, tmp
     prompts = [body["messages"][0]["content"] for _, _, body in server.requests]
     for row in rows:
         messages = data.evaluation_conversation(by_id[row["id"]], [])
-        question, answer = messages[-2]["content"], data.answer_part(messages[-1]["content"]).strip()
+        question, answer = messages[-2]["content"], scorers.answer_part(messages[-1]["content"]).strip()
         sent = [p for p in prompts if f"[Question]: {question}\n\n[Answer]: {answer}\n\n" in p]
         assert len(sent) == 1 and f"No more than {row['words_number']} words." in sent[0]
     printed = capsys.readouterr().out
