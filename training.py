@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -45,6 +46,7 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
+import config
 import model as llama
 import robust
 from robust import atomic_file
@@ -277,41 +279,63 @@ def _agree_or_fail(d: Dist, problem: str | None) -> None:
         fail(d, box[0])
 
 
-def lock_out_dir(out_dir: Path, d: Dist, clear_stale: bool) -> None:
-    """Take OUT_DIR/LOCK for this run (rank 0), or stop every rank with one line (see claim_out_dir)."""
-    problem = None
-    if d.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        problem = _take_lock(out_dir, clear_stale)
-    _agree_or_fail(d, problem)
-
-
-def claim_out_dir(out_dir: Path, cfg, d: Dist) -> None:
+def claim_out_dir(out_dir: Path, cfg, d: Dist, check=None) -> None:
     """Make OUT_DIR this run's, or stop with one line. Rank 0 decides; every rank learns the answer.
 
     - A lock file OUT_DIR/LOCK holds the host and pid of the run writing there; a second run started on the same
       directory refuses at once. It is removed when the run ends (also on an error or a signal). A lock left by a
       killed run (its pid is gone on this host) is reported; --clear_stale_lock removes it.
-    - A finished run (OUT_DIR/final/ exists) or one with checkpoints is refused unless --resume (continue it,
-      or retrain into it when nothing is left to resume) or --overwrite (start again: its checkpoints are deleted;
-      the old final/ stays until the new export replaces it in one rename).
-    Then OUT_DIR/config.json records the run's flags."""
-    lock_out_dir(out_dir, d, cfg.clear_stale_lock)
+    - A trainer's finished run (OUT_DIR/final/ exists) or one with checkpoints is refused unless --resume (continue
+      it, or retrain into it when nothing is left to resume) or --overwrite (start again: its checkpoints are
+      deleted; the old final/ stays until the new export replaces it in one rename).
+    - `check(cfg)` (rank 0), when given, may refuse too: it returns the problem, or None.
+    Then OUT_DIR/config.json records the run's resolved settings."""
     problem = None
     if d.is_main:
-        if not (cfg.resume or cfg.overwrite):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        problem = _take_lock(out_dir, cfg.clear_stale_lock)
+        trainer = hasattr(cfg, "resume")
+        if problem is None and trainer and not (cfg.resume or cfg.overwrite):
             if (out_dir / "final").exists():
                 problem = (f"{out_dir} holds a finished run (final/ is its export); pass --overwrite to train again "
                            f"and replace it, --resume to continue it, or choose another --out_dir")
             elif latest_checkpoint(out_dir):
                 problem = (f"{out_dir}/checkpoints/ already holds checkpoints; pass --resume to continue that run, "
                            f"--overwrite to start again, or choose another --out_dir")
+        if problem is None and check is not None:
+            problem = check(cfg)
         if problem is None:
-            if cfg.overwrite and not cfg.resume:
+            if trainer and cfg.overwrite and not cfg.resume:
                 shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
             with atomic_file(out_dir / "config.json") as tmp:
                 tmp.write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
     _agree_or_fail(d, problem)
+
+
+def start_run(cls, stage: str, argv=None, inputs: dict | None = None, check=None, trainer: bool = True):
+    """The start of sft.py, dpo.py and feedback.py, in one place; returns (cfg, d, out_dir).
+
+    1. The settings: dataclass defaults <- config.PRESETS[--preset][stage] <- the flags given (config.apply_preset).
+    2. The process group (torchrun, or a group of one) and the seed.
+    3. `inputs` {field: (default path, the script that writes it)}: an empty input takes the embedded default's
+       path from an earlier stage, and every such input must exist.
+    4. A trainer's flags checked (check_flags: one line per senseless flag, exit 2); OUT_DIR claimed and
+       config.json written (claim_out_dir; `check` as there).
+    5. The preset, what it set and the resolved settings printed by rank 0."""
+    cfg, explicit = config.parse_config(cls, argv)
+    cfg, from_preset = config.apply_preset(cfg, explicit, stage)
+    d = init_distributed(cfg.dist_timeout_minutes)
+    for name, (default, made_by) in (inputs or {}).items():
+        cfg = dataclasses.replace(cfg, **{name: getattr(cfg, name) or str(default)})
+        if not Path(getattr(cfg, name)).exists():
+            fail(d, f"{getattr(cfg, name)} does not exist; run {made_by} first (or pass --{name})")
+    seed_everything(cfg.seed)
+    print0(d, f"preset {cfg.preset} sets {from_preset or 'nothing'}; flags given: {sorted(explicit) or 'none'}\n"
+              f"settings: {' '.join(f'{k}={v}' for k, v in dataclasses.asdict(cfg).items())}")
+    if trainer:
+        check_flags(cfg, d, Path(cfg.model) if cfg.model else None)
+    claim_out_dir(Path(cfg.out_dir), cfg, d, check)
+    return cfg, d, Path(cfg.out_dir)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -433,12 +457,41 @@ def rank_micro_batches(batch: list[int], lengths: list[int], micro_batch: int, d
     return micro[d.rank::d.world_size]
 
 
-def accumulation_steps(global_batch: int, micro_batch: int, world_size: int) -> int:
-    """Gradient accumulation steps so that micro_batch x accumulation x world_size == global_batch."""
-    if global_batch % (micro_batch * world_size):
-        raise ValueError(f"--global_batch_size {global_batch} is not a multiple of --micro_batch_size {micro_batch}"
-                         f" x world size {world_size}; choose sizes with global = micro x accumulation x world")
-    return global_batch // (micro_batch * world_size)
+def fingerprint(obj) -> str:
+    """A short hash of anything JSON can write (the data's lengths: a resume must see the same data)."""
+    return hashlib.sha256(json.dumps(obj).encode()).hexdigest()[:16]
+
+
+def step_plan(cfg, n_examples: int, d: Dist) -> tuple[int, int]:
+    """(gradient accumulation steps, total optimizer steps): micro_batch x accumulation x world_size == global batch
+    (check_flags has refused sizes that do not divide); --max_steps, or --epochs passes over the data."""
+    accum = cfg.global_batch_size // (cfg.micro_batch_size * d.world_size)
+    return accum, cfg.max_steps if cfg.max_steps > 0 else cfg.epochs * math.ceil(n_examples / cfg.global_batch_size)
+
+
+def adamw(net, cfg) -> torch.optim.AdamW:
+    """AdamW with the run's settings; fused: one kernel per step instead of a loop over the tensors."""
+    return torch.optim.AdamW(net.parameters(), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps,
+                             weight_decay=cfg.weight_decay, fused=True)
+
+
+def optimizer_steps(cfg, lengths: list[int], start_step: int, total_steps: int, optimizer, d: Dist):
+    """The run's optimizer steps from `start_step`: yields (step, epoch, lr, this rank's micro-batches of the step's
+    global batch), with the step's learning rate (lr_at) already set in the optimizer."""
+    steps_per_epoch = math.ceil(len(lengths) / cfg.global_batch_size)
+    batches, batches_epoch = None, -1
+    for step in range(start_step, total_steps):
+        epoch, index = divmod(step, steps_per_epoch)
+        if epoch != batches_epoch:  # the epoch's global batches: shuffled, optionally length-grouped
+            batches, n_fill = epoch_batches(lengths, cfg.global_batch_size, cfg.seed, epoch, cfg.group_by_length)
+            batches_epoch = epoch
+            if n_fill:
+                print0(d, f"epoch {epoch}: the last step is filled up with {n_fill} examples from the epoch's start")
+        lr = lr_at(step, total_steps, cfg.lr, cfg.warmup_ratio, cfg.lr_schedule)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        yield step, epoch, lr, rank_micro_batches(batches[index], lengths, cfg.micro_batch_size, d,
+                                                  cfg.group_by_length)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -538,17 +591,34 @@ def load_checkpoint(path: Path, net, optimizer, d: Dist) -> dict:
     return json.loads((path / "trainer_state.json").read_text())
 
 
-def checkpoint_if_due(done: int, total_steps: int, every: int, stop: "StopSignal", out_dir: Path, net, optimizer,
-                      state: dict, d: Dist, keep_last: int, log: "MetricsLog") -> None:
-    """After optimizer step `done`: a resume checkpoint every `every` steps (none at the last step: the export
-    follows), and one when a signal asked the run to stop (SIGTERM / Ctrl-C on any rank), after which it exits."""
+def checkpoint_if_due(done: int, epoch: int, total_steps: int, cfg, fingerprint: str, stop: "StopSignal",
+                      out_dir: Path, net, optimizer, d: Dist, log: "MetricsLog") -> None:
+    """After optimizer step `done`: a resume checkpoint every --checkpoint_every steps (none at the last step: the
+    export follows), and one when a signal asked the run to stop (SIGTERM / Ctrl-C on any rank), after which it
+    exits. The trainer state names the data (`fingerprint`) and the global batch, which a resume must match."""
     stopping = stop.any_rank(d)
+    every = cfg.checkpoint_every
     if stopping or (every > 0 and done % every == 0 and done < total_steps):
-        path = save_checkpoint(out_dir, done, net, optimizer, state, d, keep_last)
+        state = {"step": done, "epoch": epoch, "global_batch_size": cfg.global_batch_size,
+                 "data_fingerprint": fingerprint, "world_size": d.world_size, "config": dataclasses.asdict(cfg)}
+        path = save_checkpoint(out_dir, done, net, optimizer, state, d, cfg.keep_last)
         if stopping:
             print0(d, f"stopped by a signal after step {done}; checkpoint {path}; continue with --resume")
             log.close()
             end_process(143)
+
+
+def resume_step(cfg, out_dir: Path, net, optimizer, fingerprint: str, d: Dist) -> int:
+    """The optimizer step to start from: 0, or with --resume the newest complete checkpoint's (model, optimizer
+    and RNG restored). A checkpoint of other data or another global batch size would not continue the same run."""
+    if not (cfg.resume and (ckpt := latest_checkpoint(out_dir))):
+        return 0
+    state = load_checkpoint(ckpt, net, optimizer, d)
+    if state["data_fingerprint"] != fingerprint or state["global_batch_size"] != cfg.global_batch_size:
+        fail(d, f"{ckpt} was written for other data or another global batch size; resuming would not continue the "
+                f"same run")
+    print0(d, f"resumed from {ckpt} at step {state['step']}")
+    return state["step"]
 
 
 def finish_run(net, args, tokenizer_path: Path, out_dir: Path, stats: dict, total_steps: int, d: Dist) -> None:
