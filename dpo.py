@@ -161,9 +161,9 @@ def precompute_reference(ref_net, pairs: list, micro_batch: int, cache: Path, d:
 
 def main(argv=None) -> None:
     # Settings (defaults <- --preset <- flags), process group, seed, inputs, flags checked, OUT_DIR claimed
-    cfg, d, out_dir = training.start_run(DPOConfig, "dpo", argv, inputs={
-        "model": (REPO / "runs" / "sft" / "final", "sft.py"), "data": (REPO / "runs" / "feedback" / "ie_feedback.json",
-                                                                       "feedback.py")})
+    cfg, d, out_dir = training.start_run(DPOConfig, "dpo", argv, inputs=lambda cfg: {
+        "model": (REPO / "runs" / "sft" / "final", "sft.py"),
+        "data": (REPO / "runs" / "feedback" / "ie_feedback.json", "feedback.py")})
 
     # ---- Data: IEFeedback pairs, chosen and rejected tokenised with loss masks on the final answer
     model_dir = Path(cfg.model)

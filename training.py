@@ -312,20 +312,20 @@ def claim_out_dir(out_dir: Path, cfg, d: Dist, check=None) -> None:
     _agree_or_fail(d, problem)
 
 
-def start_run(cls, stage: str, argv=None, inputs: dict | None = None, check=None, trainer: bool = True):
+def start_run(cls, stage: str, argv=None, inputs=None, check=None, trainer: bool = True):
     """The start of sft.py, dpo.py and feedback.py, in one place; returns (cfg, d, out_dir).
 
     1. The settings: dataclass defaults <- config.PRESETS[--preset][stage] <- the flags given (config.apply_preset).
     2. The process group (torchrun, or a group of one) and the seed.
-    3. `inputs` {field: (default path, the script that writes it)}: an empty input takes the embedded default's
-       path from an earlier stage, and every such input must exist.
+    3. `inputs(cfg)` -> {field: (default path, the script that writes it)}: an empty input takes the embedded
+       default's path from an earlier stage, and every such input must exist.
     4. A trainer's flags checked (check_flags: one line per senseless flag, exit 2); OUT_DIR claimed and
        config.json written (claim_out_dir; `check` as there).
     5. The preset, what it set and the resolved settings printed by rank 0."""
     cfg, explicit = config.parse_config(cls, argv)
     cfg, from_preset = config.apply_preset(cfg, explicit, stage)
     d = init_distributed(cfg.dist_timeout_minutes)
-    for name, (default, made_by) in (inputs or {}).items():
+    for name, (default, made_by) in (inputs(cfg) if inputs else {}).items():
         cfg = dataclasses.replace(cfg, **{name: getattr(cfg, name) or str(default)})
         if not Path(getattr(cfg, name)).exists():
             fail(d, f"{getattr(cfg, name)} does not exist; run {made_by} first (or pass --{name})")
