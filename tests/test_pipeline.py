@@ -1,4 +1,4 @@
-"""pipeline.py at the tiny scale: every stage runs (2 processes where torchrun is used) and writes what the next
+"""pipeline.py with the tiny preset: every stage runs (2 processes where torchrun is used) and writes what the next
 stage reads; a second run does nothing; deleting one stage's output reruns that stage and the ones after it only."""
 import json
 import os
@@ -13,7 +13,7 @@ from conftest import REPO
 
 
 def run_pipeline(out_dir, *extra):
-    proc = subprocess.run([sys.executable, "pipeline.py", "--scale=tiny", f"--out_dir={out_dir}", "--nproc=2", *extra],
+    proc = subprocess.run([sys.executable, "pipeline.py", "--preset=tiny", f"--out_dir={out_dir}", "--nproc=2", *extra],
                           cwd=REPO, capture_output=True, text=True, timeout=400,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-6000:]
