@@ -131,8 +131,10 @@ def test_fp32_master_weights_keep_updates_at_lr_5e7(tiny, tmp_path):
     before, after = llama.read_state_dict(model_dir), llama.read_state_dict(out / "final")
     changed = [k for k in before if not torch.equal(before[k].float(), after[k].float())]
     assert len(changed) == len(before)
-    w = before["layers.0.attention.wq.weight"].bfloat16()  # pure bf16 weights: the same update rounds away
-    assert (w + 5e-7 == w).float().mean().item() > 0.99
+    # Pure bf16 weights: the same update rounds away wherever |w| > 5e-7 x 2^8 = 1.3e-4, i.e. for all but about 1%
+    # of weights drawn with std 0.02.
+    w = before["layers.0.attention.wq.weight"].bfloat16()
+    assert (w + 5e-7 == w).float().mean().item() > 0.98
 
 
 def test_truncated_pairs_are_dropped_and_counted_never_nan(tiny, tmp_path):
