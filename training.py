@@ -1,23 +1,17 @@
-"""What sft.py and dpo.py share, and nothing else: the plumbing around their training loops.
+"""The plumbing around the training loops of sft.py and dpo.py (and feedback.py's start), not the method:
 
-The loops themselves stay in sft.py and dpo.py, readable top to bottom. This file holds the parts that are the
-same for both and are not part of the method:
-
-- `init_distributed` / `end_process`: torchrun (any number of nodes) or a plain single process; gloo on
-  CPU, NCCL on CUDA, one process per GPU.
-- `build_fsdp_model`: FSDP2 (`fully_shard` per transformer block, then the root) with bf16 compute, fp32 master
-  weights and fp32 gradient reduction on CUDA; pretrained weights are read by rank 0 only (memory-mapped) and
-  broadcast shard by shard, so no rank ever materialises a full fp32 copy of a 7B model.
-- `epoch_batches` / `rank_micro_batches`: shuffled (optionally length-grouped) global batches that do not depend on
-  the micro-batch size, the accumulation steps or the world size, so every split of a global batch trains on the
-  same examples.
-- `lr_at`: the learning-rate schedules of appendix B.2 (cosine / linear with warmup), as plain functions of the step.
-- Checkpoints with torch.distributed.checkpoint (sharded model + optimizer, step, RNG), written atomically;
-  `export_final` gathers the weights to rank 0 and writes a Hugging Face directory through model.py.
-- `MetricsLog`, `StopSignal`: metrics.jsonl + tqdm on rank 0; SIGTERM / Ctrl-C -> checkpoint and exit.
-- Guards: `check_flags` (senseless flags refused at start-up, one line each), `claim_out_dir` (OUT_DIR/LOCK, and a
-  finished run is not replaced without --overwrite / --resume), `check_step_finite` (a NaN/inf loss or gradient
-  norm stops the run before the update), `fail` (one error line, printed once).
+- `start_run`: every script's start-up (settings from config.PRESETS and the flags, process group, seed, checked
+  flags, OUT_DIR/LOCK, config.json); `resume_step`, `optimizer_steps`, `checkpoint_if_due`, `finish_run`: the parts
+  of a loop that are the same for SFT and DPO.
+- `init_distributed` / `end_process`: torchrun (any number of nodes) or one plain process; gloo on CPU, NCCL on CUDA.
+- `build_fsdp_model`: FSDP2 (`fully_shard` per block, then the root), bf16 compute with fp32 master weights and
+  fp32 gradient reduction on CUDA; rank 0 reads the weights (memory-mapped) and broadcasts them shard by shard.
+- `epoch_batches` / `rank_micro_batches`: global batches that do not depend on the micro-batch size, the
+  accumulation steps or the world size; `lr_at`: the schedules of appendix B.2.
+- Checkpoints with torch.distributed.checkpoint (sharded model + optimizer, step, RNG), written atomically; the
+  export gathers the weights to rank 0 and writes a Hugging Face directory through model.py.
+- Guards: `check_flags`, `claim_out_dir`, `check_step_finite` (a NaN/inf loss or gradient norm stops the run before
+  the update), `fail` (one error line, printed once); `MetricsLog`, `StopSignal` (SIGTERM -> checkpoint, exit).
 """
 from __future__ import annotations
 
@@ -271,14 +265,6 @@ def _take_lock(out_dir: Path, clear_stale: bool) -> str | None:
     return f"could not take the lock {lock}"
 
 
-def _agree_or_fail(d: Dist, problem: str | None) -> None:
-    """Rank 0's verdict, broadcast: every rank stops together (rank 0 prints the line) or goes on."""
-    box = [problem]
-    dist.broadcast_object_list(box, src=0)
-    if box[0] is not None:
-        fail(d, box[0])
-
-
 def claim_out_dir(out_dir: Path, cfg, d: Dist, check=None) -> None:
     """Make OUT_DIR this run's, or stop with one line. Rank 0 decides; every rank learns the answer.
 
@@ -309,7 +295,10 @@ def claim_out_dir(out_dir: Path, cfg, d: Dist, check=None) -> None:
                 shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
             with atomic_file(out_dir / "config.json") as tmp:
                 tmp.write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
-    _agree_or_fail(d, problem)
+    box = [problem]  # rank 0's verdict: every rank stops together (rank 0 prints the line) or goes on
+    dist.broadcast_object_list(box, src=0)
+    if box[0] is not None:
+        fail(d, box[0])
 
 
 def start_run(cls, stage: str, argv=None, inputs=None, check=None, trainer: bool = True):
@@ -376,16 +365,6 @@ def build_fsdp_model(model_dir: str | Path, d: Dist, *, bf16: bool, activation_c
         net.requires_grad_(False)
         net.eval()
     return net, args
-
-
-def export_final(net, args, tokenizer_path: str | Path, out_dir: str | Path, d: Dist) -> None:
-    """Write the trained weights as a Hugging Face directory (+ tokenizer.model). Every rank must call this:
-    gathering the full state dict is a collective (every rank must enter it); rank 0 receives it on CPU and writes."""
-    check_weights_finite(net, f"export {out_dir}", Path(out_dir).parent, d)
-    sd = get_model_state_dict(net, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-    if d.is_main:
-        llama.write_hf_checkpoint(sd, args, out_dir, tokenizer_path=tokenizer_path)
-    dist.barrier()
 
 
 def grad_norm_and_clip(net, max_norm: float) -> float:
@@ -516,10 +495,6 @@ def lr_at(step: int, total_steps: int, peak_lr: float, warmup_ratio: float, sche
 # ----------------------------------------------------------------------------------------------------------------
 # Resume checkpoints (torch.distributed.checkpoint), written atomically
 
-def checkpoint_dir(out_dir: Path, step: int) -> Path:
-    return Path(out_dir) / "checkpoints" / f"step_{step:08d}"
-
-
 def latest_checkpoint(out_dir: Path) -> Path | None:
     """The newest COMPLETE checkpoint (a COMPLETED marker is written only after every shard is on disk)."""
     root = Path(out_dir) / "checkpoints"
@@ -532,7 +507,7 @@ def save_checkpoint(out_dir: Path, step: int, net, optimizer, trainer_state: dic
     position, config) and every rank's RNG state. Written to `step_N.tmp/` and renamed to `step_N/` with a
     COMPLETED marker only when all ranks have finished, so resume never picks up a half-written checkpoint."""
     check_weights_finite(net, f"checkpoint of step {step}", out_dir, d)
-    final = checkpoint_dir(out_dir, step)
+    final = Path(out_dir) / "checkpoints" / f"step_{step:08d}"
     tmp = final.with_name(final.name + ".tmp")
     if d.is_main:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -622,25 +597,23 @@ def resume_step(cfg, out_dir: Path, net, optimizer, fingerprint: str, d: Dist) -
 
 
 def finish_run(net, args, tokenizer_path: Path, out_dir: Path, stats: dict, total_steps: int, d: Dist) -> None:
-    """Export OUT_DIR/final (Hugging Face format: transformers, vLLM and lm-evaluation-harness load it unchanged),
-    keep the data counts beside it, and end the process (`end_process`: this is the last thing a run does)."""
+    """Export OUT_DIR/final (Hugging Face format, with tokenizer.model: transformers, vLLM and lm-evaluation-harness
+    load it unchanged), keep the data counts beside it, and end the process (the last thing a run does). Every rank
+    calls this: gathering the full state dict is a collective; rank 0 receives it on CPU and writes."""
     if d.is_main:  # before the export: a present final/ (what pipeline.py trusts) has its data counts beside it
         with atomic_file(out_dir / "data_stats.json") as tmp:
             tmp.write_text(json.dumps(stats, indent=1))
-    export_final(net, args, tokenizer_path, out_dir / "final", d)
+    check_weights_finite(net, f"export {out_dir / 'final'}", out_dir, d)
+    sd = get_model_state_dict(net, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    if d.is_main:
+        llama.write_hf_checkpoint(sd, args, out_dir / "final", tokenizer_path=tokenizer_path)
+    dist.barrier()
     print0(d, f"done: {total_steps} steps; weights in {out_dir / 'final'}")
     end_process(0)
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Logging and stopping
-
-def json_line(row: dict) -> str:
-    """One strict-JSON line: a NaN/inf float is written as null (Python's json would write a bare NaN, which
-    strict readers such as jq or JavaScript reject)."""
-    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
-    return json.dumps(clean, allow_nan=False) + "\n"
-
 
 class MetricsLog:
     """metrics.jsonl (one strict-JSON object per optimizer step; a non-finite number is null) and a tqdm bar, on
@@ -664,8 +637,9 @@ class MetricsLog:
     def log(self, row: dict) -> None:
         if not self.d.is_main:
             return
-        with self.path.open("a") as f:
-            f.write(json_line(row))
+        with self.path.open("a") as f:  # strict JSON: a NaN/inf is written as null (jq, JavaScript reject NaN)
+            f.write(json.dumps({k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                                for k, v in row.items()}, allow_nan=False) + "\n")
         self.bar.update(1)
         self.bar.set_postfix({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in row.items()
                               if k in ("loss", "lr", "grad_norm", "tokens_per_s", "reward_accuracy")})
