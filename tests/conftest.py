@@ -149,6 +149,23 @@ def run_torchrun(script, args=(), nproc=2, timeout=240, env=None, extra_torchrun
     return proc
 
 
+def straight_and_resumed(script: str, make_args, tmp_path: Path, **common) -> tuple[Path, Path]:
+    """`script` run straight, and the same run killed with SIGKILL and resumed: it checkpoints at step 3, holds
+    after step 4 (checkpoint_if_due runs after every step: it can never finish first, however fast the machine),
+    is killed there and continues with --resume. make_args(out_dir, **flags) -> the flags; returns both OUT_DIRs."""
+    import training
+    straight, broken = tmp_path / "straight", tmp_path / "broken"
+    run_script(script, make_args(straight, **common), check=True)
+    marker = tmp_path / "held"
+    proc = start_held(script, make_args(broken, checkpoint_every=3, **common), "training", "checkpoint_if_due", 3,
+                      marker)
+    kill_when_held(proc, marker)
+    assert training.latest_checkpoint(broken).name == "step_00000003" and not (broken / "final").exists()
+    run_script(script, make_args(broken, checkpoint_every=3, resume=True, clear_stale_lock=True, **common),
+               check=True)  # the killed run left its lock
+    return straight, broken
+
+
 # The wrapper run by start_held: patch module.function, then run the script as __main__ with its own argv.
 _HELD = """
 import importlib, pathlib, runpy, sys, threading

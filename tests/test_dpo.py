@@ -8,9 +8,7 @@ import torch
 
 import dpo
 import model as llama
-import training
-from conftest import (dpo_args, kill_when_held, metrics, pair, run_script, run_torchrun, save_tiny_model,
-                      start_held)
+from conftest import dpo_args, metrics, pair, run_script, run_torchrun, save_tiny_model, straight_and_resumed
 
 # ------------------------------------------------------------------------------------------------------------
 # The math, alone
@@ -108,17 +106,9 @@ def test_one_and_two_processes_agree(tiny, tmp_path):
 
 def test_resume_after_sigkill_continues_exactly(tiny, tmp_path):
     model_dir, _, data_path = tiny
-    straight, broken = tmp_path / "straight", tmp_path / "broken"
-    common = dict(max_steps=6, lr_schedule="linear", warmup_ratio=0.2)
-    run_single(dpo_args(model_dir, data_path, straight, **common))
-    # Checkpoint at step 3, hold after step 4, killed there (see conftest.start_held: no race with the run's end).
-    marker = tmp_path / "held"
-    proc = start_held("dpo.py", dpo_args(model_dir, data_path, broken, checkpoint_every=3, **common),
-                      "training", "checkpoint_if_due", 3, marker)
-    kill_when_held(proc, marker)
-    assert training.latest_checkpoint(broken).name == "step_00000003" and not (broken / "final").exists()
-    run_single(dpo_args(model_dir, data_path, broken, checkpoint_every=3, resume=True,
-                        clear_stale_lock=True, **common))  # the killed run left its lock
+    straight, broken = straight_and_resumed(
+        "dpo.py", lambda out, **kw: dpo_args(model_dir, data_path, out, **kw), tmp_path, max_steps=6,
+        lr_schedule="linear", warmup_ratio=0.2)
     assert [m["loss"] for m in metrics(broken)] == pytest.approx([m["loss"] for m in metrics(straight)], abs=1e-6)
 
 

@@ -21,7 +21,7 @@ import data
 import model as llama
 import sft
 import training
-from conftest import REPO, conversation, kill_when_held, metrics, run_script, run_torchrun, sft_args, start_held
+from conftest import REPO, conversation, metrics, run_script, run_torchrun, sft_args, straight_and_resumed
 
 # ------------------------------------------------------------------------------------------------------------
 # The loss, alone
@@ -106,18 +106,9 @@ def test_mean_of_means_is_adelies_loss_by_hand(tiny, tmp_path):
 def test_resume_after_sigkill_continues_exactly(tiny, tmp_path):
     """6 steps straight == 3 steps, the process killed with SIGKILL, --resume, 3 more steps (a real resume)."""
     model_dir, data_path, _ = tiny
-    straight, broken = tmp_path / "straight", tmp_path / "broken"
     common = dict(micro_batch_size=2, max_steps=6, global_batch_size=4, lr_schedule="cosine", warmup_ratio=0.2)
-    run_sft_single(sft_args(model_dir, data_path, straight, **common))
-    # The broken run checkpoints at step 3, holds after step 4 (checkpoint_if_due runs after every step) and is
-    # killed there: it can never finish first, however fast the machine.
-    marker = tmp_path / "held"
-    proc = start_held("sft.py", sft_args(model_dir, data_path, broken, checkpoint_every=3, **common),
-                      "training", "checkpoint_if_due", 3, marker)
-    kill_when_held(proc, marker)
-    assert training.latest_checkpoint(broken).name == "step_00000003" and not (broken / "final").exists()
-    run_sft_single(sft_args(model_dir, data_path, broken, checkpoint_every=3, resume=True,
-                            clear_stale_lock=True, **common))  # the killed run left its lock
+    straight, broken = straight_and_resumed(
+        "sft.py", lambda out, **kw: sft_args(model_dir, data_path, out, **kw), tmp_path, **common)
     assert losses(broken) == pytest.approx(losses(straight), abs=1e-6)
     ws, wb = final_weights(straight), final_weights(broken)
     for k in ws:
