@@ -1,4 +1,5 @@
-"""One dataclass config per script, every field a command-line flag with its help text.
+"""One dataclass config per script, every field a command-line flag with its help text; and PRESETS, the one place
+for every setting that is not a dataclass default (the paper's numbers): `paper`, `demo`, `tiny`.
 
     @dataclass
     class SFTConfig:
@@ -28,7 +29,7 @@ def parse_config(cls, argv=None, prog: str | None = None, description: str | Non
     """Parse flags generated from dataclass `cls` -> (config, explicit).
 
     `explicit` is the set of field names given on the command line, so a script can tell a user's choice from a
-    default (sft.py and dpo.py apply their embedded-default demo settings only to fields not given)."""
+    default (apply_preset never replaces a flag given)."""
     if description is None:
         description = (sys.modules[cls.__module__].__doc__ or "").strip().split("\n")[0]
     parser = argparse.ArgumentParser(prog=prog, description=description,
