@@ -280,10 +280,11 @@ def test_build_command_writes_the_file(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    """A random "tiny" LLaMA (model.py preset) with the tok512 tokenizer, context 2048 for few-shot prompts."""
+    """A random "tiny" LLaMA (model.py preset) with the shipped tokenizer, context 2048 for few-shot prompts."""
     import dataclasses
+    import data
     import model as llama
-    tok = shared_path("models", "tok512", "tok512.model")
+    tok = data.DEFAULT_TOKENIZER
     net = llama.Transformer(dataclasses.replace(llama.ModelArgs.from_name("tiny"), max_seq_len=2048))
     net.init_weights(seed=0)
     path = tmp_path_factory.mktemp("tiny")
