@@ -14,8 +14,9 @@ answer tokens' log-probabilities (docs/fidelity.md §4). beta * (log pi - log re
 
 The paper's recipe (appendix B.2; docs/fidelity.md §4): from ADELIE-SFT, beta 0.1, lr 5e-7 with a linear schedule and
 10% warmup, 3 epochs, 32 pairs per optimizer step, 2048 tokens, fp32 master weights. Every default below is that
-recipe. With no --model, the script runs the embedded default (the SFT demo's output and its IEFeedback) with the
-demo settings in DEMO_SETTINGS, printed at the start.
+recipe (the `paper` preset). With no --model, the script runs the embedded default (the SFT demo's output and its
+IEFeedback) with the `demo` preset's DPO settings (config.PRESETS); a flag given always wins; the settings are
+printed at the start.
 
 The loop: load pairs and tokenise chosen/rejected with loss masks (data.py) -> policy and reference (a frozen
 sharded copy, or reference log-probs precomputed once and cached) -> for each optimizer step: one forward of
@@ -24,8 +25,6 @@ gradient norm, AdamW -> log rewards -> export.
 """
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import math
 import time
@@ -36,10 +35,11 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+import config
 import data
 import model as llama
-import training as T
-from config import flag, parse_config
+import training
+from config import flag
 from robust import atomic_file, run_main
 
 REPO = Path(__file__).resolve().parent
@@ -53,6 +53,7 @@ class DPOConfig:
     data: str = flag("", "IEFeedback pairs {dataset,id,messages,chosen,rejected}, JSON list or JSONL (default: "
                          "runs/feedback/ie_feedback.json, written by feedback.py)")
     out_dir: str = flag("runs/dpo", "output directory: config.json, metrics.jsonl, checkpoints/, final/")
+    preset: str = config.preset_flag()
     max_len: int = flag(2048, "tokens per side; chosen and rejected are truncated separately (docs/fidelity.md §4)")
     # The DPO recipe (appendix B.2, docs/fidelity.md §4)
     beta: float = flag(0.1, "DPO temperature beta on the summed log-ratio (docs/fidelity.md §4: 0.1)")
@@ -91,12 +92,6 @@ class DPOConfig:
     dist_timeout_minutes: float = flag(30.0, "a collective that waits longer than this (a dead peer) fails the run")
 
 
-# The embedded default's SFT model is tiny and barely trained: at lr 5e-7 nothing would move in a CPU demo.
-# Used only when --model is not given, never over a value given on the command line; printed at the start.
-DEMO_SETTINGS = dict(max_len=1024, epochs=2, global_batch_size=8, micro_batch_size=2, lr=2e-5, checkpoint_every=50,
-                     group_by_length=True)  # the demo: less padding on 2 CPUs (not the paper's order)
-
-
 def sequence_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """log pi(y|x) per sequence: the SUM over answer tokens of log p(token), on fp32 logits (docs/fidelity.md §4).
 
@@ -129,7 +124,7 @@ def policy_and_reference_logprobs(net, batch: dict, device) -> tuple[torch.Tenso
     return logps.chunk(2)  # (B,), (B,)
 
 
-def precompute_reference(ref_net, pairs: list, micro_batch: int, cache: Path, d: T.Dist) -> torch.Tensor:
+def precompute_reference(ref_net, pairs: list, micro_batch: int, cache: Path, d: training.Dist) -> torch.Tensor:
     """Reference log-probs of every pair, computed once (saves memory), as a (N, 2) tensor [chosen, rejected]
     indexed by pair index. NaN marks "not computed"; any NaN left is an error, never a silent zero. The cache
     file's name holds a hash of everything that determines the values."""
@@ -165,87 +160,56 @@ def precompute_reference(ref_net, pairs: list, micro_batch: int, cache: Path, d:
 
 
 def main(argv=None) -> None:
-    cfg, explicit = parse_config(DPOConfig, argv)
-    d = T.init_distributed(cfg.dist_timeout_minutes)
-    if not cfg.model:
-        demo = {k: v for k, v in DEMO_SETTINGS.items() if k not in explicit}
-        cfg = dataclasses.replace(cfg, model=str(REPO / "runs" / "sft" / "final"), **demo)
-        T.print0(d, f"embedded default: the SFT demo model {cfg.model}; demo settings {demo}")
-    if not cfg.data:
-        cfg = dataclasses.replace(cfg, data=str(REPO / "runs" / "feedback" / "ie_feedback.json"))
-    for path, made_by in ((Path(cfg.model), "sft.py"), (Path(cfg.data), "feedback.py")):
-        if not path.exists():
-            T.fail(d, f"{path} does not exist; run {made_by} first (or pass --model / --data)")
-    T.seed_everything(cfg.seed)
-    out_dir = Path(cfg.out_dir)
-    T.check_flags(cfg, d, Path(cfg.model))  # one line per senseless flag, exit 2
-    T.claim_out_dir(out_dir, cfg, d)  # the lock; a finished run is refused without --overwrite / --resume
+    # Settings (defaults <- --preset <- flags), process group, seed, inputs, flags checked, OUT_DIR claimed
+    cfg, d, out_dir = training.start_run(DPOConfig, "dpo", argv, inputs=lambda cfg: {
+        "model": (REPO / "runs" / "sft" / "final", "sft.py"),
+        "data": (REPO / "runs" / "feedback" / "ie_feedback.json", "feedback.py")})
 
     # ---- Data: IEFeedback pairs, chosen and rejected tokenised with loss masks on the final answer
     model_dir = Path(cfg.model)
     tokenizer = llama.Tokenizer(model_dir / "tokenizer.model")
     records = data.load_conversations(cfg.data)
     if (k := next((k for k, r in enumerate(records) if "chosen" not in r), None)) is not None:
-        T.fail(d, f"{cfg.data}: record {k + 1} (id {records[k]['id']}) has no chosen/rejected answers; expected "
-                  f"IEFeedback pairs {{dataset, id, messages, chosen, rejected}} (feedback.py writes them), not "
-                  f"SFT conversations")
+        training.fail(d, f"{cfg.data}: record {k + 1} (id {records[k]['id']}) has no chosen/rejected answers; "
+                         f"expected IEFeedback pairs {{dataset, id, messages, chosen, rejected}} (feedback.py writes "
+                         f"them), not SFT conversations")
     pairs, stats = data.tokenize_preference(tokenizer, records, cfg.max_len)
-    T.print0(d, f"data: {len(records)} pairs from {cfg.data}; {json.dumps(stats)}")
+    training.print0(d, f"data: {len(records)} pairs from {cfg.data}; {json.dumps(stats)}")
     if not pairs:
-        T.fail(d, f"no usable pair in {cfg.data} (see the counts above)")
+        training.fail(d, f"no usable pair in {cfg.data} (see the counts above)")
     pair_lengths = [[len(chosen[0]), len(rejected[0])] for chosen, rejected in pairs]  # pairs: ((ids, labels),)*2
     lengths = [max(pl) for pl in pair_lengths]
-    data_fingerprint = hashlib.sha256(json.dumps(pair_lengths).encode()).hexdigest()[:16]
+    data_fingerprint = training.fingerprint(pair_lengths)
 
     # ---- Policy (trained) and reference (frozen): both start as the SFT model
     use_bf16 = cfg.bf16 and d.device.type == "cuda"
-    policy, args = T.build_fsdp_model(model_dir, d, bf16=use_bf16, activation_checkpointing=cfg.activation_checkpointing)
+    policy, args = training.build_fsdp_model(model_dir, d, bf16=use_bf16,
+                                             activation_checkpointing=cfg.activation_checkpointing)
     llama.check_tokenizer_matches(args, tokenizer)
     policy.train()  # LLaMA has no dropout, so train mode computes what eval mode does (loss ln 2 at step 0)
-    ref_net = T.build_fsdp_model(model_dir, d, bf16=use_bf16, activation_checkpointing=False, trainable=False)[0]
+    ref_net = training.build_fsdp_model(model_dir, d, bf16=use_bf16, activation_checkpointing=False,
+                                        trainable=False)[0]
     ref_table = None
     if cfg.reference == "precomputed":
-        key = json.dumps([str(model_dir.resolve()), (model_dir / "config.json").read_text()
-                          if (model_dir / "config.json").exists() else "", data_fingerprint, cfg.max_len, use_bf16])
-        cache = out_dir / f"reference_logprobs_{hashlib.sha256(key.encode()).hexdigest()[:12]}.pt"
+        key = [str(model_dir.resolve()), (model_dir / "config.json").read_text()
+               if (model_dir / "config.json").exists() else "", data_fingerprint, cfg.max_len, use_bf16]
+        cache = out_dir / f"reference_logprobs_{training.fingerprint(key)[:12]}.pt"
         ref_table = precompute_reference(ref_net, pairs, cfg.micro_batch_size, cache, d)
-        del ref_net  # the reference model is no longer needed: its memory goes back
-        ref_net = None
-        T.print0(d, f"reference log-probs for {len(pairs)} pairs in {cache}")
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2),
-                                  eps=cfg.adam_eps, weight_decay=cfg.weight_decay,
-                                  fused=True)  # one kernel per step instead of a loop over tensors
+        ref_net = None  # the reference model is no longer needed: its memory goes back
+        training.print0(d, f"reference log-probs for {len(pairs)} pairs in {cache}")
+    optimizer = training.adamw(policy, cfg)
 
-    accum = T.accumulation_steps(cfg.global_batch_size, cfg.micro_batch_size, d.world_size)
-    steps_per_epoch = math.ceil(len(pairs) / cfg.global_batch_size)
-    total_steps = cfg.max_steps if cfg.max_steps > 0 else cfg.epochs * steps_per_epoch
-    T.print0(d, f"{total_steps} steps of {cfg.global_batch_size} pairs ({cfg.micro_batch_size} per micro-batch x "
-                f"{accum} accumulation x {d.world_size} ranks), beta {cfg.beta}, reference {cfg.reference}")
-    start_step = 0
-    if cfg.resume and (ckpt := T.latest_checkpoint(out_dir)):
-        state = T.load_checkpoint(ckpt, policy, optimizer, d)
-        if state["data_fingerprint"] != data_fingerprint or state["global_batch_size"] != cfg.global_batch_size:
-            T.fail(d, f"{ckpt} was written for other pairs or another global batch size")
-        start_step = state["step"]
-        T.print0(d, f"resumed from {ckpt} at step {start_step}")
+    accum, total_steps = training.step_plan(cfg, len(pairs), d)
+    training.print0(d, f"{total_steps} steps of {cfg.global_batch_size} pairs ({cfg.micro_batch_size} per micro-batch "
+                       f"x {accum} accumulation x {d.world_size} ranks), beta {cfg.beta}, reference {cfg.reference}")
+    start_step = training.resume_step(cfg, out_dir, policy, optimizer, data_fingerprint, d)
 
     # ---- Training loop
-    log = T.MetricsLog(out_dir, d, total_steps, start_step, desc="dpo")
-    stop = T.StopSignal()
-    batches, batches_epoch = None, -1
-    for step in range(start_step, total_steps):
+    log = training.MetricsLog(out_dir, d, total_steps, start_step, desc="dpo")
+    stop = training.StopSignal()
+    for step, epoch, lr, micro_batches in training.optimizer_steps(cfg, lengths, start_step, total_steps, optimizer,
+                                                                   d):
         t0 = time.perf_counter()
-        epoch, index = divmod(step, steps_per_epoch)
-        if epoch != batches_epoch:
-            batches, _ = T.epoch_batches(lengths, cfg.global_batch_size, cfg.seed, epoch,
-                                          cfg.group_by_length)
-            batches_epoch = epoch
-        micro_batches = T.rank_micro_batches(batches[index], lengths, cfg.micro_batch_size, d,
-                                               cfg.group_by_length)
-        lr = T.lr_at(step, total_steps, cfg.lr, cfg.warmup_ratio, cfg.lr_schedule)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-
         sums = torch.zeros(6, dtype=torch.float64)  # loss, reward_c, reward_r, correct, pairs, tokens
         for mb in micro_batches:
             batch = data.collate_preference([pairs[i] for i in mb], pad_id=0)
@@ -261,9 +225,9 @@ def main(argv=None) -> None:
             sums += torch.tensor([losses.sum().item(), reward_c.sum().item(), reward_r.sum().item(),
                                   (reward_c > reward_r).sum().item(), len(mb), sum(sum(pair_lengths[i]) for i in mb)],
                                  dtype=torch.float64)
-        grad_norm = T.grad_norm_and_clip(policy, cfg.grad_clip)  # the full norm over all ranks
-        loss, rc, rr, correct, n, tokens = T.all_reduce_sum(d, *sums.tolist())
-        T.check_step_finite(loss / n, grad_norm, step + 1, out_dir, d)  # before the update reaches the weights
+        grad_norm = training.grad_norm_and_clip(policy, cfg.grad_clip)  # the full norm over all ranks
+        loss, rc, rr, correct, n, tokens = training.all_reduce_sum(d, *sums.tolist())
+        training.check_step_finite(loss / n, grad_norm, step + 1, out_dir, d)  # before the update reaches the weights
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
@@ -272,13 +236,10 @@ def main(argv=None) -> None:
                  "rewards_chosen": rc / n, "rewards_rejected": rr / n, "reward_margin": (rc - rr) / n,
                  "reward_accuracy": correct / n, "pairs_per_s": n / dt, "tokens_per_s": tokens / dt,
                  "step_time_s": dt})
-
-        state = {"step": step + 1, "epoch": epoch, "global_batch_size": cfg.global_batch_size,
-                 "data_fingerprint": data_fingerprint, "world_size": d.world_size, "config": dataclasses.asdict(cfg)}
-        T.checkpoint_if_due(step + 1, total_steps, cfg.checkpoint_every, stop, out_dir, policy, optimizer, state, d,
-                            cfg.keep_last, log)
+        training.checkpoint_if_due(step + 1, epoch, total_steps, cfg, data_fingerprint, stop, out_dir, policy,
+                                   optimizer, d, log)
     log.close()
-    T.finish_run(policy, args, model_dir / "tokenizer.model", out_dir, stats, total_steps, d)
+    training.finish_run(policy, args, model_dir / "tokenizer.model", out_dir, stats, total_steps, d)
 
 
 if __name__ == "__main__":

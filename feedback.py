@@ -33,7 +33,6 @@ What the paper does (section 4; appendix B.1; docs/fidelity.md §3), step by ste
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math
@@ -51,7 +50,8 @@ import data
 import ie_formats
 import llm
 import model as llama
-import training as T
+import config
+import training
 from config import flag, parse_config
 from report import format_table, pair_stats, pair_stats_tables, stats_main, summarize  # Table 8 views
 from robust import atomic_file, read_appendable_jsonl
@@ -76,6 +76,7 @@ class FeedbackConfig(llm.ServeConfig):   # --backend openai --base_url URL: a se
     out_dir: str = flag("runs/feedback", "output directory: prompts.jsonl (the pool), samples.rank*.jsonl, "
                                          "scores.jsonl, ie_feedback.json (for dpo.py), pairs.jsonl (what each pair "
                                          "is made of), summary.json; sampling.json and config.json (the settings)")
+    preset: str = config.preset_flag()
     # The prompt pool (appendix B.1, docs/fidelity.md §3)
     prompt_pool: str = flag("table8", "which data sets give prompts: table8 (the paper's Table 8 sets only, as the "
                                       "release sampled; synthetic stand-ins of the embedded default are kept) or all "
@@ -110,12 +111,6 @@ class FeedbackConfig(llm.ServeConfig):   # --backend openai --base_url URL: a se
     clear_stale_lock: bool = flag(False, "remove OUT_DIR/LOCK when the run that took it is no longer running "
                                          "(killed); a lock of a live run is never removed")
 
-
-# The embedded default's SFT model is small, barely trained, with a 1024-token context, and samples on a CPU: fewer
-# prompts and shorter samples keep the demo to minutes, and such a model gives few online pairs, so offline pairs
-# fill the target (dpo.py's demo needs pairs to train on). Used only when --model is not given, never over a value
-# given on the command line; printed at the start.
-DEMO_SETTINGS = dict(max_per_dataset=12, max_new_tokens=160, target_pairs=200, mix_rule="fill")
 
 # What the samples depend on besides the prompt (each sample line carries its prompt's hash): a run that finds
 # samples made with other values stops instead of mixing them.
@@ -478,29 +473,29 @@ def write_ie_feedback(pairs: list[dict], path: Path) -> None:
 # The run
 
 def main(argv=None) -> None:
-    cfg, explicit = parse_config(FeedbackConfig, argv)
-    d = T.init_distributed(cfg.dist_timeout_minutes)
-    if not cfg.model:
-        demo = {k: v for k, v in DEMO_SETTINGS.items() if k not in explicit}
-        cfg = dataclasses.replace(cfg, model=str(REPO / "runs" / "sft" / "final"), **demo)
-        T.print0(d, f"embedded default: the SFT demo model {cfg.model}; demo settings {demo}")
-    model_dir, out_dir = Path(cfg.model), Path(cfg.out_dir)
-    if not model_dir.exists():
-        T.fail(d, f"{model_dir} does not exist; run sft.py first (or pass --model)")  # one line, once
-    T.lock_out_dir(out_dir, d, cfg.clear_stale_lock)  # one run at a time (it resumes the samples on disk)
-    if d.is_main:
-        sampling = {k: getattr(cfg, k) for k in SAMPLING_FIELDS} | {"model": str(model_dir.resolve())}
+    def same_sampling(cfg) -> str | None:
+        """Samples on disk made with other settings are never mixed with new ones (rank 0, OUT_DIR locked)."""
+        sampling = {k: getattr(cfg, k) for k in SAMPLING_FIELDS} | {"model": str(Path(cfg.model).resolve())}
         if cfg.backend == "openai":   # another sampler: its samples are not mixed with model.py's
             sampling |= {"backend": cfg.backend, "base_url": llm.public_url(cfg.base_url),
                          "served_model": cfg.served_model}
-        earlier = out_dir / "sampling.json"
+        earlier = Path(cfg.out_dir) / "sampling.json"
         if earlier.exists() and (old := json.loads(earlier.read_text())) != sampling:
             diff = {k: (old.get(k), v) for k, v in sampling.items() if old.get(k) != v}
-            sys.exit(f"error: {out_dir} holds samples made with other settings {diff} (earlier, now); "
-                     f"use another --out_dir or the earlier settings")
+            return (f"{cfg.out_dir} holds samples made with other settings {diff} (earlier, now); use another "
+                    f"--out_dir or the earlier settings")
         earlier.write_text(json.dumps(sampling, indent=1))
-        (out_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
-    dist.barrier()
+
+    def inputs(cfg) -> dict:
+        """The embedded default samples the SFT demo's model on the records its IEInstruct was built from."""
+        sft_demo = REPO / "runs" / "sft"
+        records = {} if cfg.records or cfg.data_dir else {"records": (sft_demo / "data" / "corpus" / "train.jsonl",
+                                                                      "sft.py")}
+        return {"model": (sft_demo / "final", "sft.py"), **records}
+
+    # Settings (defaults <- --preset <- flags), process group, seed, inputs, OUT_DIR locked, config.json
+    cfg, d, out_dir = training.start_run(FeedbackConfig, "feedback", argv, inputs, same_sampling, trainer=False)
+    model_dir = Path(cfg.model)
 
     # ---- 1. The prompt pool: every rank builds the same one (seeded), rank 0 writes it down
     records, source = load_ie_records(cfg)
@@ -508,7 +503,7 @@ def main(argv=None) -> None:
     if not records:
         sys.exit(f"error: none of the paper's Table 8 data sets is in {source}; --prompt_pool all samples every set")
     absent = ", ".join(pool_sets["table8_absent"]) or "none"
-    T.print0(d, f"prompt pool ({cfg.prompt_pool}): Table 8 sets absent: {absent}; left out (not in Table 8): "
+    training.print0(d, f"prompt pool ({cfg.prompt_pool}): Table 8 sets absent: {absent}; left out (not in Table 8): "
                 f"{pool_sets['left_out'] or 'none'}")
     pool, pool_stats = ie_feedback_prompts(records, max_per_dataset=cfg.max_per_dataset,
                                            odie_cot_ratio=cfg.odie_cot_ratio, max_words=cfg.max_words, seed=cfg.seed,
@@ -528,7 +523,7 @@ def main(argv=None) -> None:
             too_long[p["dataset"]] += 1
     fits = [i for i, p in enumerate(pool) if len(p["prompt_ids"]) + cfg.max_new_tokens <= args.max_seq_len]
     per_dataset = ", ".join(f"{name} {st['instances']}" for name, st in pool_stats.items())
-    T.print0(d, f"prompt pool from {source}: {len(pool)} prompts ({per_dataset}); {len(fits)} leave room for "
+    training.print0(d, f"prompt pool from {source}: {len(pool)} prompts ({per_dataset}); {len(fits)} leave room for "
                 f"{cfg.max_new_tokens} new tokens in the model's {args.max_seq_len}-token context")
     if d.is_main:
         with open(out_dir / "prompts.jsonl", "w", encoding="utf-8") as f:
@@ -540,8 +535,8 @@ def main(argv=None) -> None:
     dist.barrier()
     done, outside = read_samples(out_dir, pool)
     todo = [i for i in fits if i % d.world_size == d.rank and i not in done]
-    n_todo = int(T.all_reduce_sum(d, len(todo))[0])
-    T.print0(d, f"samples on disk for {len(done)} prompts ({torn} torn last lines cut, to be redone; {outside} "
+    n_todo = int(training.all_reduce_sum(d, len(todo))[0])
+    training.print0(d, f"samples on disk for {len(done)} prompts ({torn} torn last lines cut, to be redone; {outside} "
                 f"outside this pool); {n_todo} prompts to sample on {d.world_size} ranks")
     t0, n_tokens = time.perf_counter(), 0
     if todo and cfg.backend == "openai":
@@ -556,12 +551,12 @@ def main(argv=None) -> None:
     seconds = torch.tensor(time.perf_counter() - t0, dtype=torch.float64, device=d.device)
     dist.all_reduce(seconds, op=dist.ReduceOp.MAX)  # the slowest rank's time is the job's
     seconds = seconds.item()
-    total_tokens, = T.all_reduce_sum(d, n_tokens)
-    T.print0(d, f"sampled {int(total_tokens)} new tokens in {seconds:.1f} s ({total_tokens / max(seconds, 1e-9):.0f} "
+    total_tokens, = training.all_reduce_sum(d, n_tokens)
+    training.print0(d, f"sampled {int(total_tokens)} new tokens in {seconds:.1f} s ({total_tokens / max(seconds, 1e-9):.0f} "
                 f"tokens/s over {d.world_size} ranks)")
     dist.barrier()
     if not d.is_main:
-        T.cleanup_distributed()
+        training.cleanup_distributed()
         return
 
     # ---- 3.-5. Scores, pairs, the mix, the files (rank 0)
@@ -590,7 +585,7 @@ def main(argv=None) -> None:
     print(f"prompt pool ({cfg.prompt_pool}): Table 8 sets absent: {', '.join(pool_sets['table8_absent']) or 'none'}; "
           f"left out (not in Table 8): {pool_sets['left_out'] or 'none'}")
     print(f"wrote {out_dir / 'ie_feedback.json'} ({len(mixed)} pairs) and {out_dir / 'summary.json'}")
-    T.cleanup_distributed()
+    training.cleanup_distributed()
 
 
 if __name__ == "__main__":

@@ -166,8 +166,8 @@ PRESETS = {
     # The embedded default: LLaMA-shaped (GQA included) and small enough to train on a 2-core CPU. 1.3M parameters:
     # in a fixed CPU budget a smaller, faster model takes more optimizer steps (the demo's results: README).
     "demo": ModelArgs(dim=128, n_layers=4, n_heads=4, n_kv_heads=2, vocab_size=2048, multiple_of=32, max_seq_len=1024),
-    # Tests: matches ../shared/models/tok512.
-    "tiny": ModelArgs(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=512, multiple_of=32, max_seq_len=512),
+    # Tests and CI: the shipped tokenizer (assets/tokenizer.model, 2,048 pieces), so tests need nothing else.
+    "tiny": ModelArgs(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=2048, multiple_of=32, max_seq_len=512),
 }
 
 

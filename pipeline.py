@@ -1,14 +1,14 @@
 """The whole ADELIE method end to end, stage by stage, each stage's output feeding the next.
 
     python pipeline.py                       # the embedded default demo: about 15 minutes on 2 CPU cores
-    python pipeline.py --scale tiny          # a few steps per stage (what the CI test runs)
+    python pipeline.py --preset tiny         # a few steps per stage (what the CI test runs)
     python pipeline.py --ie_proportion 0.5   # an ablation knob of the paper (Figure 4); see the flags
 
 Stages (paper section -> script):
   corpus       synthetic IE records, train + held-out test (the embedded default's stand-in
                for the IE data sets of Table 7) ................................. synthetic.py
   ie_instruct  IEInstruct: every augmentation of section 3, mixed with general chat (section 4) .... data.py build
-  base         the starting model: the 'demo' preset with random weights ........ sft.save_embedded_default_model
+  base         the starting model: the preset's model, random weights ........... sft.save_embedded_default_model
   warmup       copy warm-up on the corpus' plain text, each passage twice: with `base`, the embedded
                default's stand-in for pretrained LLaMA-2 ..... synthetic.generate_copy_warmup + torchrun sft.py
   sft          ADELIE-SFT (section 4, appendix B.2) ............................. torchrun sft.py
@@ -37,104 +37,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from config import flag, parse_config
+import config
+from config import PRESETS, as_flags, flag, parse_config
 
 REPO = Path(__file__).resolve().parent
 SHARED = Path(os.environ.get("ADELIE_SHARED", REPO.parent / "shared"))
 
-# The two scales. "demo" is sized so that within 15 minutes on 2 CPU cores the SFT model really extracts on the
-# synthetic held-out split (measured: README); "tiny" only checks that every stage runs and writes what the next
-# needs. Each demo value that departs from the paper is in DEMO_DEPARTURES with its reason, printed at the start.
-SCALES = {
-    "demo": {
-        "preset": "demo",
-        "corpus": dict(n_train=1000, n_test=20, n_general=100, names="generated", n_warmup=10000),
-        "warmup": dict(max_len=512, max_steps=600, global_batch_size=16, micro_batch_size=4, lr=3e-3,
-                       warmup_ratio=0.03, checkpoint_every=0, group_by_length=True),
-        "ie_proportion": 1.0,
-        "ie_instruct": dict(fewshot_rate=0.1),
-        "sft": dict(max_len=1024, max_steps=1800, global_batch_size=16, micro_batch_size=4, lr=3e-3,
-                    warmup_ratio=0.03, checkpoint_every=500, group_by_length=True),
-        "feedback": dict(max_prompts=400, max_new_tokens=128, target_pairs=400, mix_rule="keep_ratio"),
-        "dpo": dict(max_len=1024, epochs=2, global_batch_size=8, micro_batch_size=2, lr=7.5e-5, checkpoint_every=50,
-                    group_by_length=True),
-        "eval": dict(max_new_tokens=160, limit=0),
-        "real_eval_limit": 30,
-    },
-    "tiny": {
-        "preset": "demo",
-        "corpus": dict(n_train=4, n_test=2, n_general=40, n_warmup=8),
-        "warmup": dict(max_len=256, max_steps=2, global_batch_size=4, micro_batch_size=1, lr=1e-3, warmup_ratio=0.0,
-                       checkpoint_every=0),
-        "ie_proportion": 0.2,
-        "ie_instruct": dict(),
-        "sft": dict(max_len=256, max_steps=3, global_batch_size=4, micro_batch_size=1, lr=1e-3, warmup_ratio=0.0,
-                    checkpoint_every=0),
-        "feedback": dict(max_prompts=6, max_new_tokens=12, target_pairs=6, mix_rule="fill"),
-        "dpo": dict(max_len=256, max_steps=2, global_batch_size=2, micro_batch_size=1, lr=1e-4, checkpoint_every=0),
-        "eval": dict(max_new_tokens=12, limit=8),
-        "real_eval_limit": 4,
-    },
-}
-
-# Where the demo departs from the paper, and why (printed at the start of a demo run; README "The whole method in
-# one command"). Key: the setting ("stage.flag": its value is read from SCALES["demo"]); value: (the paper's value,
-# the reason).
-DEMO_DEPARTURES = {
-    "base model": ("LLaMA-2-7B, pretrained", "model.py's 'demo' preset, 1.3M parameters, random weights: it trains "
-                   "on 2 CPU cores in minutes"),
-    "warmup.max_steps": ("(LLaMA-2's pretraining)", "steps of a copy warm-up on the corpus' plain text, each passage twice "
-               "(synthetic.generate_copy_warmup): the stand-in for pretraining, which gives LLaMA-2 the in-context "
-               "copying that extraction needs and a model from random weights lacks"),
-    "corpus.names": ("~20 published IE data sets (Table 7)", "synthetic records of all nine task types with "
-                     "generated pseudo-word names: held-out names are unseen, so only copying the span scores"),
-    "corpus.n_train": ("up to 5,000 per data set (section 3.1)", "synthetic records per data set: the SFT steps see "
-                       "each conversation about 1.5 times"),
-    "ie_proportion": ("0.2 (section 4, Figure 4)", "general chat (arithmetic and word games here) teaches a "
-                      "1.3M-parameter model nothing the IE answers need and took 80% of the SFT steps"),
-    "ie_instruct.fewshot_rate": ("0.5 (section 3.2)", "demonstrations make prompts 3-4x longer; shorter prompts buy "
-                                 "more optimizer steps in the same CPU time"),
-    "sft.lr": ("2e-5 (appendix B.2)", "a small model from random weights needs a large learning rate"),
-    "sft.global_batch_size": ("128 (appendix B.2)", "more optimizer steps in the CPU budget"),
-    "sft.max_steps": ("2 epochs (appendix B.2)", "what fits in the 15 minutes"),
-    "sft.max_len": ("2048 (appendix B.2)", "the demo model's context"),
-    "feedback.max_prompts": ("50,000 prompts -> 9,985 pairs (section 4, Table 8)", "sampling 5 answers per prompt "
-                             "on a CPU"),
-    "dpo.lr": ("5e-7 (appendix B.2)", "the paper's DPO/SFT learning-rate ratio (1/40) applied to the demo's SFT lr"),
-    "dpo.global_batch_size": ("64 (appendix B.2)", "more steps from a few hundred pairs"),
-    "sft.group_by_length": ("random order (the release; docs/fidelity.md §2)", "length-grouped batches (warm-up, "
-                            "SFT and DPO): less padding, more steps on 2 CPU cores"),
-    "feedback.mix_rule": ("release (docs/fidelity.md §3)", "keep_ratio: the demo model gives few online pairs; "
-                          "fewer pairs at exactly 30% online"),
-    "corpus.n_test": ("1000 questions per held-out set (appendix C.1)", "synthetic held-out records per data set"),
-}
-
-
-def demo_value(setting: str):
-    """The demo's value of a DEMO_DEPARTURES setting ("stage.flag" in SCALES["demo"]; None if not there)."""
-    stage, _, name = setting.partition(".")
-    value = SCALES["demo"].get(stage)
-    return value.get(name) if isinstance(value, dict) and name else value if not name else None
-
-
-def print_departures() -> None:
-    print("[pipeline] where the demo departs from the paper (setting: paper -> demo: why):", flush=True)
-    for setting, (paper, why) in DEMO_DEPARTURES.items():
-        value = demo_value(setting)
-        print(f"  {setting}: {paper} -> {'' if value is None else f'{value}: '}{why}", flush=True)
-
-
 @dataclass
 class PipelineConfig:
     out_dir: str = flag("runs/demo", "where every stage writes (one sub-directory per stage)")
-    scale: str = flag("demo", "demo: the README's demo (at most 15 min on 2 CPU cores); tiny: a few steps per stage",
-                      choices=list(SCALES))
+    preset: str = flag("demo", "every stage's settings (config.PRESETS): demo, the README's demo (15 min on 2 CPU "
+                               "cores); tiny, a few steps per stage", choices=["demo", "tiny"])
     nproc: int = flag(2, "processes per torchrun stage (sft, feedback, dpo, evaluation)")
     seed: int = flag(42, "seed of every stage (paper appendix B.2: 42)")
     # The paper's ablation knobs, with the paper's values as defaults
     ie_proportion: float = flag(-1.0, "share of IE data in the SFT mixture (section 6.1, Figure 4: 0.2); -1: the "
-                                      "scale's (demo 1.0: DEMO_DEPARTURES; tiny 0.2)")
-    dpo_size: int = flag(10000, "IEFeedback pairs at most (section 6.2, Figure 5: 10k); the scale may cap it")
+                                      "preset's (demo 1.0: config.DEMO_DEPARTURES; tiny 0.2)")
+    dpo_size: int = flag(10000, "IEFeedback pairs at most (section 6.2, Figure 5: 10k); the preset may cap it")
     offline_rate: float = flag(0.7, "share of offline pairs in IEFeedback (section 6.2, Table 11: 0.7)")
     shots: int = flag(4, "demonstrations per few-shot test prompt (section 5.1: 4 for closed IE; Figure 6)")
     real_eval: bool = flag(True, "also evaluate on the released ADELIE test prompts in ../shared when present "
@@ -156,14 +75,12 @@ def torchrun(nproc: int, script: str, *args) -> list[str]:
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", script, *args]
 
 
-def flags(d: dict) -> list[str]:
-    """Command-line flags for a dict of settings; a boolean is --name or --no-name (config.py's flags take no value)."""
-    return [f"--{k}" if v is True else f"--no-{k}" if v is False else f"--{k}={v}" for k, v in d.items()]
-
-
 def build_stages(cfg: PipelineConfig) -> list[Stage]:
-    s = SCALES[cfg.scale]
-    ie_proportion = s["ie_proportion"] if cfg.ie_proportion < 0 else cfg.ie_proportion
+    """The stages with their inputs, outputs and commands. sft.py, feedback.py and dpo.py take their settings from
+    config.PRESETS[--preset] themselves (--preset); the warm-up (sft.py), synthetic.py, data.py and evaluate.py get
+    the preset's sections as flags."""
+    s = PRESETS[cfg.preset]
+    ie_instruct = {**s["ie_instruct"], **({"ie_proportion": cfg.ie_proportion} if cfg.ie_proportion >= 0 else {})}
     out = Path(cfg.out_dir)
     py = sys.executable
     corpus, ie = out / "corpus", out / "ie_instruct.jsonl"
@@ -171,34 +88,31 @@ def build_stages(cfg: PipelineConfig) -> list[Stage]:
     test_zero, test_few = out / "test_sets" / "canonical.zeroshot.jsonl", out / "test_sets" / "canonical.fewshot.jsonl"
     ie_feedback = fb / "ie_feedback.json"
     warm = out / "warmup"
+    common = [f"--preset={cfg.preset}", f"--seed={cfg.seed}", "--clear_stale_lock"]
     stages = [
         Stage("corpus", [], [corpus / "train.jsonl", corpus / "test.jsonl", corpus / "general.jsonl",
                              corpus / "warmup.jsonl"],
-              [py, "synthetic.py", f"--out={corpus}", f"--seed={cfg.seed}", *flags(s["corpus"])]),
+              [py, "synthetic.py", f"--out={corpus}", f"--seed={cfg.seed}", *as_flags(s["corpus"])]),
         Stage("ie_instruct", [corpus / "train.jsonl", corpus / "general.jsonl"], [ie],
               [py, "data.py", "build", f"--out={ie}", f"--records={corpus / 'train.jsonl'}",
-               f"--general={corpus / 'general.jsonl'}", f"--ie_proportion={ie_proportion}", f"--seed={cfg.seed}",
-               *flags(s["ie_instruct"])]),
+               f"--general={corpus / 'general.jsonl'}", f"--seed={cfg.seed}", *as_flags(ie_instruct)]),
         Stage("base", [], [base / "config.json"],
-              [py, "-c", f"import sft; sft.save_embedded_default_model({str(base)!r}, {cfg.seed}, {s['preset']!r})"]),
+              [py, "-c", f"import sft; sft.save_embedded_default_model({str(base)!r}, {cfg.seed}, {s['model']!r})"]),
         # The demo's stand-in for LLaMA-2's pretraining: a copy warm-up on the corpus' plain text
         # (synthetic.generate_copy_warmup), trained with sft.py; SFT starts from it.
         Stage("warmup", [corpus / "warmup.jsonl", base / "config.json"], [warm / "final" / "config.json"],
               torchrun(cfg.nproc, "sft.py", f"--model={base}", f"--data={corpus / 'warmup.jsonl'}", f"--out_dir={warm}",
-                       f"--seed={cfg.seed}", "--resume", "--clear_stale_lock", *flags(s["warmup"])), resumable_dir=warm),
+                       "--resume", *common, *as_flags(s["warmup"])), resumable_dir=warm),
         Stage("sft", [ie, warm / "final" / "config.json"], [sft / "final" / "config.json"],
-              torchrun(cfg.nproc, "sft.py", f"--model={warm / 'final'}", f"--data={ie}", f"--out_dir={sft}", f"--seed={cfg.seed}",
-                       "--resume", "--clear_stale_lock", *flags(s["sft"])), resumable_dir=sft),
+              torchrun(cfg.nproc, "sft.py", f"--model={warm / 'final'}", f"--data={ie}", f"--out_dir={sft}",
+                       "--resume", *common), resumable_dir=sft),
         Stage("feedback", [sft / "final" / "config.json", corpus / "train.jsonl"], [ie_feedback],
               torchrun(cfg.nproc, "feedback.py", f"--model={sft / 'final'}", f"--records={corpus / 'train.jsonl'}",
-                       f"--out_dir={fb}", f"--seed={cfg.seed}", f"--online_ratio={1 - cfg.offline_rate:.4g}",
-                       "--clear_stale_lock",
-                       *flags({**s["feedback"], "target_pairs": min(cfg.dpo_size, s["feedback"]["target_pairs"])})),
-              resumable_dir=fb),
+                       f"--out_dir={fb}", f"--online_ratio={1 - cfg.offline_rate:.4g}", *common,
+                       f"--target_pairs={min(cfg.dpo_size, s['feedback']['target_pairs'])}"), resumable_dir=fb),
         Stage("dpo", [sft / "final" / "config.json", ie_feedback], [dpo / "final" / "config.json"],
               torchrun(cfg.nproc, "dpo.py", f"--model={sft / 'final'}", f"--data={ie_feedback}", f"--out_dir={dpo}",
-                       f"--seed={cfg.seed}", "--resume", "--clear_stale_lock",
-                       *flags(s["dpo"])), resumable_dir=dpo),
+                       "--resume", *common), resumable_dir=dpo),
     ]
     for setting, shots, test in (("zeroshot", 0, test_zero), ("fewshot", cfg.shots, test_few)):
         stages.append(Stage(f"test_set_{setting}", [corpus / "test.jsonl", corpus / "train.jsonl"], [test],
@@ -217,8 +131,7 @@ def build_stages(cfg: PipelineConfig) -> list[Stage]:
         stages.append(Stage(
             f"eval_{name}", [model_dir / "config.json"] + [t for t, _ in tests], preds,
             torchrun(cfg.nproc, "evaluate.py", "run", f"--model={model_dir}", f"--test={','.join(str(t) for t, _ in tests)}",
-                     f"--out={','.join(map(str, preds))}", f"--max_new_tokens={s['eval']['max_new_tokens']}",
-                     f"--limit={s['eval']['limit']}", "--temperature=0")))
+                     f"--out={','.join(map(str, preds))}", *as_flags(s["eval"]), "--temperature=0")))
     preds = [p for st in stages if st.name.startswith("eval_") for p in st.outputs]
     stages.append(Stage("report", preds + [sft / "metrics.jsonl", dpo / "metrics.jsonl", ie_feedback],
                         [out / "report.md"],
@@ -259,8 +172,9 @@ def main(argv=None) -> None:
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     forced = {s for s in cfg.force.split(",") if s}
-    if cfg.scale == "demo":
-        print_departures()
+    if cfg.preset == "demo":
+        print("[pipeline] where the demo departs from the paper (setting: paper -> demo: why):\n"
+              + config.departures_table(), flush=True)
     timings = {}
     for stage in build_stages(cfg):
         why = "forced" if stage.name in forced else stale(stage)

@@ -1,28 +1,23 @@
-"""What sft.py and dpo.py share, and nothing else: the plumbing around their training loops.
+"""The plumbing around the training loops of sft.py and dpo.py (and feedback.py's start), not the method:
 
-The loops themselves stay in sft.py and dpo.py, readable top to bottom. This file holds the parts that are the
-same for both and are not part of the method:
-
-- `init_distributed` / `end_process`: torchrun (any number of nodes) or a plain single process; gloo on
-  CPU, NCCL on CUDA, one process per GPU.
-- `build_fsdp_model`: FSDP2 (`fully_shard` per transformer block, then the root) with bf16 compute, fp32 master
-  weights and fp32 gradient reduction on CUDA; pretrained weights are read by rank 0 only (memory-mapped) and
-  broadcast shard by shard, so no rank ever materialises a full fp32 copy of a 7B model.
-- `epoch_batches` / `rank_micro_batches`: shuffled (optionally length-grouped) global batches that do not depend on
-  the micro-batch size, the accumulation steps or the world size, so every split of a global batch trains on the
-  same examples.
-- `lr_at`: the learning-rate schedules of appendix B.2 (cosine / linear with warmup), as plain functions of the step.
-- Checkpoints with torch.distributed.checkpoint (sharded model + optimizer, step, RNG), written atomically;
-  `export_final` gathers the weights to rank 0 and writes a Hugging Face directory through model.py.
-- `MetricsLog`, `StopSignal`: metrics.jsonl + tqdm on rank 0; SIGTERM / Ctrl-C -> checkpoint and exit.
-- Guards: `check_flags` (senseless flags refused at start-up, one line each), `claim_out_dir` (OUT_DIR/LOCK, and a
-  finished run is not replaced without --overwrite / --resume), `check_step_finite` (a NaN/inf loss or gradient
-  norm stops the run before the update), `fail` (one error line, printed once).
+- `start_run`: every script's start-up (settings from config.PRESETS and the flags, process group, seed, checked
+  flags, OUT_DIR/LOCK, config.json); `resume_step`, `optimizer_steps`, `checkpoint_if_due`, `finish_run`: the parts
+  of a loop that are the same for SFT and DPO.
+- `init_distributed` / `end_process`: torchrun (any number of nodes) or one plain process; gloo on CPU, NCCL on CUDA.
+- `build_fsdp_model`: FSDP2 (`fully_shard` per block, then the root), bf16 compute with fp32 master weights and
+  fp32 gradient reduction on CUDA; rank 0 reads the weights (memory-mapped) and broadcasts them shard by shard.
+- `epoch_batches` / `rank_micro_batches`: global batches that do not depend on the micro-batch size, the
+  accumulation steps or the world size; `lr_at`: the schedules of appendix B.2.
+- Checkpoints with torch.distributed.checkpoint (sharded model + optimizer, step, RNG), written atomically; the
+  export gathers the weights to rank 0 and writes a Hugging Face directory through model.py.
+- Guards: `check_flags`, `claim_out_dir`, `check_step_finite` (a NaN/inf loss or gradient norm stops the run before
+  the update), `fail` (one error line, printed once); `MetricsLog`, `StopSignal` (SIGTERM -> checkpoint, exit).
 """
 from __future__ import annotations
 
 import atexit
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -45,6 +40,7 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
+import config
 import model as llama
 import robust
 from robust import atomic_file
@@ -269,49 +265,66 @@ def _take_lock(out_dir: Path, clear_stale: bool) -> str | None:
     return f"could not take the lock {lock}"
 
 
-def _agree_or_fail(d: Dist, problem: str | None) -> None:
-    """Rank 0's verdict, broadcast: every rank stops together (rank 0 prints the line) or goes on."""
-    box = [problem]
-    dist.broadcast_object_list(box, src=0)
-    if box[0] is not None:
-        fail(d, box[0])
-
-
-def lock_out_dir(out_dir: Path, d: Dist, clear_stale: bool) -> None:
-    """Take OUT_DIR/LOCK for this run (rank 0), or stop every rank with one line (see claim_out_dir)."""
-    problem = None
-    if d.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        problem = _take_lock(out_dir, clear_stale)
-    _agree_or_fail(d, problem)
-
-
-def claim_out_dir(out_dir: Path, cfg, d: Dist) -> None:
+def claim_out_dir(out_dir: Path, cfg, d: Dist, check=None) -> None:
     """Make OUT_DIR this run's, or stop with one line. Rank 0 decides; every rank learns the answer.
 
     - A lock file OUT_DIR/LOCK holds the host and pid of the run writing there; a second run started on the same
       directory refuses at once. It is removed when the run ends (also on an error or a signal). A lock left by a
       killed run (its pid is gone on this host) is reported; --clear_stale_lock removes it.
-    - A finished run (OUT_DIR/final/ exists) or one with checkpoints is refused unless --resume (continue it,
-      or retrain into it when nothing is left to resume) or --overwrite (start again: its checkpoints are deleted;
-      the old final/ stays until the new export replaces it in one rename).
-    Then OUT_DIR/config.json records the run's flags."""
-    lock_out_dir(out_dir, d, cfg.clear_stale_lock)
+    - A trainer's finished run (OUT_DIR/final/ exists) or one with checkpoints is refused unless --resume (continue
+      it, or retrain into it when nothing is left to resume) or --overwrite (start again: its checkpoints are
+      deleted; the old final/ stays until the new export replaces it in one rename).
+    - `check(cfg)` (rank 0), when given, may refuse too: it returns the problem, or None.
+    Then OUT_DIR/config.json records the run's resolved settings."""
     problem = None
     if d.is_main:
-        if not (cfg.resume or cfg.overwrite):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        problem = _take_lock(out_dir, cfg.clear_stale_lock)
+        trainer = hasattr(cfg, "resume")
+        if problem is None and trainer and not (cfg.resume or cfg.overwrite):
             if (out_dir / "final").exists():
                 problem = (f"{out_dir} holds a finished run (final/ is its export); pass --overwrite to train again "
                            f"and replace it, --resume to continue it, or choose another --out_dir")
             elif latest_checkpoint(out_dir):
                 problem = (f"{out_dir}/checkpoints/ already holds checkpoints; pass --resume to continue that run, "
                            f"--overwrite to start again, or choose another --out_dir")
+        if problem is None and check is not None:
+            problem = check(cfg)
         if problem is None:
-            if cfg.overwrite and not cfg.resume:
+            if trainer and cfg.overwrite and not cfg.resume:
                 shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
             with atomic_file(out_dir / "config.json") as tmp:
                 tmp.write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
-    _agree_or_fail(d, problem)
+    box = [problem]  # rank 0's verdict: every rank stops together (rank 0 prints the line) or goes on
+    dist.broadcast_object_list(box, src=0)
+    if box[0] is not None:
+        fail(d, box[0])
+
+
+def start_run(cls, stage: str, argv=None, inputs=None, check=None, trainer: bool = True):
+    """The start of sft.py, dpo.py and feedback.py, in one place; returns (cfg, d, out_dir).
+
+    1. The settings: dataclass defaults <- config.PRESETS[--preset][stage] <- the flags given (config.apply_preset).
+    2. The process group (torchrun, or a group of one) and the seed.
+    3. `inputs(cfg)` -> {field: (default path, the script that writes it)}: an empty input takes the embedded
+       default's path from an earlier stage, and every such input must exist.
+    4. A trainer's flags checked (check_flags: one line per senseless flag, exit 2); OUT_DIR claimed and
+       config.json written (claim_out_dir; `check` as there).
+    5. The preset, what it set and the resolved settings printed by rank 0."""
+    cfg, explicit = config.parse_config(cls, argv)
+    cfg, from_preset = config.apply_preset(cfg, explicit, stage)
+    d = init_distributed(cfg.dist_timeout_minutes)
+    for name, (default, made_by) in (inputs(cfg) if inputs else {}).items():
+        cfg = dataclasses.replace(cfg, **{name: getattr(cfg, name) or str(default)})
+        if not Path(getattr(cfg, name)).exists():
+            fail(d, f"{getattr(cfg, name)} does not exist; run {made_by} first (or pass --{name})")
+    seed_everything(cfg.seed)
+    print0(d, f"preset {cfg.preset} sets {from_preset or 'nothing'}; flags given: {sorted(explicit) or 'none'}\n"
+              f"settings: {' '.join(f'{k}={v}' for k, v in dataclasses.asdict(cfg).items())}")
+    if trainer:
+        check_flags(cfg, d, Path(cfg.model) if cfg.model else None)
+    claim_out_dir(Path(cfg.out_dir), cfg, d, check)
+    return cfg, d, Path(cfg.out_dir)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -352,16 +365,6 @@ def build_fsdp_model(model_dir: str | Path, d: Dist, *, bf16: bool, activation_c
         net.requires_grad_(False)
         net.eval()
     return net, args
-
-
-def export_final(net, args, tokenizer_path: str | Path, out_dir: str | Path, d: Dist) -> None:
-    """Write the trained weights as a Hugging Face directory (+ tokenizer.model). Every rank must call this:
-    gathering the full state dict is a collective (every rank must enter it); rank 0 receives it on CPU and writes."""
-    check_weights_finite(net, f"export {out_dir}", Path(out_dir).parent, d)
-    sd = get_model_state_dict(net, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-    if d.is_main:
-        llama.write_hf_checkpoint(sd, args, out_dir, tokenizer_path=tokenizer_path)
-    dist.barrier()
 
 
 def grad_norm_and_clip(net, max_norm: float) -> float:
@@ -433,12 +436,41 @@ def rank_micro_batches(batch: list[int], lengths: list[int], micro_batch: int, d
     return micro[d.rank::d.world_size]
 
 
-def accumulation_steps(global_batch: int, micro_batch: int, world_size: int) -> int:
-    """Gradient accumulation steps so that micro_batch x accumulation x world_size == global_batch."""
-    if global_batch % (micro_batch * world_size):
-        raise ValueError(f"--global_batch_size {global_batch} is not a multiple of --micro_batch_size {micro_batch}"
-                         f" x world size {world_size}; choose sizes with global = micro x accumulation x world")
-    return global_batch // (micro_batch * world_size)
+def fingerprint(obj) -> str:
+    """A short hash of anything JSON can write (the data's lengths: a resume must see the same data)."""
+    return hashlib.sha256(json.dumps(obj).encode()).hexdigest()[:16]
+
+
+def step_plan(cfg, n_examples: int, d: Dist) -> tuple[int, int]:
+    """(gradient accumulation steps, total optimizer steps): micro_batch x accumulation x world_size == global batch
+    (check_flags has refused sizes that do not divide); --max_steps, or --epochs passes over the data."""
+    accum = cfg.global_batch_size // (cfg.micro_batch_size * d.world_size)
+    return accum, cfg.max_steps if cfg.max_steps > 0 else cfg.epochs * math.ceil(n_examples / cfg.global_batch_size)
+
+
+def adamw(net, cfg) -> torch.optim.AdamW:
+    """AdamW with the run's settings; fused: one kernel per step instead of a loop over the tensors."""
+    return torch.optim.AdamW(net.parameters(), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps,
+                             weight_decay=cfg.weight_decay, fused=True)
+
+
+def optimizer_steps(cfg, lengths: list[int], start_step: int, total_steps: int, optimizer, d: Dist):
+    """The run's optimizer steps from `start_step`: yields (step, epoch, lr, this rank's micro-batches of the step's
+    global batch), with the step's learning rate (lr_at) already set in the optimizer."""
+    steps_per_epoch = math.ceil(len(lengths) / cfg.global_batch_size)
+    batches, batches_epoch = None, -1
+    for step in range(start_step, total_steps):
+        epoch, index = divmod(step, steps_per_epoch)
+        if epoch != batches_epoch:  # the epoch's global batches: shuffled, optionally length-grouped
+            batches, n_fill = epoch_batches(lengths, cfg.global_batch_size, cfg.seed, epoch, cfg.group_by_length)
+            batches_epoch = epoch
+            if n_fill:
+                print0(d, f"epoch {epoch}: the last step is filled up with {n_fill} examples from the epoch's start")
+        lr = lr_at(step, total_steps, cfg.lr, cfg.warmup_ratio, cfg.lr_schedule)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        yield step, epoch, lr, rank_micro_batches(batches[index], lengths, cfg.micro_batch_size, d,
+                                                  cfg.group_by_length)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -463,10 +495,6 @@ def lr_at(step: int, total_steps: int, peak_lr: float, warmup_ratio: float, sche
 # ----------------------------------------------------------------------------------------------------------------
 # Resume checkpoints (torch.distributed.checkpoint), written atomically
 
-def checkpoint_dir(out_dir: Path, step: int) -> Path:
-    return Path(out_dir) / "checkpoints" / f"step_{step:08d}"
-
-
 def latest_checkpoint(out_dir: Path) -> Path | None:
     """The newest COMPLETE checkpoint (a COMPLETED marker is written only after every shard is on disk)."""
     root = Path(out_dir) / "checkpoints"
@@ -479,7 +507,7 @@ def save_checkpoint(out_dir: Path, step: int, net, optimizer, trainer_state: dic
     position, config) and every rank's RNG state. Written to `step_N.tmp/` and renamed to `step_N/` with a
     COMPLETED marker only when all ranks have finished, so resume never picks up a half-written checkpoint."""
     check_weights_finite(net, f"checkpoint of step {step}", out_dir, d)
-    final = checkpoint_dir(out_dir, step)
+    final = Path(out_dir) / "checkpoints" / f"step_{step:08d}"
     tmp = final.with_name(final.name + ".tmp")
     if d.is_main:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -538,39 +566,54 @@ def load_checkpoint(path: Path, net, optimizer, d: Dist) -> dict:
     return json.loads((path / "trainer_state.json").read_text())
 
 
-def checkpoint_if_due(done: int, total_steps: int, every: int, stop: "StopSignal", out_dir: Path, net, optimizer,
-                      state: dict, d: Dist, keep_last: int, log: "MetricsLog") -> None:
-    """After optimizer step `done`: a resume checkpoint every `every` steps (none at the last step: the export
-    follows), and one when a signal asked the run to stop (SIGTERM / Ctrl-C on any rank), after which it exits."""
+def checkpoint_if_due(done: int, epoch: int, total_steps: int, cfg, fingerprint: str, stop: "StopSignal",
+                      out_dir: Path, net, optimizer, d: Dist, log: "MetricsLog") -> None:
+    """After optimizer step `done`: a resume checkpoint every --checkpoint_every steps (none at the last step: the
+    export follows), and one when a signal asked the run to stop (SIGTERM / Ctrl-C on any rank), after which it
+    exits. The trainer state names the data (`fingerprint`) and the global batch, which a resume must match."""
     stopping = stop.any_rank(d)
+    every = cfg.checkpoint_every
     if stopping or (every > 0 and done % every == 0 and done < total_steps):
-        path = save_checkpoint(out_dir, done, net, optimizer, state, d, keep_last)
+        state = {"step": done, "epoch": epoch, "global_batch_size": cfg.global_batch_size,
+                 "data_fingerprint": fingerprint, "world_size": d.world_size, "config": dataclasses.asdict(cfg)}
+        path = save_checkpoint(out_dir, done, net, optimizer, state, d, cfg.keep_last)
         if stopping:
             print0(d, f"stopped by a signal after step {done}; checkpoint {path}; continue with --resume")
             log.close()
             end_process(143)
 
 
+def resume_step(cfg, out_dir: Path, net, optimizer, fingerprint: str, d: Dist) -> int:
+    """The optimizer step to start from: 0, or with --resume the newest complete checkpoint's (model, optimizer
+    and RNG restored). A checkpoint of other data or another global batch size would not continue the same run."""
+    if not (cfg.resume and (ckpt := latest_checkpoint(out_dir))):
+        return 0
+    state = load_checkpoint(ckpt, net, optimizer, d)
+    if state["data_fingerprint"] != fingerprint or state["global_batch_size"] != cfg.global_batch_size:
+        fail(d, f"{ckpt} was written for other data or another global batch size; resuming would not continue the "
+                f"same run")
+    print0(d, f"resumed from {ckpt} at step {state['step']}")
+    return state["step"]
+
+
 def finish_run(net, args, tokenizer_path: Path, out_dir: Path, stats: dict, total_steps: int, d: Dist) -> None:
-    """Export OUT_DIR/final (Hugging Face format: transformers, vLLM and lm-evaluation-harness load it unchanged),
-    keep the data counts beside it, and end the process (`end_process`: this is the last thing a run does)."""
+    """Export OUT_DIR/final (Hugging Face format, with tokenizer.model: transformers, vLLM and lm-evaluation-harness
+    load it unchanged), keep the data counts beside it, and end the process (the last thing a run does). Every rank
+    calls this: gathering the full state dict is a collective; rank 0 receives it on CPU and writes."""
     if d.is_main:  # before the export: a present final/ (what pipeline.py trusts) has its data counts beside it
         with atomic_file(out_dir / "data_stats.json") as tmp:
             tmp.write_text(json.dumps(stats, indent=1))
-    export_final(net, args, tokenizer_path, out_dir / "final", d)
+    check_weights_finite(net, f"export {out_dir / 'final'}", out_dir, d)
+    sd = get_model_state_dict(net, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    if d.is_main:
+        llama.write_hf_checkpoint(sd, args, out_dir / "final", tokenizer_path=tokenizer_path)
+    dist.barrier()
     print0(d, f"done: {total_steps} steps; weights in {out_dir / 'final'}")
     end_process(0)
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Logging and stopping
-
-def json_line(row: dict) -> str:
-    """One strict-JSON line: a NaN/inf float is written as null (Python's json would write a bare NaN, which
-    strict readers such as jq or JavaScript reject)."""
-    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
-    return json.dumps(clean, allow_nan=False) + "\n"
-
 
 class MetricsLog:
     """metrics.jsonl (one strict-JSON object per optimizer step; a non-finite number is null) and a tqdm bar, on
@@ -594,8 +637,9 @@ class MetricsLog:
     def log(self, row: dict) -> None:
         if not self.d.is_main:
             return
-        with self.path.open("a") as f:
-            f.write(json_line(row))
+        with self.path.open("a") as f:  # strict JSON: a NaN/inf is written as null (jq, JavaScript reject NaN)
+            f.write(json.dumps({k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                                for k, v in row.items()}, allow_nan=False) + "\n")
         self.bar.update(1)
         self.bar.set_postfix({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in row.items()
                               if k in ("loss", "lr", "grad_norm", "tokens_per_s", "reward_accuracy")})

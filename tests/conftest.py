@@ -5,7 +5,12 @@ folder named by $ADELIE_SHARED. On a user's fresh clone it is absent and the tes
 with ADELIE_REQUIRE_SHARED=1 (set by .ci/run) a missing folder is an error, so in CI those tests always run.
 
 `run_torchrun(script, args, nproc)`: runs a script under `torchrun --standalone` with a timeout, so a hung rank
-fails the test instead of hanging CI.
+fails the test instead of hanging CI; `run_script(script, args)` runs it in one plain process.
+
+The method's runs (test_sft.py, test_dpo.py, test_feedback.py, test_robustness.py) need nothing beside the checkout:
+`save_tiny_model` writes model.py's "tiny" preset with random weights and the shipped tokenizer
+(assets/tokenizer.model); the `tiny` fixture adds SFT conversations (`conversation`) and DPO pairs (`pair`);
+`sft_args` / `dpo_args` are small, fast runs on them as command-line flags; `metrics` reads a run's metrics.jsonl.
 
 `start_held(script, args, module, function, calls, marker)`: starts a script in one plain process that stops for
 good when `module.function` (or `module.Class.method`) is called for the (calls + 1)-th time, after touching `marker`. A test that kills a run
@@ -17,6 +22,7 @@ ADELIE tokenised with; transformers 5 no longer ships it) written from its defin
 written, it gave transformers 4.57's LlamaTokenizer's ids on 515 texts (GOLDEN and random strings of spaces, newlines,
 accents, CJK and the special-token strings) for the embedded, LLaMA-2 and tok512 tokenizers.
 """
+import json
 import os
 import signal
 import subprocess
@@ -25,6 +31,10 @@ import time
 from pathlib import Path
 
 import pytest
+
+import config
+import data
+import model as llama
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ADELIE_SHARED", REPO.parent / "shared")).resolve()
@@ -57,6 +67,76 @@ def tok512_path():
     return shared_path("models", "tok512", "tok512.model")
 
 
+def save_tiny_model(path: Path, seed: int = 0) -> Path:
+    """model.py's "tiny" preset with random weights from `seed`, saved with the shipped tokenizer beside it."""
+    net = llama.Transformer(llama.ModelArgs.from_name("tiny"))
+    net.init_weights(seed=seed)
+    net.save_pretrained(path, tokenizer_path=data.DEFAULT_TOKENIZER)
+    return Path(path)
+
+
+def conversation(i: int) -> dict:
+    """A small IEInstruct-style conversation; lengths vary with i so micro-batches need padding."""
+    words = " ".join(["alpha", "beta", "gamma", "delta"][: 1 + i % 4] * (1 + i % 3))
+    msgs = [{"role": "user", "content": f"Extract the entities. Text: '{words} number {i}'"},
+            {"role": "assistant", "content": f"[Answer]: {words.split()[0]}: thing; number {i}: number; "}]
+    if i % 5 == 0:  # a few-shot style conversation: an earlier answered turn is trained too
+        msgs = [{"role": "user", "content": "Extract the entities. Text: 'omega'"},
+                {"role": "assistant", "content": "[Answer]: omega: thing; "}] + msgs
+    return {"dataset": "toy", "id": f"toy/{i}", "messages": msgs}
+
+
+def pair(i: int) -> dict:
+    """A small IEFeedback pair: the chosen answer right, the rejected one NA or wrong."""
+    prompt = [{"role": "user", "content": f"Extract the entities. Text: 'alpha beta number {i}'"}]
+    good = f"[Answer]: alpha: thing; number {i}: number; "
+    bad = "[Answer]: NA" if i % 2 else f"[Answer]: beta: place; {'x' * (i % 7)}"
+    return {"dataset": "toy", "id": f"toy/{i}", "messages": prompt + [{"role": "assistant", "content": good}],
+            "chosen": prompt + [{"role": "assistant", "content": good}],
+            "rejected": prompt + [{"role": "assistant", "content": bad}]}
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    """(model_dir, sft_data, dpo_data): the tiny model, 32 SFT conversations (JSONL) and 16 DPO pairs (a JSON
+    list, the released IEFeedback layout)."""
+    model_dir = save_tiny_model(tmp_path / "base")
+    sft_data, dpo_data = tmp_path / "sft.jsonl", tmp_path / "pairs.json"
+    sft_data.write_text("".join(json.dumps(conversation(i)) + "\n" for i in range(32)))
+    dpo_data.write_text(json.dumps([pair(i) for i in range(16)]))
+    return model_dir, sft_data, dpo_data
+
+
+def sft_args(model_dir, data_path, out_dir, **overrides) -> list[str]:
+    """sft.py flags for a 4-step run of the tiny model (every token weighs the same: token_mean)."""
+    return config.as_flags({"model": model_dir, "data": data_path, "out_dir": out_dir, "max_len": 256,
+                            "global_batch_size": 4, "micro_batch_size": 4, "lr": 1e-2, "max_steps": 4,
+                            "warmup_ratio": 0.0, "lr_schedule": "constant", "loss_normalization": "token_mean",
+                            "checkpoint_every": 0, "seed": 1, **overrides})
+
+
+def dpo_args(model_dir, data_path, out_dir, **overrides) -> list[str]:
+    """dpo.py flags for a 3-step run of the tiny model."""
+    return config.as_flags({"model": model_dir, "data": data_path, "out_dir": out_dir, "max_len": 256,
+                            "global_batch_size": 4, "micro_batch_size": 2, "lr": 1e-3, "max_steps": 3,
+                            "warmup_ratio": 0.0, "lr_schedule": "constant", "checkpoint_every": 0, "seed": 1,
+                            **overrides})
+
+
+def metrics(out_dir: Path) -> list[dict]:
+    """A run's metrics.jsonl, one dict per optimizer step."""
+    return [json.loads(line) for line in (Path(out_dir) / "metrics.jsonl").read_text().splitlines()]
+
+
+def run_script(script, args=(), env=None, check=False):
+    """`python script args` in one plain process (no torchrun) from the repo root; the finished process. With
+    check, a non-zero exit status fails the test with the run's output."""
+    proc = subprocess.run([sys.executable, str(script), *map(str, args)], cwd=REPO, capture_output=True, text=True,
+                          timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+    assert not check or proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return proc
+
+
 def run_torchrun(script, args=(), nproc=2, timeout=240, env=None, extra_torchrun_args=(), check=True):
     """Run `torchrun --standalone --nproc_per_node nproc script args` from the repo root; return the process."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
@@ -67,6 +147,23 @@ def run_torchrun(script, args=(), nproc=2, timeout=240, env=None, extra_torchrun
         raise AssertionError(f"{' '.join(cmd)} exited with {proc.returncode}\n--- stdout ---\n{proc.stdout[-4000:]}"
                              f"\n--- stderr ---\n{proc.stderr[-6000:]}")
     return proc
+
+
+def straight_and_resumed(script: str, make_args, tmp_path: Path, **common) -> tuple[Path, Path]:
+    """`script` run straight, and the same run killed with SIGKILL and resumed: it checkpoints at step 3, holds
+    after step 4 (checkpoint_if_due runs after every step: it can never finish first, however fast the machine),
+    is killed there and continues with --resume. make_args(out_dir, **flags) -> the flags; returns both OUT_DIRs."""
+    import training
+    straight, broken = tmp_path / "straight", tmp_path / "broken"
+    run_script(script, make_args(straight, **common), check=True)
+    marker = tmp_path / "held"
+    proc = start_held(script, make_args(broken, checkpoint_every=3, **common), "training", "checkpoint_if_due", 3,
+                      marker)
+    kill_when_held(proc, marker)
+    assert training.latest_checkpoint(broken).name == "step_00000003" and not (broken / "final").exists()
+    run_script(script, make_args(broken, checkpoint_every=3, resume=True, clear_stale_lock=True, **common),
+               check=True)  # the killed run left its lock
+    return straight, broken
 
 
 # The wrapper run by start_held: patch module.function, then run the script as __main__ with its own argv.

@@ -2,17 +2,13 @@
 modes, 1 vs 2 processes, resume, fp32 master weights at lr 5e-7, and both IEFeedback file formats."""
 import json
 import math
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 import dpo
 import model as llama
-from conftest import REPO, kill_when_held, run_torchrun, start_held
+from conftest import dpo_args, metrics, pair, run_script, run_torchrun, save_tiny_model, straight_and_resumed
 
 # ------------------------------------------------------------------------------------------------------------
 # The math, alone
@@ -51,19 +47,16 @@ def test_equal_policy_and_reference_give_ln2():
     assert rc.abs().max() == 0 and rr.abs().max() == 0
 
 
-def test_sequence_logprobs_match_transformers(tok512_path, tmp_path):
+def test_sequence_logprobs_match_transformers(tmp_path):
     """Summed answer-token log-probs from our model + sequence_logprobs equal those computed independently with
     transformers' LlamaForCausalLM on the same weights, for a padded batch of different prompt/answer lengths."""
     transformers = pytest.importorskip("transformers")
-    torch.manual_seed(0)
-    net = llama.Transformer(llama.ModelArgs.from_name("tiny"))
-    net.init_weights(seed=3)
-    net.save_pretrained(tmp_path / "m", tokenizer_path=tok512_path)
+    net = llama.Transformer.from_pretrained(save_tiny_model(tmp_path / "m", seed=3))
     hf = transformers.LlamaForCausalLM.from_pretrained(tmp_path / "m", torch_dtype=torch.float32)
     g = torch.Generator().manual_seed(0)
     rows = []  # (ids, answer_start) with prompts of 3..9 tokens and answers of 1..6 tokens
     for p_len, a_len in ((3, 6), (9, 1), (5, 4)):
-        rows.append((torch.randint(3, 500, (p_len + a_len,), generator=g).tolist(), p_len))
+        rows.append((torch.randint(3, 2000, (p_len + a_len,), generator=g).tolist(), p_len))
     T = max(len(ids) for ids, _ in rows)
     input_ids = torch.zeros(len(rows), T, dtype=torch.long)
     labels = torch.full((len(rows), T), -100)
@@ -83,50 +76,14 @@ def test_sequence_logprobs_match_transformers(tok512_path, tmp_path):
 # Whole runs on a tiny model
 
 
-def pair(i: int) -> dict:
-    prompt = [{"role": "user", "content": f"Extract the entities. Text: 'alpha beta number {i}'"}]
-    good = f"[Answer]: alpha: thing; number {i}: number; "
-    bad = "[Answer]: NA" if i % 2 else f"[Answer]: beta: place; {'x' * (i % 7)}"
-    return {"dataset": "toy", "id": f"toy/{i}", "messages": prompt + [{"role": "assistant", "content": good}],
-            "chosen": prompt + [{"role": "assistant", "content": good}],
-            "rejected": prompt + [{"role": "assistant", "content": bad}]}
-
-
-@pytest.fixture
-def tiny_dpo(tmp_path, tok512_path):
-    model_dir = tmp_path / "sft"
-    torch.manual_seed(0)
-    net = llama.Transformer(llama.ModelArgs.from_name("tiny"))
-    net.init_weights(seed=0)
-    net.save_pretrained(model_dir, tokenizer_path=tok512_path)
-    data_path = tmp_path / "feedback.json"  # the released IEFeedback layout: one JSON list
-    data_path.write_text(json.dumps([pair(i) for i in range(16)]))
-    return model_dir, data_path
-
-
-def dpo_args(model_dir, data_path, out_dir, **overrides):
-    args = {"model": model_dir, "data": data_path, "out_dir": out_dir, "max_len": 256, "global_batch_size": 4,
-            "micro_batch_size": 2, "lr": 1e-3, "max_steps": 3, "warmup_ratio": 0.0, "lr_schedule": "constant",
-            "checkpoint_every": 0, "seed": 1}
-    args.update(overrides)
-    return [(f"--{k}" if v else f"--no-{k}") if isinstance(v, bool) else f"--{k}={v}" for k, v in args.items()]
-
-
 def run_single(args):
-    proc = subprocess.run([sys.executable, "dpo.py", *args], cwd=REPO, capture_output=True, text=True, timeout=240,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    return proc
+    return run_script("dpo.py", args, check=True)
 
 
-def metrics(out_dir: Path) -> list[dict]:
-    return [json.loads(l) for l in (out_dir / "metrics.jsonl").read_text().splitlines()]
-
-
-def test_first_loss_is_ln2_and_both_reference_modes_agree(tiny_dpo, tmp_path):
+def test_first_loss_is_ln2_and_both_reference_modes_agree(tiny, tmp_path):
     """At step 0 the policy IS the reference, so every pair's loss is -log sigmoid(0) = ln 2 = 0.693147; the
     frozen-copy reference and the precomputed cache give the same trajectory afterwards."""
-    model_dir, data_path = tiny_dpo
+    model_dir, _, data_path = tiny
     online, cached = tmp_path / "online", tmp_path / "cached"
     run_single(dpo_args(model_dir, data_path, online, reference="online"))
     run_single(dpo_args(model_dir, data_path, cached, reference="precomputed"))
@@ -138,8 +95,8 @@ def test_first_loss_is_ln2_and_both_reference_modes_agree(tiny_dpo, tmp_path):
     assert len(list(cached.glob("reference_logprobs_*.pt"))) == 1
 
 
-def test_one_and_two_processes_agree(tiny_dpo, tmp_path):
-    model_dir, data_path = tiny_dpo
+def test_one_and_two_processes_agree(tiny, tmp_path):
+    model_dir, _, data_path = tiny
     one, two = tmp_path / "one", tmp_path / "two"
     run_single(dpo_args(model_dir, data_path, one))
     run_torchrun("dpo.py", dpo_args(model_dir, data_path, two, micro_batch_size=1), nproc=2)
@@ -147,39 +104,33 @@ def test_one_and_two_processes_agree(tiny_dpo, tmp_path):
     assert [m["reward_accuracy"] for m in metrics(one)] == [m["reward_accuracy"] for m in metrics(two)]
 
 
-def test_resume_after_sigkill_continues_exactly(tiny_dpo, tmp_path):
-    model_dir, data_path = tiny_dpo
-    straight, broken = tmp_path / "straight", tmp_path / "broken"
-    common = dict(max_steps=6, lr_schedule="linear", warmup_ratio=0.2)
-    run_single(dpo_args(model_dir, data_path, straight, **common))
-    # Checkpoint at step 3, hold after step 4, killed there (see conftest.start_held: no race with the run's end).
-    marker = tmp_path / "held"
-    proc = start_held("dpo.py", dpo_args(model_dir, data_path, broken, checkpoint_every=3, **common),
-                      "training", "checkpoint_if_due", 3, marker)
-    kill_when_held(proc, marker)
-    assert dpo.T.latest_checkpoint(broken).name == "step_00000003" and not (broken / "final").exists()
-    run_single(dpo_args(model_dir, data_path, broken, checkpoint_every=3, resume=True,
-                        clear_stale_lock=True, **common))  # the killed run left its lock
+def test_resume_after_sigkill_continues_exactly(tiny, tmp_path):
+    model_dir, _, data_path = tiny
+    straight, broken = straight_and_resumed(
+        "dpo.py", lambda out, **kw: dpo_args(model_dir, data_path, out, **kw), tmp_path, max_steps=6,
+        lr_schedule="linear", warmup_ratio=0.2)
     assert [m["loss"] for m in metrics(broken)] == pytest.approx([m["loss"] for m in metrics(straight)], abs=1e-6)
 
 
-def test_fp32_master_weights_keep_updates_at_lr_5e7(tiny_dpo, tmp_path):
+def test_fp32_master_weights_keep_updates_at_lr_5e7(tiny, tmp_path):
     """At the paper's lr 5e-7 an Adam update (~5e-7 per weight) is far below bf16's resolution near 0.02
     (~1e-4) and would round away; with fp32 master weights every step changes the weights."""
-    model_dir, data_path = tiny_dpo
+    model_dir, _, data_path = tiny
     out = tmp_path / "small_lr"
     run_single(dpo_args(model_dir, data_path, out, lr=5e-7, max_steps=1))
     before, after = llama.read_state_dict(model_dir), llama.read_state_dict(out / "final")
     changed = [k for k in before if not torch.equal(before[k].float(), after[k].float())]
     assert len(changed) == len(before)
-    w = before["layers.0.attention.wq.weight"].bfloat16()  # pure bf16 weights: the same update rounds away
-    assert (w + 5e-7 == w).float().mean().item() > 0.99
+    # Pure bf16 weights: the same update rounds away wherever |w| > 5e-7 x 2^8 = 1.3e-4, i.e. for all but about 1%
+    # of weights drawn with std 0.02.
+    w = before["layers.0.attention.wq.weight"].bfloat16()
+    assert (w + 5e-7 == w).float().mean().item() > 0.98
 
 
-def test_truncated_pairs_are_dropped_and_counted_never_nan(tiny_dpo, tmp_path, tok512_path):
+def test_truncated_pairs_are_dropped_and_counted_never_nan(tiny, tmp_path):
     """A pair whose answer falls entirely beyond max_len has no trainable token on one side: it is dropped and
     counted, and training on the rest gives finite losses."""
-    model_dir, _ = tiny_dpo
+    model_dir, _, _ = tiny
     long_prompt = [{"role": "user", "content": "word " * 300}]
     bad = {"dataset": "toy", "id": "toy/long", "messages": long_prompt,
            "chosen": long_prompt + [{"role": "assistant", "content": "[Answer]: a"}],
@@ -187,7 +138,7 @@ def test_truncated_pairs_are_dropped_and_counted_never_nan(tiny_dpo, tmp_path, t
     path = tmp_path / "mixed.jsonl"  # JSONL layout, as feedback.py may also write
     path.write_text("".join(json.dumps(r) + "\n" for r in [bad] + [pair(i) for i in range(8)]))
     out = tmp_path / "trunc"
-    proc = run_single(dpo_args(model_dir, path, out, max_steps=2))
+    run_single(dpo_args(model_dir, path, out, max_steps=2))
     stats = json.loads((out / "data_stats.json").read_text())
     assert sum(v for k, v in stats.items() if "drop" in k and isinstance(v, int)) == 1, stats
     assert all(math.isfinite(m["loss"]) for m in metrics(out))

@@ -301,15 +301,12 @@ ARGS = ["--max_per_dataset", "8", "--max_new_tokens", "40", "--target_pairs", "1
 
 @pytest.fixture(scope="module")
 def tiny_setup(tmp_path_factory):
-    """A random "tiny" model with the tok512 tokenizer, a few synthetic training records of three data sets, and a
+    """A random "tiny" model with the shipped tokenizer, a few synthetic training records of three data sets, and a
     reference run of feedback.py on them (1 process, 4 prompts per generate call)."""
-    from conftest import shared_path
-    import model as llama
+    from conftest import save_tiny_model
     import synthetic
     tmp = tmp_path_factory.mktemp("feedback")
-    net = llama.Transformer(llama.ModelArgs.from_name("tiny"))
-    net.init_weights(seed=0)
-    net.save_pretrained(tmp / "model", tokenizer_path=shared_path("models", "tok512", "tok512.model"))
+    save_tiny_model(tmp / "model")
     names = ["syn_news_ner", "syn_pair_ere", "syn_odie_people"]
     records = synthetic.generate_corpus(seed=0, n_train=10, n_test=0, datasets=names)["train"]
     with open(tmp / "records.jsonl", "w") as f:
@@ -337,7 +334,7 @@ def all_samples(out_dir):
     return {r["index"]: r["samples"] for r in rows}
 
 
-def test_reference_run_writes_ie_feedback_that_dpo_reads(tiny_setup, tok512_path):
+def test_reference_run_writes_ie_feedback_that_dpo_reads(tiny_setup):
     """What a run leaves: the pool, 5 samples per prompt, scores, IEFeedback in the released format (read by
     data.load_conversations and tokenised by data.tokenize_preference, as dpo.py does), pairs.jsonl, a summary."""
     import data
@@ -345,7 +342,7 @@ def test_reference_run_writes_ie_feedback_that_dpo_reads(tiny_setup, tok512_path
     out = tiny_setup / "reference"
     pool = [json.loads(line) for line in (out / "prompts.jsonl").read_text().splitlines()]
     assert len(pool) == 24 and {p["dataset"] for p in pool} == {"syn_news_ner", "syn_pair_ere", "syn_odie_people"}
-    tokenizer = llama.Tokenizer(tok512_path)
+    tokenizer = llama.Tokenizer(data.DEFAULT_TOKENIZER)
     # a prompt is sampled only if it leaves room for 40 new tokens in the tiny model's 512-token context
     fits = [p["index"] for p in pool if len(data.encode_prompt(tokenizer, p["messages"][:-1])) + 40 <= 512]
     assert 12 < len(fits) < 24  # some few-shot prompts are too long

@@ -63,7 +63,7 @@ def test_presets_use_metas_hidden_size_rule():
     # The SwiGLU widths of Meta's released LLaMA-2 checkpoints.
     assert [PRESETS[n].ffn_dim for n in ("7B", "13B", "70B")] == [11008, 13824, 28672]
     assert (PRESETS["70B"].n_kv_heads, PRESETS["7B"].n_kv_heads) == (8, 32)
-    assert PRESETS["demo"].vocab_size == 2048 and PRESETS["tiny"].vocab_size == 512
+    assert PRESETS["demo"].vocab_size == 2048 and PRESETS["tiny"].vocab_size == 2048  # assets/tokenizer.model
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))

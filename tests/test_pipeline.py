@@ -1,5 +1,6 @@
-"""pipeline.py at the tiny scale: every stage runs (2 processes where torchrun is used) and writes what the next
+"""pipeline.py with the tiny preset: every stage runs (2 processes where torchrun is used) and writes what the next
 stage reads; a second run does nothing; deleting one stage's output reruns that stage and the ones after it only."""
+import dataclasses
 import json
 import os
 import re
@@ -8,6 +9,7 @@ import sys
 
 import pytest
 
+import config
 import data
 import ie_formats
 import model as llama
@@ -17,7 +19,7 @@ from conftest import REPO
 
 
 def run_pipeline(out_dir, *extra):
-    proc = subprocess.run([sys.executable, "pipeline.py", "--scale=tiny", f"--out_dir={out_dir}", "--nproc=2", *extra],
+    proc = subprocess.run([sys.executable, "pipeline.py", "--preset=tiny", f"--out_dir={out_dir}", "--nproc=2", *extra],
                           cwd=REPO, capture_output=True, text=True, timeout=400,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-6000:]
@@ -75,15 +77,54 @@ def test_the_whole_method_end_to_end_then_incremental_reruns(tmp_path):
     assert ran == ["dpo", "eval_dpo", "report"]
 
 
-@pytest.mark.parametrize("scale", list(pipeline.SCALES))
-def test_every_training_stage_command_parses(scale):
-    """Each scale's settings reach sft.py, dpo.py and feedback.py as flags their parsers accept (a boolean setting
+# ----------------------------------------------------------------------------------------------------------------
+# The presets (config.py): one source of settings for every script
+
+@pytest.mark.parametrize("preset", sorted(config.PRESETS))
+def test_every_preset_setting_is_a_flag_of_its_stage(preset):
+    """A misspelt key in config.PRESETS would fail only when its stage runs, minutes into a demo: here it fails at
+    once. (The corpus section is synthetic.py's argparse flags, checked by the pipeline run above.)"""
+    import dpo
+    import evaluate
+    import feedback
+    import sft
+    configs = {"sft": sft.SFTConfig, "warmup": sft.SFTConfig, "dpo": dpo.DPOConfig, "feedback": feedback.FeedbackConfig,
+               "ie_instruct": data.IEInstructConfig, "eval": evaluate.RunConfig}
+    for stage, cls in configs.items():
+        unknown = set(config.PRESETS[preset].get(stage, {})) - {f.name for f in dataclasses.fields(cls)}
+        assert not unknown, f"PRESETS[{preset!r}][{stage!r}]: {unknown} are not fields of {cls.__name__}"
+
+
+def test_a_flag_wins_over_the_preset_which_wins_over_the_default():
+    import sft
+
+    def resolve(*argv):
+        cfg, explicit = config.parse_config(sft.SFTConfig, argv)
+        return config.apply_preset(cfg, explicit, "sft")[0]
+
+    demo = config.PRESETS["demo"]["sft"]
+    cfg = resolve("--model=m", "--preset=demo", "--lr=0.5")
+    assert (cfg.preset, cfg.lr, cfg.max_steps, cfg.adam_beta2) == ("demo", 0.5, demo["max_steps"], 0.999)
+    assert (resolve("--model=m").preset, resolve("--model=m").lr) == ("paper", 2e-5)  # a real model: the paper
+    assert (resolve().preset, resolve().lr) == ("demo", demo["lr"])  # the embedded default: the demo
+    assert resolve("--no-group_by_length").group_by_length is False and demo["group_by_length"] is True
+
+
+def test_every_departure_names_a_demo_setting():
+    for setting in config.DEMO_DEPARTURES:
+        assert config.preset_value("demo", setting) is not None, setting
+    assert config.departures_table().count("\n") == len(config.DEMO_DEPARTURES) - 1
+
+
+@pytest.mark.parametrize("preset", ["demo", "tiny"])
+def test_every_training_stage_command_parses(preset):
+    """Each preset's settings reach sft.py, dpo.py and feedback.py as flags their parsers accept (a boolean setting
     once reached sft.py as --group_by_length=True, which argparse refuses: the demo failed at its warm-up)."""
     import dpo
     import feedback
     import sft
     parsers = {"sft.py": sft.SFTConfig, "dpo.py": dpo.DPOConfig, "feedback.py": feedback.FeedbackConfig}
-    cfg, _ = parse_config(pipeline.PipelineConfig, [f"--scale={scale}"])
+    cfg, _ = parse_config(pipeline.PipelineConfig, [f"--preset={preset}"])
     checked = 0
     for stage in pipeline.build_stages(cfg):
         script = next((a for a in stage.command if a in parsers), None) if isinstance(stage.command, list) else None

@@ -2,7 +2,7 @@
 absurd flags and broken input files. Each must end with a clear line and a non-zero exit, and never leave an
 output that a later stage or a resume would trust but that is broken.
 
-Runs use the tiny random model and data of tests/test_sft.py and tests/test_dpo.py (seconds each on a CPU); the
+Runs use the tiny random model and data of conftest.py (seconds each on a CPU); the
 diverging runs use the 'demo' preset, whose gradient turns NaN at step 2 with --lr 1e6 (a measured fact, asserted
 below rather than assumed).
 """
@@ -17,16 +17,9 @@ from pathlib import Path
 import pytest
 import torch
 
+import data
 import model as llama
-from conftest import REPO, run_torchrun
-from test_dpo import dpo_args, pair
-from test_sft import conversation, sft_args
-
-
-def run_script(script, args, env=None):
-    """A script in a fresh single process (no torchrun); returns the finished process (any exit status)."""
-    return subprocess.run([sys.executable, script, *map(str, args)], cwd=REPO, capture_output=True, text=True,
-                          timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+from conftest import REPO, conversation, dpo_args, pair, run_script, run_torchrun, sft_args
 
 
 def error_lines(proc) -> list[str]:
@@ -39,19 +32,7 @@ def demo_model(tmp_path):
     model_dir = tmp_path / "demo"
     net = llama.Transformer(llama.ModelArgs.from_name("demo"))
     net.init_weights(seed=0)
-    net.save_pretrained(model_dir, tokenizer_path=REPO / "assets" / "tokenizer.model")
-    sft_data, dpo_data = tmp_path / "sft.jsonl", tmp_path / "pairs.json"
-    sft_data.write_text("".join(json.dumps(conversation(i)) + "\n" for i in range(32)))
-    dpo_data.write_text(json.dumps([pair(i) for i in range(16)]))
-    return model_dir, sft_data, dpo_data
-
-
-@pytest.fixture
-def tiny(tmp_path, tok512_path):
-    model_dir = tmp_path / "base"
-    net = llama.Transformer(llama.ModelArgs.from_name("tiny"))
-    net.init_weights(seed=0)
-    net.save_pretrained(model_dir, tokenizer_path=tok512_path)
+    net.save_pretrained(model_dir, tokenizer_path=data.DEFAULT_TOKENIZER)
     sft_data, dpo_data = tmp_path / "sft.jsonl", tmp_path / "pairs.json"
     sft_data.write_text("".join(json.dumps(conversation(i)) + "\n" for i in range(32)))
     dpo_data.write_text(json.dumps([pair(i) for i in range(16)]))
@@ -180,7 +161,7 @@ def crash_at(k: int, fn):
 
 
 @pytest.mark.parametrize("shard_size", [10**9, 40_000], ids=["one-file", "sharded"])
-def test_a_crash_at_any_point_of_the_export_leaves_the_old_or_the_new_export(shard_size, tmp_path, tok512_path):
+def test_a_crash_at_any_point_of_the_export_leaves_the_old_or_the_new_export(shard_size, tmp_path):
     """write_hf_checkpoint over an existing export, killed at each of its file-system steps in turn: final/ is then
     byte for byte the old complete export or the new one, never a mix or a half-written file."""
     old_net, new_net = (llama.Transformer(llama.ModelArgs.from_name("tiny")) for _ in range(2))
@@ -188,15 +169,15 @@ def test_a_crash_at_any_point_of_the_export_leaves_the_old_or_the_new_export(sha
     new_net.init_weights(seed=2)
     reference = {}
     for name, net in (("old", old_net), ("new", new_net)):
-        net.save_pretrained(tmp_path / name, tokenizer_path=tok512_path, max_shard_size=shard_size)
+        net.save_pretrained(tmp_path / name, tokenizer_path=data.DEFAULT_TOKENIZER, max_shard_size=shard_size)
         reference[name] = export_files(tmp_path / name)
     final = tmp_path / "final"
     crashes = 0
     for k in range(1, 100):
         if final.exists():
             shutil.rmtree(final)
-        old_net.save_pretrained(final, tokenizer_path=tok512_path, max_shard_size=shard_size)
-        crashed = crash_at(k, lambda: new_net.save_pretrained(final, tokenizer_path=tok512_path,
+        old_net.save_pretrained(final, tokenizer_path=data.DEFAULT_TOKENIZER, max_shard_size=shard_size)
+        crashed = crash_at(k, lambda: new_net.save_pretrained(final, tokenizer_path=data.DEFAULT_TOKENIZER,
                                                               max_shard_size=shard_size))
         seen = export_files(final)
         assert seen in (reference["old"], reference["new"]), f"crash at step {k}: {sorted(seen or {})}"
@@ -208,7 +189,7 @@ def test_a_crash_at_any_point_of_the_export_leaves_the_old_or_the_new_export(sha
     assert crashes >= 6  # weights, config, generation config, tokenizer and its files, the swap: every step was hit
     # A fresh export crashed half-way leaves no final/ at all (only final.tmp/, which the next writer removes).
     shutil.rmtree(final)
-    save_new = lambda: new_net.save_pretrained(final, tokenizer_path=tok512_path, max_shard_size=shard_size)
+    save_new = lambda: new_net.save_pretrained(final, tokenizer_path=data.DEFAULT_TOKENIZER, max_shard_size=shard_size)
     assert crash_at(1, save_new)
     assert not final.exists()
     save_new()

@@ -1,9 +1,8 @@
 """sft.py: the loss, the normalisations, gradient accumulation / world-size equivalence, resume, multi-node, export.
 
-Runs use a tiny model with random weights, the 512-piece tokenizer from ../shared and a handful of hand-written
-conversations, so each run takes seconds on a CPU.
+Runs use model.py's tiny preset with random weights, the shipped tokenizer and a handful of hand-written
+conversations (conftest.py), so each run takes seconds on a CPU and needs nothing beside the checkout.
 """
-import json
 import math
 import random
 import os
@@ -17,10 +16,12 @@ from pathlib import Path
 import pytest
 import torch
 
+import config
 import data
 import model as llama
 import sft
-from conftest import REPO, kill_when_held, run_torchrun, start_held
+import training
+from conftest import REPO, conversation, metrics, run_script, run_torchrun, sft_args, straight_and_resumed
 
 # ------------------------------------------------------------------------------------------------------------
 # The loss, alone
@@ -47,58 +48,23 @@ def test_token_losses_shift_and_mask_by_hand():
 # Whole runs on a tiny model
 
 
-def conversation(i: int) -> dict:
-    """A small IEInstruct-style conversation; lengths vary with i so micro-batches need padding."""
-    words = " ".join(["alpha", "beta", "gamma", "delta"][: 1 + i % 4] * (1 + i % 3))
-    msgs = [{"role": "user", "content": f"Extract the entities. Text: '{words} number {i}'"},
-            {"role": "assistant", "content": f"[Answer]: {words.split()[0]}: thing; number {i}: number; "}]
-    if i % 5 == 0:  # a few-shot style conversation: an earlier answered turn is trained too
-        msgs = [{"role": "user", "content": "Extract the entities. Text: 'omega'"},
-                {"role": "assistant", "content": "[Answer]: omega: thing; "}] + msgs
-    return {"dataset": "toy", "id": f"toy/{i}", "messages": msgs}
-
-
-@pytest.fixture
-def tiny_setup(tmp_path, tok512_path):
-    """A tiny random model saved in HF format (with the tokenizer beside it) and 32 conversations."""
-    model_dir = tmp_path / "base"
-    torch.manual_seed(0)
-    net = llama.Transformer(llama.ModelArgs.from_name("tiny"))
-    net.init_weights(seed=0)
-    net.save_pretrained(model_dir, tokenizer_path=tok512_path)
-    data_path = tmp_path / "sft.jsonl"
-    data_path.write_text("".join(json.dumps(conversation(i)) + "\n" for i in range(32)))
-    return model_dir, data_path
-
-
-def sft_args(model_dir, data_path, out_dir, **overrides):
-    args = {"model": model_dir, "data": data_path, "out_dir": out_dir, "max_len": 256, "global_batch_size": 4,
-            "micro_batch_size": 4, "lr": 1e-2, "max_steps": 4, "warmup_ratio": 0.0, "lr_schedule": "constant",
-            "loss_normalization": "token_mean", "checkpoint_every": 0, "seed": 1}
-    args.update(overrides)
-    return [(f"--{k}" if v else f"--no-{k}") if isinstance(v, bool) else f"--{k}={v}" for k, v in args.items()]
-
-
 def run_sft_single(args):
     """sft.py in a fresh single process (no torchrun)."""
-    proc = subprocess.run([sys.executable, "sft.py", *args], cwd=REPO, capture_output=True, text=True, timeout=240,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    return proc
+    return run_script("sft.py", args, check=True)
 
 
 def losses(out_dir: Path) -> list[float]:
-    return [json.loads(l)["loss"] for l in (out_dir / "metrics.jsonl").read_text().splitlines()]
+    return [m["loss"] for m in metrics(out_dir)]
 
 
 def final_weights(out_dir: Path) -> dict:
     return llama.read_state_dict(out_dir / "final")
 
 
-def test_accumulation_and_world_size_give_the_same_run(tiny_setup, tmp_path):
+def test_accumulation_and_world_size_give_the_same_run(tiny, tmp_path):
     """token_mean: micro 4 x accumulation 1 (1 process) == micro 1 x accumulation 4 (1 process)
     == micro 1 x accumulation 2 x 2 processes, step for step (mean of micro-batch means is not the token mean)."""
-    model_dir, data_path = tiny_setup
+    model_dir, data_path, _ = tiny
     a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
     run_sft_single(sft_args(model_dir, data_path, a, micro_batch_size=4))
     run_sft_single(sft_args(model_dir, data_path, b, micro_batch_size=1))
@@ -112,19 +78,19 @@ def test_accumulation_and_world_size_give_the_same_run(tiny_setup, tmp_path):
         torch.testing.assert_close(wa[k], wc[k], atol=1e-5, rtol=1e-4)
 
 
-def test_mean_of_means_is_adelies_loss_by_hand(tiny_setup, tmp_path):
+def test_mean_of_means_is_adelies_loss_by_hand(tiny, tmp_path):
     """ADELIE's loss (open-instruct): the token mean of each micro-batch, averaged over accumulation steps.
     The first logged loss (before any update) equals that computed here from the same weights and batches."""
-    model_dir, data_path = tiny_setup
+    model_dir, data_path, _ = tiny
     out = tmp_path / "mom"
     run_sft_single(sft_args(model_dir, data_path, out, micro_batch_size=2, max_steps=1,
                             loss_normalization="mean_of_means"))
     tok = llama.Tokenizer(model_dir / "tokenizer.model")
     examples, _ = data.tokenize_sft(tok, data.load_conversations(data_path), 256)
     lengths = [len(ids) for ids, _ in examples]
-    batches, _ = sft.T.epoch_batches(lengths, 4, 1, 0)
-    one_rank = sft.T.Dist(0, 1, 0, torch.device("cpu"))
-    micro = sft.T.rank_micro_batches(batches[0], lengths, 2, one_rank)
+    batches, _ = training.epoch_batches(lengths, 4, 1, 0)
+    one_rank = training.Dist(0, 1, 0, torch.device("cpu"))
+    micro = training.rank_micro_batches(batches[0], lengths, 2, one_rank)
     net = llama.Transformer.from_pretrained(model_dir)
     means = []
     with torch.no_grad():
@@ -137,21 +103,12 @@ def test_mean_of_means_is_adelies_loss_by_hand(tiny_setup, tmp_path):
     # ... which is not the token mean over the step when the micro-batches hold different numbers of tokens.
 
 
-def test_resume_after_sigkill_continues_exactly(tiny_setup, tmp_path):
+def test_resume_after_sigkill_continues_exactly(tiny, tmp_path):
     """6 steps straight == 3 steps, the process killed with SIGKILL, --resume, 3 more steps (a real resume)."""
-    model_dir, data_path = tiny_setup
-    straight, broken = tmp_path / "straight", tmp_path / "broken"
+    model_dir, data_path, _ = tiny
     common = dict(micro_batch_size=2, max_steps=6, global_batch_size=4, lr_schedule="cosine", warmup_ratio=0.2)
-    run_sft_single(sft_args(model_dir, data_path, straight, **common))
-    # The broken run checkpoints at step 3, holds after step 4 (checkpoint_if_due runs after every step) and is
-    # killed there: it can never finish first, however fast the machine.
-    marker = tmp_path / "held"
-    proc = start_held("sft.py", sft_args(model_dir, data_path, broken, checkpoint_every=3, **common),
-                      "training", "checkpoint_if_due", 3, marker)
-    kill_when_held(proc, marker)
-    assert sft.T.latest_checkpoint(broken).name == "step_00000003" and not (broken / "final").exists()
-    run_sft_single(sft_args(model_dir, data_path, broken, checkpoint_every=3, resume=True,
-                            clear_stale_lock=True, **common))  # the killed run left its lock
+    straight, broken = straight_and_resumed(
+        "sft.py", lambda out, **kw: sft_args(model_dir, data_path, out, **kw), tmp_path, **common)
     assert losses(broken) == pytest.approx(losses(straight), abs=1e-6)
     ws, wb = final_weights(straight), final_weights(broken)
     for k in ws:
@@ -164,10 +121,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_nodes_match_one_node(tiny_setup, tmp_path):
+def test_two_nodes_match_one_node(tiny, tmp_path):
     """Two torchrun launches (--nnodes 2, c10d rendezvous on 127.0.0.1), one process each, train exactly like
     one node with two processes."""
-    model_dir, data_path = tiny_setup
+    model_dir, data_path, _ = tiny
     one, two = tmp_path / "one", tmp_path / "two"
     run_torchrun("sft.py", sft_args(model_dir, data_path, one, micro_batch_size=1), nproc=2)
     port = free_port()
@@ -182,24 +139,24 @@ def test_two_nodes_match_one_node(tiny_setup, tmp_path):
     assert losses(two) == pytest.approx(losses(one), abs=1e-5)
 
 
-def test_export_loads_in_transformers_with_the_same_logits(tiny_setup, tmp_path):
+def test_export_loads_in_transformers_with_the_same_logits(tiny, tmp_path):
     transformers = pytest.importorskip("transformers")
-    model_dir, data_path = tiny_setup
+    model_dir, data_path, _ = tiny
     out = tmp_path / "exp"
     run_sft_single(sft_args(model_dir, data_path, out, max_steps=2))
     ours = llama.Transformer.from_pretrained(out / "final")
     hf = transformers.LlamaForCausalLM.from_pretrained(out / "final", torch_dtype=torch.float32)
-    ids = torch.randint(3, 500, (2, 17))
+    ids = torch.randint(3, 2000, (2, 17))
     with torch.no_grad():
         assert (ours(ids) - hf(ids).logits).abs().max().item() <= 1e-4
     tok = transformers.AutoTokenizer.from_pretrained(out / "final")
     assert tok.eos_token_id == 2
 
 
-def test_loss_mask_only_answer_tokens_carry_gradient(tiny_setup):
+def test_loss_mask_only_answer_tokens_carry_gradient(tiny):
     """data.py's labels and the loss together: change the target of a prompt token (it stays masked) and the
     gradient is unchanged; change the target of an answer token and it changes."""
-    model_dir, _ = tiny_setup
+    model_dir, _, _ = tiny
     tok = llama.Tokenizer(model_dir / "tokenizer.model")
     ids, labels = data.tokenize_chat(tok, conversation(3)["messages"], 256)
     ids, labels = torch.tensor([ids]), torch.tensor([labels])
@@ -216,9 +173,9 @@ def test_loss_mask_only_answer_tokens_carry_gradient(tiny_setup):
 
     base = grad_with_targets(ids.clone())
     prompt_changed = ids.clone()
-    prompt_changed[0, prompt_pos] = (prompt_changed[0, prompt_pos] + 7) % 500
+    prompt_changed[0, prompt_pos] = (prompt_changed[0, prompt_pos] + 7) % 2048
     answer_changed = ids.clone()
-    answer_changed[0, answer_pos] = (answer_changed[0, answer_pos] + 7) % 500
+    answer_changed[0, answer_pos] = (answer_changed[0, answer_pos] + 7) % 2048
     assert torch.equal(grad_with_targets(prompt_changed), base)
     assert not torch.allclose(grad_with_targets(answer_changed), base)
 
@@ -241,12 +198,11 @@ def wait_for_step(out_dir: Path, step: int, proc, timeout=180):
         time.sleep(0.05)
 
 
-def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_setup, tmp_path):
-    model_dir, data_path = tiny_setup
+def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tiny, tmp_path):
+    model_dir, data_path, _ = tiny
     out = tmp_path / "nan"
-    proc = subprocess.run([sys.executable, "sft.py", *sft_args(model_dir, data_path, out, lr=1e30, grad_clip=0,
-                                                               max_steps=30, checkpoint_every=1, keep_last=100)],
-                          cwd=REPO, capture_output=True, text=True, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = run_script("sft.py", sft_args(model_dir, data_path, out, lr=1e30, grad_clip=0, max_steps=30,
+                                         checkpoint_every=1, keep_last=100))
     assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
     logged = losses(out)
     bad_step = len(logged) + 1  # the NaN step is reported, not logged
@@ -257,9 +213,9 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_setup, t
     assert not (out / "final").exists()
 
 
-def test_a_dead_rank_ends_the_whole_job(tiny_setup, tmp_path):
+def test_a_dead_rank_ends_the_whole_job(tiny, tmp_path):
     """SIGKILL one of two workers mid-run: torchrun stops the other and exits with an error (no hang)."""
-    model_dir, data_path = tiny_setup
+    model_dir, data_path, _ = tiny
     out = tmp_path / "dead"
     proc = start_torchrun(sft_args(model_dir, data_path, out, micro_batch_size=1, max_steps=10_000))
     wait_for_step(out, 2, proc)
@@ -276,17 +232,17 @@ def test_a_dead_rank_ends_the_whole_job(tiny_setup, tmp_path):
     assert len(losses(out)) < 10_000
 
 
-def test_sigterm_saves_a_checkpoint_that_resumes(tiny_setup, tmp_path):
+def test_sigterm_saves_a_checkpoint_that_resumes(tiny, tmp_path):
     """SIGTERM to torchrun (what a cluster scheduler sends): every rank stops at the same step, a complete
     checkpoint is written, and --resume continues from it."""
-    model_dir, data_path = tiny_setup
+    model_dir, data_path, _ = tiny
     out = tmp_path / "term"
     args = sft_args(model_dir, data_path, out, micro_batch_size=1, max_steps=10_000)  # its end is never reached
     proc = start_torchrun(args)
     wait_for_step(out, 2, proc)
     proc.send_signal(signal.SIGTERM)
     output = proc.communicate(timeout=120)[0]
-    ckpt = sft.T.latest_checkpoint(out)
+    ckpt = training.latest_checkpoint(out)
     assert ckpt is not None, output[-3000:]
     stopped_at = int(ckpt.name.split("_")[1])
     assert stopped_at == len(losses(out)) and "stopped by a signal" in output
@@ -299,16 +255,17 @@ def test_padding_share_on_the_embedded_default_is_below_10_percent(tmp_path):
     embedded default's IEInstruct, with the demo's batch shape on 2 ranks, padded positions are < 10% of all."""
     path = tmp_path / "ie_instruct.jsonl"
     data.build_embedded_default(path, seed=42, synthetic_n_train=40)
-    tok = llama.Tokenizer(sft.DEFAULT_TOKENIZER)
-    examples, _ = data.tokenize_sft(tok, data.load_conversations(path), sft.DEMO_SETTINGS["max_len"])
+    demo = config.PRESETS["demo"]["sft"]
+    tok = llama.Tokenizer(data.DEFAULT_TOKENIZER)
+    examples, _ = data.tokenize_sft(tok, data.load_conversations(path), demo["max_len"])
     lengths = [len(ids) for ids, _ in examples]
-    gb, mb = sft.DEMO_SETTINGS["global_batch_size"], sft.DEMO_SETTINGS["micro_batch_size"]
+    gb, mb = demo["global_batch_size"], demo["micro_batch_size"]
     real = padded = 0
     for epoch in range(2):
-        batches, _ = sft.T.epoch_batches(lengths, gb, 42, epoch, group_by_length=True)
+        batches, _ = training.epoch_batches(lengths, gb, 42, epoch, group_by_length=True)
         for batch in batches:
             for rank in range(2):
-                for micro in sft.T.rank_micro_batches(batch, lengths, mb, sft.T.Dist(rank, 2, rank, torch.device("cpu")),
+                for micro in training.rank_micro_batches(batch, lengths, mb, training.Dist(rank, 2, rank, torch.device("cpu")),
                                                       group_by_length=True):
                     real += sum(lengths[i] for i in micro)
                     padded += len(micro) * max(lengths[i] for i in micro)
