@@ -1205,18 +1205,6 @@ def build(cfg: IEInstructConfig, progress: bool = True) -> dict:
     return summary
 
 
-# The embedded default's size: 60 synthetic train records per data set (~1,150 IE instances + ~4,650 general chat at
-# 20% IE), so that sft.py with no arguments (2 CPU processes, 2 epochs) ends in about 3 minutes.
-EMBEDDED_DEFAULT_N_TRAIN = 60
-
-
-def build_embedded_default(path, seed: int = 0, **overrides) -> dict:
-    """The embedded default's IEInstruct: synthetic.py's corpus, every augmentation at the paper's rate, mixed with
-    synthetic general chat (what sft.py trains on when given no data)."""
-    cfg = IEInstructConfig(out=str(path), seed=seed, **{"synthetic_n_train": EMBEDDED_DEFAULT_N_TRAIN, **overrides})
-    return build(cfg, progress=False)
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # 4. Command line: build here; show and stats in audit.py (one dataclass config each; every field is a flag)
 

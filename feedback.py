@@ -47,12 +47,12 @@ import torch
 import torch.distributed as dist
 
 import data
+import config
 import ie_formats
 import llm
 import model as llama
-import config
 import training
-from config import flag, parse_config
+from config import flag
 from report import format_table, pair_stats, pair_stats_tables, stats_main, summarize  # Table 8 views
 from robust import atomic_file, read_appendable_jsonl
 from scorers import answer_part
@@ -144,23 +144,18 @@ def select_prompt_pool(records: list[dict], prompt_pool: str = "table8") -> tupl
 
 
 def load_ie_records(cfg: FeedbackConfig) -> tuple[list[dict], str]:
-    """The unified IE training records the pool is drawn from, and a line naming where they came from: --records,
-    --data_dir (every training set present, held-out sets excluded), or the embedded default (synthetic.py's train
-    split with the settings data.py builds the SFT demo data from)."""
-    if cfg.records and cfg.data_dir:
-        raise ValueError("give --records or --data_dir, not both")
+    """The unified IE training records the pool is drawn from, and a line naming where they came from: --records or
+    --data_dir (every training set present, held-out sets excluded). The embedded default passes the records the SFT
+    demo's IEInstruct was built from as --records."""
+    if bool(cfg.records) == bool(cfg.data_dir):
+        raise ValueError("give --records or --data_dir (exactly one)")
     if cfg.records:
         records = data.read_records([p for p in cfg.records.split(",") if p])
         source = f"records {cfg.records}"
-    elif cfg.data_dir:
+    else:
         by_name = ie_formats.convert_all(cfg.data_dir, splits=("train",))
         records = [r for name in sorted(by_name) for r in by_name[name]]
         source = f"training sets under {cfg.data_dir}: {', '.join(n for n in sorted(by_name) if n not in ie_formats.HELD_OUT)}"
-    else:
-        import synthetic
-        sft = data.IEInstructConfig()  # what sft.py's embedded default builds its IEInstruct from
-        records = synthetic.generate_corpus(sft.synthetic_seed, data.EMBEDDED_DEFAULT_N_TRAIN, 0)["train"]
-        source = f"the embedded default (synthetic train split, seed {sft.synthetic_seed})"
     held_out = sum(r["dataset"] in ie_formats.HELD_OUT for r in records)
     other_splits = sum(r["split"] != "train" for r in records)
     records = [r for r in records if r["split"] == "train" and r["dataset"] not in ie_formats.HELD_OUT]

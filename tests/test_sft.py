@@ -254,7 +254,7 @@ def test_padding_share_on_the_embedded_default_is_below_10_percent(tmp_path):
     """Length-grouped batches (training.epoch_batches + rank_micro_batches) spend little compute on padding: on the
     embedded default's IEInstruct, with the demo's batch shape on 2 ranks, padded positions are < 10% of all."""
     path = tmp_path / "ie_instruct.jsonl"
-    data.build_embedded_default(path, seed=42, synthetic_n_train=40)
+    data.build(data.IEInstructConfig(out=str(path), seed=42, synthetic_n_train=40), progress=False)
     demo = config.PRESETS["demo"]["sft"]
     tok = llama.Tokenizer(data.DEFAULT_TOKENIZER)
     examples, _ = data.tokenize_sft(tok, data.load_conversations(path), demo["max_len"])

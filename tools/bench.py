@@ -338,7 +338,7 @@ def bench_sft(cfg: SFTBenchConfig) -> None:
     model_dir = make_model_dir(work / "model", cfg.preset, cfg.seed)
     # The IEInstruct slice: the embedded default's builder, first N conversations (IE and general chat, shuffled).
     with contextlib.redirect_stdout(io.StringIO()):   # the builder prints its statistics table
-        data.build_embedded_default(work / "built.jsonl", seed=cfg.seed, synthetic_n_train=30)
+        data.build(data.IEInstructConfig(out=str(work / "built.jsonl"), seed=cfg.seed, synthetic_n_train=30), progress=False)
     lines = (work / "built.jsonl").read_text().splitlines()[:cfg.conversations]
     (work / "ie_instruct.jsonl").write_text("".join(line + "\n" for line in lines))
     examples, stats = data.tokenize_sft(llama.Tokenizer(TOKENIZER), data.load_conversations(work / "ie_instruct.jsonl"),
