@@ -259,7 +259,8 @@ def write_hf_checkpoint(state_dict: dict, args: ModelArgs, out_dir, max_shard_si
                 save_file(shard, out / fname, metadata={"format": "pt"})
                 weight_map.update(dict.fromkeys(shard, fname))
             total = sum(t.nbytes for shard in shards for t in shard.values())
-            _write_json(out / "model.safetensors.index.json", {"metadata": {"total_size": total}, "weight_map": weight_map})
+            _write_json(out / "model.safetensors.index.json",
+                        {"metadata": {"total_size": total}, "weight_map": weight_map})
         dtype = str(shards[0]["model.embed_tokens.weight"].dtype).removeprefix("torch.")
         _write_json(out / "config.json", args.to_hf_config(dtype, bos_id, eos_id))
         # do_sample: a server (transformers serve) then samples at the temperature a request asks for (section 4: 1.0).
@@ -294,10 +295,10 @@ def _write_json(path: Path, obj) -> None:
 # transformers' LlamaConverter derives the ranked merge list the same way).
 
 
-def _proto_fields(buf: bytes) -> dict[int, list]:
-    """The fields of one serialized protobuf message, {field number: [values]}: a varint as int, a length-delimited
+def _proto_fields(buf: bytes):
+    """(field number, value) of each field of one serialized protobuf message: a varint as int, a length-delimited
     field as bytes, a 32-bit field as float (the only fixed-size type SentencePiece's ModelProto uses)."""
-    fields, i = {}, 0
+    i = 0
 
     def varint():
         nonlocal i
@@ -308,36 +309,40 @@ def _proto_fields(buf: bytes) -> dict[int, list]:
         return value
     while i < len(buf):
         key = varint()
-        if key & 7 == 0:
-            value = varint()
-        elif key & 7 == 2:
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            yield field, varint()
+        elif wire == 2:
             n = varint()
-            value, i = buf[i:i + n], i + n
-        elif key & 7 == 5:
-            value, i = struct.unpack("<f", buf[i:i + 4])[0], i + 4
-        elif key & 7 == 1:
-            value, i = buf[i:i + 8], i + 8
+            yield field, buf[i:i + n]
+            i += n
+        elif wire == 5:
+            yield field, struct.unpack("<f", buf[i:i + 4])[0]
+            i += 4
+        elif wire == 1:
+            i += 8
         else:
-            raise ValueError(f"protobuf wire type {key & 7} at byte {i}: not a SentencePiece model")
-        fields.setdefault(key >> 3, []).append(value)
-    return fields
+            raise ValueError(f"protobuf wire type {wire} at byte {i}: not a SentencePiece model")
 
 
 def sentencepiece_model_spec(path) -> dict:
     """What tokenizer.json needs from a SentencePiece model file (sentencepiece_model.proto, read without protobuf):
     its pieces (piece, score, type), model_type (1 unigram, 2 BPE), byte_fallback and the normalizer settings."""
-    model = _proto_fields(Path(path).read_bytes())
-    trainer = _proto_fields(model.get(2, [b""])[0])      # TrainerSpec
-    norm = _proto_fields(model.get(3, [b""])[0])         # NormalizerSpec
-    first = lambda fields, n, default: fields.get(n, [default])[0]   # noqa: E731
-    pieces = []
-    for buf in model.get(1, []):   # SentencePiece {piece = 1, score = 2, type = 3 (1 normal ... 4 user defined, 6 byte)}
-        piece = _proto_fields(buf)
-        pieces.append((first(piece, 1, b"").decode("utf-8"), first(piece, 2, 0.0), first(piece, 3, 1)))
-    return {"pieces": pieces, "model_type": first(trainer, 3, 1), "byte_fallback": bool(first(trainer, 35, 0)),
-            "treat_whitespace_as_suffix": bool(first(trainer, 24, 0)),
-            "normalizer": first(norm, 1, b"nmt_nfkc").decode(), "add_dummy_prefix": bool(first(norm, 3, 1)),
-            "remove_extra_whitespaces": bool(first(norm, 4, 1))}
+    spec = {"pieces": [], "model_type": 1, "byte_fallback": False, "normalizer": "nmt_nfkc",
+            "add_dummy_prefix": True, "remove_extra_whitespaces": True, "treat_whitespace_as_suffix": False}
+    for field, value in _proto_fields(Path(path).read_bytes()):
+        if field == 1:      # SentencePiece {piece = 1, score = 2, type = 3 (1 normal ... 4 user defined, 6 byte)}
+            piece = dict(_proto_fields(value))
+            spec["pieces"].append((piece.get(1, b"").decode("utf-8"), piece.get(2, 0.0), piece.get(3, 1)))
+        elif field == 2:    # TrainerSpec
+            trainer = dict(_proto_fields(value))
+            spec.update(model_type=trainer.get(3, 1), byte_fallback=bool(trainer.get(35, 0)),
+                        treat_whitespace_as_suffix=bool(trainer.get(24, 0)))
+        elif field == 3:    # NormalizerSpec
+            norm = dict(_proto_fields(value))
+            spec.update(normalizer=norm.get(1, b"nmt_nfkc").decode(), add_dummy_prefix=bool(norm.get(3, 1)),
+                        remove_extra_whitespaces=bool(norm.get(4, 1)))
+    return spec
 
 
 def write_tokenizer_json(tokenizer_path, out_dir) -> None:

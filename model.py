@@ -415,11 +415,11 @@ def decode_weights(model: Transformer) -> tuple:
 def decode_step(args: ModelArgs, weights: tuple, tokens, cache: KVCache, freqs_cis):
     """Next-token logits (B, vocab) for one new token per row, tokens (B,): what
     model(tokens[:, None], cache=cache, last_only=True)[:, -1] computes, bit for bit, with the same functions
-    (rms_norm, apply_rope, the cache, attention), written flat over decode_weights(model). Why: at decoding sizes a PyTorch call
-    costs more than its arithmetic, and module calls, attribute lookups, (B, T, ...) shape bookkeeping and the
-    per-step RoPE lookup were ~45% of a small model's step. freqs_cis: each row's RoPE rotation for this step,
-    (B, 1, hd/2) complex. Only for a plain Transformer (flat_decoding_ok); tests/test_model.py checks that both
-    paths give the same logits and tokens."""
+    (rms_norm, apply_rope, the cache, attention), written flat over decode_weights(model). Why: at decoding sizes a
+    PyTorch call costs more than its arithmetic, and module calls, attribute lookups, (B, T, ...) shape bookkeeping
+    and the per-step RoPE lookup were ~45% of a small model's step. freqs_cis: each row's RoPE rotation for this
+    step, (B, 1, hd/2) complex. Only for a plain Transformer (flat_decoding_ok); tests/test_model.py checks that
+    both paths give the same logits and tokens."""
     B, H, KV, hd, eps = tokens.shape[0], args.n_heads, args.n_kv_heads, args.head_dim, args.norm_eps
     tok_embeddings, layers, norm, output = weights
     x = F.embedding(tokens, tok_embeddings)                                  # (B, dim)
@@ -550,30 +550,28 @@ def _generate_batch(model, prompts, budgets, num_samples, temperature, top_p, un
         rope = torch.view_as_complex(model.freqs_cis[positions])                   # (rows, n_new - 1, hd/2)
         weights = decode_weights(model)
     for step in range(n_new):
-        if step > 0 and flat:
-            logits = decode_step(model.args, weights, nxt, cache, rope[:, step - 1, None])   # (rows, vocab)
-        elif step > 0:
-            logits = model(nxt[:, None], cache=cache, last_only=True)[:, -1]   # (rows, vocab)
         nxt = sample_next(logits, temperature, top_p, None if uniforms is None else uniforms[:, step])   # (rows,)
         out[:, step] = nxt
-        if eos_id is None and step + 1 not in ends:
-            continue   # no row can finish at this step: skip the host sync
-        if eos_id is not None:
-            done |= nxt == eos_id
-        if step + 1 in ends:
-            done |= limit <= step + 1
-        n_done = int(done.sum())
-        if n_done == len(live):
-            break
-        if 2 * n_done >= len(live):   # half the rows are finished: stop computing them (the copy pays off quickly)
-            keep = (~done).nonzero().squeeze(1)
-            for r, toks in zip([r for r, d in zip(live, done.tolist()) if d], out[done].cpu()):
-                finished[r] = toks
-            live = [live[j] for j in keep.tolist()]
-            out, limit, done, nxt = out[keep], limit[keep], done[keep], nxt[keep]
-            uniforms = None if uniforms is None else uniforms[keep]
-            rope = rope[keep] if flat else None
-            cache.select(keep)
+        if eos_id is not None or step + 1 in ends:   # some row may finish now (else skip the host sync)
+            if eos_id is not None:
+                done |= nxt == eos_id
+            if step + 1 in ends:
+                done |= limit <= step + 1
+            n_done = int(done.sum())
+            if n_done == len(live):
+                break
+            if 2 * n_done >= len(live):   # half the rows are finished: stop computing them (the copy soon pays off)
+                keep = (~done).nonzero().squeeze(1)
+                for r, toks in zip([r for r, d in zip(live, done.tolist()) if d], out[done].cpu()):
+                    finished[r] = toks
+                live = [live[j] for j in keep.tolist()]
+                out, limit, done, nxt = out[keep], limit[keep], done[keep], nxt[keep]
+                uniforms = None if uniforms is None else uniforms[keep]
+                rope = rope[keep] if flat else None
+                cache.select(keep)
+        if step + 1 < n_new:   # the next token's logits, (rows, vocab): flat, or through the modules
+            logits = (decode_step(model.args, weights, nxt, cache, rope[:, step, None]) if flat
+                      else model(nxt[:, None], cache=cache, last_only=True)[:, -1])
     finished.update(zip(live, out.cpu()))
     results = []
     for r in range(R):   # cut each row at its budget and first EOS (rows decode on after finishing until dropped)
@@ -585,7 +583,15 @@ def _generate_batch(model, prompts, budgets, num_samples, temperature, top_p, un
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Tokenizer
+# Checkpoints and the tokenizer
+
+# The checkpoint formats live in checkpoints.py (which imports this file); model.read_model_args, model.read_state_dict,
+# model.read_checkpoint and model.write_hf_checkpoint find them there.
+def __getattr__(name):
+    if name in ("read_checkpoint", "read_model_args", "read_state_dict", "write_hf_checkpoint"):
+        import checkpoints
+        return getattr(checkpoints, name)
+    raise AttributeError(f"module 'model' has no attribute {name!r}")
 
 
 class Tokenizer:
@@ -633,13 +639,3 @@ def check_tokenizer_matches(args: ModelArgs, tokenizer: "Tokenizer") -> None:
         added = f" + {n_added} added tokens" if n_added else ""
         raise ValueError(f"tokenizer {tokenizer.path} has {tokenizer.vocab_size} pieces{added} but the model's "
                          f"vocab_size is {args.vocab_size}: they do not belong together")
-
-
-
-# The checkpoint formats live in checkpoints.py (which imports this file); model.read_model_args, model.read_state_dict,
-# model.read_checkpoint and model.write_hf_checkpoint find them there.
-def __getattr__(name):
-    if name in ("read_checkpoint", "read_model_args", "read_state_dict", "write_hf_checkpoint"):
-        import checkpoints
-        return getattr(checkpoints, name)
-    raise AttributeError(f"module 'model' has no attribute {name!r}")
