@@ -177,6 +177,18 @@ def apply_rope(x, freqs_cis):
     return torch.view_as_real(xc * freqs_cis).flatten(-2).type_as(x)
 
 
+def attend(q, k, v, mask=None):
+    """softmax(q k^T / sqrt(hd) + mask) v for q (B, H, T, hd) and k, v (B, KV, S, hd), mask None = causal. GQA: query
+    head h reads key/value head h // (H / KV), as Meta's repeat_kv does."""
+    B, H, T, hd = q.shape
+    KV = k.shape[1]
+    if T == 1 and H != KV:   # one query per row (decoding): a key/value head's H/KV query heads are, to SDPA, its
+        # H/KV queries (they share the mask); no K/V repeat, and fewer, larger blocks
+        y = F.scaled_dot_product_attention(q.view(B, KV, H // KV, hd), k, v, attn_mask=mask)   # (B, KV, H/KV, hd)
+        return y.view(B, H, 1, hd)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None and T > 1, enable_gqa=H != KV)
+
+
 class Attention(nn.Module):
     def __init__(self, args: ModelArgs, layer_id: int):
         super().__init__()
@@ -196,20 +208,9 @@ class Attention(nn.Module):
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)   # (B, heads, T, hd)
         if cache is not None:
             k, v = cache.update(self.layer_id, k, v)                # (B, n_kv_heads, pos + T, hd)
-        y = attention(q, k, v, mask)                                # (B, n_heads, T, hd)
+        y = attend(q, k, v, mask)                                   # (B, n_heads, T, hd)
         return self.wo(y.transpose(1, 2).reshape(B, T, -1))        # (B, T, dim)
 
-
-def attention(q, k, v, mask=None):
-    """softmax(q k^T / sqrt(hd) + mask) v for q (B, H, T, hd) and k, v (B, KV, S, hd), mask None = causal. GQA: query
-    head h reads key/value head h // (H / KV), as Meta's repeat_kv does."""
-    B, H, T, hd = q.shape
-    KV = k.shape[1]
-    if T == 1 and H != KV:   # one query per row (decoding): a key/value head's H/KV query heads are, to SDPA, its
-        # H/KV queries (they share the mask); no K/V repeat, and fewer, larger blocks
-        y = F.scaled_dot_product_attention(q.view(B, KV, H // KV, hd), k, v, attn_mask=mask)   # (B, KV, H/KV, hd)
-        return y.view(B, H, 1, hd)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None and T > 1, enable_gqa=H != KV)
 
 
 class FeedForward(nn.Module):
@@ -415,7 +416,7 @@ def decode_weights(model: Transformer) -> tuple:
 def decode_step(args: ModelArgs, weights: tuple, tokens, cache: KVCache, freqs_cis):
     """Next-token logits (B, vocab) for one new token per row, tokens (B,): what
     model(tokens[:, None], cache=cache, last_only=True)[:, -1] computes, bit for bit, with the same functions
-    (rms_norm, apply_rope, the cache, attention), written flat over decode_weights(model). Why: at decoding sizes a
+    (rms_norm, apply_rope, the cache, attend), written flat over decode_weights(model). Why: at decoding sizes a
     PyTorch call costs more than its arithmetic, and module calls, attribute lookups, (B, T, ...) shape bookkeeping
     and the per-step RoPE lookup were ~45% of a small model's step. freqs_cis: each row's RoPE rotation for this
     step, (B, 1, hd/2) complex. Only for a plain Transformer (flat_decoding_ok); tests/test_model.py checks that
@@ -429,7 +430,7 @@ def decode_step(args: ModelArgs, weights: tuple, tokens, cache: KVCache, freqs_c
         q = apply_rope((h @ wq).view(B, H, hd), freqs_cis)                   # (B, H, hd)
         k = apply_rope((h @ wk).view(B, KV, hd), freqs_cis)                  # (B, KV, hd)
         k, v = cache.update(i, k[:, :, None], (h @ wv).view(B, KV, 1, hd))   # (B, KV, pos + 1, hd) each
-        x = x + attention(q[:, :, None], k, v, mask).reshape(B, -1) @ wo   # attention: (B, H, 1, hd)
+        x = x + attend(q[:, :, None], k, v, mask).reshape(B, -1) @ wo      # attend: (B, H, 1, hd)
         h = rms_norm(x, ffn_norm, eps)
         x = x + (F.silu(h @ w1) * (h @ w3)) @ w2                            # SwiGLU
     cache.pos += 1

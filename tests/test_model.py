@@ -1,6 +1,6 @@
-"""model.py as a specification: LLaMA-2 checked against transformers' LlamaForCausalLM, Meta's checkpoint layout,
-the KV cache against a full forward, generation against transformers' generate, the tokenizer against
-transformers' slow LlamaTokenizer (what ADELIE tokenised with; conftest.SlowLlamaTokenizer) and the export's
+"""model.py and checkpoints.py as a specification: LLaMA-2 checked against transformers' LlamaForCausalLM, Meta's
+checkpoint layout, the KV cache against a full forward, generation against transformers' generate, the tokenizer
+against transformers' slow LlamaTokenizer (what ADELIE tokenised with; conftest.SlowLlamaTokenizer) and the export's
 tokenizer.json against SentencePiece. Tiny configs only: the file runs in seconds."""
 import json
 import pickle
@@ -122,6 +122,10 @@ def test_write_hf_checkpoint_needs_no_module(tmp_path):
     args, loaded = read_checkpoint(tmp_path)
     assert args == MHA and loaded.keys() == state.keys()
     assert all(torch.equal(loaded[k], state[k]) for k in state)
+    import checkpoints
+    import model   # the names other scripts use as model.X live in checkpoints.py
+    assert (model.read_model_args, model.read_state_dict) == (checkpoints.read_model_args, checkpoints.read_state_dict)
+    assert model.write_hf_checkpoint is write_hf_checkpoint and model.read_checkpoint is read_checkpoint
 
 
 # --- tokenizer.json: the export loads in transformers 5, vLLM and `transformers serve` without protobuf -------------
