@@ -129,6 +129,7 @@ def crash_at(k: int, fn):
     """Run fn() in a forked child that dies (os._exit, as a SIGKILL would) at the k-th file-system step of the
     export: in the middle of writing a weight file, a JSON file or the tokenizer (half the bytes on disk), or at
     any step of putting the new directory in place. Returns True when the child got that far and died."""
+    import checkpoints
     import robust
     import safetensors.torch as st
     pid = os.fork()
@@ -147,7 +148,7 @@ def crash_at(k: int, fn):
                 return real(*a, **kw)
             return wrapped
         st.save_file = step(st.save_file, 1)  # (tensors, path)
-        llama._write_json = step(llama._write_json, 0)  # (path, obj)
+        checkpoints._write_json = step(checkpoints._write_json, 0)  # (path, obj)
         shutil.copyfile = step(shutil.copyfile, 1)  # (src, dst)
         robust.fsync_path = step(robust.fsync_path)
         robust._exchange = step(robust._exchange)
