@@ -362,7 +362,7 @@ def answer_test_file(cfg: RunConfig, test: str, out: str, net, tokenizer, d) -> 
     `generate`, append each finished chunk to OUT.partial/rank{r}.jsonl, then (rank 0) write OUT in test order."""
     import torch.distributed as dist
 
-    import model as llama
+    import checkpoints
     import training
     records = read_jsonl(test)
     records = records[:cfg.limit] if cfg.limit > 0 else records
@@ -391,7 +391,7 @@ def answer_test_file(cfg: RunConfig, test: str, out: str, net, tokenizer, d) -> 
     training.print0(d, f"run {test}: {len(records)} prompts, {len(done)} already answered (resumed), "
                        f"{len(todo)} to go on {d.world_size} rank(s)")
     ids = {i: prompt_ids(tokenizer, prompts[i], cfg.prompt_template) for i in mine}
-    max_seq_len = net.args.max_seq_len if net is not None else llama.read_model_args(cfg.model).max_seq_len
+    max_seq_len = net.args.max_seq_len if net is not None else checkpoints.read_model_args(cfg.model).max_seq_len
     too_long = [i for i in mine if len(ids[i]) >= max_seq_len]
     if too_long:
         raise BadInput(f"{len(too_long)} prompts do not fit the model's context of {max_seq_len} tokens, "

@@ -46,6 +46,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+import checkpoints
 import data
 import config
 import ie_formats
@@ -507,7 +508,7 @@ def main(argv=None) -> None:
     if cfg.max_prompts >= 0:
         pool = pool[:cfg.max_prompts]
     tokenizer = llama.Tokenizer(model_dir / "tokenizer.model")
-    args = llama.read_model_args(model_dir)
+    args = checkpoints.read_model_args(model_dir)
     llama.check_tokenizer_matches(args, tokenizer)
     # A prompt must leave room for a whole answer of max_new_tokens (as vLLM requires): a sample cut by the context
     # would score as a wrong answer. With LLaMA-2 (4096) and 1200-word prompts this never happens; it is counted.

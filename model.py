@@ -587,15 +587,6 @@ def _generate_batch(model, prompts, budgets, num_samples, temperature, top_p, un
 # ----------------------------------------------------------------------------------------------------------------------
 # Checkpoints and the tokenizer
 
-# The checkpoint formats live in checkpoints.py (which imports this file); model.read_model_args, model.read_state_dict,
-# model.read_checkpoint and model.write_hf_checkpoint find them there.
-def __getattr__(name):
-    if name in ("read_checkpoint", "read_model_args", "read_state_dict", "write_hf_checkpoint"):
-        import checkpoints
-        return getattr(checkpoints, name)
-    raise AttributeError(f"module 'model' has no attribute {name!r}")
-
-
 class Tokenizer:
     """SentencePiece with BOS/EOS added only when asked (LLaMA-2: bos 1, eos 2, pad -1 = none)."""
 

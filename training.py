@@ -40,6 +40,7 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
+import checkpoints
 import config
 import model as llama
 import robust
@@ -189,7 +190,7 @@ def check_flags(cfg, d: Dist, model_dir: Path | None) -> None:
                             f"Face or this project's format) with tokenizer.model beside the weights")
         else:
             try:
-                context = llama.read_model_args(model_dir).max_seq_len
+                context = checkpoints.read_model_args(model_dir).max_seq_len
             except (OSError, ValueError) as e:
                 problems.append(f"--model {model_dir}: {robust.one_line(e)}")
     problems += flag_problems(cfg, d.world_size, context)
@@ -341,7 +342,7 @@ def build_fsdp_model(model_dir: str | Path, d: Dist, *, bf16: bool, activation_c
 
     One process computing in fp32 (`python sft.py` on a CPU) has nothing to shard or cast: the plain module is
     used, loaded the same way, which saves FSDP's per-block hooks and copies."""
-    args = llama.read_model_args(model_dir)
+    args = checkpoints.read_model_args(model_dir)
     with torch.device("meta"):
         net = llama.Transformer(args)
     net.activation_checkpointing = activation_checkpointing
@@ -356,11 +357,11 @@ def build_fsdp_model(model_dir: str | Path, d: Dist, *, bf16: bool, activation_c
     net.to_empty(device=d.device)
     net.init_rope()  # RoPE tables are non-persistent buffers: recompute them after to_empty
     if sharded:
-        full_sd = llama.read_state_dict(model_dir) if d.is_main else {}
+        full_sd = checkpoints.read_state_dict(model_dir) if d.is_main else {}
         set_model_state_dict(net, full_sd, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
         del full_sd
     else:
-        net.load_state_dict(llama.read_state_dict(model_dir))  # copies into the fp32 parameters
+        net.load_state_dict(checkpoints.read_state_dict(model_dir))  # copies into the fp32 parameters
     if not trainable:
         net.requires_grad_(False)
         net.eval()
@@ -606,7 +607,7 @@ def finish_run(net, args, tokenizer_path: Path, out_dir: Path, stats: dict, tota
     check_weights_finite(net, f"export {out_dir / 'final'}", out_dir, d)
     sd = get_model_state_dict(net, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     if d.is_main:
-        llama.write_hf_checkpoint(sd, args, out_dir / "final", tokenizer_path=tokenizer_path)
+        checkpoints.write_hf_checkpoint(sd, args, out_dir / "final", tokenizer_path=tokenizer_path)
     dist.barrier()
     print0(d, f"done: {total_steps} steps; weights in {out_dir / 'final'}")
     end_process(0)

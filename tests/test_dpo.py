@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+import checkpoints
 import dpo
 import model as llama
 from conftest import dpo_args, metrics, pair, run_script, run_torchrun, save_tiny_model, straight_and_resumed
@@ -118,7 +119,7 @@ def test_fp32_master_weights_keep_updates_at_lr_5e7(tiny, tmp_path):
     model_dir, _, data_path = tiny
     out = tmp_path / "small_lr"
     run_single(dpo_args(model_dir, data_path, out, lr=5e-7, max_steps=1))
-    before, after = llama.read_state_dict(model_dir), llama.read_state_dict(out / "final")
+    before, after = checkpoints.read_state_dict(model_dir), checkpoints.read_state_dict(out / "final")
     changed = [k for k in before if not torch.equal(before[k].float(), after[k].float())]
     assert len(changed) == len(before)
     # Pure bf16 weights: the same update rounds away wherever |w| > 5e-7 x 2^8 = 1.3e-4, i.e. for all but about 1%

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import checkpoints
 import data
 import model as llama
 from conftest import REPO, conversation, dpo_args, pair, run_script, run_torchrun, sft_args
@@ -71,7 +72,7 @@ def assert_no_nonfinite_output(out: Path):
         tensors = checkpoint_tensors(c)
         assert tensors and all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point()), c
     if (out / "final").exists():
-        assert all(torch.isfinite(t).all() for t in llama.read_state_dict(out / "final").values())
+        assert all(torch.isfinite(t).all() for t in checkpoints.read_state_dict(out / "final").values())
     for line in (out / "metrics.jsonl").read_text().splitlines():
         json.loads(line, parse_constant=lambda c: pytest.fail(f"bare {c} in metrics.jsonl"))
     return ckpts
@@ -103,10 +104,10 @@ def test_finite_loss_with_infinite_gradient_exports_nothing(script, tiny, tmp_pa
     but a gradient norm that overflows fp32. The loss-only check of before let this through to final/; now the
     run exits 1 at step 1 with no export, even with no checkpoint at all (--checkpoint_every 0)."""
     model_dir, sft_data, dpo_data = tiny
-    sd = llama.read_state_dict(model_dir)
+    sd = checkpoints.read_state_dict(model_dir)
     sd["output.weight"] = sd["output.weight"] * 1e20
     bad = tmp_path / "bad_model"
-    llama.write_hf_checkpoint(sd, llama.read_model_args(model_dir), bad, tokenizer_path=model_dir / "tokenizer.model")
+    checkpoints.write_hf_checkpoint(sd, checkpoints.read_model_args(model_dir), bad, tokenizer_path=model_dir / "tokenizer.model")
     out = tmp_path / "inf"
     make_args = sft_args if script == "sft.py" else dpo_args
     proc = run_script(script, make_args(bad, sft_data if script == "sft.py" else dpo_data, out, max_steps=2))
@@ -129,7 +130,6 @@ def crash_at(k: int, fn):
     """Run fn() in a forked child that dies (os._exit, as a SIGKILL would) at the k-th file-system step of the
     export: in the middle of writing a weight file, a JSON file or the tokenizer (half the bytes on disk), or at
     any step of putting the new directory in place. Returns True when the child got that far and died."""
-    import checkpoints
     import robust
     import safetensors.torch as st
     pid = os.fork()
@@ -359,7 +359,7 @@ def test_bad_flags_stop_the_run_at_start_with_one_line_each(tiny, tmp_path):
     """The tiny model's context is 256 tokens (config.json): --max_len 512 would fail only at the first long
     batch. Three problems, three lines, exit status 2, nothing written."""
     model_dir, sft_data, _ = tiny
-    context = llama.read_model_args(model_dir).max_seq_len
+    context = checkpoints.read_model_args(model_dir).max_seq_len
     out = tmp_path / "flags"
     proc = run_torchrun("sft.py", sft_args(model_dir, sft_data, out, epochs=-1, max_steps=-1, micro_batch_size=0,
                                            max_len=context * 2), nproc=2, check=False)

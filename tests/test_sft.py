@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import checkpoints
 import config
 import data
 import model as llama
@@ -58,7 +59,7 @@ def losses(out_dir: Path) -> list[float]:
 
 
 def final_weights(out_dir: Path) -> dict:
-    return llama.read_state_dict(out_dir / "final")
+    return checkpoints.read_state_dict(out_dir / "final")
 
 
 def test_accumulation_and_world_size_give_the_same_run(tiny, tmp_path):
