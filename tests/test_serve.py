@@ -21,6 +21,7 @@ import requests
 
 import data
 import model as llama
+import synthetic
 from conftest import REPO, kill_when_held, start_held
 
 
@@ -91,7 +92,6 @@ def served(tmp_path_factory):
 def test_file(tmp_path_factory):
     """10 evaluation records (ADELIE's released format {"datasets", "id", "messages"}) from the embedded default's
     IEInstruct: few-shot ones among them, whose prompts hold "</s>" (the EOS id) inside the text."""
-    import synthetic
     records = synthetic.generate_corpus(3, 20, 0)["train"]
     conversations, _ = data.ie_instruct(records, data.IEInstructConfig(max_tokens=0), progress=False)
     multi = [c for c in conversations if len(c["messages"]) > 2][:4]
@@ -193,8 +193,16 @@ def test_evaluate_names_the_server_and_its_error(served, test_file, tmp_path):
 # ----------------------------------------------------------------------------------------------------------------
 # feedback.py
 
-def feedback_args(export, out_dir, *extra):
-    return ["--model", export, "--out_dir", out_dir, "--max_prompts", 6, "--num_samples", 2, "--max_new_tokens", 8,
+@pytest.fixture(scope="module")
+def train_records(tmp_path_factory):
+    """Synthetic training records (unified IE records) the IEFeedback prompt pool is drawn from."""
+    path = tmp_path_factory.mktemp("records") / "train.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in synthetic.generate_corpus(3, 20, 0)["train"]))
+    return path
+
+
+def feedback_args(export, records, out_dir, *extra):
+    return ["--model", export, "--records", records, "--out_dir", out_dir, "--max_prompts", 6, "--num_samples", 2, "--max_new_tokens", 8,
             "--max_per_dataset", 12, "--target_pairs", 10, "--mix_rule", "fill", *extra]
 
 
@@ -202,12 +210,12 @@ def sample_rows(out_dir: Path) -> dict[int, dict]:
     return {r["index"]: r for r in map(json.loads, (out_dir / "samples.rank0.jsonl").read_text().splitlines())}
 
 
-def test_feedback_served_writes_the_builtin_files_and_resumes(served, tmp_path):
+def test_feedback_served_writes_the_builtin_files_and_resumes(served, train_records, tmp_path):
     """Samples lines {index, id, prompt_sha, samples, finished} for the same prompts as the builtin backend, then
     the same downstream files; killed after its first prompt, the same command samples only the rest."""
     export, url = served
-    run("feedback.py", *feedback_args(export, tmp_path / "builtin"))
-    served_args = feedback_args(export, tmp_path / "served", "--backend", "openai", "--base_url", url,
+    run("feedback.py", *feedback_args(export, train_records, tmp_path / "builtin"))
+    served_args = feedback_args(export, train_records, tmp_path / "served", "--backend", "openai", "--base_url", url,
                                 "--concurrency", 1)
     left = kill_after_first_line(tmp_path / "served" / "samples.rank0.jsonl", "feedback.py", *served_args,
                                   requests_per_line=2)   # 2 samples: a server that sends one choice is asked twice
@@ -229,9 +237,9 @@ def test_feedback_served_writes_the_builtin_files_and_resumes(served, tmp_path):
     assert json.loads((tmp_path / "served" / "sampling.json").read_text())["backend"] == "openai"
 
 
-def test_feedback_names_the_server_and_its_error(served, tmp_path):
+def test_feedback_names_the_server_and_its_error(served, train_records, tmp_path):
     export, url = served
-    proc = run("feedback.py", *feedback_args(export, tmp_path / "fb", "--backend", "openai", "--base_url", url,
+    proc = run("feedback.py", *feedback_args(export, train_records, tmp_path / "fb", "--backend", "openai", "--base_url", url,
                                              "--served_model", "no-such-model"), check=False)
     assert proc.returncode != 0
     assert f"{url}/completions (model no-such-model): HTTP 400" in proc.stderr, proc.stderr
