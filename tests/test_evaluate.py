@@ -12,6 +12,7 @@ import sys
 import pytest
 
 import evaluate as E
+import report as R
 from conftest import REPO, shared_path
 
 
@@ -125,7 +126,7 @@ def test_report_tables_beside_the_paper_and_disagreements(tmp_path, capsys):
     write_jsonl(run / "eval" / "matres.zeroshot.jsonl", matres_before_everywhere(100))
     write_jsonl(run / "metrics.jsonl", [{"step": s, "loss": 2.0 / s, "lr": 1e-5, "grad_norm": 1.0,
                                          "tokens_per_s": 100.0} for s in range(1, 6)])
-    markdown = E.report_command(E.ReportConfig(run_dirs=[str(run)], header=False))
+    markdown = R.report_command(R.ReportConfig(run_dirs=[str(run)], header=False))
     assert "| zeroshot | ADELIE-SFT (paper) | 32.7 | 21.8 | 24.5 | 45.8 | 47.8 | 34.5 |" in markdown
     row = next(line for line in markdown.splitlines() if line.startswith("| zeroshot | sft-demo"))
     fewnerd_cell = row.split("|")[3]
@@ -144,19 +145,19 @@ def test_training_summary_means_over_the_first_and_last_tenth():
     for i, (loss, acc, margin) in {0: (0.70, 0.0, 0.0), 1: (0.69, 0.5, 0.2), 18: (0.31, 1.0, 3.0),
                                    19: (0.29, 1.0, 5.0)}.items():
         rows[i].update(loss=loss, reward_accuracy=acc, reward_margin=margin)
-    t = E.training_summary(rows)
+    t = R.training_summary(rows)
     assert t["steps"] == 20
     assert t["loss"] == pytest.approx((0.695, 0.30))
     assert t["reward_accuracy"] == pytest.approx((0.25, 1.0))
     assert t["reward_margin"] == pytest.approx((0.1, 4.0))
-    assert set(E.training_summary([{"step": 1, "loss": 1.0}])) == {"steps", "loss"}  # SFT: no rewards
+    assert set(R.training_summary([{"step": 1, "loss": 1.0}])) == {"steps", "loss"}  # SFT: no rewards
 
 
 def test_report_says_how_to_get_plots_without_matplotlib(tmp_path, capsys, monkeypatch):
     run = tmp_path / "r"
     write_jsonl(run / "eval" / "matres.zeroshot.jsonl", matres_before_everywhere(10))
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
-    E.report_command(E.ReportConfig(run_dirs=[str(run)], header=False))
+    R.report_command(R.ReportConfig(run_dirs=[str(run)], header=False))
     assert 'pip install -e ".[plot]"' in capsys.readouterr().out
     assert not (run / "eval_table.png").exists()
 
@@ -408,10 +409,10 @@ def test_paired_bootstrap_hand_worked_two_questions():
     both right (100): the difference is +50. A resample holds {1,1} (difference 0, chance 1/4), {1,2} (50, 1/2) or
     {2,2} (100, 1/4), so the 2.5th and 97.5th percentiles of many resamples are 0 and 100."""
     a, b = [(1, 1, 1), (1, 1, 0)], [(1, 1, 1), (1, 1, 1)]
-    assert E.micro_f1(a) == 50.0 and E.micro_f1(b) == 100.0
-    assert E.paired_bootstrap(a, b, E.micro_f1, n_boot=2000, seed=0) == (50.0, 0.0, 100.0)
-    assert E.paired_bootstrap(b, a, E.micro_f1, n_boot=2000, seed=0) == (-50.0, -100.0, 0.0)
-    assert E.paired_bootstrap(a, a, E.micro_f1, n_boot=50, seed=3) == (0.0, 0.0, 0.0)  # same run: no difference
+    assert R.micro_f1(a) == 50.0 and R.micro_f1(b) == 100.0
+    assert R.paired_bootstrap(a, b, R.micro_f1, n_boot=2000, seed=0) == (50.0, 0.0, 100.0)
+    assert R.paired_bootstrap(b, a, R.micro_f1, n_boot=2000, seed=0) == (-50.0, -100.0, 0.0)
+    assert R.paired_bootstrap(a, a, R.micro_f1, n_boot=50, seed=3) == (0.0, 0.0, 0.0)  # same run: no difference
 
 
 def test_paired_bootstrap_matches_a_loop_over_the_same_draws():
@@ -425,7 +426,7 @@ def test_paired_bootstrap_matches_a_loop_over_the_same_draws():
     pred_a, pred_b = rng.integers(0, 4, n), rng.integers(0, 4, n)
     a = [(g, p, min(g, p, rng.integers(0, 3))) for g, p in zip(gold, pred_a)]
     b = [(g, p, min(g, p, rng.integers(0, 4))) for g, p in zip(gold, pred_b)]
-    diff, lo, hi = E.paired_bootstrap(a, b, E.micro_f1, n_boot=300, seed=11)
+    diff, lo, hi = R.paired_bootstrap(a, b, R.micro_f1, n_boot=300, seed=11)
 
     def f1(rows):
         g, p, c = (sum(r[k] for r in rows) for k in range(3))
@@ -438,11 +439,11 @@ def test_paired_bootstrap_matches_a_loop_over_the_same_draws():
 
 
 def test_paired_bootstrap_of_the_format_share_and_bad_input():
-    assert E.share([1, 0, 1, 1]) == 75.0
-    diff, lo, hi = E.paired_bootstrap([0, 0, 1, 1], [1, 1, 1, 1], E.share, n_boot=500, seed=0)
+    assert R.share([1, 0, 1, 1]) == 75.0
+    diff, lo, hi = R.paired_bootstrap([0, 0, 1, 1], [1, 1, 1, 1], R.share, n_boot=500, seed=0)
     assert diff == 50.0 and 0.0 <= lo <= hi <= 100.0
     with pytest.raises(ValueError, match="same shape"):
-        E.paired_bootstrap([1, 0], [1, 0, 1], E.share)
+        R.paired_bootstrap([1, 0], [1, 0, 1], R.share)
 
 
 def _feedback_dir(path):
@@ -470,15 +471,15 @@ def _feedback_dir(path):
 
 
 def test_feedback_section_shows_table_8_columns_and_example_pairs(tmp_path):
-    md = "\n".join(E.feedback_section(_feedback_dir(tmp_path / "feedback")))
+    md = "\n".join(R.feedback_section(_feedback_dir(tmp_path / "feedback")))
     assert "| NER | syn_news_ner | 2 | 1 | 1 | 1.25 |" in md  # data sets without pairs are left out
     assert "syn_bio_ner" not in md and "| all | total | 2 | 1 | 1 | 1.25 |" in md
     assert "Pair 0 (online, syn_news_ner" in md and "chosen (BLEU 0.61): `[Answer]: Tavo Rell: Person;`" in md
     assert "Pair 1 (offline" in md and "chosen (BLEU 1.00, the gold answer)" in md and "rejected (BLEU -1.00)" in md
     (tmp_path / "feedback" / "pairs.jsonl").write_text("")
     with pytest.raises(E.BadInput, match="0 lines, but .* holds 2 pairs"):
-        E.feedback_section(tmp_path / "feedback")
-    assert "missing" in E.feedback_section(tmp_path / "nowhere")[2]
+        R.feedback_section(tmp_path / "feedback")
+    assert "missing" in R.feedback_section(tmp_path / "nowhere")[2]
 
 
 def test_report_compares_the_last_two_runs_and_shows_answers_side_by_side(tmp_path):
@@ -497,7 +498,7 @@ def test_report_compares_the_last_two_runs_and_shows_answers_side_by_side(tmp_pa
     write_jsonl(sft / "eval" / "canonical.zeroshot.jsonl", [{**r, "output": g} for r, g in zip(records, gold)])
     worse = [g if r["task"] != "NER" else "; ".join(g.split("; ")[:-2]) + ";" for r, g in zip(records, gold)]
     write_jsonl(dpo / "eval" / "canonical.zeroshot.jsonl", [{**r, "output": w} for r, w in zip(records, worse)])
-    md, _, tables = E.make_report([sft, dpo], None, "", feedback_dir=_feedback_dir(tmp_path / "fb"), n_boot=200)
+    md, _, tables = R.make_report([sft, dpo], None, "", feedback_dir=_feedback_dir(tmp_path / "fb"), n_boot=200)
     ner = next(line for line in md.splitlines() if line.startswith("| zeroshot | NER |"))
     diff, lo, hi = (float(x) for x in re.findall(r"[+-]\d+\.\d", ner.split("|")[4]))
     assert diff < 0 and lo <= diff <= hi <= 0
@@ -508,8 +509,8 @@ def test_report_compares_the_last_two_runs_and_shows_answers_side_by_side(tmp_pa
     assert f"- gold: `{gold[records.index(first_ner)]}`" in block
     assert f"- sft: `{gold[records.index(first_ner)]}`" in block and "- dpo: `" in block
     assert tables[-1][0].startswith("Synthetic held-out split") and len(tables[-1][1]) == 1 + 2 * 3  # 2 runs x 3
-    assert md == E.make_report([sft, dpo], None, "", feedback_dir=tmp_path / "fb", n_boot=200)[0]  # fixed seed
+    assert md == R.make_report([sft, dpo], None, "", feedback_dir=tmp_path / "fb", n_boot=200)[0]  # fixed seed
     # different questions in the two runs cannot be paired
     write_jsonl(dpo / "eval" / "canonical.zeroshot.jsonl", [{**r, "output": w} for r, w in zip(records[::-1], worse)])
     with pytest.raises(E.BadInput, match="not the same questions"):
-        E.make_report([sft, dpo], None, "")
+        R.make_report([sft, dpo], None, "")
