@@ -40,7 +40,7 @@ from pathlib import Path
 
 import llm
 import scorers as S
-from config import flag, parse_config
+from config import apply_preset, flag, parse_config, preset_flag
 from robust import atomic_file, read_appendable_jsonl, run_main
 
 REPO = Path(__file__).resolve().parent
@@ -101,11 +101,9 @@ RELEASED_FILES = {"fewnerd": "few-nerd-supervised.jsonl", "semeval": "semeval.js
                   "odie": "ondemand.jsonl"}
 RELEASED_SHOTS = 4
 
-# Building from raw data: the ie_formats data set of each task, read from --source (the data set's folder, laid out
-# as ie_formats.DATASETS' "splits" say). Demonstrations come from the training split (CaRB: dev); ODIE is evaluated
-# zero-shot only (paper section 5.1); ROBUST has no training split: --demo_source (e.g. CaRB's dev set).
-RAW_SOURCES = {"fewnerd": "fewnerd", "semeval": "semeval", "matres": "matres", "richere-ed": "richere-ed",
-               "richere-eae": "richere-eae", "carb": "carb", "robust": "robust", "odie": "instructie"}
+# Building from raw data: the ie_formats data set of each task (ODIE: instructie), read from --source (the data set's
+# folder, laid out as ie_formats.DATASETS' "splits" say). Demonstrations come from the training split (CaRB: dev);
+# ODIE is evaluated zero-shot only (paper section 5.1); ROBUST has no training split: --demo_source (CaRB's dev set).
 DEMO_NA_MAX = 0.1  # NA share of the demonstration pool (the release's EXAM_NA_RATE for its held-out sets)
 
 
@@ -128,13 +126,6 @@ class BuildConfig:
                             "e.g. ../shared/data/carb; canonical: a JSONL file of unified IE training records)")
 
 
-def _prompt_text(messages: list[dict]) -> str:
-    """The raw input of a released record: the quoted text of its last user turn (the whole turn if none)."""
-    last = [m for m in messages if m["role"] == "user"][-1]["content"]
-    found = re.search(r"Text: '(.*)'", last, re.S)
-    return found.group(1) if found else last
-
-
 def released_test_set(task: str, source: Path, shots: int) -> list[dict]:
     """ADELIE's own test records, unchanged ({"datasets","id","messages"}), plus "text" (the raw input)."""
     if task not in RELEASED_FILES:
@@ -145,8 +136,9 @@ def released_test_set(task: str, source: Path, shots: int) -> list[dict]:
     if not path.exists():
         raise BadInput(f"{path}: not found (MANIFEST.md: the released few-shot MATRES and ROBUST files are missing)")
     records = read_jsonl(path)
-    for r in records:
-        r["text"] = _prompt_text(r["messages"])
+    for r in records:  # the raw input: the quoted text of the last user turn (the whole turn if none)
+        last = [m for m in r["messages"] if m["role"] == "user"][-1]["content"]
+        r["text"] = found.group(1) if (found := re.search(r"Text: '(.*)'", last, re.S)) else last
     return records
 
 
@@ -163,7 +155,7 @@ def cap_na(records: list[dict], na_max: float, rng) -> tuple[list[dict], int]:
 def read_source(task: str, source: Path, split: str) -> list[dict]:
     """Unified IE records of one split of a held-out data set (ie_formats readers)."""
     import ie_formats
-    name = RAW_SOURCES[task]
+    name = "instructie" if task == "odie" else task
     entry = ie_formats.DATASETS[name]
     if source.is_file():
         paths = [source]
@@ -218,12 +210,10 @@ def build_test_set(cfg: BuildConfig) -> tuple[list[dict], dict]:
     import data
     rng = random.Random(cfg.seed)
     if cfg.task == "canonical":  # any tasks: each data set capped and subsampled on its own
-        records = data.read_records([source])
-        counts = Counter({"source records": len(records)})
-        by_dataset: dict = {}
-        for r in records:
-            by_dataset.setdefault(r["dataset"], []).append(r)
-        records = [r for name in sorted(by_dataset) for r in subsample(by_dataset[name], cfg, rng, counts)]
+        source_records = data.read_records([source])
+        counts = Counter({"source records": len(source_records)})
+        records = [r for name in sorted({r["dataset"] for r in source_records}) for r in
+                   subsample([x for x in source_records if x["dataset"] == name], cfg, rng, counts)]
         if cfg.shots > 0 and not cfg.demo_source:
             raise BadInput("canonical few-shot needs --demo_source: a JSONL file of unified IE training records")
         pool = cap_na(data.read_records([cfg.demo_source]), DEMO_NA_MAX, rng)[0] if cfg.shots > 0 else []
@@ -297,6 +287,7 @@ class RunConfig(llm.ServeConfig):   # --backend openai --base_url URL: a serving
                                            "turns as given, unstripped; data.render_eval_prompt) or training (the "
                                            "SFT rendering, every turn stripped; data.render_chat)",
                                 choices=("release", "training"))
+    preset: str = preset_flag()  # its "eval" section (config.PRESETS); paper (nothing replaced) with --model
 
 
 def prompt_ids(tokenizer, messages: list[dict], template: str = "release") -> list[int]:
@@ -664,7 +655,13 @@ def main(argv=None) -> None:
         cls, fn = report.ReportConfig, report.report_command
     else:
         cls, fn = COMMANDS[argv[0]]
-    cfg, _ = parse_config(cls, argv[1:], prog=f"evaluate.py {argv[0]}", description=cls.__doc__)
+    cfg, explicit = parse_config(cls, argv[1:], prog=f"evaluate.py {argv[0]}", description=cls.__doc__)
+    if argv[0] == "run":  # the settings: defaults <- config.PRESETS[--preset]["eval"] <- the flags given
+        cfg, from_preset = apply_preset(cfg, explicit, "eval")
+        settings = dict(dataclasses.asdict(cfg), base_url=llm.public_url(cfg.base_url))  # no credentials in a log
+        if os.environ.get("RANK", "0") == "0":
+            print(f"preset {cfg.preset} sets {from_preset or 'nothing'}; flags given: {sorted(explicit) or 'none'}\n"
+                  f"settings: {' '.join(f'{k}={v}' for k, v in settings.items())}")
     try:
         fn(cfg)
     except BadInput as e:

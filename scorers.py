@@ -34,22 +34,18 @@ ANSWER_MARK = "[Answer]:"
 # holds the non-entity tag "O"; it keeps the case of "location_GPE". SemEval labels are compared lowercased.
 _ADELIE_FEWNERD_TYPES = frozenset(FEWNERD_TYPES) | {"O"}
 
-# RichERE event types and argument roles as ADELIE's RichERE files spell them (lowercase, no separators).
-RICHERE_ED_TYPES = (
+# RichERE event types and argument roles as ADELIE's RichERE files spell them (lowercase, no separators), with the
+# key "NA" that both released RichERE scorers also accept (it can never pass their "NA" filter, see below).
+_ADELIE_RICHERE_ED = frozenset((
     "endposition", "transfermoney", "fine", "attack", "die", "startposition", "convict", "chargeindict",
     "demonstrate", "transaction", "sentence", "pardon", "releaseparole", "transferownership", "transportartifact",
     "arrestjail", "broadcast", "contact", "divorce", "execute", "trialhearing", "meet", "sue", "transportperson",
     "beborn", "marry", "injure", "correspondence", "elect", "nominate", "acquit", "startorg", "extradite", "endorg",
-    "appeal", "declarebankruptcy", "mergeorg", "artifact",
-)
-RICHERE_EAE_ROLES = (
+    "appeal", "declarebankruptcy", "mergeorg", "artifact", "NA"))
+_ADELIE_RICHERE_EAE = frozenset((
     "entity", "person", "position", "place", "giver", "recipient", "money", "time", "attacker", "target", "victim",
     "defendant", "crime", "agent", "sentence", "thing", "artifact", "origin", "audience", "prosecutor", "plaintiff",
-    "destination", "instrument", "adjudicator", "org", "beneficiary",
-)
-# Both released RichERE scorers also accept the key "NA" (it can never pass their "NA" filter, see below).
-_ADELIE_RICHERE_ED = frozenset(RICHERE_ED_TYPES + ("NA",))
-_ADELIE_RICHERE_EAE = frozenset(RICHERE_EAE_ROLES + ("NA",))
+    "destination", "instrument", "adjudicator", "org", "beneficiary", "NA"))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -216,7 +212,6 @@ def _odie_cell(cell: str) -> str:
 # The items of one answer, per canonical task (the unified record's `task`, design.md).
 _PAIR_TASKS = ("NER", "ED", "EAE")
 _TUPLE_FIELDS = {"RC": (3, 3), "RE": (3, 3), "ERE": (3, 3), "OpenIE": (2, 5)}
-_RELATION_FIELD = {"RC": 1, "RE": 1, "ERE": 1}
 
 
 def parse_answer(output: str, task: str) -> Parsed:
@@ -232,8 +227,8 @@ def parse_answer(output: str, task: str) -> Parsed:
         items, bad = _split_events(answer)
     elif task in _TUPLE_FIELDS:
         items, bad = _split_tuples(answer, *_TUPLE_FIELDS[task])
-        if task in _RELATION_FIELD:
-            items = [t for t in items if t[_RELATION_FIELD[task]] not in NA_ANSWERS]
+        if task != "OpenIE":  # (head; relation; tail)
+            items = [t for t in items if t[1] not in NA_ANSWERS]
     elif task == "ODIE":
         header, rows, ok = parse_markdown_table(answer)
         items = ([("header",) + tuple(_odie_cell(c) for c in header)] if header else []) + \
@@ -244,11 +239,6 @@ def parse_answer(output: str, task: str) -> Parsed:
     return Parsed(items, bad, marked and not bad)
 
 
-def multiset_correct(gold: Sequence, pred: Sequence) -> int:
-    """Number of predicted items that match a gold item, each gold item matched at most once."""
-    return sum((Counter(gold) & Counter(pred)).values())
-
-
 def strict_micro(gold_items: Sequence[Sequence], outputs: Sequence[str], task: str) -> Score:
     """Micro P/R/F1 over multisets of items (the strict scorer of every closed-IE task); `gold_items[i]`: example
     i's gold items, normalised as `parse_answer` normalises predictions."""
@@ -256,7 +246,8 @@ def strict_micro(gold_items: Sequence[Sequence], outputs: Sequence[str], task: s
     per_example, followed = [], []
     for gold, output in zip(gold_items, outputs):
         parsed = parse_answer(output, task)
-        per_example.append((len(gold), len(parsed.items), multiset_correct(gold, parsed.items)))
+        correct = sum((Counter(gold) & Counter(parsed.items)).values())  # each gold item matched at most once
+        per_example.append((len(gold), len(parsed.items), correct))
         followed.append(parsed.followed)
     return _micro_score(per_example, followed)
 
@@ -345,19 +336,12 @@ def adelie_semeval(golds: Sequence[str], outputs: Sequence[str]) -> Score:
             elif " and " in rel:
                 r1, r2 = rel.split(" and ")[:2]
                 tp += [t, f"{r2} and {r1}", h] in pred_triples
-        n_pred, counted = 0, False
-        for h, rel, t in pred_triples:
-            if rel not in _ADELIE_SEMEVAL_RELATIONS:
-                continue
-            if gold_triples:
-                gh, gt = gold_triples[0][0], gold_triples[0][2]
-                for same in (h == gh and t == gt, t == gh and h == gt):
-                    n_pred += same
-                    counted |= same
-            else:
-                n_pred, counted = n_pred + 1, True
+        counted = [(h, t) for h, rel, t in pred_triples if rel in _ADELIE_SEMEVAL_RELATIONS]
+        if gold_triples:  # the gold pair in either order (a pair (x, x) counts twice)
+            gold_pair = (gold_triples[0][0], gold_triples[0][2])
+            counted = [p for pair in counted for p in (pair, pair[::-1]) if p == gold_pair]
         n_gold = len(gold_triples) if counted or not pred_triples else 0
-        per_example.append((n_gold, n_pred, tp))
+        per_example.append((n_gold, len(counted), tp))
     return _micro_score(per_example, released=True)
 
 
@@ -426,16 +410,12 @@ def _adelie_richere(golds: Sequence[str], outputs: Sequence[str], labels: frozen
     # QUIRK: ED keeps the case, so "Attack" is not a type; EAE lowercases both sides.
     # Gold pieces are taken as they are (no label check); both sides are sets, so repeats count once.
     _check_lengths(golds, outputs)
+    squash = lambda text: "".join((text.lower() if lowercase else text).split())  # noqa: E731
     per_example = []
     for gold, output in zip(golds, outputs):
-        gold_text = "".join((gold.strip().lower() if lowercase else gold.strip()).split())
-        gold_set = {piece for piece in gold_text.split(";") if piece}
-        pred_text = answer_part(output)
-        pred_text = "".join((pred_text.lower() if lowercase else pred_text).split())
-        pred_set = set()
-        for piece in pred_text.split(";"):
-            if piece and "NA" not in piece and ":" in piece and piece.split(":")[1] in labels:
-                pred_set.add(piece)
+        gold_set = {piece for piece in squash(gold).split(";") if piece}
+        pred_set = {piece for piece in squash(answer_part(output)).split(";")
+                    if piece and "NA" not in piece and ":" in piece and piece.split(":")[1] in labels}
         per_example.append((len(gold_set), len(pred_set), len(gold_set & pred_set)))
     return _micro_score(per_example, released=True)
 
@@ -703,12 +683,6 @@ def adelie_odie_content(text: str) -> str:
     return "" if first == -1 else _adelie_odie_replace(text[first:], content=True)
 
 
-def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
-    b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
-    return a @ b.T
-
-
 def header_soft_f1(gold_headers: Sequence, pred_headers: Sequence, embed: Callable[[list], np.ndarray],
                    empty_counts_as_column: bool) -> tuple[float, float, float]:
     """Soft header P/R/F1 in percent (Jiao et al. 2023), micro over all examples: precision = sum over predicted
@@ -717,7 +691,8 @@ def header_soft_f1(gold_headers: Sequence, pred_headers: Sequence, embed: Callab
     as one empty column name, its best similarities added to both numerators, 0 to the denominators."""
     columns = lambda h: h if isinstance(h, list) else [h]  # noqa: E731 (a "" header: one empty column name)
     strings = sorted({c for h in list(gold_headers) + list(pred_headers) for c in columns(h)})
-    vectors = dict(zip(strings, np.asarray(embed(strings), dtype=np.float64))) if strings else {}
+    unit = np.asarray(embed(strings), dtype=np.float64) if strings else np.zeros((0, 1))
+    vectors = dict(zip(strings, unit / np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)))
     gold_n = pred_n = pred_in_gold = gold_in_pred = 0.0
     for gold, pred in zip(gold_headers, pred_headers):
         gold_n += len(gold)
@@ -725,7 +700,7 @@ def header_soft_f1(gold_headers: Sequence, pred_headers: Sequence, embed: Callab
         gold_cols, pred_cols = columns(gold), columns(pred)
         if not gold_cols or not pred_cols or (not empty_counts_as_column and (not gold or not pred)):
             continue
-        sim = _cosine(np.stack([vectors[c] for c in gold_cols]), np.stack([vectors[c] for c in pred_cols]))
+        sim = np.stack([vectors[c] for c in gold_cols]) @ np.stack([vectors[c] for c in pred_cols]).T  # cosines
         pred_in_gold += sim.max(axis=0).sum()  # (n_pred,): best gold match of each predicted column
         gold_in_pred += sim.max(axis=1).sum()  # (n_gold,): best predicted match of each gold column
     p, r = 100 * safe_div(pred_in_gold, pred_n), 100 * safe_div(gold_in_pred, gold_n)
