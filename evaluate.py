@@ -33,6 +33,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import sys
 import time
 from collections import Counter
@@ -338,8 +339,8 @@ def run_generation(cfg: RunConfig) -> None:
     d = training.init_distributed()
     try:
         tokenizer = llama.Tokenizer(cfg.tokenizer or Path(cfg.model) / "tokenizer.model")
-        dtype = {"auto": torch.bfloat16 if d.device.type == "cuda" else torch.float32, "float32": torch.float32,
-                 "bfloat16": torch.bfloat16, "float16": torch.float16}[cfg.dtype]
+        dtype = getattr(torch, cfg.dtype) if cfg.dtype != "auto" else \
+            torch.bfloat16 if d.device.type == "cuda" else torch.float32
         net = None if cfg.backend == "openai" else \
             llama.Transformer.from_pretrained(cfg.model, device=d.device, dtype=dtype).eval()
         for test, out in zip(tests, outs):
@@ -406,9 +407,7 @@ def answer_test_file(cfg: RunConfig, test: str, out: str, net, tokenizer, d) -> 
             raise RuntimeError(f"{len(missing)} prompts have no output after generation (first: index "
                                f"{missing[0]}); rerun to resume")
         write_jsonl([dict(r, output=done[i]) for i, r in enumerate(records)], out)
-        for path in partial.iterdir():
-            path.unlink()
-        partial.rmdir()
+        shutil.rmtree(partial)
         print(f"wrote {len(records)} predictions to {out}")
     dist.barrier()
 

@@ -354,8 +354,8 @@ _ADELIE_MATRES_GATE = re.compile(r"[Answer](.*?): (.*)")  # "[Answer]" is a char
 def adelie_matres(gold_labels: Sequence[str], outputs: Sequence[str]) -> Score:
     """Micro P/R/F1 over the four MATRES relations, exactly as ADELIE's MATRES scorer computes it.
 
-    Gold = the bare label (before/after/equal/vague; "" or "none" for NA). Per class c: gold count, predicted count,
-    correct count; the total is the micro sum over the classes.
+    Gold = the bare label (before/after/equal/vague; "" or "none" for NA). The release counts gold, predicted and
+    correct per class; the total is the micro sum over the classes, i.e. over the questions.
     QUIRK: an output is skipped unless the regex `[Answer](.*?): (.*)` (a character class, not the literal marker)
     finds a letter after some ": " on one line.
     QUIRK: the predicted relation is the middle field of the first (a; b; c) in the lowercased output, and every
@@ -365,31 +365,14 @@ def adelie_matres(gold_labels: Sequence[str], outputs: Sequence[str]) -> Score:
     """
     _check_lengths(gold_labels, outputs)
     per_example = []
-    per_class = {c: [0, 0, 0] for c in MATRES_LABELS}  # gold, pred, correct
     for label, output in zip(gold_labels, outputs):
-        g = n = c = 0
-        if label not in ("none", ""):
-            if label not in per_class:
-                raise ValueError(f"MATRES gold label {label!r} is not one of {MATRES_LABELS} (or '' / 'none')")
-            per_class[label][0] += 1
-            g = 1
+        if label not in MATRES_LABELS + ["none", ""]:
+            raise ValueError(f"MATRES gold label {label!r} is not one of {MATRES_LABELS} (or '' / 'none')")
         gate = _ADELIE_MATRES_GATE.search(output)
-        if gate and re.findall(r"[a-zA-Z-]+", gate.group(2)):
-            found = _ADELIE_TRIPLE.findall(output.lower())
-            if found:
-                middle = found[0][1]
-                for cls in MATRES_LABELS:
-                    if cls in middle:
-                        per_class[cls][1] += 1
-                        n += 1
-                        if cls in label:
-                            per_class[cls][2] += 1
-                            c += 1
-        per_example.append((g, n, c))
-    score = _micro_score(per_example)
-    score.extra["per_class"] = {cls: dict(zip(("precision", "recall", "f1"), (100 * x for x in
-                                          prf(v[2], v[1], v[0])))) for cls, v in per_class.items()}
-    return score
+        found = _ADELIE_TRIPLE.findall(output.lower()) if gate and re.findall(r"[a-zA-Z-]+", gate.group(2)) else []
+        predicted = [cls for cls in MATRES_LABELS if found and cls in found[0][1]]
+        per_example.append((int(label in MATRES_LABELS), len(predicted), sum(cls in label for cls in predicted)))
+    return _micro_score(per_example)
 
 
 def matres_gold_items(gold_label: str, event1: str, event2: str) -> list:
@@ -605,22 +588,14 @@ def strict_carb(gold: Sequence[Sequence[Extraction]], outputs: Sequence[str]) ->
     Differences (docs/fidelity.md): no rounding to 3 decimals, sentences aligned by position rather than keyed by
     text. `per_example`: each sentence's own (p, r, f1)."""
     _check_lengths(gold, outputs)
-    per_example, followed = [], []
-    pn_tot = rn_tot = 0.0
-    n_tot = g_tot = 0
-    any_prediction = False
-    for g, o in zip(gold, outputs):
-        exts, ok = open_ie_extractions(o)
-        followed.append(ok)
-        any_prediction = any_prediction or bool(exts)
-        per_example.append(strict_carb_sentence(g, exts))
-        if g:
-            pn, pd, rn, rd = carb_sentence_counts(g, exts)
-            pn_tot, n_tot, rn_tot, g_tot = pn_tot + pn, n_tot + pd, rn_tot + rn, g_tot + rd
-    p = pn_tot / n_tot if n_tot else float(any_prediction)
-    r = safe_div(rn_tot, g_tot)
-    return Score(100 * p, 100 * r, 100 * _f1(p, r), g_tot, n_tot, pn_tot, per_example, followed,
-                 {"recall_numerator": rn_tot})
+    parsed = [open_ie_extractions(o) for o in outputs]  # (extractions, format followed)
+    counts = [carb_sentence_counts(g, exts) for g, (exts, _) in zip(gold, parsed) if g]
+    pn, n_pred, rn, n_gold = (sum(c[i] for c in counts) for i in range(4))
+    p = pn / n_pred if n_pred else float(any(exts for exts, _ in parsed))
+    r = safe_div(rn, n_gold)
+    return Score(100 * p, 100 * r, 100 * _f1(p, r), n_gold, n_pred, pn,
+                 [strict_carb_sentence(g, exts) for g, (exts, _) in zip(gold, parsed)], [ok for _, ok in parsed],
+                 {"recall_numerator": rn})
 
 
 def strict_carb_sentence(gold: Sequence[Extraction], pred: Sequence[Extraction]) -> tuple[float, float, float]:
@@ -748,11 +723,10 @@ def rouge_lsum(reference: str, candidate: str) -> float:
     if not ref or not can or not m or not n:
         return 0.0
     ref_counts, can_counts = Counter(t for s in ref for t in s), Counter(t for s in can for t in s)
-    can_vocab = set(can_counts)
     hits = 0
     for r_sent in ref:
         union: set = set()
-        if set(r_sent) & can_vocab:
+        if set(r_sent) & can_counts.keys():  # (the keys stay when counts reach 0)
             for c_sent in can:
                 if len(union) == len(r_sent):
                     break  # nothing left to add
@@ -848,16 +822,19 @@ def _m(mention) -> str:
     return normalise(mention["text"] if isinstance(mention, dict) else str(mention))
 
 
+# The fields of an item of the unified IE record (design.md), in the order of `parse_answer`'s items.
+_ITEM_FIELDS = {"NER": ("entity", "type"), "ED": ("trigger", "type"), "EAE": ("argument", "role"),
+                "RC": ("head", "relation", "tail"), "RE": ("head", "relation", "tail"),
+                "ERE": ("event1", "relation", "event2")}
+
+
 def record_gold_items(record: dict) -> list:
     """The normalised gold items of a unified IE record (design.md), in the form `parse_answer` gives."""
     task, items = record["task"], record.get("items") or []
-    if task == "NER":
-        return [(_m(i["entity"]), normalise(i["type"])) for i in items]
-    if task in ("RC", "RE"):
-        return [(_m(i["head"]), normalise(i["relation"]), _m(i["tail"])) for i in items
-                if normalise(i["relation"]) not in NA_ANSWERS]
-    if task == "ED":
-        return [(_m(i["trigger"]), normalise(i["type"])) for i in items]
+    if task in _ITEM_FIELDS:  # a relation saying "no relation" is no item, as in parse_answer
+        fields = _ITEM_FIELDS[task]
+        return [tuple(_m(i[k]) for k in fields) for i in items
+                if "relation" not in fields or normalise(i["relation"]) not in NA_ANSWERS]
     if task == "EE":
         out = []
         for i in items:
@@ -865,11 +842,6 @@ def record_gold_items(record: dict) -> list:
             out.append(("trigger", trigger, etype))
             out += [("argument", trigger, etype, _m(a["argument"]), normalise(a["role"])) for a in i["arguments"]]
         return out
-    if task == "EAE":
-        return [(_m(i["argument"]), normalise(i["role"])) for i in items]
-    if task == "ERE":
-        return [(_m(i["event1"]), normalise(i["relation"]), _m(i["event2"])) for i in items
-                if normalise(i["relation"]) not in NA_ANSWERS]
     if task == "OpenIE":
         return [tuple(normalise(i.get(k, "")) for k in ("predicate", "subject", "object", "time", "location"))
                 for i in items]
