@@ -755,8 +755,6 @@ class OdieScore:
     def summary(self) -> dict:
         out = {"header_precision": self.header_precision, "header_recall": self.header_recall,
                "header_f1": self.header_f1, "content_rougeL": self.content_rougeL, "n": len(self.per_example)}
-        if self.header_f1 is None:
-            out["header_unavailable"] = "no embedding model"
         if self.followed is not None:
             out["format_followed"] = 100.0 * sum(self.followed) / max(len(self.followed), 1)
         return out
