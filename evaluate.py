@@ -44,14 +44,11 @@ import scorers as S
 from config import apply_preset, flag, parse_config, preset_flag
 from robust import atomic_file, read_appendable_jsonl, run_main
 
-REPO = Path(__file__).resolve().parent
-
 # The held-out tasks (paper section 5.1), plus "canonical": any task type in the canonical formats (the synthetic
 # held-out split of the embedded default), scored per task type from each record's "task" and "items".
 CLOSED_TASKS = ("fewnerd", "semeval", "richere-ed", "richere-eae", "matres")
 OPEN_TASKS = ("carb", "robust")
 HELD_OUT_TASKS = CLOSED_TASKS + OPEN_TASKS + ("odie", "canonical")
-SETTINGS = ("zeroshot", "fewshot")
 
 
 class BadInput(ValueError):
