@@ -515,13 +515,10 @@ def check_task_matches(task: str, records: list[dict], golds: list[str], path) -
             raise BadInput(f"{_where(path, r)}: a record of data set {name!r} scored as --task {task}; expected "
                            f"--task {other}")
     if task in MICRO_TASKS and not all("items" in r for r in records):
-        kind, unparsed, with_items = MICRO_TASKS[task][0], [], 0
-        for g in golds:
-            try:
-                with_items += bool(S.gold_items_from_answer(g, kind))
-            except ValueError:
-                unparsed.append(g)
-        if unparsed and not with_items:  # (empty / NA gold answers parse in every format)
+        kind = MICRO_TASKS[task][0]
+        parsed = [S.parse_answer(g, kind) for g in golds]
+        unparsed = [g for g, p in zip(golds, parsed) if p.bad]
+        if unparsed and not any(p.items and not p.bad for p in parsed):  # (NA gold answers parse in every format)
             raise BadInput(f"{path}: no gold answer parses in the {kind} answer format of --task {task} "
                            f"({len(unparsed)} of {len(golds)} do not, e.g. {unparsed[0][:80]!r}); expected "
                            f"predictions of {task}: are these of another task?")
