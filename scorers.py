@@ -209,8 +209,7 @@ def _odie_cell(cell: str) -> str:
     return "n/a" if cell in _ODIE_EMPTY_CELLS else cell
 
 
-# The items of one answer, per canonical task (the unified record's `task`, design.md).
-_PAIR_TASKS = ("NER", "ED", "EAE")
+# (min, max) fields of a tuple, per canonical task written in tuples (the unified record's `task`, design.md).
 _TUPLE_FIELDS = {"RC": (3, 3), "RE": (3, 3), "ERE": (3, 3), "OpenIE": (2, 5)}
 
 
@@ -221,7 +220,7 @@ def parse_answer(output: str, task: str) -> Parsed:
     answer, marked = answer_part(output, upto_next=False), ANSWER_MARK in output
     if normalise(answer).rstrip(".; ") in NA_ANSWERS:
         return Parsed([], [], marked)
-    if task in _PAIR_TASKS:
+    if task in ("NER", "ED", "EAE"):
         items, bad = _split_pairs(answer)
     elif task == "EE":
         items, bad = _split_events(answer)
