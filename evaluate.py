@@ -33,6 +33,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import sys
 import time
 from collections import Counter
@@ -40,17 +41,14 @@ from pathlib import Path
 
 import llm
 import scorers as S
-from config import flag, parse_config
+from config import apply_preset, flag, parse_config, preset_flag
 from robust import atomic_file, read_appendable_jsonl, run_main
-
-REPO = Path(__file__).resolve().parent
 
 # The held-out tasks (paper section 5.1), plus "canonical": any task type in the canonical formats (the synthetic
 # held-out split of the embedded default), scored per task type from each record's "task" and "items".
 CLOSED_TASKS = ("fewnerd", "semeval", "richere-ed", "richere-eae", "matres")
 OPEN_TASKS = ("carb", "robust")
 HELD_OUT_TASKS = CLOSED_TASKS + OPEN_TASKS + ("odie", "canonical")
-SETTINGS = ("zeroshot", "fewshot")
 
 
 class BadInput(ValueError):
@@ -101,11 +99,9 @@ RELEASED_FILES = {"fewnerd": "few-nerd-supervised.jsonl", "semeval": "semeval.js
                   "odie": "ondemand.jsonl"}
 RELEASED_SHOTS = 4
 
-# Building from raw data: the ie_formats data set of each task, read from --source (the data set's folder, laid out
-# as ie_formats.DATASETS' "splits" say). Demonstrations come from the training split (CaRB: dev); ODIE is evaluated
-# zero-shot only (paper section 5.1); ROBUST has no training split: --demo_source (e.g. CaRB's dev set).
-RAW_SOURCES = {"fewnerd": "fewnerd", "semeval": "semeval", "matres": "matres", "richere-ed": "richere-ed",
-               "richere-eae": "richere-eae", "carb": "carb", "robust": "robust", "odie": "instructie"}
+# Building from raw data: the ie_formats data set of each task (ODIE: instructie), read from --source (the data set's
+# folder, laid out as ie_formats.DATASETS' "splits" say). Demonstrations come from the training split (CaRB: dev);
+# ODIE is evaluated zero-shot only (paper section 5.1); ROBUST has no training split: --demo_source (CaRB's dev set).
 DEMO_NA_MAX = 0.1  # NA share of the demonstration pool (the release's EXAM_NA_RATE for its held-out sets)
 
 
@@ -128,13 +124,6 @@ class BuildConfig:
                             "e.g. ../shared/data/carb; canonical: a JSONL file of unified IE training records)")
 
 
-def _prompt_text(messages: list[dict]) -> str:
-    """The raw input of a released record: the quoted text of its last user turn (the whole turn if none)."""
-    last = [m for m in messages if m["role"] == "user"][-1]["content"]
-    found = re.search(r"Text: '(.*)'", last, re.S)
-    return found.group(1) if found else last
-
-
 def released_test_set(task: str, source: Path, shots: int) -> list[dict]:
     """ADELIE's own test records, unchanged ({"datasets","id","messages"}), plus "text" (the raw input)."""
     if task not in RELEASED_FILES:
@@ -145,8 +134,9 @@ def released_test_set(task: str, source: Path, shots: int) -> list[dict]:
     if not path.exists():
         raise BadInput(f"{path}: not found (MANIFEST.md: the released few-shot MATRES and ROBUST files are missing)")
     records = read_jsonl(path)
-    for r in records:
-        r["text"] = _prompt_text(r["messages"])
+    for r in records:  # the raw input: the quoted text of the last user turn (the whole turn if none)
+        last = [m for m in r["messages"] if m["role"] == "user"][-1]["content"]
+        r["text"] = found.group(1) if (found := re.search(r"Text: '(.*)'", last, re.S)) else last
     return records
 
 
@@ -163,7 +153,7 @@ def cap_na(records: list[dict], na_max: float, rng) -> tuple[list[dict], int]:
 def read_source(task: str, source: Path, split: str) -> list[dict]:
     """Unified IE records of one split of a held-out data set (ie_formats readers)."""
     import ie_formats
-    name = RAW_SOURCES[task]
+    name = "instructie" if task == "odie" else task
     entry = ie_formats.DATASETS[name]
     if source.is_file():
         paths = [source]
@@ -218,12 +208,10 @@ def build_test_set(cfg: BuildConfig) -> tuple[list[dict], dict]:
     import data
     rng = random.Random(cfg.seed)
     if cfg.task == "canonical":  # any tasks: each data set capped and subsampled on its own
-        records = data.read_records([source])
-        counts = Counter({"source records": len(records)})
-        by_dataset: dict = {}
-        for r in records:
-            by_dataset.setdefault(r["dataset"], []).append(r)
-        records = [r for name in sorted(by_dataset) for r in subsample(by_dataset[name], cfg, rng, counts)]
+        source_records = data.read_records([source])
+        counts = Counter({"source records": len(source_records)})
+        records = [r for name in sorted({r["dataset"] for r in source_records}) for r in
+                   subsample([x for x in source_records if x["dataset"] == name], cfg, rng, counts)]
         if cfg.shots > 0 and not cfg.demo_source:
             raise BadInput("canonical few-shot needs --demo_source: a JSONL file of unified IE training records")
         pool = cap_na(data.read_records([cfg.demo_source]), DEMO_NA_MAX, rng)[0] if cfg.shots > 0 else []
@@ -297,6 +285,7 @@ class RunConfig(llm.ServeConfig):   # --backend openai --base_url URL: a serving
                                            "turns as given, unstripped; data.render_eval_prompt) or training (the "
                                            "SFT rendering, every turn stripped; data.render_chat)",
                                 choices=("release", "training"))
+    preset: str = preset_flag()  # its "eval" section (config.PRESETS); paper (nothing replaced) with --model
 
 
 def prompt_ids(tokenizer, messages: list[dict], template: str = "release") -> list[int]:
@@ -347,8 +336,8 @@ def run_generation(cfg: RunConfig) -> None:
     d = training.init_distributed()
     try:
         tokenizer = llama.Tokenizer(cfg.tokenizer or Path(cfg.model) / "tokenizer.model")
-        dtype = {"auto": torch.bfloat16 if d.device.type == "cuda" else torch.float32, "float32": torch.float32,
-                 "bfloat16": torch.bfloat16, "float16": torch.float16}[cfg.dtype]
+        dtype = getattr(torch, cfg.dtype) if cfg.dtype != "auto" else \
+            torch.bfloat16 if d.device.type == "cuda" else torch.float32
         net = None if cfg.backend == "openai" else \
             llama.Transformer.from_pretrained(cfg.model, device=d.device, dtype=dtype).eval()
         for test, out in zip(tests, outs):
@@ -415,9 +404,7 @@ def answer_test_file(cfg: RunConfig, test: str, out: str, net, tokenizer, d) -> 
             raise RuntimeError(f"{len(missing)} prompts have no output after generation (first: index "
                                f"{missing[0]}); rerun to resume")
         write_jsonl([dict(r, output=done[i]) for i, r in enumerate(records)], out)
-        for path in partial.iterdir():
-            path.unlink()
-        partial.rmdir()
+        shutil.rmtree(partial)
         print(f"wrote {len(records)} predictions to {out}")
     dist.barrier()
 
@@ -528,13 +515,10 @@ def check_task_matches(task: str, records: list[dict], golds: list[str], path) -
             raise BadInput(f"{_where(path, r)}: a record of data set {name!r} scored as --task {task}; expected "
                            f"--task {other}")
     if task in MICRO_TASKS and not all("items" in r for r in records):
-        kind, unparsed, with_items = MICRO_TASKS[task][0], [], 0
-        for g in golds:
-            try:
-                with_items += bool(S.gold_items_from_answer(g, kind))
-            except ValueError:
-                unparsed.append(g)
-        if unparsed and not with_items:  # (empty / NA gold answers parse in every format)
+        kind = MICRO_TASKS[task][0]
+        parsed = [S.parse_answer(g, kind) for g in golds]
+        unparsed = [g for g, p in zip(golds, parsed) if p.bad]
+        if unparsed and not any(p.items and not p.bad for p in parsed):  # (NA gold answers parse in every format)
             raise BadInput(f"{path}: no gold answer parses in the {kind} answer format of --task {task} "
                            f"({len(unparsed)} of {len(golds)} do not, e.g. {unparsed[0][:80]!r}); expected "
                            f"predictions of {task}: are these of another task?")
@@ -664,7 +648,13 @@ def main(argv=None) -> None:
         cls, fn = report.ReportConfig, report.report_command
     else:
         cls, fn = COMMANDS[argv[0]]
-    cfg, _ = parse_config(cls, argv[1:], prog=f"evaluate.py {argv[0]}", description=cls.__doc__)
+    cfg, explicit = parse_config(cls, argv[1:], prog=f"evaluate.py {argv[0]}", description=cls.__doc__)
+    if argv[0] == "run":  # the settings: defaults <- config.PRESETS[--preset]["eval"] <- the flags given
+        cfg, from_preset = apply_preset(cfg, explicit, "eval")
+        settings = dict(dataclasses.asdict(cfg), base_url=llm.public_url(cfg.base_url))  # no credentials in a log
+        if os.environ.get("RANK", "0") == "0":
+            print(f"preset {cfg.preset} sets {from_preset or 'nothing'}; flags given: {sorted(explicit) or 'none'}\n"
+                  f"settings: {' '.join(f'{k}={v}' for k, v in settings.items())}")
     try:
         fn(cfg)
     except BadInput as e:

@@ -28,9 +28,9 @@ from pathlib import Path
 import ie_formats
 import scorers as S
 from config import flag, parse_config
-from evaluate import (HELD_OUT_TASKS, SETTINGS, BadInput, check_predictions, read_jsonl, score_predictions,
-                      summarise)
+from evaluate import HELD_OUT_TASKS, BadInput, check_predictions, read_jsonl, score_predictions, summarise
 
+SETTINGS = ("zeroshot", "fewshot")  # the held-out test sets' settings, as predictions files are named
 
 # The paper's numbers (F1 %), copied from its Tables 1-3 (Qi, Peng, Wang, Xu, Hou and Li, "ADELIE: Aligning Large
 # Language Models on Information Extraction"). Columns as in the tables; AVG as printed.

@@ -34,22 +34,18 @@ ANSWER_MARK = "[Answer]:"
 # holds the non-entity tag "O"; it keeps the case of "location_GPE". SemEval labels are compared lowercased.
 _ADELIE_FEWNERD_TYPES = frozenset(FEWNERD_TYPES) | {"O"}
 
-# RichERE event types and argument roles as ADELIE's RichERE files spell them (lowercase, no separators).
-RICHERE_ED_TYPES = (
+# RichERE event types and argument roles as ADELIE's RichERE files spell them (lowercase, no separators), with the
+# key "NA" that both released RichERE scorers also accept (it can never pass their "NA" filter, see below).
+_ADELIE_RICHERE_ED = frozenset((
     "endposition", "transfermoney", "fine", "attack", "die", "startposition", "convict", "chargeindict",
     "demonstrate", "transaction", "sentence", "pardon", "releaseparole", "transferownership", "transportartifact",
     "arrestjail", "broadcast", "contact", "divorce", "execute", "trialhearing", "meet", "sue", "transportperson",
     "beborn", "marry", "injure", "correspondence", "elect", "nominate", "acquit", "startorg", "extradite", "endorg",
-    "appeal", "declarebankruptcy", "mergeorg", "artifact",
-)
-RICHERE_EAE_ROLES = (
+    "appeal", "declarebankruptcy", "mergeorg", "artifact", "NA"))
+_ADELIE_RICHERE_EAE = frozenset((
     "entity", "person", "position", "place", "giver", "recipient", "money", "time", "attacker", "target", "victim",
     "defendant", "crime", "agent", "sentence", "thing", "artifact", "origin", "audience", "prosecutor", "plaintiff",
-    "destination", "instrument", "adjudicator", "org", "beneficiary",
-)
-# Both released RichERE scorers also accept the key "NA" (it can never pass their "NA" filter, see below).
-_ADELIE_RICHERE_ED = frozenset(RICHERE_ED_TYPES + ("NA",))
-_ADELIE_RICHERE_EAE = frozenset(RICHERE_EAE_ROLES + ("NA",))
+    "destination", "instrument", "adjudicator", "org", "beneficiary", "NA"))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -213,10 +209,8 @@ def _odie_cell(cell: str) -> str:
     return "n/a" if cell in _ODIE_EMPTY_CELLS else cell
 
 
-# The items of one answer, per canonical task (the unified record's `task`, design.md).
-_PAIR_TASKS = ("NER", "ED", "EAE")
+# (min, max) fields of a tuple, per canonical task written in tuples (the unified record's `task`, design.md).
 _TUPLE_FIELDS = {"RC": (3, 3), "RE": (3, 3), "ERE": (3, 3), "OpenIE": (2, 5)}
-_RELATION_FIELD = {"RC": 1, "RE": 1, "ERE": 1}
 
 
 def parse_answer(output: str, task: str) -> Parsed:
@@ -226,14 +220,14 @@ def parse_answer(output: str, task: str) -> Parsed:
     answer, marked = answer_part(output, upto_next=False), ANSWER_MARK in output
     if normalise(answer).rstrip(".; ") in NA_ANSWERS:
         return Parsed([], [], marked)
-    if task in _PAIR_TASKS:
+    if task in ("NER", "ED", "EAE"):
         items, bad = _split_pairs(answer)
     elif task == "EE":
         items, bad = _split_events(answer)
     elif task in _TUPLE_FIELDS:
         items, bad = _split_tuples(answer, *_TUPLE_FIELDS[task])
-        if task in _RELATION_FIELD:
-            items = [t for t in items if t[_RELATION_FIELD[task]] not in NA_ANSWERS]
+        if task != "OpenIE":  # (head; relation; tail)
+            items = [t for t in items if t[1] not in NA_ANSWERS]
     elif task == "ODIE":
         header, rows, ok = parse_markdown_table(answer)
         items = ([("header",) + tuple(_odie_cell(c) for c in header)] if header else []) + \
@@ -244,11 +238,6 @@ def parse_answer(output: str, task: str) -> Parsed:
     return Parsed(items, bad, marked and not bad)
 
 
-def multiset_correct(gold: Sequence, pred: Sequence) -> int:
-    """Number of predicted items that match a gold item, each gold item matched at most once."""
-    return sum((Counter(gold) & Counter(pred)).values())
-
-
 def strict_micro(gold_items: Sequence[Sequence], outputs: Sequence[str], task: str) -> Score:
     """Micro P/R/F1 over multisets of items (the strict scorer of every closed-IE task); `gold_items[i]`: example
     i's gold items, normalised as `parse_answer` normalises predictions."""
@@ -256,7 +245,8 @@ def strict_micro(gold_items: Sequence[Sequence], outputs: Sequence[str], task: s
     per_example, followed = [], []
     for gold, output in zip(gold_items, outputs):
         parsed = parse_answer(output, task)
-        per_example.append((len(gold), len(parsed.items), multiset_correct(gold, parsed.items)))
+        correct = sum((Counter(gold) & Counter(parsed.items)).values())  # each gold item matched at most once
+        per_example.append((len(gold), len(parsed.items), correct))
         followed.append(parsed.followed)
     return _micro_score(per_example, followed)
 
@@ -345,19 +335,12 @@ def adelie_semeval(golds: Sequence[str], outputs: Sequence[str]) -> Score:
             elif " and " in rel:
                 r1, r2 = rel.split(" and ")[:2]
                 tp += [t, f"{r2} and {r1}", h] in pred_triples
-        n_pred, counted = 0, False
-        for h, rel, t in pred_triples:
-            if rel not in _ADELIE_SEMEVAL_RELATIONS:
-                continue
-            if gold_triples:
-                gh, gt = gold_triples[0][0], gold_triples[0][2]
-                for same in (h == gh and t == gt, t == gh and h == gt):
-                    n_pred += same
-                    counted |= same
-            else:
-                n_pred, counted = n_pred + 1, True
+        counted = [(h, t) for h, rel, t in pred_triples if rel in _ADELIE_SEMEVAL_RELATIONS]
+        if gold_triples:  # the gold pair in either order (a pair (x, x) counts twice)
+            gold_pair = (gold_triples[0][0], gold_triples[0][2])
+            counted = [p for pair in counted for p in (pair, pair[::-1]) if p == gold_pair]
         n_gold = len(gold_triples) if counted or not pred_triples else 0
-        per_example.append((n_gold, n_pred, tp))
+        per_example.append((n_gold, len(counted), tp))
     return _micro_score(per_example, released=True)
 
 
@@ -370,8 +353,8 @@ _ADELIE_MATRES_GATE = re.compile(r"[Answer](.*?): (.*)")  # "[Answer]" is a char
 def adelie_matres(gold_labels: Sequence[str], outputs: Sequence[str]) -> Score:
     """Micro P/R/F1 over the four MATRES relations, exactly as ADELIE's MATRES scorer computes it.
 
-    Gold = the bare label (before/after/equal/vague; "" or "none" for NA). Per class c: gold count, predicted count,
-    correct count; the total is the micro sum over the classes.
+    Gold = the bare label (before/after/equal/vague; "" or "none" for NA). The release counts gold, predicted and
+    correct per class; the total is the micro sum over the classes, i.e. over the questions.
     QUIRK: an output is skipped unless the regex `[Answer](.*?): (.*)` (a character class, not the literal marker)
     finds a letter after some ": " on one line.
     QUIRK: the predicted relation is the middle field of the first (a; b; c) in the lowercased output, and every
@@ -381,31 +364,14 @@ def adelie_matres(gold_labels: Sequence[str], outputs: Sequence[str]) -> Score:
     """
     _check_lengths(gold_labels, outputs)
     per_example = []
-    per_class = {c: [0, 0, 0] for c in MATRES_LABELS}  # gold, pred, correct
     for label, output in zip(gold_labels, outputs):
-        g = n = c = 0
-        if label not in ("none", ""):
-            if label not in per_class:
-                raise ValueError(f"MATRES gold label {label!r} is not one of {MATRES_LABELS} (or '' / 'none')")
-            per_class[label][0] += 1
-            g = 1
+        if label not in MATRES_LABELS + ["none", ""]:
+            raise ValueError(f"MATRES gold label {label!r} is not one of {MATRES_LABELS} (or '' / 'none')")
         gate = _ADELIE_MATRES_GATE.search(output)
-        if gate and re.findall(r"[a-zA-Z-]+", gate.group(2)):
-            found = _ADELIE_TRIPLE.findall(output.lower())
-            if found:
-                middle = found[0][1]
-                for cls in MATRES_LABELS:
-                    if cls in middle:
-                        per_class[cls][1] += 1
-                        n += 1
-                        if cls in label:
-                            per_class[cls][2] += 1
-                            c += 1
-        per_example.append((g, n, c))
-    score = _micro_score(per_example)
-    score.extra["per_class"] = {cls: dict(zip(("precision", "recall", "f1"), (100 * x for x in
-                                          prf(v[2], v[1], v[0])))) for cls, v in per_class.items()}
-    return score
+        found = _ADELIE_TRIPLE.findall(output.lower()) if gate and re.findall(r"[a-zA-Z-]+", gate.group(2)) else []
+        predicted = [cls for cls in MATRES_LABELS if found and cls in found[0][1]]
+        per_example.append((int(label in MATRES_LABELS), len(predicted), sum(cls in label for cls in predicted)))
+    return _micro_score(per_example)
 
 
 def matres_gold_items(gold_label: str, event1: str, event2: str) -> list:
@@ -426,16 +392,12 @@ def _adelie_richere(golds: Sequence[str], outputs: Sequence[str], labels: frozen
     # QUIRK: ED keeps the case, so "Attack" is not a type; EAE lowercases both sides.
     # Gold pieces are taken as they are (no label check); both sides are sets, so repeats count once.
     _check_lengths(golds, outputs)
+    squash = lambda text: "".join((text.lower() if lowercase else text).split())  # noqa: E731
     per_example = []
     for gold, output in zip(golds, outputs):
-        gold_text = "".join((gold.strip().lower() if lowercase else gold.strip()).split())
-        gold_set = {piece for piece in gold_text.split(";") if piece}
-        pred_text = answer_part(output)
-        pred_text = "".join((pred_text.lower() if lowercase else pred_text).split())
-        pred_set = set()
-        for piece in pred_text.split(";"):
-            if piece and "NA" not in piece and ":" in piece and piece.split(":")[1] in labels:
-                pred_set.add(piece)
+        gold_set = {piece for piece in squash(gold).split(";") if piece}
+        pred_set = {piece for piece in squash(answer_part(output)).split(";")
+                    if piece and "NA" not in piece and ":" in piece and piece.split(":")[1] in labels}
         per_example.append((len(gold_set), len(pred_set), len(gold_set & pred_set)))
     return _micro_score(per_example, released=True)
 
@@ -625,22 +587,14 @@ def strict_carb(gold: Sequence[Sequence[Extraction]], outputs: Sequence[str]) ->
     Differences (docs/fidelity.md): no rounding to 3 decimals, sentences aligned by position rather than keyed by
     text. `per_example`: each sentence's own (p, r, f1)."""
     _check_lengths(gold, outputs)
-    per_example, followed = [], []
-    pn_tot = rn_tot = 0.0
-    n_tot = g_tot = 0
-    any_prediction = False
-    for g, o in zip(gold, outputs):
-        exts, ok = open_ie_extractions(o)
-        followed.append(ok)
-        any_prediction = any_prediction or bool(exts)
-        per_example.append(strict_carb_sentence(g, exts))
-        if g:
-            pn, pd, rn, rd = carb_sentence_counts(g, exts)
-            pn_tot, n_tot, rn_tot, g_tot = pn_tot + pn, n_tot + pd, rn_tot + rn, g_tot + rd
-    p = pn_tot / n_tot if n_tot else float(any_prediction)
-    r = safe_div(rn_tot, g_tot)
-    return Score(100 * p, 100 * r, 100 * _f1(p, r), g_tot, n_tot, pn_tot, per_example, followed,
-                 {"recall_numerator": rn_tot})
+    parsed = [open_ie_extractions(o) for o in outputs]  # (extractions, format followed)
+    counts = [carb_sentence_counts(g, exts) for g, (exts, _) in zip(gold, parsed) if g]
+    pn, n_pred, rn, n_gold = (sum(c[i] for c in counts) for i in range(4))
+    p = pn / n_pred if n_pred else float(any(exts for exts, _ in parsed))
+    r = safe_div(rn, n_gold)
+    return Score(100 * p, 100 * r, 100 * _f1(p, r), n_gold, n_pred, pn,
+                 [strict_carb_sentence(g, exts) for g, (exts, _) in zip(gold, parsed)], [ok for _, ok in parsed],
+                 {"recall_numerator": rn})
 
 
 def strict_carb_sentence(gold: Sequence[Extraction], pred: Sequence[Extraction]) -> tuple[float, float, float]:
@@ -703,12 +657,6 @@ def adelie_odie_content(text: str) -> str:
     return "" if first == -1 else _adelie_odie_replace(text[first:], content=True)
 
 
-def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
-    b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
-    return a @ b.T
-
-
 def header_soft_f1(gold_headers: Sequence, pred_headers: Sequence, embed: Callable[[list], np.ndarray],
                    empty_counts_as_column: bool) -> tuple[float, float, float]:
     """Soft header P/R/F1 in percent (Jiao et al. 2023), micro over all examples: precision = sum over predicted
@@ -717,7 +665,8 @@ def header_soft_f1(gold_headers: Sequence, pred_headers: Sequence, embed: Callab
     as one empty column name, its best similarities added to both numerators, 0 to the denominators."""
     columns = lambda h: h if isinstance(h, list) else [h]  # noqa: E731 (a "" header: one empty column name)
     strings = sorted({c for h in list(gold_headers) + list(pred_headers) for c in columns(h)})
-    vectors = dict(zip(strings, np.asarray(embed(strings), dtype=np.float64))) if strings else {}
+    unit = np.asarray(embed(strings), dtype=np.float64) if strings else np.zeros((0, 1))
+    vectors = dict(zip(strings, unit / np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)))
     gold_n = pred_n = pred_in_gold = gold_in_pred = 0.0
     for gold, pred in zip(gold_headers, pred_headers):
         gold_n += len(gold)
@@ -725,7 +674,7 @@ def header_soft_f1(gold_headers: Sequence, pred_headers: Sequence, embed: Callab
         gold_cols, pred_cols = columns(gold), columns(pred)
         if not gold_cols or not pred_cols or (not empty_counts_as_column and (not gold or not pred)):
             continue
-        sim = _cosine(np.stack([vectors[c] for c in gold_cols]), np.stack([vectors[c] for c in pred_cols]))
+        sim = np.stack([vectors[c] for c in gold_cols]) @ np.stack([vectors[c] for c in pred_cols]).T  # cosines
         pred_in_gold += sim.max(axis=0).sum()  # (n_pred,): best gold match of each predicted column
         gold_in_pred += sim.max(axis=1).sum()  # (n_gold,): best predicted match of each gold column
     p, r = 100 * safe_div(pred_in_gold, pred_n), 100 * safe_div(gold_in_pred, gold_n)
@@ -773,11 +722,10 @@ def rouge_lsum(reference: str, candidate: str) -> float:
     if not ref or not can or not m or not n:
         return 0.0
     ref_counts, can_counts = Counter(t for s in ref for t in s), Counter(t for s in can for t in s)
-    can_vocab = set(can_counts)
     hits = 0
     for r_sent in ref:
         union: set = set()
-        if set(r_sent) & can_vocab:
+        if set(r_sent) & can_counts.keys():  # (the keys stay when counts reach 0)
             for c_sent in can:
                 if len(union) == len(r_sent):
                     break  # nothing left to add
@@ -806,8 +754,6 @@ class OdieScore:
     def summary(self) -> dict:
         out = {"header_precision": self.header_precision, "header_recall": self.header_recall,
                "header_f1": self.header_f1, "content_rougeL": self.content_rougeL, "n": len(self.per_example)}
-        if self.header_f1 is None:
-            out["header_unavailable"] = "no embedding model"
         if self.followed is not None:
             out["format_followed"] = 100.0 * sum(self.followed) / max(len(self.followed), 1)
         return out
@@ -873,16 +819,19 @@ def _m(mention) -> str:
     return normalise(mention["text"] if isinstance(mention, dict) else str(mention))
 
 
+# The fields of an item of the unified IE record (design.md), in the order of `parse_answer`'s items.
+_ITEM_FIELDS = {"NER": ("entity", "type"), "ED": ("trigger", "type"), "EAE": ("argument", "role"),
+                "RC": ("head", "relation", "tail"), "RE": ("head", "relation", "tail"),
+                "ERE": ("event1", "relation", "event2")}
+
+
 def record_gold_items(record: dict) -> list:
     """The normalised gold items of a unified IE record (design.md), in the form `parse_answer` gives."""
     task, items = record["task"], record.get("items") or []
-    if task == "NER":
-        return [(_m(i["entity"]), normalise(i["type"])) for i in items]
-    if task in ("RC", "RE"):
-        return [(_m(i["head"]), normalise(i["relation"]), _m(i["tail"])) for i in items
-                if normalise(i["relation"]) not in NA_ANSWERS]
-    if task == "ED":
-        return [(_m(i["trigger"]), normalise(i["type"])) for i in items]
+    if task in _ITEM_FIELDS:  # a relation saying "no relation" is no item, as in parse_answer
+        fields = _ITEM_FIELDS[task]
+        return [tuple(_m(i[k]) for k in fields) for i in items
+                if "relation" not in fields or normalise(i["relation"]) not in NA_ANSWERS]
     if task == "EE":
         out = []
         for i in items:
@@ -890,11 +839,6 @@ def record_gold_items(record: dict) -> list:
             out.append(("trigger", trigger, etype))
             out += [("argument", trigger, etype, _m(a["argument"]), normalise(a["role"])) for a in i["arguments"]]
         return out
-    if task == "EAE":
-        return [(_m(i["argument"]), normalise(i["role"])) for i in items]
-    if task == "ERE":
-        return [(_m(i["event1"]), normalise(i["relation"]), _m(i["event2"])) for i in items
-                if normalise(i["relation"]) not in NA_ANSWERS]
     if task == "OpenIE":
         return [tuple(normalise(i.get(k, "")) for k in ("predicate", "subject", "object", "time", "location"))
                 for i in items]

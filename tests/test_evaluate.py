@@ -352,6 +352,18 @@ def test_run_resumes_an_interrupted_run(tiny_model, richere_test, tmp_path, caps
         E.run_generation(run_cfg(tiny_model, richere_test, out))
 
 
+def test_run_takes_the_eval_section_of_a_preset_and_prints_the_settings(tiny_model, richere_test, tmp_path, capsys):
+    """--preset tiny sets max_new_tokens 12 and limit 8 (config.PRESETS["tiny"]["eval"]); the flag given wins."""
+    out = tmp_path / "pred.jsonl"
+    E.main(["run", "--preset=tiny", f"--model={tiny_model}", f"--test={richere_test}", f"--out={out}",
+            "--max_new_tokens=6", "--batch_size=2"])
+    first_lines = capsys.readouterr().out.splitlines()[:2]
+    assert first_lines[0] == "preset tiny sets {'limit': 8}; flags given: ['batch_size', 'max_new_tokens', 'model', "\
+                             "'out', 'preset', 'test']"
+    assert " max_new_tokens=6 " in first_lines[1] and " limit=8 " in first_lines[1]
+    assert [p["output"] for p in E.read_jsonl(out)] == expected_outputs(tiny_model, richere_test)
+
+
 def test_run_under_torchrun_gathers_in_order(tiny_model, richere_test, tmp_path):
     """2 processes (gloo on CPU): prompts split across ranks, the predictions file in test order, the same answers
     as one process gives (each prompt's sampling stream depends only on (seed, its index))."""
