@@ -76,8 +76,8 @@ def torchrun(nproc: int, script: str, *args) -> list[str]:
 
 
 def build_stages(cfg: PipelineConfig) -> list[Stage]:
-    """The stages with their inputs, outputs and commands. sft.py, feedback.py and dpo.py take their settings from
-    config.PRESETS[--preset] themselves (--preset); the warm-up (sft.py), synthetic.py, data.py and evaluate.py get
+    """The stages with their inputs, outputs and commands. sft.py, feedback.py, dpo.py and evaluate.py take their
+    settings from config.PRESETS[--preset] themselves (--preset); the warm-up (sft.py), synthetic.py and data.py get
     the preset's sections as flags."""
     s = PRESETS[cfg.preset]
     ie_instruct = {**s["ie_instruct"], **({"ie_proportion": cfg.ie_proportion} if cfg.ie_proportion >= 0 else {})}
@@ -131,7 +131,7 @@ def build_stages(cfg: PipelineConfig) -> list[Stage]:
         stages.append(Stage(
             f"eval_{name}", [model_dir / "config.json"] + [t for t, _ in tests], preds,
             torchrun(cfg.nproc, "evaluate.py", "run", f"--model={model_dir}", f"--test={','.join(str(t) for t, _ in tests)}",
-                     f"--out={','.join(map(str, preds))}", *as_flags(s["eval"]), "--temperature=0")))
+                     f"--out={','.join(map(str, preds))}", f"--preset={cfg.preset}", "--temperature=0")))
     preds = [p for st in stages if st.name.startswith("eval_") for p in st.outputs]
     stages.append(Stage("report", preds + [sft / "metrics.jsonl", dpo / "metrics.jsonl", ie_feedback],
                         [out / "report.md"],
