@@ -126,36 +126,29 @@ def policy_and_reference_logprobs(net, batch: dict, device) -> tuple[torch.Tenso
 
 def precompute_reference(ref_net, pairs: list, micro_batch: int, cache: Path, d: training.Dist) -> torch.Tensor:
     """Reference log-probs of every pair, computed once (saves memory), as a (N, 2) tensor [chosen, rejected]
-    indexed by pair index. NaN marks "not computed"; any NaN left is an error, never a silent zero. The cache
-    file's name holds a hash of everything that determines the values."""
+    indexed by pair index. A third column marks each pair computed; a pair left out is an error, never a silent
+    zero. The cache file's name holds a hash of everything that determines the values."""
     if cache.exists():
-        table = torch.load(cache, weights_only=True)
-    else:
-        table = torch.full((len(pairs), 2), float("nan"), dtype=torch.float64)
-        mine = list(range(d.rank, len(pairs), d.world_size))  # every rank takes every world_size-th pair
-        # Equal numbers of forward passes on every rank (FSDP's collectives need them): pad with pair 0.
-        n_batches = math.ceil(math.ceil(len(pairs) / d.world_size) / micro_batch)
-        with torch.no_grad():
-            for b in range(n_batches):
-                idx = mine[b * micro_batch:(b + 1) * micro_batch]
-                batch = data.collate_preference([pairs[i] for i in (idx or [0])], pad_id=0)
-                chosen, rejected = policy_and_reference_logprobs(ref_net, batch, d.device)
-                for j, i in enumerate(idx):
-                    table[i] = torch.tensor([chosen[j].item(), rejected[j].item()], dtype=torch.float64)
-        # Every rank holds NaN where another rank computed: combine (NaN -> 0, then sum; each pair has one owner).
-        owned = (~table.isnan()).to(torch.float64)
-        values = torch.nan_to_num(table, nan=0.0)
-        stacked = torch.stack([values, owned]).to(d.device)
-        dist.all_reduce(stacked, op=dist.ReduceOp.SUM)
-        values, owned = stacked.cpu()
-        table = torch.where(owned > 0, values, torch.full_like(values, float("nan")))
-        if d.is_main:  # atomically: a half-written cache must never be read as the reference
-            with atomic_file(cache) as tmp:
-                torch.save(table, tmp)
-        dist.barrier()
-    missing = table.isnan().any(-1).nonzero().flatten().tolist()
-    if missing:
+        return torch.load(cache, weights_only=True)
+    table = torch.zeros(len(pairs), 3, dtype=torch.float64, device=d.device)  # chosen, rejected, computed
+    mine = list(range(d.rank, len(pairs), d.world_size))  # every rank takes every world_size-th pair
+    # Equal numbers of forward passes on every rank (FSDP's collectives need them): pad with pair 0.
+    n_batches = math.ceil(math.ceil(len(pairs) / d.world_size) / micro_batch)
+    with torch.no_grad():
+        for b in range(n_batches):
+            idx = mine[b * micro_batch:(b + 1) * micro_batch]
+            batch = data.collate_preference([pairs[i] for i in (idx or [0])], pad_id=0)
+            chosen, rejected = policy_and_reference_logprobs(ref_net, batch, d.device)
+            if idx:
+                table[idx] = torch.stack([chosen, rejected, torch.ones_like(chosen)], -1).double()
+    dist.all_reduce(table)  # each pair has one owner: the sum over ranks is the whole table
+    if missing := (table[:, 2] != 1).nonzero().flatten().tolist():
         raise RuntimeError(f"{cache}: reference log-probs missing for {len(missing)} pairs (first: {missing[:5]})")
+    table = table[:, :2].cpu()
+    if d.is_main:  # atomically: a half-written cache must never be read as the reference
+        with atomic_file(cache) as tmp:
+            torch.save(table, tmp)
+    dist.barrier()
     return table
 
 
