@@ -15,8 +15,7 @@ answer tokens' log-probabilities (docs/fidelity.md §4). beta * (log pi - log re
 The paper's recipe (appendix B.2; docs/fidelity.md §4): from ADELIE-SFT, beta 0.1, lr 5e-7 with a linear schedule and
 10% warmup, 3 epochs, 32 pairs per optimizer step, 2048 tokens, fp32 master weights. Every default below is that
 recipe (the `paper` preset). With no --model, the script runs the embedded default (the SFT demo's output and its
-IEFeedback) with the `demo` preset's DPO settings (config.PRESETS); a flag given always wins; the settings are
-printed at the start.
+IEFeedback) with the `demo` preset (config.PRESETS).
 
 The loop: load pairs and tokenise chosen/rejected with loss masks (data.py) -> policy and reference (a frozen
 sharded copy, or reference log-probs precomputed once and cached) -> for each optimizer step: one forward of
@@ -153,7 +152,7 @@ def precompute_reference(ref_net, pairs: list, micro_batch: int, cache: Path, d:
 
 
 def main(argv=None) -> None:
-    # Settings (defaults <- --preset <- flags), process group, seed, inputs, flags checked, OUT_DIR claimed
+    # Settings, processes, checks, OUT_DIR; the embedded default's inputs are the earlier stages' outputs
     cfg, d, out_dir = training.start_run(DPOConfig, "dpo", argv, inputs=lambda cfg: {
         "model": (REPO / "runs" / "sft" / "final", "sft.py"),
         "data": (REPO / "runs" / "feedback" / "ie_feedback.json", "feedback.py")})
@@ -184,8 +183,7 @@ def main(argv=None) -> None:
                                         trainable=False)[0]
     ref_table = None
     if cfg.reference == "precomputed":
-        key = [str(model_dir.resolve()), (model_dir / "config.json").read_text()
-               if (model_dir / "config.json").exists() else "", data_fingerprint, cfg.max_len, use_bf16]
+        key = [str(model_dir.resolve()), str(args), data_fingerprint, cfg.max_len, use_bf16]
         cache = out_dir / f"reference_logprobs_{training.fingerprint(key)[:12]}.pt"
         ref_table = precompute_reference(ref_net, pairs, cfg.micro_batch_size, cache, d)
         ref_net = None  # the reference model is no longer needed: its memory goes back
@@ -200,8 +198,7 @@ def main(argv=None) -> None:
     # ---- Training loop
     log = training.MetricsLog(out_dir, d, total_steps, start_step, desc="dpo")
     stop = training.StopSignal()
-    for step, epoch, lr, micro_batches in training.optimizer_steps(cfg, lengths, start_step, total_steps, optimizer,
-                                                                   d):
+    for step, epoch, lr, micro_batches in training.optimizer_steps(cfg, lengths, start_step, total_steps, optimizer, d):
         t0 = time.perf_counter()
         sums = torch.zeros(6, dtype=torch.float64)  # loss, reward_c, reward_r, correct, pairs, tokens
         for mb in micro_batches:
