@@ -65,8 +65,7 @@ class DPOConfig:
     global_batch_size: int = flag(32, "pairs per optimizer step (appendix B.2: global batch 32)")
     micro_batch_size: int = flag(1, "pairs per forward pass per rank (ADELIE: 1 per GPU x 8 GPUs x 4 accumulation)")
     group_by_length: bool = flag(False, "batch pairs of similar length (less padding) instead of the release's "
-                                        "random order; under mean_of_means it changes each token's weight "
-                                        "(docs/fidelity.md); the embedded default's demo turns it on for speed")
+                                        "random order (docs/fidelity.md); the embedded default's demo turns it on")
     lr: float = flag(5e-7, "peak learning rate (appendix B.2: 5e-7)")
     lr_schedule: str = flag("linear", "schedule after warmup (appendix B.2: linear)",
                             choices=["cosine", "linear", "constant"])

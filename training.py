@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -165,13 +166,10 @@ _held_lock: Path | None = None  # the lock this process took (rank 0), removed b
 def release_out_dir() -> None:
     """Remove OUT_DIR/LOCK if this process took it (called on every way out: end_process, run_main's error line)."""
     global _held_lock
-    if _held_lock is not None:
-        try:
-            if json.loads(_held_lock.read_text()).get("pid") == os.getpid():
-                _held_lock.unlink()
-        except (OSError, ValueError):
-            pass
-        _held_lock = None
+    lock, _held_lock = _held_lock, None
+    with contextlib.suppress(OSError, ValueError):
+        if lock and json.loads(lock.read_text()).get("pid") == os.getpid():  # still ours
+            lock.unlink()
 
 
 robust.EXIT_HOOKS.append(release_out_dir)  # an error line from run_main
@@ -554,9 +552,7 @@ class MetricsLog:
     active_bar = None  # rank 0's bar, closed by `fail` before its error line
 
     def __init__(self, out_dir: Path, d: Dist, total_steps: int, start_step: int, desc: str):
-        self.d = d
-        self.path = Path(out_dir) / "metrics.jsonl"
-        self.bar = None
+        self.path, self.bar = Path(out_dir) / "metrics.jsonl", None  # no bar: not rank 0, nothing to log
         if d.is_main:
             if self.path.exists():  # on resume, forget steps logged after the checkpoint we resume from
                 kept = [l for l in self.path.read_text().splitlines() if l and json.loads(l)["step"] <= start_step]
@@ -567,7 +563,7 @@ class MetricsLog:
             MetricsLog.active_bar = self.bar
 
     def log(self, row: dict) -> None:
-        if not self.d.is_main:
+        if self.bar is None:
             return
         with self.path.open("a") as f:  # strict JSON: a NaN/inf is written as null (jq, JavaScript reject NaN)
             f.write(json.dumps({k: (None if isinstance(v, float) and not math.isfinite(v) else v)
@@ -613,11 +609,8 @@ def check_step_finite(loss: float, grad_norm: float, step: int, out_dir: Path, d
 def check_weights_finite(net, what: str, out_dir: Path, d: Dist) -> None:
     """Refuse to write a checkpoint or export holding a NaN/inf weight (a second guard after check_step_finite:
     an update of finite size can still overflow). Counts this rank's shard, all-reduced, so all ranks agree."""
-    bad = 0
-    with torch.no_grad():
-        for p in net.parameters():
-            local = p.to_local() if hasattr(p, "to_local") else p
-            bad += int((~torch.isfinite(local)).sum())
+    with torch.no_grad():  # a DTensor's local shard, or the plain parameter
+        bad = sum(int((~torch.isfinite(p.to_local() if hasattr(p, "to_local") else p)).sum()) for p in net.parameters())
     (bad,) = all_reduce_sum(d, bad)
     if bad:
         fail(d, f"{int(bad)} weights are NaN/inf; {what} not written. The last complete checkpoint is "
