@@ -64,8 +64,8 @@ def init_distributed(timeout_minutes: float = 30.0) -> Dist:
     CPU, NCCL on CUDA. The timeout bounds every collective: a rank left waiting on a dead peer (e.g. on another
     node) fails with an error after this long instead of hanging."""
     timeout, use_cuda, torchrun = timedelta(minutes=timeout_minutes), torch.cuda.is_available(), "RANK" in os.environ
-    rank, world, local_rank = (int(os.environ.get(k, default)) for k, default in
-                               (("RANK", 0), ("WORLD_SIZE", 1), ("LOCAL_RANK", 0)))
+    names = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+    rank, world, local_rank = (int(os.environ[k]) for k in names) if torchrun else (0, 1, 0)
     device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
     if torchrun:
         if use_cuda:
