@@ -15,8 +15,7 @@ answer tokens' log-probabilities (docs/fidelity.md §4). beta * (log pi - log re
 The paper's recipe (appendix B.2; docs/fidelity.md §4): from ADELIE-SFT, beta 0.1, lr 5e-7 with a linear schedule and
 10% warmup, 3 epochs, 32 pairs per optimizer step, 2048 tokens, fp32 master weights. Every default below is that
 recipe (the `paper` preset). With no --model, the script runs the embedded default (the SFT demo's output and its
-IEFeedback) with the `demo` preset's DPO settings (config.PRESETS); a flag given always wins; the settings are
-printed at the start.
+IEFeedback) with the `demo` preset (config.PRESETS).
 
 The loop: load pairs and tokenise chosen/rejected with loss masks (data.py) -> policy and reference (a frozen
 sharded copy, or reference log-probs precomputed once and cached) -> for each optimizer step: one forward of
@@ -66,8 +65,7 @@ class DPOConfig:
     global_batch_size: int = flag(32, "pairs per optimizer step (appendix B.2: global batch 32)")
     micro_batch_size: int = flag(1, "pairs per forward pass per rank (ADELIE: 1 per GPU x 8 GPUs x 4 accumulation)")
     group_by_length: bool = flag(False, "batch pairs of similar length (less padding) instead of the release's "
-                                        "random order; under mean_of_means it changes each token's weight "
-                                        "(docs/fidelity.md); the embedded default's demo turns it on for speed")
+                                        "random order (docs/fidelity.md); the embedded default's demo turns it on")
     lr: float = flag(5e-7, "peak learning rate (appendix B.2: 5e-7)")
     lr_schedule: str = flag("linear", "schedule after warmup (appendix B.2: linear)",
                             choices=["cosine", "linear", "constant"])
@@ -126,41 +124,34 @@ def policy_and_reference_logprobs(net, batch: dict, device) -> tuple[torch.Tenso
 
 def precompute_reference(ref_net, pairs: list, micro_batch: int, cache: Path, d: training.Dist) -> torch.Tensor:
     """Reference log-probs of every pair, computed once (saves memory), as a (N, 2) tensor [chosen, rejected]
-    indexed by pair index. NaN marks "not computed"; any NaN left is an error, never a silent zero. The cache
-    file's name holds a hash of everything that determines the values."""
+    indexed by pair index. A third column marks each pair computed; a pair left out is an error, never a silent
+    zero. The cache file's name holds a hash of everything that determines the values."""
     if cache.exists():
-        table = torch.load(cache, weights_only=True)
-    else:
-        table = torch.full((len(pairs), 2), float("nan"), dtype=torch.float64)
-        mine = list(range(d.rank, len(pairs), d.world_size))  # every rank takes every world_size-th pair
-        # Equal numbers of forward passes on every rank (FSDP's collectives need them): pad with pair 0.
-        n_batches = math.ceil(math.ceil(len(pairs) / d.world_size) / micro_batch)
-        with torch.no_grad():
-            for b in range(n_batches):
-                idx = mine[b * micro_batch:(b + 1) * micro_batch]
-                batch = data.collate_preference([pairs[i] for i in (idx or [0])], pad_id=0)
-                chosen, rejected = policy_and_reference_logprobs(ref_net, batch, d.device)
-                for j, i in enumerate(idx):
-                    table[i] = torch.tensor([chosen[j].item(), rejected[j].item()], dtype=torch.float64)
-        # Every rank holds NaN where another rank computed: combine (NaN -> 0, then sum; each pair has one owner).
-        owned = (~table.isnan()).to(torch.float64)
-        values = torch.nan_to_num(table, nan=0.0)
-        stacked = torch.stack([values, owned]).to(d.device)
-        dist.all_reduce(stacked, op=dist.ReduceOp.SUM)
-        values, owned = stacked.cpu()
-        table = torch.where(owned > 0, values, torch.full_like(values, float("nan")))
-        if d.is_main:  # atomically: a half-written cache must never be read as the reference
-            with atomic_file(cache) as tmp:
-                torch.save(table, tmp)
-        dist.barrier()
-    missing = table.isnan().any(-1).nonzero().flatten().tolist()
-    if missing:
+        return torch.load(cache, weights_only=True)
+    table = torch.zeros(len(pairs), 3, dtype=torch.float64, device=d.device)  # chosen, rejected, computed
+    mine = list(range(d.rank, len(pairs), d.world_size))  # every rank takes every world_size-th pair
+    # Equal numbers of forward passes on every rank (FSDP's collectives need them): pad with pair 0.
+    n_batches = math.ceil(math.ceil(len(pairs) / d.world_size) / micro_batch)
+    with torch.no_grad():
+        for b in range(n_batches):
+            idx = mine[b * micro_batch:(b + 1) * micro_batch]
+            batch = data.collate_preference([pairs[i] for i in (idx or [0])], pad_id=0)
+            chosen, rejected = policy_and_reference_logprobs(ref_net, batch, d.device)
+            if idx:
+                table[idx] = torch.stack([chosen, rejected, torch.ones_like(chosen)], -1).double()
+    dist.all_reduce(table)  # each pair has one owner: the sum over ranks is the whole table
+    if missing := (table[:, 2] != 1).nonzero().flatten().tolist():
         raise RuntimeError(f"{cache}: reference log-probs missing for {len(missing)} pairs (first: {missing[:5]})")
+    table = table[:, :2].cpu()
+    if d.is_main:  # atomically: a half-written cache must never be read as the reference
+        with atomic_file(cache) as tmp:
+            torch.save(table, tmp)
+    dist.barrier()
     return table
 
 
 def main(argv=None) -> None:
-    # Settings (defaults <- --preset <- flags), process group, seed, inputs, flags checked, OUT_DIR claimed
+    # Settings, processes, checks, OUT_DIR; the embedded default's inputs are the earlier stages' outputs
     cfg, d, out_dir = training.start_run(DPOConfig, "dpo", argv, inputs=lambda cfg: {
         "model": (REPO / "runs" / "sft" / "final", "sft.py"),
         "data": (REPO / "runs" / "feedback" / "ie_feedback.json", "feedback.py")})
@@ -191,8 +182,7 @@ def main(argv=None) -> None:
                                         trainable=False)[0]
     ref_table = None
     if cfg.reference == "precomputed":
-        key = [str(model_dir.resolve()), (model_dir / "config.json").read_text()
-               if (model_dir / "config.json").exists() else "", data_fingerprint, cfg.max_len, use_bf16]
+        key = [str(model_dir.resolve()), str(args), data_fingerprint, cfg.max_len, use_bf16]
         cache = out_dir / f"reference_logprobs_{training.fingerprint(key)[:12]}.pt"
         ref_table = precompute_reference(ref_net, pairs, cfg.micro_batch_size, cache, d)
         ref_net = None  # the reference model is no longer needed: its memory goes back
@@ -207,8 +197,7 @@ def main(argv=None) -> None:
     # ---- Training loop
     log = training.MetricsLog(out_dir, d, total_steps, start_step, desc="dpo")
     stop = training.StopSignal()
-    for step, epoch, lr, micro_batches in training.optimizer_steps(cfg, lengths, start_step, total_steps, optimizer,
-                                                                   d):
+    for step, epoch, lr, micro_batches in training.optimizer_steps(cfg, lengths, start_step, total_steps, optimizer, d):
         t0 = time.perf_counter()
         sums = torch.zeros(6, dtype=torch.float64)  # loss, reward_c, reward_r, correct, pairs, tokens
         for mb in micro_batches:

@@ -9,14 +9,12 @@
 The paper's recipe (appendix B.2; docs/fidelity.md §2): LLaMA-2-7B, AdamW, lr 2e-5, cosine schedule and 3% warmup,
 2 epochs, 128 sequences per optimizer step, 2048 tokens, loss on the assistant's tokens only. Every default below
 is that recipe (the `paper` preset). With no --model, the script runs the embedded default with the `demo` preset
-(config.PRESETS: a small model with random weights, the synthetic corpus and IEInstruct that pipeline.py builds, and
-the demo's SFT settings); --preset chooses another, a flag given always wins, and the settings are printed.
+(config.PRESETS: a small model with random weights, and the synthetic IEInstruct that pipeline.py builds).
 
 The loop, top to bottom: load the data and tokenise it with loss masks (data.py) -> load the model sharded with
-FSDP2 (training.py) -> for each optimizer step: split the step's global batch into this rank's micro-batches,
-forward, masked next-token loss, backward (gradient accumulation), clip, stop on a NaN/inf loss or gradient
-norm, AdamW step -> log, checkpoint ->
-export a Hugging Face checkpoint to OUT_DIR/final/.
+FSDP2 (training.py) -> for each optimizer step: this rank's micro-batches of the step's global batch, forward,
+masked next-token loss, backward (gradient accumulation), clip, stop on a NaN/inf loss or gradient norm, AdamW
+step -> log, checkpoint -> export a Hugging Face checkpoint to OUT_DIR/final/.
 """
 from __future__ import annotations
 
@@ -128,8 +126,7 @@ def build_embedded_default_data(out_dir: Path, preset: str, seed: int) -> Path:
 
 
 def main(argv=None) -> None:
-    # Settings (defaults <- --preset <- flags), process group, seed, flags checked, OUT_DIR claimed, config.json
-    cfg, d, out_dir = training.start_run(SFTConfig, "sft", argv)
+    cfg, d, out_dir = training.start_run(SFTConfig, "sft", argv)  # settings, processes, checks, OUT_DIR
 
     # ---- Data: IEInstruct (+ general chat), tokenised with loss masks on the assistant's turns (docs/fidelity.md §2)
     # The embedded default (no --model / --data): the preset's model.py preset with random weights, and synthetic IE
@@ -180,7 +177,7 @@ def main(argv=None) -> None:
                        for b in batch_list)
         step_tokens, step_pad, step_real, step_flops = training.all_reduce_sum(d, my_tokens, my_pad, my_real, my_flops)
 
-        loss_sum_total, mean_sum_total = 0.0, 0.0
+        step_loss = 0.0  # the loss the step minimises (the chosen normalisation), summed over ranks below
         for batch in batch_list:
             input_ids = batch["input_ids"].to(d.device)  # (micro_batch, T)
             labels = batch["labels"].to(d.device)  # (micro_batch, T)
@@ -193,15 +190,10 @@ def main(argv=None) -> None:
                 # Every trained token of the step weighs 1 / step_tokens; x world size undoes FSDP's rank average.
                 loss = loss_sum / step_tokens * d.world_size
             loss.backward()
-            loss_sum_total += loss_sum.item()
-            mean_sum_total += loss_sum.item() / n_tokens
+            step_loss += loss.item() / d.world_size  # / world size: FSDP's rank average
         grad_norm = training.grad_norm_and_clip(net, cfg.grad_clip)  # the full norm over all ranks
-        # The loss as the chosen normalisation defines it, over all ranks; a NaN/inf loss or gradient norm ends
-        # the run here, before the update reaches the weights.
-        loss_sum_all, mean_sum_all = training.all_reduce_sum(d, loss_sum_total, mean_sum_total)
-        step_loss = (mean_sum_all / (accum * d.world_size) if cfg.loss_normalization == "mean_of_means"
-                     else loss_sum_all / step_tokens)
-        training.check_step_finite(step_loss, grad_norm, step + 1, out_dir, d)
+        (step_loss,) = training.all_reduce_sum(d, step_loss)
+        training.check_step_finite(step_loss, grad_norm, step + 1, out_dir, d)  # before the update reaches the weights
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 

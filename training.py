@@ -1,21 +1,18 @@
 """The plumbing around the training loops of sft.py and dpo.py (and feedback.py's start), not the method:
 
-- `start_run`: every script's start-up (settings from config.PRESETS and the flags, process group, seed, checked
-  flags, OUT_DIR/LOCK, config.json); `resume_step`, `optimizer_steps`, `checkpoint_if_due`, `finish_run`: the parts
-  of a loop that are the same for SFT and DPO.
-- `init_distributed` / `end_process`: torchrun (any number of nodes) or one plain process; gloo on CPU, NCCL on CUDA.
-- `build_fsdp_model`: FSDP2 (`fully_shard` per block, then the root), bf16 compute with fp32 master weights and
-  fp32 gradient reduction on CUDA; rank 0 reads the weights (memory-mapped) and broadcasts them shard by shard.
-- `epoch_batches` / `rank_micro_batches`: global batches that do not depend on the micro-batch size, the
-  accumulation steps or the world size; `lr_at`: the schedules of appendix B.2.
-- Checkpoints with torch.distributed.checkpoint (sharded model + optimizer, step, RNG), written atomically; the
-  export gathers the weights to rank 0 and writes a Hugging Face directory through model.py.
-- Guards: `check_flags`, `claim_out_dir`, `check_step_finite` (a NaN/inf loss or gradient norm stops the run before
-  the update), `fail` (one error line, printed once); `MetricsLog`, `StopSignal` (SIGTERM -> checkpoint, exit).
+- `start_run`: every script's start-up (settings, process group, seed, checked flags, OUT_DIR/LOCK, config.json);
+  `resume_step`, `optimizer_steps`, `checkpoint_if_due`, `finish_run`: the parts of a loop SFT and DPO share.
+- `build_fsdp_model`: FSDP2, bf16 compute with fp32 master weights and fp32 gradient reduction on CUDA.
+- `epoch_batches` / `rank_micro_batches`: global batches independent of the micro-batch size, the accumulation
+  steps and the world size; `lr_at`: the schedules of appendix B.2.
+- Checkpoints (torch.distributed.checkpoint, written atomically) and the Hugging Face export.
+- Guards: `flag_problems`, `claim_out_dir`, `check_step_finite` (a NaN/inf step is never applied), `fail` (one error
+  line); `MetricsLog`, `StopSignal` (SIGTERM -> checkpoint, exit).
 """
 from __future__ import annotations
 
 import atexit
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -46,8 +43,6 @@ import model as llama
 import robust
 from robust import atomic_file
 
-REPO = Path(__file__).resolve().parent
-
 
 # ----------------------------------------------------------------------------------------------------------------
 # Processes and devices
@@ -65,22 +60,18 @@ class Dist:
 
 
 def init_distributed(timeout_minutes: float = 30.0) -> Dist:
-    """Join the torchrun job (or make a one-process group for `python script.py`).
-
-    The timeout bounds every collective: if one rank dies, torchrun stops the others, and a rank that is left
-    waiting on a dead peer (e.g. on another node) fails with an error after this long instead of hanging."""
-    timeout = timedelta(minutes=timeout_minutes)
-    use_cuda = torch.cuda.is_available()
-    if "RANK" in os.environ:  # launched by torchrun
-        rank, world, local_rank = (int(os.environ[k]) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
-        device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+    """Join the torchrun job (any number of nodes), or make a one-process group for `python script.py`; gloo on
+    CPU, NCCL on CUDA. The timeout bounds every collective: a rank left waiting on a dead peer (e.g. on another
+    node) fails with an error after this long instead of hanging."""
+    timeout, use_cuda, torchrun = timedelta(minutes=timeout_minutes), torch.cuda.is_available(), "RANK" in os.environ
+    names = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+    rank, world, local_rank = (int(os.environ[k]) for k in names) if torchrun else (0, 1, 0)
+    device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+    if torchrun:
         if use_cuda:
             torch.cuda.set_device(device)
-        dist.init_process_group("nccl" if use_cuda else "gloo", timeout=timeout,
-                                device_id=device if use_cuda else None)
+        dist.init_process_group("nccl" if use_cuda else "gloo", timeout=timeout, device_id=device if use_cuda else None)
     else:  # a plain single process: the same code path, with a group of one
-        rank, world, local_rank = 0, 1, 0
-        device = torch.device("cuda", 0) if use_cuda else torch.device("cpu")
         dist.init_process_group("nccl" if use_cuda else "gloo", store=dist.HashStore(), rank=0, world_size=1,
                                 timeout=timeout)
     return Dist(rank, world, local_rank, device)
@@ -92,14 +83,10 @@ def cleanup_distributed() -> None:
 
 
 def end_process(code: int = 0) -> NoReturn:
-    """Leave the process group and end a training process now, without Python's interpreter finalization.
-
-    Why not a plain return: under FSDP2 the process group outlives destroy_process_group (DTensor's caches keep
-    DeviceMesh objects, and a DeviceMesh holds its process groups), so gloo's / NCCL's C++ threads are still
-    running while the interpreter tears itself down; one that touches a Python object then aborts the finished
-    process now and then ("terminate called without an active exception", seen once in CI on a 2-process
-    sft.py that had already written its export). Every file this project writes is closed before this point;
-    stdout and stderr are flushed here."""
+    """Leave the process group and end the process now, without Python's interpreter teardown: under FSDP2 the
+    process group outlives destroy_process_group (DTensor's caches keep DeviceMeshes), and a gloo / NCCL thread that
+    touches a Python object during teardown aborts the finished process now and then ("terminate called without an
+    active exception", seen in CI after a 2-process sft.py had written its export)."""
     release_out_dir()
     cleanup_distributed()
     sys.stdout.flush()
@@ -109,19 +96,12 @@ def end_process(code: int = 0) -> NoReturn:
 
 def fail(d: Dist, message: str, code: int = 1) -> NoReturn:
     """End the run with ONE line `error: message` on stderr, printed by rank 0 (every rank calls this at the same
-    point with the same problem), and a non-zero exit status. A progress bar is closed first so the line starts
-    on its own."""
+    point with the same problem; a progress bar is closed first), and a non-zero exit status."""
     if d.is_main:
         if MetricsLog.active_bar is not None:
             MetricsLog.active_bar.close()
         print(f"error: {message}", file=sys.stderr, flush=True)
     end_process(code)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def print0(d: Dist, *args, **kwargs) -> None:
@@ -171,53 +151,25 @@ def flag_problems(cfg, world_size: int, context: int | None) -> list[str]:
     need(cfg.checkpoint_every >= 0, "checkpoint_every", "0 (only on a signal) or a positive number of steps")
     need(cfg.keep_last >= 0, "keep_last", "0 (keep all) or a positive number of checkpoints")
     need(cfg.dist_timeout_minutes > 0, "dist_timeout_minutes", "a positive number of minutes")
-    if getattr(cfg, "beta", 1.0) <= 0:
-        need(False, "beta", "a positive DPO temperature")
+    need(getattr(cfg, "beta", 1.0) > 0, "beta", "a positive DPO temperature")
     if cfg.resume and cfg.overwrite:
         problems.append("--resume and --overwrite: expected one of them (continue the run, or start it again)")
     return problems
 
 
-def check_flags(cfg, d: Dist, model_dir: Path | None) -> None:
-    """Stop at start-up with one line per problem in the flags (flag_problems) and exit status 2. `model_dir`
-    (None: not created yet) gives the context length; a --model that does not exist or whose config.json is not
-    readable is a problem too."""
-    context = None
-    problems = []
-    if model_dir is not None:
-        if not Path(model_dir).is_dir():
-            problems.append(f"--model {model_dir}: no such directory; expected a model directory (Meta, Hugging "
-                            f"Face or this project's format) with tokenizer.model beside the weights")
-        else:
-            try:
-                context = checkpoints.read_model_args(model_dir).max_seq_len
-            except (OSError, ValueError) as e:
-                problems.append(f"--model {model_dir}: {robust.one_line(e)}")
-    problems += flag_problems(cfg, d.world_size, context)
-    if problems:
-        if d.is_main:
-            for p in problems:
-                print(f"error: {p}", file=sys.stderr, flush=True)
-        end_process(2)
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # The output directory: one run at a time, and a finished run is never silently replaced
 
-LOCK_NAME = "LOCK"
 _held_lock: Path | None = None  # the lock this process took (rank 0), removed by release_out_dir
 
 
 def release_out_dir() -> None:
     """Remove OUT_DIR/LOCK if this process took it (called on every way out: end_process, run_main's error line)."""
     global _held_lock
-    if _held_lock is not None:
-        try:
-            if json.loads(_held_lock.read_text()).get("pid") == os.getpid():
-                _held_lock.unlink()
-        except (OSError, ValueError):
-            pass
-        _held_lock = None
+    lock, _held_lock = _held_lock, None
+    with contextlib.suppress(OSError, ValueError):
+        if lock and json.loads(lock.read_text()).get("pid") == os.getpid():  # still ours
+            lock.unlink()
 
 
 robust.EXIT_HOOKS.append(release_out_dir)  # an error line from run_main
@@ -230,53 +182,48 @@ def pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:  # exists, owned by someone else
-        return True
+        pass
     return True
 
 
 def _take_lock(out_dir: Path, clear_stale: bool) -> str | None:
     """Create OUT_DIR/LOCK (host, pid, start time) exclusively; an error message when another run holds it."""
     global _held_lock
-    lock = out_dir / LOCK_NAME
+    lock = out_dir / "LOCK"
     me = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
-    for _ in range(2):
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
         try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                other = json.loads(lock.read_text())
-            except (OSError, ValueError):
-                other = {}
-            host, pid = other.get("host", "?"), other.get("pid", -1)
-            if host == me["host"] and isinstance(pid, int) and pid > 0 and not pid_alive(pid):
-                if clear_stale:
-                    print(f"removing a stale lock {lock} (pid {pid} on {host}, started {other.get('started')}, no "
-                          f"longer running)", flush=True)
-                    lock.unlink(missing_ok=True)
-                    continue
-                return (f"{lock} is left by a run that is no longer running (pid {pid} on {host}, started "
-                        f"{other.get('started')}); if nothing else writes to {out_dir}, pass --clear_stale_lock")
-            where = "on this host" if host == me["host"] else f"on host {host} (its state cannot be checked from here)"
-            return (f"{out_dir} is in use by another run (pid {pid} {where}, started {other.get('started')}; "
-                    f"lock file {lock}); choose another --out_dir, or wait for that run to end")
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(me))
-        _held_lock = lock
-        return None
-    return f"could not take the lock {lock}"
+            other = json.loads(lock.read_text())
+        except (OSError, ValueError):
+            other = {}
+        host, pid = other.get("host", "?"), other.get("pid", -1)
+        if host == me["host"] and isinstance(pid, int) and pid > 0 and not pid_alive(pid):
+            if clear_stale:
+                print(f"removing a stale lock {lock} (pid {pid} on {host}, started {other.get('started')}, no "
+                      f"longer running)", flush=True)
+                lock.unlink(missing_ok=True)
+                return _take_lock(out_dir, clear_stale=False)
+            return (f"{lock} is left by a run that is no longer running (pid {pid} on {host}, started "
+                    f"{other.get('started')}); if nothing else writes to {out_dir}, pass --clear_stale_lock")
+        where = "on this host" if host == me["host"] else f"on host {host} (its state cannot be checked from here)"
+        return (f"{out_dir} is in use by another run (pid {pid} {where}, started {other.get('started')}; "
+                f"lock file {lock}); choose another --out_dir, or wait for that run to end")
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(me))
+    _held_lock = lock
+    return None
 
 
 def claim_out_dir(out_dir: Path, cfg, d: Dist, check=None) -> None:
-    """Make OUT_DIR this run's, or stop with one line. Rank 0 decides; every rank learns the answer.
+    """Make OUT_DIR this run's and write config.json there, or stop with one line (rank 0 decides for all ranks).
 
-    - A lock file OUT_DIR/LOCK holds the host and pid of the run writing there; a second run started on the same
-      directory refuses at once. It is removed when the run ends (also on an error or a signal). A lock left by a
-      killed run (its pid is gone on this host) is reported; --clear_stale_lock removes it.
-    - A trainer's finished run (OUT_DIR/final/ exists) or one with checkpoints is refused unless --resume (continue
-      it, or retrain into it when nothing is left to resume) or --overwrite (start again: its checkpoints are
-      deleted; the old final/ stays until the new export replaces it in one rename).
-    - `check(cfg)` (rank 0), when given, may refuse too: it returns the problem, or None.
-    Then OUT_DIR/config.json records the run's resolved settings."""
+    - OUT_DIR/LOCK (host, pid) makes a second run on the same directory refuse at once; it is removed when the
+      run ends in any way. A lock left by a killed run is reported; --clear_stale_lock removes it.
+    - A trainer's finished run (final/) or one with checkpoints is refused unless --resume or --overwrite (its
+      checkpoints are deleted; the old final/ stays until the new export replaces it in one rename).
+    - `check(cfg)` (rank 0), when given, may refuse too: it returns the problem, or None."""
     problem = None
     if d.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -303,15 +250,9 @@ def claim_out_dir(out_dir: Path, cfg, d: Dist, check=None) -> None:
 
 
 def start_run(cls, stage: str, argv=None, inputs=None, check=None, trainer: bool = True):
-    """The start of sft.py, dpo.py and feedback.py, in one place; returns (cfg, d, out_dir).
-
-    1. The settings: dataclass defaults <- config.PRESETS[--preset][stage] <- the flags given (config.apply_preset).
-    2. The process group (torchrun, or a group of one) and the seed.
-    3. `inputs(cfg)` -> {field: (default path, the script that writes it)}: an empty input takes the embedded
-       default's path from an earlier stage, and every such input must exist.
-    4. A trainer's flags checked (check_flags: one line per senseless flag, exit 2); OUT_DIR claimed and
-       config.json written (claim_out_dir; `check` as there).
-    5. The preset, what it set and the resolved settings printed by rank 0."""
+    """The start of sft.py, dpo.py and feedback.py; returns (cfg, d, out_dir). The settings are the dataclass
+    defaults <- config.PRESETS[--preset][stage] <- the flags given, printed by rank 0. `inputs(cfg)` -> {field:
+    (default path, the script that writes it)}: an empty input takes the earlier stage's output, which must exist."""
     cfg, explicit = config.parse_config(cls, argv)
     cfg, from_preset = config.apply_preset(cfg, explicit, stage)
     d = init_distributed(cfg.dist_timeout_minutes)
@@ -319,11 +260,26 @@ def start_run(cls, stage: str, argv=None, inputs=None, check=None, trainer: bool
         cfg = dataclasses.replace(cfg, **{name: getattr(cfg, name) or str(default)})
         if not Path(getattr(cfg, name)).exists():
             fail(d, f"{getattr(cfg, name)} does not exist; run {made_by} first (or pass --{name})")
-    seed_everything(cfg.seed)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed % 2**32)
+    torch.manual_seed(cfg.seed)
     print0(d, f"preset {cfg.preset} sets {from_preset or 'nothing'}; flags given: {sorted(explicit) or 'none'}\n"
               f"settings: {' '.join(f'{k}={v}' for k, v in dataclasses.asdict(cfg).items())}")
-    if trainer:
-        check_flags(cfg, d, Path(cfg.model) if cfg.model else None)
+    if trainer:  # senseless flags (flag_problems) and a missing or unreadable --model: one line each, exit 2
+        problems, context = [], None
+        if cfg.model and not Path(cfg.model).is_dir():
+            problems.append(f"--model {cfg.model}: no such directory; expected a model directory (Meta, Hugging "
+                            f"Face or this project's format) with tokenizer.model beside the weights")
+        elif cfg.model:  # the model's context length bounds --max_len
+            try:
+                context = checkpoints.read_model_args(cfg.model).max_seq_len
+            except (OSError, ValueError) as e:
+                problems.append(f"--model {cfg.model}: {robust.one_line(e)}")
+        problems += flag_problems(cfg, d.world_size, context)
+        for p in problems:
+            print0(d, f"error: {p}", file=sys.stderr)
+        if problems:
+            end_process(2)
     claim_out_dir(Path(cfg.out_dir), cfg, d, check)
     return cfg, d, Path(cfg.out_dir)
 
@@ -333,15 +289,12 @@ def start_run(cls, stage: str, argv=None, inputs=None, check=None, trainer: bool
 
 def build_fsdp_model(model_dir: str | Path, d: Dist, *, bf16: bool, activation_checkpointing: bool,
                      trainable: bool = True):
-    """Load `model_dir` (any format model.py reads) sharded with FSDP2 over all ranks.
+    """Load `model_dir` (any format model.py reads) sharded with FSDP2 (`fully_shard` per block, then the root).
 
     Parameters are fp32 ("master weights", docs/fidelity.md §4: at lr 5e-7 bf16 weights would round updates away);
-    with bf16=True (CUDA) forward/backward compute in bf16 and gradients are reduced in fp32. The model is built
-    on the meta device, sharded, given empty storage for its own shard only, and then filled from rank 0's
-    memory-mapped checkpoint one tensor at a time (broadcast_from_rank0).
-
-    One process computing in fp32 (`python sft.py` on a CPU) has nothing to shard or cast: the plain module is
-    used, loaded the same way, which saves FSDP's per-block hooks and copies."""
+    with bf16=True (CUDA) forward/backward compute in bf16 and gradients are reduced in fp32. Built on the meta
+    device and sharded, each rank allocates only its shard, filled from rank 0's memory-mapped checkpoint. One
+    process in fp32 (`python sft.py` on a CPU) has nothing to shard or cast: the plain module is used."""
     args = checkpoints.read_model_args(model_dir)
     with torch.device("meta"):
         net = llama.Transformer(args)
@@ -376,13 +329,9 @@ def grad_norm_and_clip(net, max_norm: float) -> float:
 
 def peak_flops(device: torch.device) -> float | None:
     """Dense bf16 peak FLOP/s of one accelerator, for MFU; None on CPU or an unknown GPU."""
-    if device.type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    for key, flops in (("H200", 989e12), ("H100", 989e12), ("A100", 312e12), ("A10", 125e12), ("L40", 181e12)):
-        if key in name:
-            return flops
-    return None
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else ""
+    table = (("H200", 989e12), ("H100", 989e12), ("A100", 312e12), ("A10", 125e12), ("L40", 181e12))
+    return next((flops for key, flops in table if key in name), None)
 
 
 def flops_per_token(args, n_params: int, seq_len: int) -> float:
@@ -399,14 +348,12 @@ def epoch_batches(lengths: list[int], global_batch: int, seed: int, epoch: int, 
     """Split one epoch into global batches (lists of example indices), one per optimizer step.
 
     Default (ADELIE's release: the DataLoader shuffles; docs/fidelity.md): the epoch in a seeded random order, cut
-    into consecutive global batches. group_by_length (an option: less padding, but under the mean_of_means loss
-    it changes how much each token weighs): the shuffled epoch is cut into windows of `group_window` global
-    batches, each window is sorted by length and cut into global batches, and the order of the batches is
-    shuffled again. Either way the result depends only on (lengths, global_batch, seed, epoch, group_by_length) —
-    never on the micro-batch size, the number of accumulation steps or the world size — so all of those train on
-    exactly the same examples per step, and a resumed run on the same batches.
-    A last, partial batch is filled up with other examples of the epoch (as torch's DistributedSampler repeats
-    examples) so nothing is dropped; returns (batches, number of repeated examples)."""
+    into consecutive global batches. group_by_length (less padding, but under mean_of_means it changes how much
+    each token weighs): windows of `group_window` global batches are sorted by length, cut, and the batches
+    shuffled again. The result never depends on the micro-batch size, the accumulation steps or the world size,
+    so all of those train on the same examples per step, and a resumed run on the same batches. A last, partial
+    batch is filled up with other examples of the epoch (as DistributedSampler does); returns (batches, number
+    of repeated examples)."""
     rng = random.Random(f"{seed}-epoch-{epoch}")
     order = list(range(len(lengths)))
     rng.shuffle(order)
@@ -444,7 +391,7 @@ def fingerprint(obj) -> str:
 
 def step_plan(cfg, n_examples: int, d: Dist) -> tuple[int, int]:
     """(gradient accumulation steps, total optimizer steps): micro_batch x accumulation x world_size == global batch
-    (check_flags has refused sizes that do not divide); --max_steps, or --epochs passes over the data."""
+    (start_run has refused sizes that do not divide); --max_steps, or --epochs passes over the data."""
     accum = cfg.global_batch_size // (cfg.micro_batch_size * d.world_size)
     return accum, cfg.max_steps if cfg.max_steps > 0 else cfg.epochs * math.ceil(n_examples / cfg.global_batch_size)
 
@@ -459,12 +406,10 @@ def optimizer_steps(cfg, lengths: list[int], start_step: int, total_steps: int, 
     """The run's optimizer steps from `start_step`: yields (step, epoch, lr, this rank's micro-batches of the step's
     global batch), with the step's learning rate (lr_at) already set in the optimizer."""
     steps_per_epoch = math.ceil(len(lengths) / cfg.global_batch_size)
-    batches, batches_epoch = None, -1
     for step in range(start_step, total_steps):
         epoch, index = divmod(step, steps_per_epoch)
-        if epoch != batches_epoch:  # the epoch's global batches: shuffled, optionally length-grouped
+        if step == start_step or index == 0:  # the epoch's global batches: shuffled, optionally length-grouped
             batches, n_fill = epoch_batches(lengths, cfg.global_batch_size, cfg.seed, epoch, cfg.group_by_length)
-            batches_epoch = epoch
             if n_fill:
                 print0(d, f"epoch {epoch}: the last step is filled up with {n_fill} examples from the epoch's start")
         lr = lr_at(step, total_steps, cfg.lr, cfg.warmup_ratio, cfg.lr_schedule)
@@ -496,19 +441,45 @@ def lr_at(step: int, total_steps: int, peak_lr: float, warmup_ratio: float, sche
 # ----------------------------------------------------------------------------------------------------------------
 # Resume checkpoints (torch.distributed.checkpoint), written atomically
 
+def complete_checkpoints(out_dir: Path) -> list[Path]:
+    """The COMPLETE checkpoints, oldest first (a COMPLETED marker is written only after every shard is on disk)."""
+    return sorted(p for p in (Path(out_dir) / "checkpoints").glob("step_*") if (p / "COMPLETED").exists())
+
+
 def latest_checkpoint(out_dir: Path) -> Path | None:
-    """The newest COMPLETE checkpoint (a COMPLETED marker is written only after every shard is on disk)."""
-    root = Path(out_dir) / "checkpoints"
-    done = sorted(p for p in root.glob("step_*") if p.is_dir() and (p / "COMPLETED").exists()) if root.exists() else []
-    return done[-1] if done else None
+    return (complete_checkpoints(out_dir) or [None])[-1]
 
 
-def save_checkpoint(out_dir: Path, step: int, net, optimizer, trainer_state: dict, d: Dist, keep_last: int) -> Path:
-    """Sharded checkpoint of model + optimizer (each rank writes its own shards), the trainer state (step, data
-    position, config) and every rank's RNG state. Written to `step_N.tmp/` and renamed to `step_N/` with a
-    COMPLETED marker only when all ranks have finished, so resume never picks up a half-written checkpoint."""
-    check_weights_finite(net, f"checkpoint of step {step}", out_dir, d)
-    final = Path(out_dir) / "checkpoints" / f"step_{step:08d}"
+def rng_state() -> dict:
+    """Python's, numpy's, torch's and CUDA's RNG states as numbers, lists and tensors only, so the file loads with
+    torch.load(weights_only=True): a checkpoint's RNG file holds data, never code."""
+    numpy_state = np.random.get_state(legacy=False)
+    numpy_state["state"]["key"] = numpy_state["state"]["key"].tolist()  # an array would need unpickling
+    return {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def checkpoint_if_due(done: int, epoch: int, total_steps: int, cfg, fingerprint: str, stop: "StopSignal",
+                      out_dir: Path, net, optimizer, d: Dist, log: "MetricsLog") -> None:
+    """After optimizer step `done`: a resume checkpoint every --checkpoint_every steps (none at the last step: the
+    export follows), and one when a signal asked the run to stop (SIGTERM / Ctrl-C on any rank), after which it
+    exits. Sharded model + optimizer, the trainer state (the data's `fingerprint` and the global batch, which a
+    resume must match) and every rank's RNG state go to `step_N.tmp/`, renamed to `step_N/` with a COMPLETED
+    marker when all ranks are done: resume never picks up a half-written checkpoint."""
+    stopping = stop.any_rank(d)
+    every = cfg.checkpoint_every
+    if not (stopping or (every > 0 and done % every == 0 and done < total_steps)):
+        return
+    check_weights_finite(net, f"checkpoint of step {done}", out_dir, d)
+    final = out_dir / "checkpoints" / f"step_{done:08d}"
     tmp = final.with_name(final.name + ".tmp")
     if d.is_main:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -516,72 +487,23 @@ def save_checkpoint(out_dir: Path, step: int, net, optimizer, trainer_state: dic
     dist.barrier()
     model_sd, optim_sd = get_state_dict(net, optimizer)
     dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=tmp)
-    torch.save(rng_state_tensors(), tmp / f"rng_rank{d.rank}.pt")
+    torch.save(rng_state(), tmp / f"rng_rank{d.rank}.pt")
     if d.is_main:
-        (tmp / "trainer_state.json").write_text(json.dumps(trainer_state, indent=1))
+        (tmp / "trainer_state.json").write_text(json.dumps(
+            {"step": done, "epoch": epoch, "global_batch_size": cfg.global_batch_size, "data_fingerprint": fingerprint,
+             "world_size": d.world_size, "config": dataclasses.asdict(cfg)}, indent=1))
     dist.barrier()
     if d.is_main:
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
         (final / "COMPLETED").write_text(time.strftime("%Y-%m-%d %H:%M:%S"))
-        complete = sorted(p for p in final.parent.glob("step_*") if (p / "COMPLETED").exists())
-        for old in complete[:-keep_last] if keep_last > 0 else []:
+        for old in complete_checkpoints(out_dir)[:-cfg.keep_last] if cfg.keep_last > 0 else []:
             shutil.rmtree(old, ignore_errors=True)
     dist.barrier()
-    return final
-
-
-def rng_state_tensors() -> dict[str, torch.Tensor]:
-    """Python's, numpy's, torch's and CUDA's RNG states as plain tensors, so the file loads with
-    torch.load(weights_only=True): a checkpoint's RNG file can hold data, never code."""
-    version, mt, gauss = random.getstate()
-    _, keys, pos, has_gauss, cached = np.random.get_state()
-    return {"python_mt": torch.tensor(mt, dtype=torch.int64), "python_version": torch.tensor(version),
-            "python_gauss": torch.tensor([] if gauss is None else [gauss], dtype=torch.float64),
-            "numpy_keys": torch.from_numpy(keys.astype(np.int64)), "numpy_pos": torch.tensor(pos),
-            "numpy_has_gauss": torch.tensor(has_gauss), "numpy_cached_gaussian": torch.tensor(cached, dtype=torch.float64),
-            "torch": torch.get_rng_state(),
-            "cuda": torch.stack(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else torch.empty(0)}
-
-
-def set_rng_state_tensors(rng: dict[str, torch.Tensor]) -> None:
-    """The inverse of rng_state_tensors."""
-    gauss = rng["python_gauss"].tolist()
-    random.setstate((int(rng["python_version"]), tuple(rng["python_mt"].tolist()), gauss[0] if gauss else None))
-    np.random.set_state(("MT19937", rng["numpy_keys"].numpy().astype(np.uint32), int(rng["numpy_pos"]),
-                         int(rng["numpy_has_gauss"]), float(rng["numpy_cached_gaussian"])))
-    torch.set_rng_state(rng["torch"])
-    if rng["cuda"].numel() and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(list(rng["cuda"]))
-
-
-def load_checkpoint(path: Path, net, optimizer, d: Dist) -> dict:
-    """Restore model + optimizer shards, this rank's RNG state; return the trainer state."""
-    model_sd, optim_sd = get_state_dict(net, optimizer)
-    state = {"model": model_sd, "optim": optim_sd}
-    dcp.load(state, checkpoint_id=path)
-    set_state_dict(net, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
-    rng_file = path / f"rng_rank{d.rank}.pt"
-    if rng_file.exists():  # absent when resuming on a different world size: RNG then restarts from the seed
-        set_rng_state_tensors(torch.load(rng_file, weights_only=True))  # tensors only: nothing to unpickle
-    return json.loads((path / "trainer_state.json").read_text())
-
-
-def checkpoint_if_due(done: int, epoch: int, total_steps: int, cfg, fingerprint: str, stop: "StopSignal",
-                      out_dir: Path, net, optimizer, d: Dist, log: "MetricsLog") -> None:
-    """After optimizer step `done`: a resume checkpoint every --checkpoint_every steps (none at the last step: the
-    export follows), and one when a signal asked the run to stop (SIGTERM / Ctrl-C on any rank), after which it
-    exits. The trainer state names the data (`fingerprint`) and the global batch, which a resume must match."""
-    stopping = stop.any_rank(d)
-    every = cfg.checkpoint_every
-    if stopping or (every > 0 and done % every == 0 and done < total_steps):
-        state = {"step": done, "epoch": epoch, "global_batch_size": cfg.global_batch_size,
-                 "data_fingerprint": fingerprint, "world_size": d.world_size, "config": dataclasses.asdict(cfg)}
-        path = save_checkpoint(out_dir, done, net, optimizer, state, d, cfg.keep_last)
-        if stopping:
-            print0(d, f"stopped by a signal after step {done}; checkpoint {path}; continue with --resume")
-            log.close()
-            end_process(143)
+    if stopping:
+        print0(d, f"stopped by a signal after step {done}; checkpoint {final}; continue with --resume")
+        log.close()
+        end_process(143)
 
 
 def resume_step(cfg, out_dir: Path, net, optimizer, fingerprint: str, d: Dist) -> int:
@@ -589,7 +511,14 @@ def resume_step(cfg, out_dir: Path, net, optimizer, fingerprint: str, d: Dist) -
     and RNG restored). A checkpoint of other data or another global batch size would not continue the same run."""
     if not (cfg.resume and (ckpt := latest_checkpoint(out_dir))):
         return 0
-    state = load_checkpoint(ckpt, net, optimizer, d)
+    model_sd, optim_sd = get_state_dict(net, optimizer)
+    shards = {"model": model_sd, "optim": optim_sd}
+    dcp.load(shards, checkpoint_id=ckpt)
+    set_state_dict(net, optimizer, model_state_dict=shards["model"], optim_state_dict=shards["optim"])
+    rng_file = ckpt / f"rng_rank{d.rank}.pt"
+    if rng_file.exists():  # absent when resuming on a different world size: RNG then restarts from the seed
+        set_rng_state(torch.load(rng_file, weights_only=True))
+    state = json.loads((ckpt / "trainer_state.json").read_text())
     if state["data_fingerprint"] != fingerprint or state["global_batch_size"] != cfg.global_batch_size:
         fail(d, f"{ckpt} was written for other data or another global batch size; resuming would not continue the "
                 f"same run")
@@ -623,9 +552,7 @@ class MetricsLog:
     active_bar = None  # rank 0's bar, closed by `fail` before its error line
 
     def __init__(self, out_dir: Path, d: Dist, total_steps: int, start_step: int, desc: str):
-        self.d = d
-        self.path = Path(out_dir) / "metrics.jsonl"
-        self.bar = None
+        self.path, self.bar = Path(out_dir) / "metrics.jsonl", None  # no bar: not rank 0, nothing to log
         if d.is_main:
             if self.path.exists():  # on resume, forget steps logged after the checkpoint we resume from
                 kept = [l for l in self.path.read_text().splitlines() if l and json.loads(l)["step"] <= start_step]
@@ -636,7 +563,7 @@ class MetricsLog:
             MetricsLog.active_bar = self.bar
 
     def log(self, row: dict) -> None:
-        if not self.d.is_main:
+        if self.bar is None:
             return
         with self.path.open("a") as f:  # strict JSON: a NaN/inf is written as null (jq, JavaScript reject NaN)
             f.write(json.dumps({k: (None if isinstance(v, float) and not math.isfinite(v) else v)
@@ -658,10 +585,7 @@ class StopSignal:
     def __init__(self):
         self.requested = False
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._handle)
-
-    def _handle(self, signum, frame):
-        self.requested = True
+            signal.signal(sig, lambda signum, frame: setattr(self, "requested", True))
 
     def any_rank(self, d: Dist) -> bool:
         requested = torch.tensor([1.0 if self.requested else 0.0], device=d.device)
@@ -670,13 +594,10 @@ class StopSignal:
 
 
 def check_step_finite(loss: float, grad_norm: float, step: int, out_dir: Path, d: Dist) -> None:
-    """Stop the run BEFORE `optimizer.step()` when the step's loss or full gradient norm is NaN/inf.
-
-    Both values are already all-reduced (the norm is the full norm over every rank's shards), so every rank
-    stops here together. Checking the loss alone is not enough: a finite loss can still give a non-finite
-    gradient (a huge --lr blows the weights up a step later), and one such update turns every weight to NaN.
-    Nothing of the bad step is applied, logged, checkpointed or exported; the last complete checkpoint stays the
-    last finite one."""
+    """Stop the run BEFORE `optimizer.step()` when the step's loss or full gradient norm is NaN/inf (both
+    all-reduced, so every rank stops here together). The loss alone is not enough: a finite loss can still give a
+    non-finite gradient, and one such update turns every weight to NaN. Nothing of the bad step is applied,
+    logged, checkpointed or exported."""
     if math.isfinite(loss) and math.isfinite(grad_norm):
         return
     last = latest_checkpoint(out_dir)
@@ -688,11 +609,8 @@ def check_step_finite(loss: float, grad_norm: float, step: int, out_dir: Path, d
 def check_weights_finite(net, what: str, out_dir: Path, d: Dist) -> None:
     """Refuse to write a checkpoint or export holding a NaN/inf weight (a second guard after check_step_finite:
     an update of finite size can still overflow). Counts this rank's shard, all-reduced, so all ranks agree."""
-    bad = 0
-    with torch.no_grad():
-        for p in net.parameters():
-            local = p.to_local() if hasattr(p, "to_local") else p
-            bad += int((~torch.isfinite(local)).sum())
+    with torch.no_grad():  # a DTensor's local shard, or the plain parameter
+        bad = sum(int((~torch.isfinite(p.to_local() if hasattr(p, "to_local") else p)).sum()) for p in net.parameters())
     (bad,) = all_reduce_sum(d, bad)
     if bad:
         fail(d, f"{int(bad)} weights are NaN/inf; {what} not written. The last complete checkpoint is "

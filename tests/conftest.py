@@ -33,8 +33,7 @@ from pathlib import Path
 import pytest
 
 import config
-import data
-import model as llama
+import sft
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ADELIE_SHARED", REPO.parent / "shared")).resolve()
@@ -69,10 +68,7 @@ def tok512_path():
 
 def save_tiny_model(path: Path, seed: int = 0) -> Path:
     """model.py's "tiny" preset with random weights from `seed`, saved with the shipped tokenizer beside it."""
-    net = llama.Transformer(llama.ModelArgs.from_name("tiny"))
-    net.init_weights(seed=seed)
-    net.save_pretrained(path, tokenizer_path=data.DEFAULT_TOKENIZER)
-    return Path(path)
+    return sft.save_embedded_default_model(path, seed, preset="tiny")
 
 
 def conversation(i: int) -> dict:
