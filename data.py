@@ -24,13 +24,14 @@ import sys
 import time
 from bisect import bisect_right
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, asdict
 from pathlib import Path
 
 import torch
 
-from config import flag, parse_config
+from config import PRESETS, apply_preset, flag, parse_config
 from robust import atomic_file
+from scorers import ANSWER_MARK
 
 REPO = Path(__file__).resolve().parent
 PROMPTS_DIR = REPO / "prompts"
@@ -246,6 +247,13 @@ def collate_preference(pairs: list[tuple], pad_id: int = 0) -> dict[str, torch.T
 # ----------------------------------------------------------------------------------------------------------------
 # 2. Reading conversation files: IEInstruct JSONL, IEFeedback (JSON list or JSONL), TULU-v2-style JSONL, general chat
 
+def _json_line(line: str, where: str):
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{where}: malformed JSON ({e.msg} at column {e.colno})") from None
+
+
 def load_conversations(path) -> list[dict]:
     """Conversations {dataset, id, messages} (+ chosen, rejected for preference data) from an IEInstruct JSONL,
     an IEFeedback file (JSON list or JSONL; chosen/rejected = message lists) or a TULU-v2-style JSONL. A missing
@@ -258,20 +266,14 @@ def load_conversations(path) -> list[dict]:
         line = raw.count(b"\n", 0, e.start) + 1
         raise ValueError(f"{path}:{line}: not UTF-8 text (byte {e.start}: {e.reason}); expected UTF-8 JSON or "
                          f"JSONL") from None
-    items = []  # (object, where it is)
     if text.lstrip().startswith("["):  # one JSON list: its items are named by position
         try:
-            listed = json.loads(text)
+            items = [(obj, f"{path} (list item {k})") for k, obj in enumerate(json.loads(text), 1)]
         except json.JSONDecodeError as e:
             raise ValueError(f"{path}:{e.lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
-        items = [(obj, f"{path} (list item {k})") for k, obj in enumerate(listed, 1)]
     else:
-        for lineno, line in enumerate(text.split("\n"), 1):
-            if line.strip():
-                try:
-                    items.append((json.loads(line), f"{path}:{lineno}"))
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
+        items = [(_json_line(line, f"{path}:{n}"), f"{path}:{n}") for n, line in enumerate(text.split("\n"), 1)
+                 if line.strip()]
     out = []
     for k, (obj, where) in enumerate(items):
         if not isinstance(obj, dict):
@@ -324,7 +326,7 @@ def load_general(path) -> list[dict]:
 #    option of IEInstructConfig whose default is the paper's rate (or, where the paper is silent, the release's).
 
 CLOSED_TASKS = ("NER", "RC", "RE", "ED", "EAE", "EE", "ERE")  # tasks with a schema (paper section 3.2)
-ANSWER = "[Answer]: "
+ANSWER = ANSWER_MARK + " "  # what every answer states its items after (docs/fidelity.md §1)
 EXPLANATION = "[Explanation]: "
 
 # The ODIE system prompt, verbatim from the release (docs/fidelity.md §1).
@@ -364,23 +366,19 @@ LABEL_FIELD = {"NER": "type", "RC": "relation", "RE": "relation", "ED": "type", 
 # ----------------------------------------------------------------------------------------------------------------
 # 3.1 Unified IE records: reading them (validated by ie_formats.validate_record), and their plain-string gold
 
-def read_records(paths, skipped: list | None = None) -> list[dict]:
+def read_records(paths: list, skipped: list | None = None) -> list[dict]:
     """Unified IE records from JSONL files, each validated; a bad line raises ValueError naming the file, the line
     and the problem, or, given a list `skipped`, is skipped and its error message appended there."""
     from ie_formats import validate_record
     records = []
-    for path in [paths] if isinstance(paths, (str, Path)) else paths:
+    for path in paths:
         with open(path, encoding="utf-8") as f:
             for lineno, line in enumerate(f, 1):
                 if not line.strip():
                     continue
-                where = f"{path}:{lineno}"
                 try:
-                    try:
-                        record = json.loads(line)
-                    except json.JSONDecodeError as e:
-                        raise ValueError(f"{where}: malformed JSON ({e.msg} at column {e.colno})") from None
-                    validate_record(record, where)
+                    record = _json_line(line, f"{path}:{lineno}")
+                    validate_record(record, f"{path}:{lineno}")
                 except ValueError as e:
                     if skipped is None:
                         raise
@@ -388,6 +386,39 @@ def read_records(paths, skipped: list | None = None) -> list[dict]:
                     continue
                 records.append(record)
     return records
+
+
+def read_ie_records(cfg: IEInstructConfig, skipped: list | None = None) -> tuple[list[dict], str, Counter]:
+    """The unified IE records a build starts from (data.py build, feedback.py): --records, every data set under
+    --data_dir (ie_formats.convert_all) or, given neither, the embedded default (synthetic.py's train split); records
+    of the held-out evaluation sets (section 5.1) and of other splits than --splits are left out. Returns (records,
+    where they came from, counts of what was left out or repaired: shown by the caller, never silent)."""
+    import ie_formats
+    import synthetic
+    counts = Counter()
+    splits = [s.strip() for s in cfg.splits.split(",") if s.strip()]
+    if cfg.records:
+        records = read_records([p for p in cfg.records.split(",") if p], skipped)
+        source = f"records {cfg.records}"
+    elif cfg.data_dir:
+        report = {}
+        records = [r for recs in ie_formats.convert_all(cfg.data_dir, splits=tuple(splits), report=report).values()
+                   for r in recs]
+        source = f"real data sets under {cfg.data_dir}"
+        # What each reader repaired or skipped (e.g. a span moved off its offsets and relocated, MATRES pairs with
+        # no event): kept in the counts, never silent.
+        counts.update({f"{part}: {what}": n for part, c in report["counts"].items() for what, n in c.items()})
+        counts["data set splits absent (skipped)"] += len(report["absent"])
+    else:
+        records = synthetic.generate_corpus(cfg.synthetic_seed, cfg.synthetic_n_train, 0)["train"]
+        source = f"synthetic corpus (seed {cfg.synthetic_seed}, {cfg.synthetic_n_train} per data set)"
+    kept = [r for r in records if cfg.include_held_out or r["dataset"] not in ie_formats.HELD_OUT]
+    counts["records of held-out evaluation sets (section 5.1), not used"] += len(records) - len(kept)
+    records = [r for r in kept if r["split"] in splits]
+    counts[f"records of other splits than {splits}, not used"] += len(kept) - len(records)
+    if not records:
+        raise ValueError(f"no records of split(s) {splits} to build from ({source})")
+    return records, source, +counts  # a zero count is left out
 
 
 def _text(x) -> str:
@@ -482,15 +513,6 @@ def load_prompts(extra_descriptions=(), prompts_dir: Path = PROMPTS_DIR) -> Prom
     return Prompts(descriptions, formats, explanations, schema, guidelines)
 
 
-def fill_placeholders(template: str, values: dict[str, str]) -> str:
-    """Replace every {name} by values[name]; a name without a value is an error (never left in a prompt)."""
-    def sub(m):
-        if m.group(1) not in values:
-            raise KeyError(f"placeholder {{{m.group(1)}}} has no value in {template!r}")
-        return values[m.group(1)]
-    return PLACEHOLDER_RE.sub(sub, template)
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # 3.3 Answers (paper section 3.3, appendix A.2): "[Answer]: " + the items, or the format's NA answer. Items arrive
 #    plain and shuffled once by the builder (docs/fidelity.md §1: no order bias), so explanation and answer agree.
@@ -521,15 +543,12 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
-def canonical_answer(task: str, items: list[dict], rng: random.Random | None = None) -> str:
+def canonical_answer(task: str, items: list[dict]) -> str:
     """The canonical target (docs/fidelity.md §1): "[Answer]: " + the items in CANONICAL_ITEM's formats, or
-    "[Answer]: NA"; ODIE a markdown table. With `rng` the items are shuffled first. Its inverse (parse_canonical)
-    is a test helper in tests/test_data.py."""
+    "[Answer]: NA"; ODIE a markdown table."""
     items = plain_items(task, items)
     if task == "ODIE":
         return ANSWER + markdown_table(items[0]["header"], items[0]["rows"])
-    if rng is not None:
-        rng.shuffle(items)
     if not items:
         return ANSWER + "NA"
     return ANSWER + CANONICAL_SEP[task].join(_canonical_item(task, it) for it in items)
@@ -623,6 +642,9 @@ class IEInstructConfig:
     # ---- inputs and output (`python data.py build`)
     out: str = flag("", "output IEInstruct JSONL {dataset, id, messages}; statistics beside it (OUT.stats.md/.json)")
     seed: int = flag(0, "every random choice of the build derives from this seed (same seed -> same file)")
+    preset: str = flag("paper", "settings preset: config.PRESETS[preset]['ie_instruct'] over the defaults (paper: "
+                                "none, the paper's numbers); a flag given on the command line wins",
+                       choices=list(PRESETS))
     data_dir: str = flag("", "read every real data set present here with ie_formats.convert_all "
                              "(e.g. ../shared/data); default: the embedded synthetic corpus")
     records: str = flag("", "unified IE records, JSONL (comma-separated for several files), validated line by line")
@@ -946,7 +968,8 @@ def _render_plan(record: dict, plan: Plan, prompts: Prompts, rng: random.Random)
     """The conversation of a plan: demonstrations as earlier user/assistant turns, then the query (as the release).
     First user turn = instruction + blank line + text block; later user turns = the text block alone."""
     turns = plan.demos + [record]
-    description = fill_placeholders(plan.description, _placeholder_values(turns[0]))
+    values = _placeholder_values(turns[0])  # every placeholder has a value: load_prompts checked them
+    description = PLACEHOLDER_RE.sub(lambda m: values[m.group(1)], plan.description)
     request = (plan.explanation_request + " " if plan.explain else "") + plan.request
     instruction = "\n".join(p for p in (description, plan.schema_text, request) if p)
     messages = []
@@ -1148,33 +1171,10 @@ def build(cfg: IEInstructConfig, progress: bool = True) -> dict:
     """`python data.py build`: records -> IEInstruct (+ general chat) -> cfg.out, with the statistics table
     printed and written beside it. Returns the summary."""
     import audit
-    import ie_formats
     import synthetic
     t0 = time.perf_counter()
-    counts, skipped = Counter(), []  # what was not used, and why: reported, never silent
-    splits = [s.strip() for s in cfg.splits.split(",") if s.strip()]
-    if cfg.records:
-        records = read_records([p for p in cfg.records.split(",") if p], skipped if cfg.skip_bad else None)
-        source = f"records {cfg.records}"
-    elif cfg.data_dir:
-        report = {}
-        records = [r for recs in ie_formats.convert_all(cfg.data_dir, splits=tuple(splits), report=report).values()
-                   for r in recs]
-        source = f"real data sets under {cfg.data_dir}"
-        # What each reader repaired or skipped (e.g. a span moved off its offsets and relocated, MATRES pairs with
-        # no event): shown below and kept in the statistics' input_counts, never silent.
-        counts.update({f"{part}: {what}": n for part, c in report["counts"].items() for what, n in c.items()})
-        counts["data set splits absent (skipped)"] += len(report["absent"])
-    else:
-        records = synthetic.generate_corpus(cfg.synthetic_seed, cfg.synthetic_n_train, 0)["train"]
-        source = f"synthetic corpus (seed {cfg.synthetic_seed}, {cfg.synthetic_n_train} per data set)"
-    kept = [r for r in records if cfg.include_held_out or r["dataset"] not in ie_formats.HELD_OUT]
-    counts["records of held-out evaluation sets (section 5.1), not used"] += len(records) - len(kept)
-    records = [r for r in kept if r["split"] in splits]
-    counts[f"records of other splits than {splits}, not used"] += len(kept) - len(records)
-    counts = +counts  # what happened (a zero count is left out)
-    if not records:
-        raise ValueError(f"no records of split(s) {splits} to build from ({source})")
+    skipped = []  # bad lines skipped with --skip_bad: counted and shown
+    records, source, counts = read_ie_records(cfg, skipped if cfg.skip_bad else None)
     prompts = load_prompts([cfg.extra_descriptions] if cfg.extra_descriptions else ())
     tokenizer = None
     if cfg.max_tokens:
@@ -1218,10 +1218,14 @@ def main(argv: list[str] | None = None):
         sys.exit(f"usage: python data.py {{{','.join(commands)}}} [flags]  (-h after a command lists its flags)\n\n"
                  + examples)
     cls, fn = commands[argv[0]]
-    cfg, _ = parse_config(cls, argv[1:], prog=f"python data.py {argv[0]}",
-                          description=(fn.__doc__ or "").split("\n")[0])
-    if cls is IEInstructConfig and not cfg.out:
-        sys.exit("error: build needs --out FILE")
+    cfg, explicit = parse_config(cls, argv[1:], prog=f"python data.py {argv[0]}",
+                                 description=(fn.__doc__ or "").split("\n")[0])
+    if cls is IEInstructConfig:  # defaults <- the preset's "ie_instruct" section <- the flags given
+        cfg, from_preset = apply_preset(cfg, explicit, "ie_instruct")
+        if not cfg.out:
+            sys.exit("error: build needs --out FILE")
+        print(f"preset {cfg.preset} sets {from_preset or 'nothing'}; flags given: {sorted(explicit) or 'none'}\n"
+              f"settings: {' '.join(f'{k}={v}' for k, v in asdict(cfg).items())}")
     return fn(cfg)
 
 
