@@ -491,19 +491,7 @@ def load_prompts(extra_descriptions=(), prompts_dir: Path = PROMPTS_DIR) -> Prom
     for path in extra_descriptions:
         for task, descs in load_descriptions(Path(path)).items():
             descriptions.setdefault(task, []).extend(descs)
-    formats = _load_json(prompts_dir / "output_formats.json")
-    for task, f in formats.items():
-        where = f"{prompts_dir / 'output_formats.json'}: {task}"
-        for i, t in enumerate(f["templates"]):
-            fields = set(ITEM_FIELDS[task]) | ({"rest"} if task == "OpenIE" else set())
-            _check_placeholders(t["item"], fields, f"{where} template {i} item")
-            if {"sep", "none"} - set(t):
-                raise ValueError(f"{where} template {i}: missing {sorted({'sep', 'none'} - set(t))}")
-            if task == "EE":
-                _check_placeholders(t["argument"], {"argument", "role"}, f"{where} template {i} argument")
-            if task == "OpenIE":
-                for k, p in t["parts"].items():
-                    _check_placeholders(p, {k}, f"{where} template {i} part {k}")
+    formats = _load_json(prompts_dir / "output_formats.json")  # its templates' placeholders: tests/test_data.py
     explanations = _load_json(prompts_dir / "explanations.json")
     schema = _load_json(prompts_dir / "schema.json")
     guidelines = _load_json(prompts_dir / "label_descriptions.json")
@@ -642,18 +630,15 @@ class IEInstructConfig:
     # ---- inputs and output (`python data.py build`)
     out: str = flag("", "output IEInstruct JSONL {dataset, id, messages}; statistics beside it (OUT.stats.md/.json)")
     seed: int = flag(0, "every random choice of the build derives from this seed (same seed -> same file)")
-    preset: str = flag("paper", "settings preset: config.PRESETS[preset]['ie_instruct'] over the defaults (paper: "
-                                "none, the paper's numbers); a flag given on the command line wins",
+    preset: str = flag("paper", "config.PRESETS[preset]['ie_instruct'] over the defaults; a flag given wins",
                        choices=list(PRESETS))
-    data_dir: str = flag("", "read every real data set present here with ie_formats.convert_all "
-                             "(e.g. ../shared/data); default: the embedded synthetic corpus")
+    data_dir: str = flag("", "every real data set present here (ie_formats.convert_all), e.g. ../shared/data")
     records: str = flag("", "unified IE records, JSONL (comma-separated for several files), validated line by line")
     skip_bad: bool = flag(False, "with --records: skip (and count) bad lines instead of stopping at the first")
     include_held_out: bool = flag(False, "also build from the held-out evaluation sets (ie_formats.HELD_OUT: "
                                           "FewNERD, SemEval, RichERE, MATRES, CaRB, ROBUST), kept out by section 5.1")
     splits: str = flag("train", "record splits to build from (comma-separated); IEInstruct uses training data")
-    synthetic_n_train: int = flag(1000, "synthetic train records per synthetic data set when no --records / "
-                                            "--data_dir is given (sft.py's embedded default builds with 60)")
+    synthetic_n_train: int = flag(1000, "neither --records nor --data_dir: synthetic.py's train records per set")
     synthetic_seed: int = flag(0, "embedded default: seed of synthetic.py's corpus (apart from --seed, so that the "
                                   "held-out split evaluate.py uses does not change with the build seed)")
     general: str = flag("", "general chat to mix in (section 4): TULU-v2-style or self-instruct JSONL, or a directory "
@@ -664,8 +649,7 @@ class IEInstructConfig:
                                  "(llm.py, paper 3.3 / Table 6); without it every explanation is a template")
     extra_descriptions: str = flag("", "more task descriptions, JSON {TASK: [description]} (llm.py's GPT-written "
                                        "ones, paper 3.2), appended to prompts/task_descriptions.json")
-    tokenizer: str = flag(str(DEFAULT_TOKENIZER), "SentencePiece model the length filter counts tokens with "
-                                                  "(the one training will use)")
+    tokenizer: str = flag(str(DEFAULT_TOKENIZER), "SentencePiece model of the length filter (training's)")
     max_tokens: int = flag(2048, "length filter (appendix B.1: instances over 2,048 tokens are dropped, after "
                                  "losing their demonstrations one by one from the end); 0 = off")
     max_words: int = flag(0, "the release's length filter instead: whitespace words over all turns "
@@ -913,7 +897,7 @@ def _sample_demos(record, ctx, cfg, rng, shown: dict) -> list[dict]:
 
 
 def _plan(record, ctx, prompts, cfg, rng, *, output_format=None, demos=None, explanation=None,
-          augment_schema=True, format_request=None, description=None) -> Plan:
+          augment_schema=True, format_request=None) -> Plan:
     task = record["task"]
     if explanation is None:
         explanation = rng.random() < cfg.explanation_rate
@@ -941,10 +925,8 @@ def _plan(record, ctx, prompts, cfg, rng, *, output_format=None, demos=None, exp
         request = format_request
     if demos is None:
         demos = _sample_demos(record, ctx, cfg, rng, shown)
-    if description is None:
-        description = rng.choice(prompts.descriptions[task])
-    return Plan(description, shown, schema_text, output_format, template, request, explanation,
-                rng.choice(prompts.explanations["_requests"]) if explanation else "", llm, list(demos))
+    return Plan(rng.choice(prompts.descriptions[task]), shown, schema_text, output_format, template, request,
+                explanation, rng.choice(prompts.explanations["_requests"]) if explanation else "", llm, list(demos))
 
 
 def _assistant_turn(record: dict, plan: Plan, prompts: Prompts, rng: random.Random, is_query: bool) -> str:
@@ -998,34 +980,31 @@ def _odie_instance(record, ctx, prompts, cfg, rng, explanation=None) -> list[dic
 def ie_instruct_instance(record: dict, ctx: DatasetContext, prompts: Prompts, cfg: IEInstructConfig,
                          rng: random.Random, *, output_format: str | None = None, demos: list | None = None,
                          explanation: bool | None = None, augment_schema: bool = True,
-                         format_request: str | None = None, description: str | None = None) -> list[dict]:
+                         format_request: str | None = None) -> list[dict]:
     """One IEInstruct conversation for `record` (paper sections 3.2-3.3). Every augmentation is drawn from `rng` at
     the rates of `cfg`, unless forced:
       output_format  "canonical" | "json" | "template"  (feedback.py and evaluate.py force "canonical")
       demos          the demonstration records ([] = zero-shot; evaluate.py passes k train records)
       explanation    True / False
       augment_schema False = all labels, no dropout, guidelines, examples, symbols or label variation (evaluation)
-      format_request the output-format sentence to use (evaluate.py: the paper's Table 9, FORMAT_REQUESTS)
-      description    the task-description template to use"""
+      format_request the output-format sentence to use (evaluate.py: the paper's Table 9, FORMAT_REQUESTS)"""
     if record["task"] == "ODIE":
         return _odie_instance(record, ctx, prompts, cfg, rng, explanation)
     plan = _plan(record, ctx, prompts, cfg, rng, output_format=output_format, demos=demos, explanation=explanation,
-                 augment_schema=augment_schema, format_request=format_request, description=description)
+                 augment_schema=augment_schema, format_request=format_request)
     return _render_plan(record, plan, prompts, rng)
 
 
-def evaluation_conversation(record: dict, demos: list[dict], prompts: Prompts | None = None, seed: int = 0,
-                            format_request: str | None = None) -> list[dict]:
+def evaluation_conversation(record: dict, demos: list[dict], prompts: Prompts | None = None, seed: int = 0) -> list:
     """A held-out evaluation conversation (paper section 5.1, appendix C.1): the full schema, no augmentation or
     explanation, the given demonstrations (k train records) and Table 9's format request. The last turn is the gold
     canonical answer (the prompt is messages[:-1]). Deterministic in (seed, record id)."""
     prompts = prompts or load_prompts()
-    task = record["task"]
+    request = FORMAT_REQUESTS.get(record["task"]) or prompts.formats.get(record["task"], {}).get("canonical")
     rng = random.Random(f"evaluation/{seed}/{record['id']}")
-    ctx = DatasetContext({}, {}, {})
-    request = format_request or FORMAT_REQUESTS.get(task) or prompts.formats.get(task, {}).get("canonical")
-    return ie_instruct_instance(record, ctx, prompts, IEInstructConfig(), rng, output_format="canonical",
-                                demos=list(demos), explanation=False, augment_schema=False, format_request=request)
+    return ie_instruct_instance(record, DatasetContext({}, {}, {}), prompts, IEInstructConfig(), rng,
+                                output_format="canonical", demos=list(demos), explanation=False, augment_schema=False,
+                                format_request=request)
 
 
 # ----------------------------------------------------------------------------------------------------------------

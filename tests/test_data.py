@@ -5,6 +5,7 @@ The central test builds IEInstruct from >10,000 synthetic records through the co
 measured from what a conversation shows (the schema lines, the format request, the [Explanation]: prefix, the
 number of turns), never from a counter the builder keeps, and compared with its setting (within 2 points).
 """
+import dataclasses
 import doctest
 import json
 import random
@@ -473,6 +474,13 @@ def test_task_description_pools_are_on_task_with_allowed_placeholders():
 def test_output_formats_about_fifteen_per_task_and_guidelines_for_every_synthetic_label():
     for task, f in PROMPTS.formats.items():
         assert 1 + len(f["json"]) + len(f["templates"]) >= 15 and len(f["templates"]) >= 13
+        for t in f["templates"]:  # every placeholder has a value (data._template_item)
+            fields = set(data.ITEM_FIELDS[task]) | ({"rest"} if task == "OpenIE" else set())
+            assert set(data.PLACEHOLDER_RE.findall(t["item"])) <= fields and {"sep", "none"} <= set(t), (task, t)
+            if task == "EE":
+                assert set(data.PLACEHOLDER_RE.findall(t["argument"])) <= {"argument", "role"}, t
+            if task == "OpenIE":
+                assert all(set(data.PLACEHOLDER_RE.findall(p)) <= {k} for k, p in t["parts"].items()), t
     for name, task in synthetic.DATASETS.items():
         if task in CLOSED:
             labels = {l for r in synthetic.generate_dataset(name, "train", 60) for l in r["labels"]}
@@ -622,8 +630,8 @@ def test_description_placeholders_come_from_the_first_turn_and_every_turn_names_
     records, ctx = toy_context()
     description = 'Determine the relation between "{head}" and "{tail}" in the text.'
     query, demos = records[0], records[1:4]
-    messages = data.ie_instruct_instance(query, ctx, PROMPTS, data.IEInstructConfig(), random.Random(0),
-                                         demos=demos, description=description)
+    prompts = dataclasses.replace(PROMPTS, descriptions={**PROMPTS.descriptions, "RC": [description]})
+    messages = data.ie_instruct_instance(query, ctx, prompts, data.IEInstructConfig(), random.Random(0), demos=demos)
     first = demos[0]["query"]
     assert messages[0]["content"].startswith(
         f'Determine the relation between "{first["head"]["text"]}" and "{first["tail"]["text"]}"')
