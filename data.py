@@ -351,8 +351,12 @@ SYMBOLS = ["A", "B", "C", "D", "E", "F", "G", "LABEL_1", "LABEL_2", "LABEL_3", "
 
 # The placeholders a task description may hold, per task, and what fills them (from the record of the FIRST user
 # turn: the query in zero-shot, the first demonstration in few-shot, since the description opens that turn).
-DESCRIPTION_PLACEHOLDERS = {"NER": (), "RC": ("head", "tail"), "RE": (), "ED": (), "EAE": ("trigger", "event_type"),
-                            "EE": (), "ERE": ("relation_kind",), "OpenIE": ()}
+DESCRIPTION_PLACEHOLDERS = {
+    "NER": {}, "RE": {}, "ED": {}, "EE": {}, "OpenIE": {},
+    "RC": {"head": lambda r: r["query"]["head"]["text"], "tail": lambda r: r["query"]["tail"]["text"]},
+    "EAE": {"trigger": lambda r: r["query"]["trigger"]["text"], "event_type": lambda r: r["query"]["event_type"]},
+    "ERE": {"relation_kind": lambda r: r["meta"]["subtask"]},
+}
 
 # The string fields of one item of each task, as an answer states them (the "plain" view of the gold).
 ITEM_FIELDS = {"NER": ("entity", "type"), "RC": ("head", "relation", "tail"), "RE": ("head", "relation", "tail"),
@@ -797,18 +801,6 @@ def text_block(record: dict) -> str:
     return out
 
 
-def _placeholder_values(record: dict) -> dict[str, str]:
-    """What fills a task description's placeholders (DESCRIPTION_PLACEHOLDERS), from one record."""
-    q, task = record["query"], record["task"]
-    if task == "RC":
-        return {"head": q["head"]["text"], "tail": q["tail"]["text"]}
-    if task == "EAE":
-        return {"trigger": q["trigger"]["text"], "event_type": q["event_type"]}
-    if task == "ERE":
-        return {"relation_kind": record["meta"]["subtask"]}
-    return {}
-
-
 def _guideline(dataset: str, task: str, label: str, prompts: Prompts) -> str:
     """The label's definition (prompts/label_descriptions.json), else the task's default sentence naming it."""
     default = prompts.guidelines["_default"][task].format(label=re.sub(r"[-_.:/]+", " ", label).strip())
@@ -950,8 +942,8 @@ def _render_plan(record: dict, plan: Plan, prompts: Prompts, rng: random.Random)
     """The conversation of a plan: demonstrations as earlier user/assistant turns, then the query (as the release).
     First user turn = instruction + blank line + text block; later user turns = the text block alone."""
     turns = plan.demos + [record]
-    values = _placeholder_values(turns[0])  # every placeholder has a value: load_prompts checked them
-    description = PLACEHOLDER_RE.sub(lambda m: values[m.group(1)], plan.description)
+    fill = DESCRIPTION_PLACEHOLDERS[record["task"]]  # load_prompts checked that the description uses only these
+    description = PLACEHOLDER_RE.sub(lambda m: fill[m.group(1)](turns[0]), plan.description)
     request = (plan.explanation_request + " " if plan.explain else "") + plan.request
     instruction = "\n".join(p for p in (description, plan.schema_text, request) if p)
     messages = []

@@ -141,23 +141,17 @@ def ie_feedback_prompts(records: list[dict], *, max_per_dataset: int = 4000, odi
                         max_words: int = 1200, seed: int = 42, explanations: dict | None = None,
                         progress: bool = False) -> tuple[list[dict], dict]:
     """IEFeedback's prompt pool (appendix B.1: "in a manner similar to IEInstruct. The sole distinction lies in the
-    consistency of the output format"; docs/fidelity.md §3): data.ie_instruct with, as in ADELIE's release, the
-    canonical format always (BLEU compares like with like; a drawn explanation stays in the gold answer), at most
-    `max_per_dataset` instances per data set, ODIE's chain-of-thought version for `odie_cot_ratio` of its
-    instances, and the release's length filter (`max_words` whitespace words over all turns, demonstrations shed
-    first; an instance still too long is dropped and counted).
-    Returns (pool, per-data-set statistics). The pool is shuffled with `seed`, so any prefix (--max_prompts) mixes
-    all data sets; each entry is {"index", "dataset", "id", "task", "messages" (prompt turns + gold), "prompt_sha"}."""
-    tasks = {r["dataset"]: r["task"] for r in records}
-    cfg = data.IEInstructConfig(seed=seed, max_per_dataset=max_per_dataset, dataset_caps="uniform",  # release: 4000
-                                canonical_rate=1.0, json_rate=0.0,
-                                odie_cot_rate=odie_cot_ratio, max_words=max_words, max_tokens=0)
+    consistency of the output format"; docs/fidelity.md §3): data.ie_instruct as the release ran it (step 1 above;
+    a drawn explanation stays in the gold answer; the release's length filter, `max_words` whitespace words over all
+    turns, demonstrations shed first, an instance still too long dropped and counted). Returns (pool, per-data-set
+    statistics); the pool is shuffled with `seed`, so any prefix (--max_prompts) mixes all data sets; each entry is
+    {"index", "dataset", "id", "task", "messages" (prompt turns + gold), "prompt_sha"}."""
+    cfg = data.IEInstructConfig(seed=seed, max_per_dataset=max_per_dataset, dataset_caps="uniform", canonical_rate=1.0,
+                                json_rate=0.0, odie_cot_rate=odie_cot_ratio, max_words=max_words, max_tokens=0)
     conversations, stats = data.ie_instruct(records, cfg, explanations=explanations, progress=progress)
     random.Random(f"ie_feedback pool {seed}").shuffle(conversations)
-    pool = []
-    for i, c in enumerate(conversations):
-        pool.append({"index": i, "dataset": c["dataset"], "id": c["id"], "task": tasks[c["dataset"]],
-                     "messages": c["messages"], "prompt_sha": prompt_sha(c["messages"])})
+    pool = [{"index": i, "dataset": c["dataset"], "id": c["id"], "task": stats[c["dataset"]]["task"],
+             "messages": c["messages"], "prompt_sha": prompt_sha(c["messages"])} for i, c in enumerate(conversations)]
     return pool, {name: dict(st) for name, st in stats.items()}
 
 
@@ -344,8 +338,6 @@ def mix_pairs(online: list[dict], offline: list[dict], target: int = 10_000, onl
     rng = random.Random(f"ie_feedback mix {seed}")
     on = sorted(online, key=lambda p: p["index"])
     off = sorted(offline, key=lambda p: p["index"])
-    if len({p["index"] for p in on}) != len(on) or len({p["index"] for p in off}) != len(off):
-        raise ValueError("mix_pairs: a prompt index occurs twice among the online (or the offline) pairs")
 
     def round_half_up(x: float) -> int:  # the same on every platform (Python's round() rounds half to even)
         return math.floor(x + 0.5)
