@@ -1106,20 +1106,6 @@ def ie_instruct(records: list[dict], cfg: IEInstructConfig, prompts: Prompts | N
     return conversations, stats
 
 
-def mix_general(ie: list[dict], general: list[dict], ie_proportion: float, rng: random.Random) -> list[dict]:
-    """The general conversations to add so that IE makes up `ie_proportion` of the mix (section 4: 20%); all of
-    them when there are fewer (the realised proportion is then higher, and reported)."""
-    need = general_needed(len(ie), ie_proportion)
-    return list(general) if len(general) <= need else rng.sample(general, need)
-
-
-def general_needed(n_ie: int, ie_proportion: float) -> int:
-    """How many general conversations make IE `ie_proportion` of the mix."""
-    if not 0 < ie_proportion <= 1:
-        raise ValueError(f"ie_proportion must be in (0, 1], got {ie_proportion}")
-    return round(n_ie * (1 - ie_proportion) / ie_proportion)
-
-
 def read_explanations(path) -> dict[str, str]:
     """LLM-written explanations, JSONL {"id", "explanation"} keyed by record id (llm.py writes them)."""
     out = {}
@@ -1157,11 +1143,13 @@ def build(cfg: IEInstructConfig, progress: bool = True) -> dict:
     rng = random.Random(f"mix/{cfg.seed}")
     if cfg.general == "none" or cfg.ie_proportion >= 1:
         general, general_source = [], "none"
-    elif cfg.general:
-        general, general_source = mix_general(ie, load_general(cfg.general), cfg.ie_proportion, rng), cfg.general
-    else:
-        general = synthetic.generate_general(general_needed(len(ie), cfg.ie_proportion), cfg.seed)
-        general_source = "synthetic general chat"
+    else:  # section 4: IE makes up ie_proportion (20%) of the mix; with fewer general conversations, all of them
+        if cfg.ie_proportion <= 0:  # (the realised proportion is then higher, and reported)
+            raise ValueError(f"ie_proportion must be in (0, 1], got {cfg.ie_proportion}")
+        need = round(len(ie) * (1 - cfg.ie_proportion) / cfg.ie_proportion)
+        pool = load_general(cfg.general) if cfg.general else synthetic.generate_general(need, cfg.seed)
+        general = pool if len(pool) <= need else rng.sample(pool, need)
+        general_source = cfg.general or "synthetic general chat"
     mixed = ie + general
     rng.shuffle(mixed)
     # The statistics (audit.py) first: each file appears complete or not at all (robust.atomic_file), the output

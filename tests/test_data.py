@@ -738,9 +738,17 @@ def test_general_data_loading_and_mixing(tmp_path):
     general = data.load_general(tmp_path)
     assert [c["messages"][0]["content"] for c in general] == ["Add the numbers.\n\n2 and 3", "Add the numbers.",
                                                               "Hi"]
-    ie = [{"dataset": "x", "id": str(i), "messages": []} for i in range(10)]
-    assert len(data.mix_general(ie, general * 100, 0.2, random.Random(0))) == 40
-    assert len(data.mix_general(ie, general, 0.2, random.Random(0))) == 3  # fewer available: all of them
+    records = tmp_path / "ie" / "records.jsonl"  # outside the general chat directory
+    records.parent.mkdir()
+    records.write_text("".join(json.dumps({**GOOD, "id": f"toy/train/{i}"}) + "\n" for i in range(10)))
+    many = tmp_path / "many" / "tulu.jsonl"
+    many.parent.mkdir()
+    many.write_text(tulu.read_text() * 100)
+    for source, n_general in ((many, 40), (tmp_path, 3)):  # 10 IE = 20% of 50; fewer available: all of them
+        out = tmp_path / "out" / f"{n_general}.jsonl"
+        summary = data.build(data.IEInstructConfig(out=str(out), records=str(records), general=str(source),
+                                                   max_tokens=0), progress=False)
+        assert (summary["ie_instances"], summary["general"]) == (10, n_general)
 
 
 def test_shared_self_instruct_general_data(shared):
