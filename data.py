@@ -4,6 +4,7 @@ docs/fidelity.md §1): unified IE records -> prompt pools -> answers -> one augm
 with general chat (section 4); 4. the command line (show and stats: audit.py, a corpus audited from its text).
 
     python data.py build --out runs/data/ie_instruct.jsonl              # embedded default: synthetic.py's corpus
+    python data.py build --out x.jsonl --preset demo                   # config.PRESETS' settings (default: paper)
     python data.py build --out ie_instruct.jsonl --data_dir ../shared/data \\
         --general ../shared/data/general_self_instruct \\
         --tokenizer ../shared/models/llama2-tokenizer/tokenizer.model    # every real data set present
@@ -467,13 +468,6 @@ def _load_json(path: Path):
         raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
 
 
-def _check_placeholders(text: str, allowed, where: str) -> None:
-    bad = [p for p in PLACEHOLDER_RE.findall(text) if p not in allowed]
-    if bad:
-        raise ValueError(f"{where}: placeholder(s) {', '.join('{' + b + '}' for b in bad)} not allowed here; "
-                         f"allowed: {', '.join('{' + a + '}' for a in allowed) or 'none'}")
-
-
 def load_descriptions(path: Path) -> dict[str, list[str]]:
     """A task-description pool {TASK: [description]}, each placeholder checked against DESCRIPTION_PLACEHOLDERS."""
     pool = _load_json(path)
@@ -484,8 +478,12 @@ def load_descriptions(path: Path) -> dict[str, list[str]]:
             raise ValueError(f"{path}: unknown task {task!r}; expected one of {', '.join(DESCRIPTION_PLACEHOLDERS)}")
         if not isinstance(descs, list) or not all(isinstance(d, str) and d.strip() for d in descs):
             raise ValueError(f"{path}: {task} must be a list of non-empty strings")
+        allowed = DESCRIPTION_PLACEHOLDERS[task]
         for i, d in enumerate(descs):
-            _check_placeholders(d, DESCRIPTION_PLACEHOLDERS[task], f"{path}: {task} description {i}")
+            if bad := [p for p in PLACEHOLDER_RE.findall(d) if p not in allowed]:
+                raise ValueError(f"{path}: {task} description {i}: placeholder(s) "
+                                 f"{', '.join('{' + b + '}' for b in bad)} not allowed here; "
+                                 f"allowed: {', '.join('{' + a + '}' for a in allowed) or 'none'}")
     return pool
 
 
@@ -495,10 +493,9 @@ def load_prompts(extra_descriptions=(), prompts_dir: Path = PROMPTS_DIR) -> Prom
     for path in extra_descriptions:
         for task, descs in load_descriptions(Path(path)).items():
             descriptions.setdefault(task, []).extend(descs)
-    formats = _load_json(prompts_dir / "output_formats.json")  # its templates' placeholders: tests/test_data.py
-    explanations = _load_json(prompts_dir / "explanations.json")
-    schema = _load_json(prompts_dir / "schema.json")
-    guidelines = _load_json(prompts_dir / "label_descriptions.json")
+    # (the output formats' templates, shipped with the code, are checked by tests/test_data.py)
+    formats, explanations, schema, guidelines = [_load_json(prompts_dir / f"{name}.json") for name in
+                                                 ("output_formats", "explanations", "schema", "label_descriptions")]
     for task in DESCRIPTION_PLACEHOLDERS:
         if len(descriptions.get(task, [])) == 0 or task not in formats or task not in explanations:
             raise ValueError(f"{prompts_dir}: no task descriptions, output formats or explanations for {task}")
@@ -801,12 +798,6 @@ def text_block(record: dict) -> str:
     return out
 
 
-def _guideline(dataset: str, task: str, label: str, prompts: Prompts) -> str:
-    """The label's definition (prompts/label_descriptions.json), else the task's default sentence naming it."""
-    default = prompts.guidelines["_default"][task].format(label=re.sub(r"[-_.:/]+", " ", label).strip())
-    return prompts.guidelines.get(dataset, {}).get(label, default)
-
-
 def _schema(record, ctx, prompts, cfg, rng, augment: bool, protect_gold: bool):
     """{label: string shown}, in the order shown, and the schema description (section 3.2: shuffling and sampling,
     guidelines, examples, symbols; docs/fidelity.md §1: class dropout, label-string variation)."""
@@ -843,8 +834,9 @@ def _schema(record, ctx, prompts, cfg, rng, augment: bool, protect_gold: bool):
         lines = []
         for o in options:
             line = "- " + shown[o]
-            if guidelines:
-                line += ": " + _guideline(record["dataset"], task, o, prompts).rstrip(".")
+            if guidelines:  # the label's definition (prompts/label_descriptions.json), else the task's default
+                default = prompts.guidelines["_default"][task].format(label=re.sub(r"[-_.:/]+", " ", o).strip())
+                line += ": " + prompts.guidelines.get(record["dataset"], {}).get(o, default).rstrip(".")
             n, distinct = ctx.mentions.get(o, (0, []))
             if examples and n >= cfg.example_min_mentions:
                 picks = rng.sample(distinct, min(len(distinct), cfg.examples_per_option + len(own)))
