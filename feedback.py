@@ -444,9 +444,9 @@ def main(argv=None) -> None:
     records, pool_sets = select_prompt_pool(records, cfg.prompt_pool)
     if not records:
         sys.exit(f"error: none of the paper's Table 8 data sets is in {source}; --prompt_pool all samples every set")
-    pool_line = (f"prompt pool ({cfg.prompt_pool}): Table 8 sets absent: {', '.join(pool_sets['table8_absent']) or "
-                 f"'none'}; left out (not in Table 8): {pool_sets['left_out'] or 'none'}; records not used or "
-                 f"repaired: {dict(left_out) or 'none'}")
+    absent = ", ".join(pool_sets["table8_absent"]) or "none"
+    pool_line = (f"prompt pool ({cfg.prompt_pool}): Table 8 sets absent: {absent}; left out (not in Table 8): "
+                 f"{pool_sets['left_out'] or 'none'}; records not used or repaired: {dict(left_out) or 'none'}")
     training.print0(d, pool_line)
     pool, pool_stats = ie_feedback_prompts(records, max_per_dataset=cfg.max_per_dataset,
                                            odie_cot_ratio=cfg.odie_cot_ratio, max_words=cfg.max_words, seed=cfg.seed,
