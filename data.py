@@ -185,14 +185,14 @@ def tokenize_sft(tokenizer, conversations: list[dict], max_len: int) -> tuple[li
 
 def tokenize_preference(tokenizer, records: list[dict], max_len: int) -> tuple[list[tuple], dict]:
     """[((chosen ids, chosen labels), (rejected ids, rejected labels))] for DPO, and counts. Each side (prompt turns
-    + final answer) is tokenised and truncated separately (release); a pair with no trainable token left on a side,
-    or whose sides are the same tokens (a zero gradient), is dropped and counted."""
+    + final answer) is tokenised and truncated separately (release). Only the final answer is labelled: the
+    demonstrations' answers are the same tokens on both sides (their log-probs cancel in the DPO loss). A pair with
+    no trainable token left on a side (its answer truncated away), or whose sides are the same tokens (a zero
+    gradient), is dropped and counted."""
     pairs, stats = [], Counter(pairs=len(records))
     for r in records:
         sides = []
         for side in ("chosen", "rejected"):
-            # Only the final answer is the response: the demonstrations' answers are the same tokens in chosen and
-            # rejected (their log-probs cancel in the DPO loss); a pair whose answer was truncated away is dropped.
             ids, labels = tokenize_chat(tokenizer, r[side], final_answer_only=True)
             if len(ids) > max_len:
                 stats[f"truncated_{side}"] += 1
@@ -201,7 +201,7 @@ def tokenize_preference(tokenizer, records: list[dict], max_len: int) -> tuple[l
         if any(all(x == -100 for x in labels) for _, labels in sides):
             stats["dropped_no_trainable_token"] += 1
             continue
-        if sides[0] == sides[1]:  # chosen == rejected (as trained, after truncation): the DPO gradient is zero
+        if sides[0] == sides[1]:  # as trained, after truncation
             stats["dropped_identical_chosen_rejected"] += 1
             continue
         pairs.append(tuple(sides))
@@ -404,8 +404,7 @@ def read_ie_records(cfg: IEInstructConfig, skipped: list | None = None) -> tuple
         records = [r for recs in ie_formats.convert_all(cfg.data_dir, splits=tuple(splits), report=report).values()
                    for r in recs]
         source = f"real data sets under {cfg.data_dir}"
-        # What each reader repaired or skipped (e.g. a span moved off its offsets and relocated, MATRES pairs with
-        # no event): kept in the counts, never silent.
+        # what each reader repaired or skipped (e.g. a span relocated, MATRES pairs with no event)
         counts.update({f"{part}: {what}": n for part, c in report["counts"].items() for what, n in c.items()})
         counts["data set splits absent (skipped)"] += len(report["absent"])
     else:
@@ -754,8 +753,7 @@ def _cut(options: list[str], k: int, gold: set[str]) -> list[str]:
 class Plan:
     """Every random choice of one instance, so it can be rendered again (with fewer demonstrations)."""
     description: str            # task-description template (placeholders filled at render time)
-    shown: dict                 # the schema: original label -> string shown (a symbol, a varied string, or
-                                # itself), in the order shown ({} for OpenIE)
+    shown: dict                 # the schema, in its order: label -> string shown (itself, a symbol, a variation)
     schema_text: str            # the schema description, rendered
     output_format: str          # "canonical" | "json" | "template"
     template: dict | None       # the prompts/output_formats.json template when output_format == "template"
@@ -961,7 +959,7 @@ def ie_instruct_instance(record: dict, ctx: DatasetContext, prompts: Prompts, cf
                          format_request: str | None = None) -> list[dict]:
     """One IEInstruct conversation for `record` (paper sections 3.2-3.3). Every augmentation is drawn from `rng` at
     the rates of `cfg`, unless forced:
-      output_format  "canonical" | "json" | "template"  (feedback.py and evaluate.py force "canonical")
+      output_format  "canonical" | "json" | "template"  (evaluation forces "canonical")
       demos          the demonstration records ([] = zero-shot; evaluate.py passes k train records)
       explanation    True / False
       augment_schema False = all labels, no dropout, guidelines, examples, symbols or label variation (evaluation)

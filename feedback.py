@@ -28,8 +28,8 @@ What the paper does (section 4; appendix B.1; docs/fidelity.md §3), step by ste
    Written as OUT_DIR/ie_feedback.json in the released IEFeedback format
    [{"dataset","id","messages","chosen","rejected"}], which dpo.py reads, with OUT_DIR/summary.json and a table like
    Table 8 (pairs per data set, average score gap).
-6. report.py (tooling): `summarize` / `format_table`, the Table 8 view of this run; `python feedback.py stats FILE
-   [FILE ...] [--gold FILE]` (`pair_stats`) measures any IEFeedback file (ours or the authors' release).
+6. report.py (tooling): the Table 8 view of this run; `python feedback.py stats FILE [FILE ...] [--gold FILE]`
+   measures any IEFeedback file (ours or the authors' release).
 """
 from __future__ import annotations
 
@@ -66,10 +66,9 @@ class FeedbackConfig(llm.ServeConfig):   # --backend openai --base_url URL: a se
     model: str = flag("", "the SFT model to sample (ADELIE-SFT, section 4); any directory model.py loads, with "
                           "tokenizer.model beside the weights (default: runs/sft/final, the SFT demo's output)")
     records: str = flag("", "unified IE records, JSONL (docs/design.md); their train split makes the prompt pool "
-                            "(default: the embedded default, synthetic.py's train split that the SFT demo data "
-                            "came from)")
-    data_dir: str = flag("", "read the real IE training sets in this directory with ie_formats.convert_all "
-                             "(e.g. ../shared/data) instead of --records; held-out evaluation sets are left out")
+                            "(default: the SFT demo's, runs/sft/data/corpus/train.jsonl)")
+    data_dir: str = flag("", "instead of --records: the real IE training sets here (e.g. ../shared/data), as data.py "
+                             "build reads them (held-out evaluation sets left out)")
     explanations: str = flag("", "LLM-written explanations, JSONL {id, explanation} (llm.py; as data.py build "
                                  "--explanations): an instance drawn for an explanation uses its record's")
     out_dir: str = flag("runs/feedback", "output directory: prompts.jsonl (the pool), samples.rank*.jsonl, "
@@ -388,11 +387,8 @@ def mix_pairs(online: list[dict], offline: list[dict], target: int = 10_000, onl
     return pairs, "; ".join(notes + [summary])
 
 
-IE_FEEDBACK_KEYS = ("dataset", "id", "messages", "chosen", "rejected")  # the released format (docs/fidelity.md §1)
-
-
 def write_ie_feedback(pairs: list[dict], path: Path) -> None:
-    """IEFeedback as released: a JSON list of {"dataset","id","messages","chosen","rejected"}, chosen/rejected being
+    """IEFeedback as released (docs/fidelity.md §1): a JSON list of {"dataset","id","messages","chosen","rejected"}, chosen/rejected being
     the prompt turns plus one final assistant turn (what data.load_conversations and dpo.py read). Beside it,
     pairs.jsonl says, line for line, what each pair was made from (kind, sample numbers, scores)."""
     # Both written atomically (robust.atomic_file), ie_feedback.json last: it is what dpo.py and pipeline.py trust.
@@ -401,9 +397,8 @@ def write_ie_feedback(pairs: list[dict], path: Path) -> None:
             f.write(json.dumps({k: p[k] for k in ("index", "id", "dataset", "kind", "chosen_sample",
                                                   "rejected_sample", "chosen_score", "rejected_score")}) + "\n")
     with atomic_file(path) as tmp:
-        tmp.write_text(json.dumps([{k: p[k] for k in IE_FEEDBACK_KEYS} for p in pairs], ensure_ascii=False,
-                                  indent=1), encoding="utf-8")
-
+        tmp.write_text(json.dumps([{k: p[k] for k in ("dataset", "id", "messages", "chosen", "rejected")}
+                                   for p in pairs], ensure_ascii=False, indent=1), encoding="utf-8")
 
 
 # ----------------------------------------------------------------------------------------------------------------
