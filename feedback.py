@@ -450,8 +450,7 @@ def main(argv=None) -> None:
     if cfg.max_prompts >= 0:
         pool = pool[:cfg.max_prompts]
     tokenizer = llama.Tokenizer(model_dir / "tokenizer.model")
-    args = checkpoints.read_model_args(model_dir)
-    llama.check_tokenizer_matches(args, tokenizer)
+    args = checkpoints.read_model_args(model_dir)  # checks that the tokenizer beside the weights matches the model
     # A prompt must leave room for a whole answer of max_new_tokens (as vLLM requires): a sample cut by the context
     # would score as a wrong answer. With LLaMA-2 (4096) and 1200-word prompts this never happens; it is counted.
     too_long, fits = Counter(), []
