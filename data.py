@@ -4,6 +4,7 @@ docs/fidelity.md §1): unified IE records -> prompt pools -> answers -> one augm
 with general chat (section 4); 4. the command line (show and stats: audit.py, a corpus audited from its text).
 
     python data.py build --out runs/data/ie_instruct.jsonl              # embedded default: synthetic.py's corpus
+    python data.py build --out x.jsonl --preset demo                   # config.PRESETS' settings (default: paper)
     python data.py build --out ie_instruct.jsonl --data_dir ../shared/data \\
         --general ../shared/data/general_self_instruct \\
         --tokenizer ../shared/models/llama2-tokenizer/tokenizer.model    # every real data set present
@@ -17,6 +18,7 @@ source unit); OpenIE items may carry "extra" arguments (no answer format states 
 """
 from __future__ import annotations
 
+import functools
 import json
 import random
 import re
@@ -24,13 +26,14 @@ import sys
 import time
 from bisect import bisect_right
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, asdict
 from pathlib import Path
 
 import torch
 
-from config import flag, parse_config
+from config import PRESETS, apply_preset, flag, parse_config
 from robust import atomic_file
+from scorers import ANSWER_MARK
 
 REPO = Path(__file__).resolve().parent
 PROMPTS_DIR = REPO / "prompts"
@@ -123,22 +126,15 @@ class TokenCounter:
     2.7 s (8.5 s with tokenize_chat); the statistics of `data.py build`'s 99,300 conversations, 5.5 s (9.2 s)."""
 
     def __init__(self, tokenizer):
-        self.tokenizer, self.cache, self.nl = tokenizer, {}, len(tokenizer.encode("\n"))
+        self.tokenizer, self.nl = tokenizer, len(tokenizer.encode("\n"))
+        self.line = functools.lru_cache(maxsize=1_000_000)(self.line)
 
     def line(self, line: str, first: bool) -> int:
         """Tokens of one line: the first of a stretch carries SentencePiece's dummy "▁" prefix, a later one
         follows a newline (counted as encode("\n" + line) minus the "▁" and newline pieces)."""
-        key = (line, first)
-        n = self.cache.get(key)
-        if n is None:
-            if len(self.cache) > 1_000_000:
-                self.cache.clear()
-            if first:
-                n = len(self.tokenizer.encode(line)) if line else self.nl - 1  # a lone dummy "▁"
-            else:
-                n = len(self.tokenizer.encode("\n" + line)) - self.nl if line else 0
-            self.cache[key] = n
-        return n
+        if first:
+            return len(self.tokenizer.encode(line)) if line else self.nl - 1  # a lone dummy "▁"
+        return len(self.tokenizer.encode("\n" + line)) - self.nl if line else 0
 
     def __call__(self, messages: list[dict]) -> tuple[int, list[int]]:
         """(total tokens, tokens per stretch between special tokens)."""
@@ -189,14 +185,14 @@ def tokenize_sft(tokenizer, conversations: list[dict], max_len: int) -> tuple[li
 
 def tokenize_preference(tokenizer, records: list[dict], max_len: int) -> tuple[list[tuple], dict]:
     """[((chosen ids, chosen labels), (rejected ids, rejected labels))] for DPO, and counts. Each side (prompt turns
-    + final answer) is tokenised and truncated separately (release); a pair with no trainable token left on a side,
-    or whose sides are the same tokens (a zero gradient), is dropped and counted."""
+    + final answer) is tokenised and truncated separately (release). Only the final answer is labelled: the
+    demonstrations' answers are the same tokens on both sides (their log-probs cancel in the DPO loss). A pair with
+    no trainable token left on a side (its answer truncated away), or whose sides are the same tokens (a zero
+    gradient), is dropped and counted."""
     pairs, stats = [], Counter(pairs=len(records))
     for r in records:
         sides = []
         for side in ("chosen", "rejected"):
-            # Only the final answer is the response: the demonstrations' answers are the same tokens in chosen and
-            # rejected (their log-probs cancel in the DPO loss); a pair whose answer was truncated away is dropped.
             ids, labels = tokenize_chat(tokenizer, r[side], final_answer_only=True)
             if len(ids) > max_len:
                 stats[f"truncated_{side}"] += 1
@@ -205,7 +201,7 @@ def tokenize_preference(tokenizer, records: list[dict], max_len: int) -> tuple[l
         if any(all(x == -100 for x in labels) for _, labels in sides):
             stats["dropped_no_trainable_token"] += 1
             continue
-        if sides[0] == sides[1]:  # chosen == rejected (as trained, after truncation): the DPO gradient is zero
+        if sides[0] == sides[1]:  # as trained, after truncation
             stats["dropped_identical_chosen_rejected"] += 1
             continue
         pairs.append(tuple(sides))
@@ -246,6 +242,13 @@ def collate_preference(pairs: list[tuple], pad_id: int = 0) -> dict[str, torch.T
 # ----------------------------------------------------------------------------------------------------------------
 # 2. Reading conversation files: IEInstruct JSONL, IEFeedback (JSON list or JSONL), TULU-v2-style JSONL, general chat
 
+def _json_line(line: str, where: str):
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{where}: malformed JSON ({e.msg} at column {e.colno})") from None
+
+
 def load_conversations(path) -> list[dict]:
     """Conversations {dataset, id, messages} (+ chosen, rejected for preference data) from an IEInstruct JSONL,
     an IEFeedback file (JSON list or JSONL; chosen/rejected = message lists) or a TULU-v2-style JSONL. A missing
@@ -258,20 +261,14 @@ def load_conversations(path) -> list[dict]:
         line = raw.count(b"\n", 0, e.start) + 1
         raise ValueError(f"{path}:{line}: not UTF-8 text (byte {e.start}: {e.reason}); expected UTF-8 JSON or "
                          f"JSONL") from None
-    items = []  # (object, where it is)
     if text.lstrip().startswith("["):  # one JSON list: its items are named by position
         try:
-            listed = json.loads(text)
+            items = [(obj, f"{path} (list item {k})") for k, obj in enumerate(json.loads(text), 1)]
         except json.JSONDecodeError as e:
             raise ValueError(f"{path}:{e.lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
-        items = [(obj, f"{path} (list item {k})") for k, obj in enumerate(listed, 1)]
     else:
-        for lineno, line in enumerate(text.split("\n"), 1):
-            if line.strip():
-                try:
-                    items.append((json.loads(line), f"{path}:{lineno}"))
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
+        items = [(_json_line(line, f"{path}:{n}"), f"{path}:{n}") for n, line in enumerate(text.split("\n"), 1)
+                 if line.strip()]
     out = []
     for k, (obj, where) in enumerate(items):
         if not isinstance(obj, dict):
@@ -324,7 +321,7 @@ def load_general(path) -> list[dict]:
 #    option of IEInstructConfig whose default is the paper's rate (or, where the paper is silent, the release's).
 
 CLOSED_TASKS = ("NER", "RC", "RE", "ED", "EAE", "EE", "ERE")  # tasks with a schema (paper section 3.2)
-ANSWER = "[Answer]: "
+ANSWER = ANSWER_MARK + " "  # what every answer states its items after (docs/fidelity.md §1)
 EXPLANATION = "[Explanation]: "
 
 # The ODIE system prompt, verbatim from the release (docs/fidelity.md §1).
@@ -349,8 +346,12 @@ SYMBOLS = ["A", "B", "C", "D", "E", "F", "G", "LABEL_1", "LABEL_2", "LABEL_3", "
 
 # The placeholders a task description may hold, per task, and what fills them (from the record of the FIRST user
 # turn: the query in zero-shot, the first demonstration in few-shot, since the description opens that turn).
-DESCRIPTION_PLACEHOLDERS = {"NER": (), "RC": ("head", "tail"), "RE": (), "ED": (), "EAE": ("trigger", "event_type"),
-                            "EE": (), "ERE": ("relation_kind",), "OpenIE": ()}
+DESCRIPTION_PLACEHOLDERS = {
+    "NER": {}, "RE": {}, "ED": {}, "EE": {}, "OpenIE": {},
+    "RC": {"head": lambda r: r["query"]["head"]["text"], "tail": lambda r: r["query"]["tail"]["text"]},
+    "EAE": {"trigger": lambda r: r["query"]["trigger"]["text"], "event_type": lambda r: r["query"]["event_type"]},
+    "ERE": {"relation_kind": lambda r: r["meta"]["subtask"]},
+}
 
 # The string fields of one item of each task, as an answer states them (the "plain" view of the gold).
 ITEM_FIELDS = {"NER": ("entity", "type"), "RC": ("head", "relation", "tail"), "RE": ("head", "relation", "tail"),
@@ -364,23 +365,19 @@ LABEL_FIELD = {"NER": "type", "RC": "relation", "RE": "relation", "ED": "type", 
 # ----------------------------------------------------------------------------------------------------------------
 # 3.1 Unified IE records: reading them (validated by ie_formats.validate_record), and their plain-string gold
 
-def read_records(paths, skipped: list | None = None) -> list[dict]:
+def read_records(paths: list, skipped: list | None = None) -> list[dict]:
     """Unified IE records from JSONL files, each validated; a bad line raises ValueError naming the file, the line
     and the problem, or, given a list `skipped`, is skipped and its error message appended there."""
     from ie_formats import validate_record
     records = []
-    for path in [paths] if isinstance(paths, (str, Path)) else paths:
+    for path in paths:
         with open(path, encoding="utf-8") as f:
             for lineno, line in enumerate(f, 1):
                 if not line.strip():
                     continue
-                where = f"{path}:{lineno}"
                 try:
-                    try:
-                        record = json.loads(line)
-                    except json.JSONDecodeError as e:
-                        raise ValueError(f"{where}: malformed JSON ({e.msg} at column {e.colno})") from None
-                    validate_record(record, where)
+                    record = _json_line(line, f"{path}:{lineno}")
+                    validate_record(record, f"{path}:{lineno}")
                 except ValueError as e:
                     if skipped is None:
                         raise
@@ -388,6 +385,38 @@ def read_records(paths, skipped: list | None = None) -> list[dict]:
                     continue
                 records.append(record)
     return records
+
+
+def read_ie_records(cfg: IEInstructConfig, skipped: list | None = None) -> tuple[list[dict], str, Counter]:
+    """The unified IE records a build starts from (data.py build, feedback.py): --records, every data set under
+    --data_dir (ie_formats.convert_all) or, given neither, the embedded default (synthetic.py's train split); records
+    of the held-out evaluation sets (section 5.1) and of other splits than --splits are left out. Returns (records,
+    where they came from, counts of what was left out or repaired: shown by the caller, never silent)."""
+    import ie_formats
+    import synthetic
+    counts = Counter()
+    splits = [s.strip() for s in cfg.splits.split(",") if s.strip()]
+    if cfg.records:
+        records = read_records([p for p in cfg.records.split(",") if p], skipped)
+        source = f"records {cfg.records}"
+    elif cfg.data_dir:
+        report = {}
+        records = [r for recs in ie_formats.convert_all(cfg.data_dir, splits=tuple(splits), report=report).values()
+                   for r in recs]
+        source = f"real data sets under {cfg.data_dir}"
+        # what each reader repaired or skipped (e.g. a span relocated, MATRES pairs with no event)
+        counts.update({f"{part}: {what}": n for part, c in report["counts"].items() for what, n in c.items()})
+        counts["data set splits absent (skipped)"] += len(report["absent"])
+    else:
+        records = synthetic.generate_corpus(cfg.synthetic_seed, cfg.synthetic_n_train, 0)["train"]
+        source = f"synthetic corpus (seed {cfg.synthetic_seed}, {cfg.synthetic_n_train} per data set)"
+    kept = [r for r in records if cfg.include_held_out or r["dataset"] not in ie_formats.HELD_OUT]
+    counts["records of held-out evaluation sets (section 5.1), not used"] += len(records) - len(kept)
+    records = [r for r in kept if r["split"] in splits]
+    counts[f"records of other splits than {splits}, not used"] += len(kept) - len(records)
+    if not records:
+        raise ValueError(f"no records of split(s) {splits} to build from ({source})")
+    return records, source, +counts  # a zero count is left out
 
 
 def _text(x) -> str:
@@ -432,13 +461,6 @@ def _load_json(path: Path):
         raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
 
 
-def _check_placeholders(text: str, allowed, where: str) -> None:
-    bad = [p for p in PLACEHOLDER_RE.findall(text) if p not in allowed]
-    if bad:
-        raise ValueError(f"{where}: placeholder(s) {', '.join('{' + b + '}' for b in bad)} not allowed here; "
-                         f"allowed: {', '.join('{' + a + '}' for a in allowed) or 'none'}")
-
-
 def load_descriptions(path: Path) -> dict[str, list[str]]:
     """A task-description pool {TASK: [description]}, each placeholder checked against DESCRIPTION_PLACEHOLDERS."""
     pool = _load_json(path)
@@ -449,8 +471,12 @@ def load_descriptions(path: Path) -> dict[str, list[str]]:
             raise ValueError(f"{path}: unknown task {task!r}; expected one of {', '.join(DESCRIPTION_PLACEHOLDERS)}")
         if not isinstance(descs, list) or not all(isinstance(d, str) and d.strip() for d in descs):
             raise ValueError(f"{path}: {task} must be a list of non-empty strings")
+        allowed = DESCRIPTION_PLACEHOLDERS[task]
         for i, d in enumerate(descs):
-            _check_placeholders(d, DESCRIPTION_PLACEHOLDERS[task], f"{path}: {task} description {i}")
+            if bad := [p for p in PLACEHOLDER_RE.findall(d) if p not in allowed]:
+                raise ValueError(f"{path}: {task} description {i}: placeholder(s) "
+                                 f"{', '.join('{' + b + '}' for b in bad)} not allowed here; "
+                                 f"allowed: {', '.join('{' + a + '}' for a in allowed) or 'none'}")
     return pool
 
 
@@ -460,35 +486,13 @@ def load_prompts(extra_descriptions=(), prompts_dir: Path = PROMPTS_DIR) -> Prom
     for path in extra_descriptions:
         for task, descs in load_descriptions(Path(path)).items():
             descriptions.setdefault(task, []).extend(descs)
-    formats = _load_json(prompts_dir / "output_formats.json")
-    for task, f in formats.items():
-        where = f"{prompts_dir / 'output_formats.json'}: {task}"
-        for i, t in enumerate(f["templates"]):
-            fields = set(ITEM_FIELDS[task]) | ({"rest"} if task == "OpenIE" else set())
-            _check_placeholders(t["item"], fields, f"{where} template {i} item")
-            if {"sep", "none"} - set(t):
-                raise ValueError(f"{where} template {i}: missing {sorted({'sep', 'none'} - set(t))}")
-            if task == "EE":
-                _check_placeholders(t["argument"], {"argument", "role"}, f"{where} template {i} argument")
-            if task == "OpenIE":
-                for k, p in t["parts"].items():
-                    _check_placeholders(p, {k}, f"{where} template {i} part {k}")
-    explanations = _load_json(prompts_dir / "explanations.json")
-    schema = _load_json(prompts_dir / "schema.json")
-    guidelines = _load_json(prompts_dir / "label_descriptions.json")
+    # (the output formats' templates, shipped with the code, are checked by tests/test_data.py)
+    formats, explanations, schema, guidelines = [_load_json(prompts_dir / f"{name}.json") for name in
+                                                 ("output_formats", "explanations", "schema", "label_descriptions")]
     for task in DESCRIPTION_PLACEHOLDERS:
         if len(descriptions.get(task, [])) == 0 or task not in formats or task not in explanations:
             raise ValueError(f"{prompts_dir}: no task descriptions, output formats or explanations for {task}")
     return Prompts(descriptions, formats, explanations, schema, guidelines)
-
-
-def fill_placeholders(template: str, values: dict[str, str]) -> str:
-    """Replace every {name} by values[name]; a name without a value is an error (never left in a prompt)."""
-    def sub(m):
-        if m.group(1) not in values:
-            raise KeyError(f"placeholder {{{m.group(1)}}} has no value in {template!r}")
-        return values[m.group(1)]
-    return PLACEHOLDER_RE.sub(sub, template)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -521,15 +525,12 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
-def canonical_answer(task: str, items: list[dict], rng: random.Random | None = None) -> str:
+def canonical_answer(task: str, items: list[dict]) -> str:
     """The canonical target (docs/fidelity.md §1): "[Answer]: " + the items in CANONICAL_ITEM's formats, or
-    "[Answer]: NA"; ODIE a markdown table. With `rng` the items are shuffled first. Its inverse (parse_canonical)
-    is a test helper in tests/test_data.py."""
+    "[Answer]: NA"; ODIE a markdown table."""
     items = plain_items(task, items)
     if task == "ODIE":
         return ANSWER + markdown_table(items[0]["header"], items[0]["rows"])
-    if rng is not None:
-        rng.shuffle(items)
     if not items:
         return ANSWER + "NA"
     return ANSWER + CANONICAL_SEP[task].join(_canonical_item(task, it) for it in items)
@@ -623,15 +624,15 @@ class IEInstructConfig:
     # ---- inputs and output (`python data.py build`)
     out: str = flag("", "output IEInstruct JSONL {dataset, id, messages}; statistics beside it (OUT.stats.md/.json)")
     seed: int = flag(0, "every random choice of the build derives from this seed (same seed -> same file)")
-    data_dir: str = flag("", "read every real data set present here with ie_formats.convert_all "
-                             "(e.g. ../shared/data); default: the embedded synthetic corpus")
+    preset: str = flag("paper", "config.PRESETS[preset]['ie_instruct'] over the defaults; a flag given wins",
+                       choices=list(PRESETS))
+    data_dir: str = flag("", "every real data set present here (ie_formats.convert_all), e.g. ../shared/data")
     records: str = flag("", "unified IE records, JSONL (comma-separated for several files), validated line by line")
     skip_bad: bool = flag(False, "with --records: skip (and count) bad lines instead of stopping at the first")
     include_held_out: bool = flag(False, "also build from the held-out evaluation sets (ie_formats.HELD_OUT: "
                                           "FewNERD, SemEval, RichERE, MATRES, CaRB, ROBUST), kept out by section 5.1")
     splits: str = flag("train", "record splits to build from (comma-separated); IEInstruct uses training data")
-    synthetic_n_train: int = flag(1000, "synthetic train records per synthetic data set when no --records / "
-                                            "--data_dir is given (sft.py's embedded default builds with 60)")
+    synthetic_n_train: int = flag(1000, "neither --records nor --data_dir: synthetic.py's train records per set")
     synthetic_seed: int = flag(0, "embedded default: seed of synthetic.py's corpus (apart from --seed, so that the "
                                   "held-out split evaluate.py uses does not change with the build seed)")
     general: str = flag("", "general chat to mix in (section 4): TULU-v2-style or self-instruct JSONL, or a directory "
@@ -642,8 +643,7 @@ class IEInstructConfig:
                                  "(llm.py, paper 3.3 / Table 6); without it every explanation is a template")
     extra_descriptions: str = flag("", "more task descriptions, JSON {TASK: [description]} (llm.py's GPT-written "
                                        "ones, paper 3.2), appended to prompts/task_descriptions.json")
-    tokenizer: str = flag(str(DEFAULT_TOKENIZER), "SentencePiece model the length filter counts tokens with "
-                                                  "(the one training will use)")
+    tokenizer: str = flag(str(DEFAULT_TOKENIZER), "SentencePiece model of the length filter (training's)")
     max_tokens: int = flag(2048, "length filter (appendix B.1: instances over 2,048 tokens are dropped, after "
                                  "losing their demonstrations one by one from the end); 0 = off")
     max_words: int = flag(0, "the release's length filter instead: whitespace words over all turns "
@@ -753,8 +753,7 @@ def _cut(options: list[str], k: int, gold: set[str]) -> list[str]:
 class Plan:
     """Every random choice of one instance, so it can be rendered again (with fewer demonstrations)."""
     description: str            # task-description template (placeholders filled at render time)
-    shown: dict                 # the schema: original label -> string shown (a symbol, a varied string, or
-                                # itself), in the order shown ({} for OpenIE)
+    shown: dict                 # the schema, in its order: label -> string shown (itself, a symbol, a variation)
     schema_text: str            # the schema description, rendered
     output_format: str          # "canonical" | "json" | "template"
     template: dict | None       # the prompts/output_formats.json template when output_format == "template"
@@ -789,24 +788,6 @@ def text_block(record: dict) -> str:
     elif task == "ERE":
         out += f'\nEvent 1: "{q["event1"]["text"]}"\nEvent 2: "{q["event2"]["text"]}"'
     return out
-
-
-def _placeholder_values(record: dict) -> dict[str, str]:
-    """What fills a task description's placeholders (DESCRIPTION_PLACEHOLDERS), from one record."""
-    q, task = record["query"], record["task"]
-    if task == "RC":
-        return {"head": q["head"]["text"], "tail": q["tail"]["text"]}
-    if task == "EAE":
-        return {"trigger": q["trigger"]["text"], "event_type": q["event_type"]}
-    if task == "ERE":
-        return {"relation_kind": record["meta"]["subtask"]}
-    return {}
-
-
-def _guideline(dataset: str, task: str, label: str, prompts: Prompts) -> str:
-    """The label's definition (prompts/label_descriptions.json), else the task's default sentence naming it."""
-    default = prompts.guidelines["_default"][task].format(label=re.sub(r"[-_.:/]+", " ", label).strip())
-    return prompts.guidelines.get(dataset, {}).get(label, default)
 
 
 def _schema(record, ctx, prompts, cfg, rng, augment: bool, protect_gold: bool):
@@ -845,8 +826,9 @@ def _schema(record, ctx, prompts, cfg, rng, augment: bool, protect_gold: bool):
         lines = []
         for o in options:
             line = "- " + shown[o]
-            if guidelines:
-                line += ": " + _guideline(record["dataset"], task, o, prompts).rstrip(".")
+            if guidelines:  # the label's definition (prompts/label_descriptions.json), else the task's default
+                default = prompts.guidelines["_default"][task].format(label=re.sub(r"[-_.:/]+", " ", o).strip())
+                line += ": " + prompts.guidelines.get(record["dataset"], {}).get(o, default).rstrip(".")
             n, distinct = ctx.mentions.get(o, (0, []))
             if examples and n >= cfg.example_min_mentions:
                 picks = rng.sample(distinct, min(len(distinct), cfg.examples_per_option + len(own)))
@@ -891,7 +873,7 @@ def _sample_demos(record, ctx, cfg, rng, shown: dict) -> list[dict]:
 
 
 def _plan(record, ctx, prompts, cfg, rng, *, output_format=None, demos=None, explanation=None,
-          augment_schema=True, format_request=None, description=None) -> Plan:
+          augment_schema=True, format_request=None) -> Plan:
     task = record["task"]
     if explanation is None:
         explanation = rng.random() < cfg.explanation_rate
@@ -919,10 +901,8 @@ def _plan(record, ctx, prompts, cfg, rng, *, output_format=None, demos=None, exp
         request = format_request
     if demos is None:
         demos = _sample_demos(record, ctx, cfg, rng, shown)
-    if description is None:
-        description = rng.choice(prompts.descriptions[task])
-    return Plan(description, shown, schema_text, output_format, template, request, explanation,
-                rng.choice(prompts.explanations["_requests"]) if explanation else "", llm, list(demos))
+    return Plan(rng.choice(prompts.descriptions[task]), shown, schema_text, output_format, template, request,
+                explanation, rng.choice(prompts.explanations["_requests"]) if explanation else "", llm, list(demos))
 
 
 def _assistant_turn(record: dict, plan: Plan, prompts: Prompts, rng: random.Random, is_query: bool) -> str:
@@ -946,7 +926,8 @@ def _render_plan(record: dict, plan: Plan, prompts: Prompts, rng: random.Random)
     """The conversation of a plan: demonstrations as earlier user/assistant turns, then the query (as the release).
     First user turn = instruction + blank line + text block; later user turns = the text block alone."""
     turns = plan.demos + [record]
-    description = fill_placeholders(plan.description, _placeholder_values(turns[0]))
+    fill = DESCRIPTION_PLACEHOLDERS[record["task"]]  # load_prompts checked that the description uses only these
+    description = PLACEHOLDER_RE.sub(lambda m: fill[m.group(1)](turns[0]), plan.description)
     request = (plan.explanation_request + " " if plan.explain else "") + plan.request
     instruction = "\n".join(p for p in (description, plan.schema_text, request) if p)
     messages = []
@@ -975,34 +956,31 @@ def _odie_instance(record, ctx, prompts, cfg, rng, explanation=None) -> list[dic
 def ie_instruct_instance(record: dict, ctx: DatasetContext, prompts: Prompts, cfg: IEInstructConfig,
                          rng: random.Random, *, output_format: str | None = None, demos: list | None = None,
                          explanation: bool | None = None, augment_schema: bool = True,
-                         format_request: str | None = None, description: str | None = None) -> list[dict]:
+                         format_request: str | None = None) -> list[dict]:
     """One IEInstruct conversation for `record` (paper sections 3.2-3.3). Every augmentation is drawn from `rng` at
     the rates of `cfg`, unless forced:
-      output_format  "canonical" | "json" | "template"  (feedback.py and evaluate.py force "canonical")
+      output_format  "canonical" | "json" | "template"  (evaluation forces "canonical")
       demos          the demonstration records ([] = zero-shot; evaluate.py passes k train records)
       explanation    True / False
       augment_schema False = all labels, no dropout, guidelines, examples, symbols or label variation (evaluation)
-      format_request the output-format sentence to use (evaluate.py: the paper's Table 9, FORMAT_REQUESTS)
-      description    the task-description template to use"""
+      format_request the output-format sentence to use (evaluate.py: the paper's Table 9, FORMAT_REQUESTS)"""
     if record["task"] == "ODIE":
         return _odie_instance(record, ctx, prompts, cfg, rng, explanation)
     plan = _plan(record, ctx, prompts, cfg, rng, output_format=output_format, demos=demos, explanation=explanation,
-                 augment_schema=augment_schema, format_request=format_request, description=description)
+                 augment_schema=augment_schema, format_request=format_request)
     return _render_plan(record, plan, prompts, rng)
 
 
-def evaluation_conversation(record: dict, demos: list[dict], prompts: Prompts | None = None, seed: int = 0,
-                            format_request: str | None = None) -> list[dict]:
+def evaluation_conversation(record: dict, demos: list[dict], prompts: Prompts | None = None, seed: int = 0) -> list:
     """A held-out evaluation conversation (paper section 5.1, appendix C.1): the full schema, no augmentation or
     explanation, the given demonstrations (k train records) and Table 9's format request. The last turn is the gold
     canonical answer (the prompt is messages[:-1]). Deterministic in (seed, record id)."""
     prompts = prompts or load_prompts()
-    task = record["task"]
+    request = FORMAT_REQUESTS.get(record["task"]) or prompts.formats.get(record["task"], {}).get("canonical")
     rng = random.Random(f"evaluation/{seed}/{record['id']}")
-    ctx = DatasetContext({}, {}, {})
-    request = format_request or FORMAT_REQUESTS.get(task) or prompts.formats.get(task, {}).get("canonical")
-    return ie_instruct_instance(record, ctx, prompts, IEInstructConfig(), rng, output_format="canonical",
-                                demos=list(demos), explanation=False, augment_schema=False, format_request=request)
+    return ie_instruct_instance(record, DatasetContext({}, {}, {}), prompts, IEInstructConfig(), rng,
+                                output_format="canonical", demos=list(demos), explanation=False, augment_schema=False,
+                                format_request=request)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -1112,20 +1090,6 @@ def ie_instruct(records: list[dict], cfg: IEInstructConfig, prompts: Prompts | N
     return conversations, stats
 
 
-def mix_general(ie: list[dict], general: list[dict], ie_proportion: float, rng: random.Random) -> list[dict]:
-    """The general conversations to add so that IE makes up `ie_proportion` of the mix (section 4: 20%); all of
-    them when there are fewer (the realised proportion is then higher, and reported)."""
-    need = general_needed(len(ie), ie_proportion)
-    return list(general) if len(general) <= need else rng.sample(general, need)
-
-
-def general_needed(n_ie: int, ie_proportion: float) -> int:
-    """How many general conversations make IE `ie_proportion` of the mix."""
-    if not 0 < ie_proportion <= 1:
-        raise ValueError(f"ie_proportion must be in (0, 1], got {ie_proportion}")
-    return round(n_ie * (1 - ie_proportion) / ie_proportion)
-
-
 def read_explanations(path) -> dict[str, str]:
     """LLM-written explanations, JSONL {"id", "explanation"} keyed by record id (llm.py writes them)."""
     out = {}
@@ -1148,33 +1112,10 @@ def build(cfg: IEInstructConfig, progress: bool = True) -> dict:
     """`python data.py build`: records -> IEInstruct (+ general chat) -> cfg.out, with the statistics table
     printed and written beside it. Returns the summary."""
     import audit
-    import ie_formats
     import synthetic
     t0 = time.perf_counter()
-    counts, skipped = Counter(), []  # what was not used, and why: reported, never silent
-    splits = [s.strip() for s in cfg.splits.split(",") if s.strip()]
-    if cfg.records:
-        records = read_records([p for p in cfg.records.split(",") if p], skipped if cfg.skip_bad else None)
-        source = f"records {cfg.records}"
-    elif cfg.data_dir:
-        report = {}
-        records = [r for recs in ie_formats.convert_all(cfg.data_dir, splits=tuple(splits), report=report).values()
-                   for r in recs]
-        source = f"real data sets under {cfg.data_dir}"
-        # What each reader repaired or skipped (e.g. a span moved off its offsets and relocated, MATRES pairs with
-        # no event): shown below and kept in the statistics' input_counts, never silent.
-        counts.update({f"{part}: {what}": n for part, c in report["counts"].items() for what, n in c.items()})
-        counts["data set splits absent (skipped)"] += len(report["absent"])
-    else:
-        records = synthetic.generate_corpus(cfg.synthetic_seed, cfg.synthetic_n_train, 0)["train"]
-        source = f"synthetic corpus (seed {cfg.synthetic_seed}, {cfg.synthetic_n_train} per data set)"
-    kept = [r for r in records if cfg.include_held_out or r["dataset"] not in ie_formats.HELD_OUT]
-    counts["records of held-out evaluation sets (section 5.1), not used"] += len(records) - len(kept)
-    records = [r for r in kept if r["split"] in splits]
-    counts[f"records of other splits than {splits}, not used"] += len(kept) - len(records)
-    counts = +counts  # what happened (a zero count is left out)
-    if not records:
-        raise ValueError(f"no records of split(s) {splits} to build from ({source})")
+    skipped = []  # bad lines skipped with --skip_bad: counted and shown
+    records, source, counts = read_ie_records(cfg, skipped if cfg.skip_bad else None)
     prompts = load_prompts([cfg.extra_descriptions] if cfg.extra_descriptions else ())
     tokenizer = None
     if cfg.max_tokens:
@@ -1186,11 +1127,13 @@ def build(cfg: IEInstructConfig, progress: bool = True) -> dict:
     rng = random.Random(f"mix/{cfg.seed}")
     if cfg.general == "none" or cfg.ie_proportion >= 1:
         general, general_source = [], "none"
-    elif cfg.general:
-        general, general_source = mix_general(ie, load_general(cfg.general), cfg.ie_proportion, rng), cfg.general
-    else:
-        general = synthetic.generate_general(general_needed(len(ie), cfg.ie_proportion), cfg.seed)
-        general_source = "synthetic general chat"
+    else:  # section 4: IE makes up ie_proportion (20%) of the mix; with fewer general conversations, all of them
+        if cfg.ie_proportion <= 0:  # (the realised proportion is then higher, and reported)
+            raise ValueError(f"ie_proportion must be in (0, 1], got {cfg.ie_proportion}")
+        need = round(len(ie) * (1 - cfg.ie_proportion) / cfg.ie_proportion)
+        pool = load_general(cfg.general) if cfg.general else synthetic.generate_general(need, cfg.seed)
+        general = pool if len(pool) <= need else rng.sample(pool, need)
+        general_source = cfg.general or "synthetic general chat"
     mixed = ie + general
     rng.shuffle(mixed)
     # The statistics (audit.py) first: each file appears complete or not at all (robust.atomic_file), the output
@@ -1218,10 +1161,14 @@ def main(argv: list[str] | None = None):
         sys.exit(f"usage: python data.py {{{','.join(commands)}}} [flags]  (-h after a command lists its flags)\n\n"
                  + examples)
     cls, fn = commands[argv[0]]
-    cfg, _ = parse_config(cls, argv[1:], prog=f"python data.py {argv[0]}",
-                          description=(fn.__doc__ or "").split("\n")[0])
-    if cls is IEInstructConfig and not cfg.out:
-        sys.exit("error: build needs --out FILE")
+    cfg, explicit = parse_config(cls, argv[1:], prog=f"python data.py {argv[0]}",
+                                 description=(fn.__doc__ or "").split("\n")[0])
+    if cls is IEInstructConfig:  # defaults <- the preset's "ie_instruct" section <- the flags given
+        cfg, from_preset = apply_preset(cfg, explicit, "ie_instruct")
+        if not cfg.out:
+            sys.exit("error: build needs --out FILE")
+        print(f"preset {cfg.preset} sets {from_preset or 'nothing'}; flags given: {sorted(explicit) or 'none'}\n"
+              f"settings: {' '.join(f'{k}={v}' for k, v in asdict(cfg).items())}")
     return fn(cfg)
 
 

@@ -28,8 +28,8 @@ What the paper does (section 4; appendix B.1; docs/fidelity.md §3), step by ste
    Written as OUT_DIR/ie_feedback.json in the released IEFeedback format
    [{"dataset","id","messages","chosen","rejected"}], which dpo.py reads, with OUT_DIR/summary.json and a table like
    Table 8 (pairs per data set, average score gap).
-6. report.py (tooling): `summarize` / `format_table`, the Table 8 view of this run; `python feedback.py stats FILE
-   [FILE ...] [--gold FILE]` (`pair_stats`) measures any IEFeedback file (ours or the authors' release).
+6. report.py (tooling): the Table 8 view of this run; `python feedback.py stats FILE [FILE ...] [--gold FILE]`
+   measures any IEFeedback file (ours or the authors' release).
 """
 from __future__ import annotations
 
@@ -49,7 +49,6 @@ import torch.distributed as dist
 import checkpoints
 import data
 import config
-import ie_formats
 import llm
 import model as llama
 import training
@@ -59,7 +58,6 @@ from robust import atomic_file, read_appendable_jsonl
 from scorers import answer_part
 
 REPO = Path(__file__).resolve().parent
-ANSWER = data.ANSWER  # the canonical answer marker "[Answer]: " (docs/fidelity.md §1); BLEU compares the text after it
 
 
 @dataclass
@@ -68,10 +66,9 @@ class FeedbackConfig(llm.ServeConfig):   # --backend openai --base_url URL: a se
     model: str = flag("", "the SFT model to sample (ADELIE-SFT, section 4); any directory model.py loads, with "
                           "tokenizer.model beside the weights (default: runs/sft/final, the SFT demo's output)")
     records: str = flag("", "unified IE records, JSONL (docs/design.md); their train split makes the prompt pool "
-                            "(default: the embedded default, synthetic.py's train split that the SFT demo data "
-                            "came from)")
-    data_dir: str = flag("", "read the real IE training sets in this directory with ie_formats.convert_all "
-                             "(e.g. ../shared/data) instead of --records; held-out evaluation sets are left out")
+                            "(default: the SFT demo's, runs/sft/data/corpus/train.jsonl)")
+    data_dir: str = flag("", "instead of --records: the real IE training sets here (e.g. ../shared/data), as data.py "
+                             "build reads them (held-out evaluation sets left out)")
     explanations: str = flag("", "LLM-written explanations, JSONL {id, explanation} (llm.py; as data.py build "
                                  "--explanations): an instance drawn for an explanation uses its record's")
     out_dir: str = flag("runs/feedback", "output directory: prompts.jsonl (the pool), samples.rank*.jsonl, "
@@ -113,11 +110,6 @@ class FeedbackConfig(llm.ServeConfig):   # --backend openai --base_url URL: a se
                                          "(killed); a lock of a live run is never removed")
 
 
-# What the samples depend on besides the prompt (each sample line carries its prompt's hash): a run that finds
-# samples made with other values stops instead of mixing them.
-SAMPLING_FIELDS = ("model", "num_samples", "temperature", "top_p", "max_new_tokens", "bf16", "seed")
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # 1. The prompt pool (appendix B.1, docs/fidelity.md §3)
 
@@ -144,52 +136,21 @@ def select_prompt_pool(records: list[dict], prompt_pool: str = "table8") -> tupl
     return [r for r in records if r["dataset"] in keep], info
 
 
-def load_ie_records(cfg: FeedbackConfig) -> tuple[list[dict], str]:
-    """The unified IE training records the pool is drawn from, and a line naming where they came from: --records or
-    --data_dir (every training set present, held-out sets excluded). The embedded default passes the records the SFT
-    demo's IEInstruct was built from as --records."""
-    if bool(cfg.records) == bool(cfg.data_dir):
-        raise ValueError("give --records or --data_dir (exactly one)")
-    if cfg.records:
-        records = data.read_records([p for p in cfg.records.split(",") if p])
-        source = f"records {cfg.records}"
-    else:
-        by_name = ie_formats.convert_all(cfg.data_dir, splits=("train",))
-        records = [r for name in sorted(by_name) for r in by_name[name]]
-        source = f"training sets under {cfg.data_dir}: {', '.join(n for n in sorted(by_name) if n not in ie_formats.HELD_OUT)}"
-    held_out = sum(r["dataset"] in ie_formats.HELD_OUT for r in records)
-    other_splits = sum(r["split"] != "train" for r in records)
-    records = [r for r in records if r["split"] == "train" and r["dataset"] not in ie_formats.HELD_OUT]
-    if held_out or other_splits:
-        source += f" ({held_out} records of held-out sets and {other_splits} of other splits left out)"
-    if not records:
-        raise ValueError(f"no training records of IE data sets in {source}")
-    return records, source
-
-
 def ie_feedback_prompts(records: list[dict], *, max_per_dataset: int = 4000, odie_cot_ratio: float = 0.3,
                         max_words: int = 1200, seed: int = 42, explanations: dict | None = None,
                         progress: bool = False) -> tuple[list[dict], dict]:
     """IEFeedback's prompt pool (appendix B.1: "in a manner similar to IEInstruct. The sole distinction lies in the
-    consistency of the output format"; docs/fidelity.md §3): data.ie_instruct with, as in ADELIE's release, the
-    canonical format always (BLEU compares like with like; a drawn explanation stays in the gold answer), at most
-    `max_per_dataset` instances per data set, ODIE's chain-of-thought version for `odie_cot_ratio` of its
-    instances, and the release's length filter (`max_words` whitespace words over all turns, demonstrations shed
-    first; an instance still too long is dropped and counted).
-    Returns (pool, per-data-set statistics). The pool is shuffled with `seed`, so any prefix (--max_prompts) mixes
-    all data sets; each entry is {"index", "dataset", "id", "task", "messages" (prompt turns + gold), "prompt_sha"}."""
-    tasks = {r["dataset"]: r["task"] for r in records}
-    cfg = data.IEInstructConfig(seed=seed, max_per_dataset=max_per_dataset, dataset_caps="uniform",  # release: 4000
-                                canonical_rate=1.0, json_rate=0.0,
-                                odie_cot_rate=odie_cot_ratio, max_words=max_words, max_tokens=0)
+    consistency of the output format"; docs/fidelity.md §3): data.ie_instruct as the release ran it (step 1 above;
+    a drawn explanation stays in the gold answer; the release's length filter, `max_words` whitespace words over all
+    turns, demonstrations shed first, an instance still too long dropped and counted). Returns (pool, per-data-set
+    statistics); the pool is shuffled with `seed`, so any prefix (--max_prompts) mixes all data sets; each entry is
+    {"index", "dataset", "id", "task", "messages" (prompt turns + gold), "prompt_sha"}."""
+    cfg = data.IEInstructConfig(seed=seed, max_per_dataset=max_per_dataset, dataset_caps="uniform", canonical_rate=1.0,
+                                json_rate=0.0, odie_cot_rate=odie_cot_ratio, max_words=max_words, max_tokens=0)
     conversations, stats = data.ie_instruct(records, cfg, explanations=explanations, progress=progress)
     random.Random(f"ie_feedback pool {seed}").shuffle(conversations)
-    pool = []
-    for i, c in enumerate(conversations):
-        if scored_answer(c["messages"][-1]["content"]) is None:  # cannot happen with the canonical format
-            raise ValueError(f"{c['id']}: gold answer without {ANSWER!r}: {c['messages'][-1]['content'][:200]!r}")
-        pool.append({"index": i, "dataset": c["dataset"], "id": c["id"], "task": tasks[c["dataset"]],
-                     "messages": c["messages"], "prompt_sha": prompt_sha(c["messages"])})
+    pool = [{"index": i, "dataset": c["dataset"], "id": c["id"], "task": stats[c["dataset"]]["task"],
+             "messages": c["messages"], "prompt_sha": prompt_sha(c["messages"])} for i, c in enumerate(conversations)]
     return pool, {name: dict(st) for name, st in stats.items()}
 
 
@@ -243,20 +204,6 @@ def sample_prompts(net, tokenizer, pool: list[dict], todo: list[int], cfg: Feedb
                               concurrency=cfg.concurrency, progress=progress)
 
 
-def sample_prompts_served(cfg: FeedbackConfig, pool: list[dict], todo: list[int], path: Path, progress: bool) -> int:
-    """sample_prompts through an OpenAI-compatible server (--backend openai): each prompt's rendered text (what
-    data.encode_prompt encodes) at the same settings; request seeds come from (seed, prompt index), but the server's
-    sampler is not model.py's, so the samples differ from the builtin backend's."""
-    try:
-        client = llm.serving_client(cfg)
-        if progress:
-            print(f"sampling with {client.model} at {client.public_url}/completions, {cfg.concurrency} requests in "
-                  f"flight", flush=True)
-        return sample_prompts(None, None, pool, todo, cfg, path, progress, client)
-    except llm.LLMError as e:
-        sys.exit(f"error: {e}")
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # 3. Scoring: character BLEU (appendix B.1, docs/fidelity.md §3)
 
@@ -292,7 +239,7 @@ def scored_answer(output: str) -> str | None:
     """What BLEU compares: the text after the first `[Answer]: `, up to a second one if the output repeats it
     (release: `output.split("[Answer]: ")[1]`, unstripped); None when the marker is absent. (Evaluation
     reads answers differently: stripped, and the whole output when unmarked.)"""
-    return answer_part(output, ANSWER, missing=None)
+    return answer_part(output, data.ANSWER, missing=None)
 
 
 def score_sample(sample: str, gold: str) -> float:
@@ -303,26 +250,21 @@ def score_sample(sample: str, gold: str) -> float:
         return -1.0
     gold_answer = scored_answer(gold)
     if gold_answer is None:
-        raise ValueError(f"gold answer without {ANSWER!r}: {gold[:200]!r} (the pool must use the canonical format)")
+        raise ValueError(f"gold answer without {data.ANSWER!r}: {gold[:200]!r} (expected the canonical format)")
     return bleu(answer, gold_answer)
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # 4. Preference pairs (section 4) and their mix (section 6.2, appendix C.4, Table 11, Figure 5)
 
-def _with_answer(messages: list[dict], content: str) -> list[dict]:
-    """The prompt turns of `messages` (all but the gold answer) followed by the assistant turn `content`."""
-    return [dict(m) for m in messages[:-1]] + [{"role": "assistant", "content": content}]
-
-
 def _pair(record: dict, kind: str, chosen: int | None, rejected: int, scores: list[float]) -> dict:
     """A pair in the released IEFeedback format (prompt turns + one final assistant turn on each side), plus what
     it was made from: the sample numbers (None = the gold answer) and their scores."""
-    gold = record["messages"][-1]["content"]
-    chosen_text = gold if chosen is None else record["samples"][chosen]
+    prompt = record["messages"][:-1]
+    chosen_text = record["messages"][-1]["content"] if chosen is None else record["samples"][chosen]
     return {"dataset": record["dataset"], "id": record["id"], "messages": record["messages"],
-            "chosen": _with_answer(record["messages"], chosen_text),
-            "rejected": _with_answer(record["messages"], record["samples"][rejected]),
+            "chosen": prompt + [{"role": "assistant", "content": chosen_text}],
+            "rejected": prompt + [{"role": "assistant", "content": record["samples"][rejected]}],
             "kind": kind, "index": record["index"], "chosen_sample": chosen, "rejected_sample": rejected,
             "chosen_score": 1.0 if chosen is None else scores[chosen], "rejected_score": scores[rejected]}
 
@@ -395,8 +337,6 @@ def mix_pairs(online: list[dict], offline: list[dict], target: int = 10_000, onl
     rng = random.Random(f"ie_feedback mix {seed}")
     on = sorted(online, key=lambda p: p["index"])
     off = sorted(offline, key=lambda p: p["index"])
-    if len({p["index"] for p in on}) != len(on) or len({p["index"] for p in off}) != len(off):
-        raise ValueError("mix_pairs: a prompt index occurs twice among the online (or the offline) pairs")
 
     def round_half_up(x: float) -> int:  # the same on every platform (Python's round() rounds half to even)
         return math.floor(x + 0.5)
@@ -447,11 +387,8 @@ def mix_pairs(online: list[dict], offline: list[dict], target: int = 10_000, onl
     return pairs, "; ".join(notes + [summary])
 
 
-IE_FEEDBACK_KEYS = ("dataset", "id", "messages", "chosen", "rejected")  # the released format (docs/fidelity.md §1)
-
-
 def write_ie_feedback(pairs: list[dict], path: Path) -> None:
-    """IEFeedback as released: a JSON list of {"dataset","id","messages","chosen","rejected"}, chosen/rejected being
+    """IEFeedback as released (docs/fidelity.md §1): a JSON list of {"dataset","id","messages","chosen","rejected"}, chosen/rejected being
     the prompt turns plus one final assistant turn (what data.load_conversations and dpo.py read). Beside it,
     pairs.jsonl says, line for line, what each pair was made from (kind, sample numbers, scores)."""
     # Both written atomically (robust.atomic_file), ie_feedback.json last: it is what dpo.py and pipeline.py trust.
@@ -460,9 +397,8 @@ def write_ie_feedback(pairs: list[dict], path: Path) -> None:
             f.write(json.dumps({k: p[k] for k in ("index", "id", "dataset", "kind", "chosen_sample",
                                                   "rejected_sample", "chosen_score", "rejected_score")}) + "\n")
     with atomic_file(path) as tmp:
-        tmp.write_text(json.dumps([{k: p[k] for k in IE_FEEDBACK_KEYS} for p in pairs], ensure_ascii=False,
-                                  indent=1), encoding="utf-8")
-
+        tmp.write_text(json.dumps([{k: p[k] for k in ("dataset", "id", "messages", "chosen", "rejected")}
+                                   for p in pairs], ensure_ascii=False, indent=1), encoding="utf-8")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -470,8 +406,10 @@ def write_ie_feedback(pairs: list[dict], path: Path) -> None:
 
 def main(argv=None) -> None:
     def same_sampling(cfg) -> str | None:
-        """Samples on disk made with other settings are never mixed with new ones (rank 0, OUT_DIR locked)."""
-        sampling = {k: getattr(cfg, k) for k in SAMPLING_FIELDS} | {"model": str(Path(cfg.model).resolve())}
+        """Samples on disk made with other settings are never mixed with new ones (rank 0, OUT_DIR locked): what
+        the samples depend on besides the prompt (each sample line carries its prompt's hash)."""
+        sampling = {"model": str(Path(cfg.model).resolve())} | {
+            k: getattr(cfg, k) for k in ("num_samples", "temperature", "top_p", "max_new_tokens", "bf16", "seed")}
         if cfg.backend == "openai":   # another sampler: its samples are not mixed with model.py's
             sampling |= {"backend": cfg.backend, "base_url": llm.public_url(cfg.base_url),
                          "served_model": cfg.served_model}
@@ -493,14 +431,18 @@ def main(argv=None) -> None:
     cfg, d, out_dir = training.start_run(FeedbackConfig, "feedback", argv, inputs, same_sampling, trainer=False)
     model_dir = Path(cfg.model)
 
-    # ---- 1. The prompt pool: every rank builds the same one (seeded), rank 0 writes it down
-    records, source = load_ie_records(cfg)
+    # ---- 1. The prompt pool: every rank builds the same one (seeded), rank 0 writes it down. Its records are the
+    #         IE training records, read as data.py build reads them (held-out sets and other splits left out, counted)
+    if cfg.records and cfg.data_dir:
+        sys.exit("error: give --records or --data_dir, not both")
+    records, source, left_out = data.read_ie_records(data.IEInstructConfig(records=cfg.records, data_dir=cfg.data_dir))
     records, pool_sets = select_prompt_pool(records, cfg.prompt_pool)
     if not records:
         sys.exit(f"error: none of the paper's Table 8 data sets is in {source}; --prompt_pool all samples every set")
     absent = ", ".join(pool_sets["table8_absent"]) or "none"
-    training.print0(d, f"prompt pool ({cfg.prompt_pool}): Table 8 sets absent: {absent}; left out (not in Table 8): "
-                f"{pool_sets['left_out'] or 'none'}")
+    pool_line = (f"prompt pool ({cfg.prompt_pool}): Table 8 sets absent: {absent}; left out (not in Table 8): "
+                 f"{pool_sets['left_out'] or 'none'}; records not used or repaired: {dict(left_out) or 'none'}")
+    training.print0(d, pool_line)
     pool, pool_stats = ie_feedback_prompts(records, max_per_dataset=cfg.max_per_dataset,
                                            odie_cot_ratio=cfg.odie_cot_ratio, max_words=cfg.max_words, seed=cfg.seed,
                                            explanations=data.read_explanations(cfg.explanations)
@@ -508,19 +450,19 @@ def main(argv=None) -> None:
     if cfg.max_prompts >= 0:
         pool = pool[:cfg.max_prompts]
     tokenizer = llama.Tokenizer(model_dir / "tokenizer.model")
-    args = checkpoints.read_model_args(model_dir)
-    llama.check_tokenizer_matches(args, tokenizer)
+    args = checkpoints.read_model_args(model_dir)  # checks that the tokenizer beside the weights matches the model
     # A prompt must leave room for a whole answer of max_new_tokens (as vLLM requires): a sample cut by the context
     # would score as a wrong answer. With LLaMA-2 (4096) and 1200-word prompts this never happens; it is counted.
-    too_long = Counter()
-    for p in pool:
+    too_long, fits = Counter(), []
+    for i, p in enumerate(pool):
         p["prompt_ids"] = data.encode_prompt(tokenizer, p["messages"][:-1])
         if len(p["prompt_ids"]) + cfg.max_new_tokens > args.max_seq_len:
             too_long[p["dataset"]] += 1
-    fits = [i for i, p in enumerate(pool) if len(p["prompt_ids"]) + cfg.max_new_tokens <= args.max_seq_len]
+        else:
+            fits.append(i)
     per_dataset = ", ".join(f"{name} {st['instances']}" for name, st in pool_stats.items())
     training.print0(d, f"prompt pool from {source}: {len(pool)} prompts ({per_dataset}); {len(fits)} leave room for "
-                f"{cfg.max_new_tokens} new tokens in the model's {args.max_seq_len}-token context")
+                       f"{cfg.max_new_tokens} new tokens in the model's {args.max_seq_len}-token context")
     if d.is_main:
         with open(out_dir / "prompts.jsonl", "w", encoding="utf-8") as f:
             for p in pool:
@@ -533,23 +475,29 @@ def main(argv=None) -> None:
     todo = [i for i in fits if i % d.world_size == d.rank and i not in done]
     n_todo = int(training.all_reduce_sum(d, len(todo))[0])
     training.print0(d, f"samples on disk for {len(done)} prompts ({torn} torn last lines cut, to be redone; {outside} "
-                f"outside this pool); {n_todo} prompts to sample on {d.world_size} ranks")
-    t0, n_tokens = time.perf_counter(), 0
-    if todo and cfg.backend == "openai":
-        n_tokens = sample_prompts_served(cfg, pool, todo, out_dir / f"samples.rank{d.rank}.jsonl", d.is_main)
-    elif todo:  # every rank holds the whole model (no sharding for sampling: LLaMA-2-7B in bf16 takes 14 GB)
-        dtype = torch.bfloat16 if cfg.bf16 and d.device.type == "cuda" else torch.float32
-        net = llama.Transformer.from_pretrained(model_dir, device=d.device, dtype=dtype).eval()
-        t0 = time.perf_counter()
-        n_tokens = sample_prompts(net, tokenizer, pool, todo, cfg, out_dir / f"samples.rank{d.rank}.jsonl",
-                                  progress=d.is_main)
-        del net
+                       f"outside this pool); {n_todo} prompts to sample on {d.world_size} ranks")
+    t0, n_tokens, net, client = time.perf_counter(), 0, None, None
+    try:
+        if todo and cfg.backend == "openai":  # the same prompts, settings and seeds; the server's sampler is its own
+            client = llm.serving_client(cfg)
+            training.print0(d, f"sampling with {client.model} at {client.public_url}/completions, "
+                               f"{cfg.concurrency} requests in flight")
+        elif todo:  # every rank holds the whole model (no sharding for sampling: LLaMA-2-7B in bf16 takes 14 GB)
+            dtype = torch.bfloat16 if cfg.bf16 and d.device.type == "cuda" else torch.float32
+            net = llama.Transformer.from_pretrained(model_dir, device=d.device, dtype=dtype).eval()
+            t0 = time.perf_counter()
+        if todo:
+            n_tokens = sample_prompts(net, tokenizer, pool, todo, cfg, out_dir / f"samples.rank{d.rank}.jsonl",
+                                      d.is_main, client)
+    except llm.LLMError as e:
+        sys.exit(f"error: {e}")
+    del net
     seconds = torch.tensor(time.perf_counter() - t0, dtype=torch.float64, device=d.device)
     dist.all_reduce(seconds, op=dist.ReduceOp.MAX)  # the slowest rank's time is the job's
     seconds = seconds.item()
     total_tokens, = training.all_reduce_sum(d, n_tokens)
-    training.print0(d, f"sampled {int(total_tokens)} new tokens in {seconds:.1f} s ({total_tokens / max(seconds, 1e-9):.0f} "
-                f"tokens/s over {d.world_size} ranks)")
+    training.print0(d, f"sampled {int(total_tokens)} new tokens in {seconds:.1f} s "
+                       f"({total_tokens / max(seconds, 1e-9):.0f} tokens/s over {d.world_size} ranks)")
     dist.barrier()
     if not d.is_main:
         training.cleanup_distributed()
@@ -572,14 +520,13 @@ def main(argv=None) -> None:
     write_ie_feedback(mixed, out_dir / "ie_feedback.json")
     summary = summarize(pool, sampled, scores, online, online_skipped, offline, offline_skipped, mixed, too_long)
     audit = pair_stats(mixed, min_gap=cfg.min_gap)  # what `feedback.py stats` measures on the written file
-    summary.update(source=source, pool=pool_stats, pool_sets=pool_sets, mix=note, torn_lines_redone=torn,
-                   sampling_tokens_per_s=total_tokens / max(seconds, 1e-9), statistics=audit)
+    summary.update(source=source, input_counts=left_out, pool=pool_stats, pool_sets=pool_sets, mix=note,
+                   torn_lines_redone=torn, sampling_tokens_per_s=total_tokens / max(seconds, 1e-9), statistics=audit)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     print(format_table(summary))
     print(pair_stats_tables([(str(out_dir / "ie_feedback.json"), audit)]))
     print(f"mix: {note}")
-    print(f"prompt pool ({cfg.prompt_pool}): Table 8 sets absent: {', '.join(pool_sets['table8_absent']) or 'none'}; "
-          f"left out (not in Table 8): {pool_sets['left_out'] or 'none'}")
+    print(pool_line)
     print(f"wrote {out_dir / 'ie_feedback.json'} ({len(mixed)} pairs) and {out_dir / 'summary.json'}")
     training.cleanup_distributed()
 

@@ -5,6 +5,7 @@ The central test builds IEInstruct from >10,000 synthetic records through the co
 measured from what a conversation shows (the schema lines, the format request, the [Explanation]: prefix, the
 number of turns), never from a counter the builder keeps, and compared with its setting (within 2 points).
 """
+import dataclasses
 import doctest
 import json
 import random
@@ -422,6 +423,27 @@ def test_bad_input_names_file_line_and_problem(tmp_path, line, problem):
     assert f"{path}:{line}:" in str(e.value) and problem in str(e.value)
 
 
+def test_build_preset_under_the_flags_given(tmp_path, capsys):
+    """`data.py build --preset P` puts config.PRESETS[P]["ie_instruct"] over the defaults (the paper's numbers:
+    preset paper, the default); a flag given on the command line wins over both. The resolved settings and the
+    preset's name are printed at the start and kept in the build's statistics (OUT.stats.json)."""
+    import config
+    demo = config.PRESETS["demo"]["ie_instruct"]
+    defaults = {k: getattr(data.IEInstructConfig(), k) for k in demo}
+    assert demo and all(demo[k] != defaults[k] != 0.3 for k in demo)  # every case below tells the sources apart
+    records = tmp_path / "records.jsonl"
+    records.write_text("".join(json.dumps({**GOOD, "id": f"toy/train/{i}"}) + "\n" for i in range(10)))
+    for argv, preset, want in (([], "paper", defaults), (["--preset", "demo"], "demo", demo),
+                               (["--preset=demo", "--fewshot_rate", "0.3"], "demo", {**demo, "fewshot_rate": 0.3})):
+        out = tmp_path / f"{len(argv)}.jsonl"
+        data.main(["build", "--out", str(out), "--records", str(records), "--max_tokens", "0", *argv])
+        printed = capsys.readouterr().out.split("\n")
+        assert printed[0].startswith(f"preset {preset} sets ")
+        assert all(f" {k}={v} " in printed[1] + " " for k, v in want.items()), printed[1]
+        saved = json.loads((tmp_path / f"{len(argv)}.stats.json").read_text())["config"]
+        assert saved["preset"] == preset and {k: saved[k] for k in want} == want
+
+
 def test_skip_bad_counts_and_reports_the_skips(tmp_path, capsys):
     path = bad_records_file(tmp_path)
     data.main(["build", "--out", str(tmp_path / "x.jsonl"), "--records", str(path), "--skip-bad",
@@ -473,6 +495,13 @@ def test_task_description_pools_are_on_task_with_allowed_placeholders():
 def test_output_formats_about_fifteen_per_task_and_guidelines_for_every_synthetic_label():
     for task, f in PROMPTS.formats.items():
         assert 1 + len(f["json"]) + len(f["templates"]) >= 15 and len(f["templates"]) >= 13
+        for t in f["templates"]:  # every placeholder has a value (data._template_item)
+            fields = set(data.ITEM_FIELDS[task]) | ({"rest"} if task == "OpenIE" else set())
+            assert set(data.PLACEHOLDER_RE.findall(t["item"])) <= fields and {"sep", "none"} <= set(t), (task, t)
+            if task == "EE":
+                assert set(data.PLACEHOLDER_RE.findall(t["argument"])) <= {"argument", "role"}, t
+            if task == "OpenIE":
+                assert all(set(data.PLACEHOLDER_RE.findall(p)) <= {k} for k, p in t["parts"].items()), t
     for name, task in synthetic.DATASETS.items():
         if task in CLOSED:
             labels = {l for r in synthetic.generate_dataset(name, "train", 60) for l in r["labels"]}
@@ -536,7 +565,7 @@ def test_canonical_answer_by_hand_and_back(task, items, text):
     assert same_items(task, parse_canonical(task, text, strict=True), items)
     output = "[Explanation]: Because the text says so. " + text
     assert same_items(task, parse_canonical(task, output, strict=True), items)
-    shuffled = data.canonical_answer(task, items, random.Random(5))
+    shuffled = data.canonical_answer(task, random.Random(5).sample(items, len(items)))
     assert same_items(task, parse_canonical(task, shuffled, strict=True), items)
 
 
@@ -567,8 +596,8 @@ def test_na_and_malformed_answers():
 
 def test_every_synthetic_record_round_trips():
     for r in synthetic.generate_corpus(seed=2, n_train=80, n_test=0)["train"]:
-        back = parse_canonical(r["task"], data.canonical_answer(r["task"], r["items"], random.Random(0)),
-                                    strict=True)
+        items = random.Random(0).sample(r["items"], len(r["items"]))
+        back = parse_canonical(r["task"], data.canonical_answer(r["task"], items), strict=True)
         assert same_items(r["task"], back, r["items"]), r["id"]
 
 
@@ -622,8 +651,8 @@ def test_description_placeholders_come_from_the_first_turn_and_every_turn_names_
     records, ctx = toy_context()
     description = 'Determine the relation between "{head}" and "{tail}" in the text.'
     query, demos = records[0], records[1:4]
-    messages = data.ie_instruct_instance(query, ctx, PROMPTS, data.IEInstructConfig(), random.Random(0),
-                                         demos=demos, description=description)
+    prompts = dataclasses.replace(PROMPTS, descriptions={**PROMPTS.descriptions, "RC": [description]})
+    messages = data.ie_instruct_instance(query, ctx, prompts, data.IEInstructConfig(), random.Random(0), demos=demos)
     first = demos[0]["query"]
     assert messages[0]["content"].startswith(
         f'Determine the relation between "{first["head"]["text"]}" and "{first["tail"]["text"]}"')
@@ -661,7 +690,7 @@ def test_evaluation_conversation_uses_table_9_full_schema_and_the_given_demos():
     assert kind == "list" and sorted(options) == sorted(query["labels"])  # no dropout, symbols or variation
     assert len(messages) == 2 * (len(demos) + 1)
     for m, r in zip(messages[1::2], demos + [query]):
-        assert m["content"] == data.canonical_answer("NER", r["items"], None) or \
+        assert m["content"] == data.canonical_answer("NER", r["items"]) or \
             same_items("NER", parse_canonical("NER", m["content"], strict=True), r["items"])
         assert not m["content"].startswith("[Explanation]")
 
@@ -730,9 +759,17 @@ def test_general_data_loading_and_mixing(tmp_path):
     general = data.load_general(tmp_path)
     assert [c["messages"][0]["content"] for c in general] == ["Add the numbers.\n\n2 and 3", "Add the numbers.",
                                                               "Hi"]
-    ie = [{"dataset": "x", "id": str(i), "messages": []} for i in range(10)]
-    assert len(data.mix_general(ie, general * 100, 0.2, random.Random(0))) == 40
-    assert len(data.mix_general(ie, general, 0.2, random.Random(0))) == 3  # fewer available: all of them
+    records = tmp_path / "ie" / "records.jsonl"  # outside the general chat directory
+    records.parent.mkdir()
+    records.write_text("".join(json.dumps({**GOOD, "id": f"toy/train/{i}"}) + "\n" for i in range(10)))
+    many = tmp_path / "many" / "tulu.jsonl"
+    many.parent.mkdir()
+    many.write_text(tulu.read_text() * 100)
+    for source, n_general in ((many, 40), (tmp_path, 3)):  # 10 IE = 20% of 50; fewer available: all of them
+        out = tmp_path / "out" / f"{n_general}.jsonl"
+        summary = data.build(data.IEInstructConfig(out=str(out), records=str(records), general=str(source),
+                                                   max_tokens=0), progress=False)
+        assert (summary["ie_instances"], summary["general"]) == (10, n_general)
 
 
 def test_shared_self_instruct_general_data(shared):

@@ -19,6 +19,7 @@ import pytest
 from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 
 import audit
+import data
 import feedback
 
 DATA = Path(__file__).parent / "data" / "feedback"
@@ -422,10 +423,11 @@ def test_pool_uses_training_records_of_ie_sets_only(tmp_path):
                for r in corpus["train"] if r["dataset"] == "syn_kb_rc"]
     path = tmp_path / "records.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in corpus["train"] + corpus["test"] + semeval))
-    records, source = feedback.load_ie_records(feedback.FeedbackConfig(records=str(path)))
+    records, _, left_out = data.read_ie_records(data.IEInstructConfig(records=str(path)))  # as feedback.main
     assert {r["dataset"] for r in records} == {"syn_news_ner", "syn_kb_rc"} and {r["split"] for r in records} == \
         {"train"}
-    assert "12 records of held-out sets and 6 of other splits left out" in source
+    assert left_out == {"records of held-out evaluation sets (section 5.1), not used": 12,
+                        "records of other splits than ['train'], not used": 6}
     pool, stats = feedback.ie_feedback_prompts(records, max_per_dataset=5, seed=3)
     assert [p["index"] for p in pool] == list(range(len(pool)))
     for name in ("syn_news_ner", "syn_kb_rc"):

@@ -567,8 +567,9 @@ def test_feedback_pool_defaults_to_table8_sets():
 
 
 def test_feedback_pool_on_the_shared_data(shared):
+    import data
     import feedback
-    records, source = feedback.load_ie_records(feedback.FeedbackConfig(data_dir=str(shared / "data")))
+    records, _, _ = data.read_ie_records(data.IEInstructConfig(data_dir=str(shared / "data")))
     kept, info = feedback.select_prompt_pool(records)
     assert {r["dataset"] for r in kept} <= PAPER_TABLE8
     pool, stats = feedback.ie_feedback_prompts(kept, seed=42)
