@@ -1093,18 +1093,14 @@ def ie_instruct(records: list[dict], cfg: IEInstructConfig, prompts: Prompts | N
 def read_explanations(path) -> dict[str, str]:
     """LLM-written explanations, JSONL {"id", "explanation"} keyed by record id (llm.py writes them)."""
     out = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-                rid, text = obj["id"], obj["explanation"]
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise ValueError(f"{path}:{lineno}: expected JSON {{\"id\", \"explanation\"}} ({e})") from None
-            if not isinstance(text, str) or not text.strip():
-                raise ValueError(f"{path}:{lineno}: explanation must be a non-empty string")
-            out[str(rid)] = text.strip()
+    for lineno, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        obj = _json_line(line, f"{path}:{lineno}")
+        text = obj.get("explanation") if isinstance(obj, dict) else None
+        if not isinstance(text, str) or not text.strip() or "id" not in obj:
+            raise ValueError(f'{path}:{lineno}: expected JSON {{"id", "explanation"}} with a non-empty explanation')
+        out[str(obj["id"])] = text.strip()
     return out
 
 

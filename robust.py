@@ -12,6 +12,8 @@ Every script imports these; none of it is part of the ADELIE method.
 - `read_appendable_jsonl(path)`: the complete lines of a JSON-lines file that a killed run was appending to,
   with a torn last line cut off (counted) so new lines start clean; one resumable per-rank writer format for
   feedback.py, evaluate.py and llm.py.
+- `take_lock(out_dir)` / `release_lock()`: OUT_DIR/LOCK (host, pid), so a second run on the same directory refuses at
+  once; removed on every way out; a lock left by a killed run is named, and removed only when asked.
 - `run_main(main)`: run a script's main() and turn an exception into ONE line, `error: ...`, and exit status 1,
   printed once under torchrun (see `run_main`). ADELIE_DEBUG=1 shows the full traceback instead.
 
@@ -19,12 +21,15 @@ No torch import here: the light scripts (data.py, evaluate.py) use it too.
 """
 from __future__ import annotations
 
+import atexit
+import contextlib
 import ctypes
 import json
 import os
 import shutil
+import socket
 import sys
-from contextlib import contextmanager
+import time
 from pathlib import Path
 
 
@@ -37,7 +42,7 @@ def fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-@contextmanager
+@contextlib.contextmanager
 def atomic_file(path):
     """Yield a temporary path beside `path`; when the block ends without an exception, fsync it and rename it to
     `path`. On an exception the temporary file is removed and `path` is left as it was.
@@ -68,7 +73,7 @@ def _exchange(a: Path, b: Path) -> bool:
     return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
 
 
-@contextmanager
+@contextlib.contextmanager
 def atomic_dir(path):
     """Yield an empty temporary directory `path.tmp/`; when the block ends without an exception, fsync every file
     in it and put it in place of `path` (an existing `path` is replaced as a whole: anything else in it goes).
@@ -97,12 +102,70 @@ def atomic_dir(path):
     fsync_path(path.parent)
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# OUT_DIR/LOCK: one run per output directory (training.claim_out_dir takes it on rank 0)
+
+_held_lock: Path | None = None  # the lock this process took, removed by release_lock
+
+
+def release_lock() -> None:
+    """Remove OUT_DIR/LOCK if this process took it (on every way out: training.end_process, run_main's error line,
+    a plain sys.exit)."""
+    global _held_lock
+    lock, _held_lock = _held_lock, None
+    with contextlib.suppress(OSError, ValueError):
+        if lock and json.loads(lock.read_text()).get("pid") == os.getpid():  # still ours
+            lock.unlink()
+
+
+atexit.register(release_lock)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        pass
+    return True
+
+
+def take_lock(out_dir: Path, clear_stale: bool) -> str | None:
+    """Create OUT_DIR/LOCK (host, pid, start time) exclusively; an error message when another run holds it."""
+    global _held_lock
+    lock = out_dir / "LOCK"
+    me = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        try:
+            other = json.loads(lock.read_text())
+        except (OSError, ValueError):
+            other = {}
+        host, pid = other.get("host", "?"), other.get("pid", -1)
+        if host == me["host"] and isinstance(pid, int) and pid > 0 and not pid_alive(pid):
+            if clear_stale:
+                print(f"removing a stale lock {lock} (pid {pid} on {host}, started {other.get('started')}, no "
+                      f"longer running)", flush=True)
+                lock.unlink(missing_ok=True)
+                return take_lock(out_dir, clear_stale=False)
+            return (f"{lock} is left by a run that is no longer running (pid {pid} on {host}, started "
+                    f"{other.get('started')}); if nothing else writes to {out_dir}, pass --clear_stale_lock")
+        where = "on this host" if host == me["host"] else f"on host {host} (its state cannot be checked from here)"
+        return (f"{out_dir} is in use by another run (pid {pid} {where}, started {other.get('started')}; "
+                f"lock file {lock}); choose another --out_dir, or wait for that run to end")
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(me))
+    _held_lock = lock
+    return None
+
+
 # Exceptions that come from the inputs (a file, a flag): every rank reads the same inputs and fails the same way,
 # so under torchrun only rank 0 prints them. Any other exception is printed by each rank that raised it.
 INPUT_ERRORS = (ValueError, KeyError, OSError, UnicodeError, TypeError, IndexError)
 # What gloo / NCCL say (sometimes as a plain RuntimeError) when another rank has died in a collective.
 PEER_GONE = ("Connection closed by peer", "Connection reset by peer", "remote process exited")
-EXIT_HOOKS: list = []  # run before run_main ends the process on an error (training.py: release OUT_DIR/LOCK)
 
 
 def one_line(exc: BaseException) -> str:
@@ -142,8 +205,7 @@ def run_main(main, argv=None) -> None:
             where = f" (rank {rank})" if "RANK" in os.environ else ""
             print(f"error{where}: {type(exc).__name__}: {one_line(exc)} [ADELIE_DEBUG=1 shows the traceback]",
                   file=sys.stderr, flush=True)
-        for hook in EXIT_HOOKS:
-            hook()
+        release_lock()
         sys.stdout.flush()
         os._exit(1)  # as training.end_process: no interpreter teardown while process-group threads may run
 

@@ -11,8 +11,6 @@
 """
 from __future__ import annotations
 
-import atexit
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -21,7 +19,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import sys
 import time
 from datetime import timedelta
@@ -87,7 +84,7 @@ def end_process(code: int = 0) -> NoReturn:
     process group outlives destroy_process_group (DTensor's caches keep DeviceMeshes), and a gloo / NCCL thread that
     touches a Python object during teardown aborts the finished process now and then ("terminate called without an
     active exception", seen in CI after a 2-process sft.py had written its export)."""
-    release_out_dir()
+    robust.release_lock()
     cleanup_distributed()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -160,62 +157,6 @@ def flag_problems(cfg, world_size: int, context: int | None) -> list[str]:
 # ----------------------------------------------------------------------------------------------------------------
 # The output directory: one run at a time, and a finished run is never silently replaced
 
-_held_lock: Path | None = None  # the lock this process took (rank 0), removed by release_out_dir
-
-
-def release_out_dir() -> None:
-    """Remove OUT_DIR/LOCK if this process took it (called on every way out: end_process, run_main's error line)."""
-    global _held_lock
-    lock, _held_lock = _held_lock, None
-    with contextlib.suppress(OSError, ValueError):
-        if lock and json.loads(lock.read_text()).get("pid") == os.getpid():  # still ours
-            lock.unlink()
-
-
-robust.EXIT_HOOKS.append(release_out_dir)  # an error line from run_main
-atexit.register(release_out_dir)  # a plain sys.exit
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        pass
-    return True
-
-
-def _take_lock(out_dir: Path, clear_stale: bool) -> str | None:
-    """Create OUT_DIR/LOCK (host, pid, start time) exclusively; an error message when another run holds it."""
-    global _held_lock
-    lock = out_dir / "LOCK"
-    me = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
-    try:
-        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-    except FileExistsError:
-        try:
-            other = json.loads(lock.read_text())
-        except (OSError, ValueError):
-            other = {}
-        host, pid = other.get("host", "?"), other.get("pid", -1)
-        if host == me["host"] and isinstance(pid, int) and pid > 0 and not pid_alive(pid):
-            if clear_stale:
-                print(f"removing a stale lock {lock} (pid {pid} on {host}, started {other.get('started')}, no "
-                      f"longer running)", flush=True)
-                lock.unlink(missing_ok=True)
-                return _take_lock(out_dir, clear_stale=False)
-            return (f"{lock} is left by a run that is no longer running (pid {pid} on {host}, started "
-                    f"{other.get('started')}); if nothing else writes to {out_dir}, pass --clear_stale_lock")
-        where = "on this host" if host == me["host"] else f"on host {host} (its state cannot be checked from here)"
-        return (f"{out_dir} is in use by another run (pid {pid} {where}, started {other.get('started')}; "
-                f"lock file {lock}); choose another --out_dir, or wait for that run to end")
-    with os.fdopen(fd, "w") as f:
-        f.write(json.dumps(me))
-    _held_lock = lock
-    return None
-
-
 def claim_out_dir(out_dir: Path, cfg, d: Dist, check=None) -> None:
     """Make OUT_DIR this run's and write config.json there, or stop with one line (rank 0 decides for all ranks).
 
@@ -227,7 +168,7 @@ def claim_out_dir(out_dir: Path, cfg, d: Dist, check=None) -> None:
     problem = None
     if d.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
-        problem = _take_lock(out_dir, cfg.clear_stale_lock)
+        problem = robust.take_lock(out_dir, cfg.clear_stale_lock)
         trainer = hasattr(cfg, "resume")
         if problem is None and trainer and not (cfg.resume or cfg.overwrite):
             if (out_dir / "final").exists():
