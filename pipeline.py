@@ -77,10 +77,10 @@ def torchrun(nproc: int, script: str, *args) -> list[str]:
 
 def build_stages(cfg: PipelineConfig) -> list[Stage]:
     """The stages with their inputs, outputs and commands. sft.py, feedback.py, dpo.py and evaluate.py take their
-    settings from config.PRESETS[--preset] themselves (--preset); the warm-up (sft.py), synthetic.py and data.py get
-    the preset's sections as flags."""
+    settings from config.PRESETS[--preset] themselves (--preset), and so does data.py build; the warm-up (sft.py) and
+    synthetic.py get the preset's sections as flags."""
     s = PRESETS[cfg.preset]
-    ie_instruct = {**s["ie_instruct"], **({"ie_proportion": cfg.ie_proportion} if cfg.ie_proportion >= 0 else {})}
+    ie_proportion = [f"--ie_proportion={cfg.ie_proportion}"] if cfg.ie_proportion >= 0 else []  # else the preset's
     out = Path(cfg.out_dir)
     py = sys.executable
     corpus, ie = out / "corpus", out / "ie_instruct.jsonl"
@@ -95,7 +95,7 @@ def build_stages(cfg: PipelineConfig) -> list[Stage]:
               [py, "synthetic.py", f"--out={corpus}", f"--seed={cfg.seed}", *as_flags(s["corpus"])]),
         Stage("ie_instruct", [corpus / "train.jsonl", corpus / "general.jsonl"], [ie],
               [py, "data.py", "build", f"--out={ie}", f"--records={corpus / 'train.jsonl'}",
-               f"--general={corpus / 'general.jsonl'}", f"--seed={cfg.seed}", *as_flags(ie_instruct)]),
+               f"--general={corpus / 'general.jsonl'}", f"--seed={cfg.seed}", f"--preset={cfg.preset}", *ie_proportion]),
         Stage("base", [], [base / "config.json"],
               [py, "-c", f"import sft; sft.save_embedded_default_model({str(base)!r}, {cfg.seed}, {s['model']!r})"]),
         # The demo's stand-in for LLaMA-2's pretraining: a copy warm-up on the corpus' plain text

@@ -119,8 +119,9 @@ def build_embedded_default_data(out_dir: Path, preset: str, seed: int) -> Path:
     synthetic.main([f"--out={out_dir / 'corpus'}", f"--seed={seed}",
                     *config.as_flags({**settings.get("corpus", {}), "n_warmup": 0})])  # no warm-up: SFT only
     path = out_dir / "ie_instruct.jsonl"
-    data.build(data.IEInstructConfig(out=str(path), seed=seed, records=str(out_dir / "corpus" / "train.jsonl"),
-                                     general=str(out_dir / "corpus" / "general.jsonl"), **settings.get("ie_instruct", {})),
+    corpus = out_dir / "corpus"
+    data.build(data.IEInstructConfig(out=str(path), seed=seed, preset=preset, records=str(corpus / "train.jsonl"),
+                                     general=str(corpus / "general.jsonl"), **settings.get("ie_instruct", {})),
                progress=False)
     return path
 

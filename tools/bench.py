@@ -360,7 +360,8 @@ def bench_sft(cfg: SFTBenchConfig) -> None:
                                    "--max_len", str(cfg.max_len), "--micro_batch_size", str(cfg.micro_batch_size),
                                    "--global_batch_size", str(cfg.micro_batch_size * cfg.accumulation),
                                    "--lr", str(cfg.lr), "--max_steps", str(n_steps), "--checkpoint_every", "0",
-                                   "--loss_normalization", "token_mean", "--seed", str(cfg.seed)], out_dir, cfg.threads)
+                                   "--loss_normalization", "token_mean", "--group_by_length",   # the demo's batches
+                                   "--seed", str(cfg.seed)], out_dir, cfg.threads)
         notes["sft.py"] = f"padding {statistics.mean(r['padding_share'] for r in rows[cfg.warmup_steps:]):.1%}"
         return ours_rate(rows, cfg.warmup_steps, cfg.timed_steps, "tokens_per_s")
 
