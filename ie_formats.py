@@ -273,6 +273,15 @@ def _token_text(tokens, where):
     return text, span
 
 
+def _ner_items(tokens, ents, inventory, dataset: str, where: str):
+    """(text, NER items) of a tokenised sentence with entities (start, end exclusive, type) in token indices."""
+    text, span = _token_text(tokens, where)
+    for _, _, typ in ents:
+        if typ not in inventory:
+            raise ValueError(f"{where}: unknown entity type {typ!r}; {dataset} types are {inventory}")
+    return text, [{"entity": span(s, e), "type": typ} for s, e, typ in ents]
+
+
 def _char_mention(text, start, end, expected, where, what):
     """The mention text[start:end], checked against the text the file gives for it."""
     if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(text)):
@@ -390,12 +399,7 @@ def read_conll_bio(path, split, dataset="conll2003", labels=None, label_first=Fa
     inventory = sorted(labels) if labels is not None else sorted({t for _, _, ents in sentences for *_, t in ents})
     records = []
     for index, (where, tokens, ents) in enumerate(sentences):
-        text, span = _token_text(tokens, where)
-        items = []
-        for s, e, typ in ents:
-            if typ not in inventory:
-                raise ValueError(f"{where}: unknown entity type {typ!r}; {dataset} types are {inventory}")
-            items.append({"entity": span(s, e), "type": typ})
+        text, items = _ner_items(tokens, ents, inventory, dataset, where)
         records.append(make_record(dataset, split, index, "NER", text, inventory, items))
     _report(dataset, split, counts)
     return _validated(records, path)
@@ -537,12 +541,7 @@ def read_conll2012(path, split, dataset="ontonotes5", labels=None, counts=None):
                 open_ = None
         if open_ is not None:
             raise ValueError(f"{where}: name {open_[1]} opened and never closed in its sentence")
-        text, span = _token_text(tokens, where)
-        items = []
-        for s, e, typ in ents:
-            if typ not in inventory:
-                raise ValueError(f"{where}: unknown entity type {typ!r}; {dataset} types are {inventory}")
-            items.append({"entity": span(s, e), "type": typ})
+        text, items = _ner_items(tokens, ents, inventory, dataset, where)
         records.append(make_record(dataset, split, len(records), "NER", text, inventory, items, meta={"doc": doc}))
 
     for f in files:

@@ -266,6 +266,16 @@ def trl_common(out_dir: Path, cfg) -> dict:
                 dataloader_num_workers=0, disable_tqdm=True, logging_steps=10)
 
 
+def trainer_bench_setup(cfg, name: str) -> tuple[Path, Path]:
+    """The start of the sft and dpo benchmarks: libraries quiet, --threads, a fresh work directory and a random
+    model of --preset in it. Returns (work directory, model directory)."""
+    quiet_libraries()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    work = Path(tempfile.mkdtemp(prefix=f"bench_{name}_"))
+    return work, make_model_dir(work / "model", cfg.preset, cfg.seed)
+
+
 def quiet_libraries() -> None:
     """transformers/datasets/TRL warnings and progress bars off (TRL warns that padding-free and packing want a
     flash-attention kernel: with SDPA they are exact here as long as no KV cache is made, which the sft table shows)."""
@@ -331,11 +341,7 @@ def bench_sft(cfg: SFTBenchConfig) -> None:
     import data
     import model as llama
 
-    quiet_libraries()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    work = Path(tempfile.mkdtemp(prefix="bench_sft_"))
-    model_dir = make_model_dir(work / "model", cfg.preset, cfg.seed)
+    work, model_dir = trainer_bench_setup(cfg, "sft")
     # The IEInstruct slice: the embedded default's builder, first N conversations (IE and general chat, shuffled).
     with contextlib.redirect_stdout(io.StringIO()):   # the builder prints its statistics table
         data.build(data.IEInstructConfig(out=str(work / "built.jsonl"), seed=cfg.seed, synthetic_n_train=30), progress=False)
@@ -484,11 +490,7 @@ def bench_dpo(cfg: DPOBenchConfig) -> None:
     import data
     import model as llama
 
-    quiet_libraries()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    work = Path(tempfile.mkdtemp(prefix="bench_dpo_"))
-    model_dir = make_model_dir(work / "model", cfg.preset, cfg.seed)
+    work, model_dir = trainer_bench_setup(cfg, "dpo")
     note = make_ie_feedback(work / "made.json", cfg.pairs, cfg.seed)
     # Keep the pairs whose both sides fit max_len, so neither side truncates (they truncate differently).
     tokenizer = llama.Tokenizer(TOKENIZER)
