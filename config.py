@@ -164,6 +164,14 @@ def apply_preset(cfg, explicit: set[str], stage: str):
     return dataclasses.replace(cfg, preset=name, **values), values
 
 
+def settings_line(cfg, from_preset: dict, explicit: set[str], **shown) -> str:
+    """What a run prints at its start: what the preset set, the flags given, then every resolved setting (`shown`
+    replaces a value, e.g. a URL without its credentials)."""
+    settings = {**dataclasses.asdict(cfg), **shown}
+    return (f"preset {cfg.preset} sets {from_preset or 'nothing'}; flags given: {sorted(explicit) or 'none'}\n"
+            f"settings: {' '.join(f'{k}={v}' for k, v in settings.items())}")
+
+
 def as_flags(settings: dict) -> list[str]:
     """{"lr": 3e-3, "group_by_length": True} -> ["--lr=0.003", "--group_by_length"]: a preset section as the flags
     a script takes (booleans as --name / --no-name)."""

@@ -26,12 +26,12 @@ import sys
 import time
 from bisect import bisect_right
 from collections import Counter, defaultdict
-from dataclasses import dataclass, asdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from config import PRESETS, apply_preset, flag, parse_config
+from config import PRESETS, apply_preset, flag, parse_config, settings_line
 from robust import atomic_file
 from scorers import ANSWER_MARK
 
@@ -1163,8 +1163,7 @@ def main(argv: list[str] | None = None):
         cfg, from_preset = apply_preset(cfg, explicit, "ie_instruct")
         if not cfg.out:
             sys.exit("error: build needs --out FILE")
-        print(f"preset {cfg.preset} sets {from_preset or 'nothing'}; flags given: {sorted(explicit) or 'none'}\n"
-              f"settings: {' '.join(f'{k}={v}' for k, v in asdict(cfg).items())}")
+        print(settings_line(cfg, from_preset, explicit))
     return fn(cfg)
 
 

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import llm
 import scorers as S
-from config import apply_preset, flag, parse_config, preset_flag
+from config import apply_preset, flag, parse_config, preset_flag, settings_line
 from robust import atomic_file, read_appendable_jsonl, run_main
 
 # The held-out tasks (paper section 5.1), plus "canonical": any task type in the canonical formats (the synthetic
@@ -651,10 +651,8 @@ def main(argv=None) -> None:
     cfg, explicit = parse_config(cls, argv[1:], prog=f"evaluate.py {argv[0]}", description=cls.__doc__)
     if argv[0] == "run":  # the settings: defaults <- config.PRESETS[--preset]["eval"] <- the flags given
         cfg, from_preset = apply_preset(cfg, explicit, "eval")
-        settings = dict(dataclasses.asdict(cfg), base_url=llm.public_url(cfg.base_url))  # no credentials in a log
-        if os.environ.get("RANK", "0") == "0":
-            print(f"preset {cfg.preset} sets {from_preset or 'nothing'}; flags given: {sorted(explicit) or 'none'}\n"
-                  f"settings: {' '.join(f'{k}={v}' for k, v in settings.items())}")
+        if os.environ.get("RANK", "0") == "0":  # no credentials in a log: the URL as llm.public_url shows it
+            print(settings_line(cfg, from_preset, explicit, base_url=llm.public_url(cfg.base_url)))
     try:
         fn(cfg)
     except BadInput as e:

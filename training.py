@@ -204,8 +204,7 @@ def start_run(cls, stage: str, argv=None, inputs=None, check=None, trainer: bool
     random.seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)
     torch.manual_seed(cfg.seed)
-    print0(d, f"preset {cfg.preset} sets {from_preset or 'nothing'}; flags given: {sorted(explicit) or 'none'}\n"
-              f"settings: {' '.join(f'{k}={v}' for k, v in dataclasses.asdict(cfg).items())}")
+    print0(d, config.settings_line(cfg, from_preset, explicit))
     if trainer:  # senseless flags (flag_problems) and a missing or unreadable --model: one line each, exit 2
         problems, context = [], None
         if cfg.model and not Path(cfg.model).is_dir():
