@@ -189,6 +189,26 @@ def attend(q, k, v, mask=None):
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None and T > 1, enable_gqa=H != KV)
 
 
+def attend_shared(q, prefix_k, prefix_v, prefix_bias, k, v):
+    """attend() for one new token per row when each prompt's S rows share its keys and values (KVCache.share_prefix):
+    q (P*S, H, hd), prompt p's prefix_k/v (P, KV, L, hd) and prefix_bias (P, L), each row's own new-token k, v
+    (P*S, KV, t, hd). The softmax runs over the L + t scores of each query, as attend's does over the repeated cache;
+    a prompt's prefix is read once for its S*H/KV queries per key/value head."""
+    R, H, hd = q.shape
+    P, KV, L, _ = prefix_k.shape
+    S, G = R // P, H // KV
+    q = q * hd ** -0.5
+    qp = q.view(P, S, KV, G, hd).transpose(1, 2).reshape(P, KV, S * G, hd)   # a prompt's rows as queries of its prefix
+    scores_p = qp @ prefix_k.transpose(-1, -2) + prefix_bias[:, None, None, :]   # (P, KV, S*G, L)
+    scores_p = scores_p.view(P, KV, S, G, L).transpose(1, 2).reshape(R, KV, G, L)
+    scores_new = q.view(R, KV, G, hd) @ k.transpose(-1, -2)                     # (R, KV, G, t)
+    probs = torch.softmax(torch.cat([scores_p, scores_new], dim=-1).float(), dim=-1).type_as(q)   # fp32 as in SDPA
+    probs_p, probs_new = probs.split([L, k.shape[2]], dim=-1)                  # (R, KV, G, L), (R, KV, G, t)
+    y_p = probs_p.reshape(P, S, KV, G, L).transpose(1, 2).reshape(P, KV, S * G, L) @ prefix_v   # (P, KV, S*G, hd)
+    y = y_p.view(P, KV, S, G, hd).transpose(1, 2).reshape(R, KV, G, hd) + probs_new @ v          # (R, KV, G, hd)
+    return y.reshape(R, H * hd)
+
+
 class Attention(nn.Module):
     def __init__(self, args: ModelArgs, layer_id: int):
         super().__init__()
@@ -364,6 +384,7 @@ class KVCache:
         self.pad, self.max_len, self.pos, self.bias = pad, max_len, 0, None
         self.slots = torch.arange(max_len, device=pad.device)
         self.valid = self.slots[None, :] >= pad[:, None]             # (B, max_len): slot holds a real token
+        self.samples, self.start = 1, 0   # rows per prompt, and the first slot k/v hold (share_prefix changes both)
 
     def positions(self, T: int):
         if T == 1:
@@ -387,20 +408,39 @@ class KVCache:
         if self.pos + k.shape[2] > self.max_len:
             raise ValueError(f"KV cache holds {self.max_len} positions; cannot add {k.shape[2]} at {self.pos}")
         if self.k[layer] is None:
-            shape = (k.shape[0], k.shape[1], self.max_len, k.shape[3])
+            shape = (k.shape[0], k.shape[1], self.max_len - self.start, k.shape[3])
             self.k[layer] = torch.zeros(shape, dtype=k.dtype, device=k.device)
             self.v[layer] = torch.zeros(shape, dtype=v.dtype, device=v.device)
-        T = k.shape[2]
-        self.k[layer].narrow(2, self.pos, T).copy_(k)
-        self.v[layer].narrow(2, self.pos, T).copy_(v)
-        return self.k[layer][:, :, :self.pos + T], self.v[layer][:, :, :self.pos + T]
+        T, at = k.shape[2], self.pos - self.start
+        self.k[layer].narrow(2, at, T).copy_(k)
+        self.v[layer].narrow(2, at, T).copy_(v)
+        return self.k[layer][:, :, :at + T], self.v[layer][:, :, :at + T]
 
     def select(self, rows) -> None:
-        """Keep (or repeat) rows: drops finished rows, or copies a prompt's cache for each of its samples."""
+        """Keep (or repeat) rows: drops finished rows, or copies a prompt's cache for each of its samples. After
+        share_prefix, rows go by whole prompts (all samples of a prompt, or none)."""
         self.k = [None if k is None else k[rows] for k in self.k]
         self.v = [None if v is None else v[rows] for v in self.v]
         self.pad, self.valid = self.pad[rows], self.valid[rows]
         self.bias = None if self.bias is None else self.bias[rows]
+        if self.samples > 1:
+            prompts = rows[::self.samples] // self.samples
+            self.prefix_k = [k[prompts] for k in self.prefix_k]
+            self.prefix_v = [v[prompts] for v in self.prefix_v]
+            self.prefix_bias = self.prefix_bias[prompts]
+
+    def share_prefix(self, num_samples: int) -> None:
+        """After the prefill, for num_samples rows per prompt (IEFeedback's 5 samples): each prompt's keys and values
+        stay here once, prefix_k/v (P, KV, prompt length, hd), read by attend_shared for all of its rows, and each
+        row gets buffers for its new tokens only. Repeating the prompt's cache for every sample (select) would make
+        each decoding step read it num_samples times; at sampling sizes that reading is most of the step."""
+        rows = torch.arange(self.pad.shape[0], device=self.pad.device).repeat_interleave(num_samples)
+        self.prefix_k = [k[:, :, :self.pos] for k in self.k]
+        self.prefix_v = [v[:, :, :self.pos] for v in self.v]
+        self.prefix_bias = self.mask(1, self.k[0].dtype)[:, 0, 0, :self.pos]   # (P, prompt length): 0 or -inf
+        self.k, self.v = [None] * len(self.k), [None] * len(self.v)
+        self.pad, self.valid, self.bias = self.pad[rows], self.valid[rows], None
+        self.samples, self.start = num_samples, self.pos
 
 
 def decode_weights(model: Transformer) -> tuple:
@@ -421,17 +461,23 @@ def decode_step(args: ModelArgs, weights: tuple, tokens, cache: KVCache, freqs_c
     and the per-step RoPE lookup are a third of a small model's step (greedy decoding, tiny preset: 3.5x
     transformers' generate flat, 2.2x through the modules). freqs_cis: each row's RoPE rotation for this
     step, (B, 1, hd/2) complex. Only for a plain Transformer (flat_decoding_ok); tests/test_model.py checks that
-    both paths give the same logits and tokens."""
+    both paths give the same logits and tokens. After cache.share_prefix (several samples per prompt), attention is
+    attend_shared, equal to attend's up to fp32 rounding (the same sums in another order)."""
     B, H, KV, hd, eps = tokens.shape[0], args.n_heads, args.n_kv_heads, args.head_dim, args.norm_eps
     tok_embeddings, layers, norm, output = weights
     x = F.embedding(tokens, tok_embeddings)                                  # (B, dim)
-    mask = cache.mask(1, x.dtype)                                            # (B, 1, 1, pos + 1)
+    shared = cache.samples > 1                                               # share_prefix: rows share prompts
+    mask = None if shared else cache.mask(1, x.dtype)                        # (B, 1, 1, pos + 1)
     for i, (attention_norm, wq, wk, wv, wo, ffn_norm, w1, w2, w3) in enumerate(layers):
         h = rms_norm(x, attention_norm, eps)
         q = apply_rope((h @ wq).view(B, H, hd), freqs_cis)                   # (B, H, hd)
         k = apply_rope((h @ wk).view(B, KV, hd), freqs_cis)                  # (B, KV, hd)
-        k, v = cache.update(i, k[:, :, None], (h @ wv).view(B, KV, 1, hd))   # (B, KV, pos + 1, hd) each
-        x = x + attend(q[:, :, None], k, v, mask).reshape(B, -1) @ wo      # attend: (B, H, 1, hd)
+        k, v = cache.update(i, k[:, :, None], (h @ wv).view(B, KV, 1, hd))   # (B, KV, pos + 1 - start, hd) each
+        if shared:
+            y = attend_shared(q, cache.prefix_k[i], cache.prefix_v[i], cache.prefix_bias, k, v)   # (B, H * hd)
+        else:
+            y = attend(q[:, :, None], k, v, mask).reshape(B, -1)            # attend: (B, H, 1, hd)
+        x = x + y @ wo
         h = rms_norm(x, ffn_norm, eps)
         x = x + (F.silu(h @ w1) * (h @ w3)) @ w2                            # SwiGLU
     cache.pos += 1
@@ -486,7 +532,8 @@ def generate(model: Transformer, prompts: list[list[int]], max_new_tokens: int, 
     Sampling is reproducible per row: sample s of prompt i draws from a stream seeded by (seeds[i], s), where
     seeds[i] defaults to prompt_seed(seed, i). So the tokens never depend on which prompts share a batch, on
     batch_size, or on how callers split the prompts, given the same seeds. Prompts are decoded longest first in
-    batches of about batch_size rows (a prompt's samples stay together); each prompt is prefilled once."""
+    batches of about batch_size rows (a prompt's samples stay together); each prompt is prefilled once, and its
+    keys and values are kept once for all of its samples (KVCache.share_prefix)."""
     if temperature < 0 or not 0 < top_p <= 1:
         raise ValueError(f"generate: need temperature >= 0 and 0 < top_p <= 1, got {temperature}, {top_p}")
     if seeds is not None and len(seeds) != len(prompts):
@@ -533,9 +580,13 @@ def _generate_batch(model, prompts, budgets, num_samples, temperature, top_p, un
         tokens[i, L - len(p):] = torch.tensor(p)                         # left-padded
     cache = KVCache(model.args.n_layers, torch.tensor([L - len(p) for p in prompts], device=device), L + n_new)
     logits = model(tokens.to(device), cache=cache, last_only=True)[:, -1]   # (P, vocab)
+    flat = flat_decoding_ok(model)
     if num_samples > 1:   # every sample of a prompt starts from the same prefill
         rows = torch.arange(P, device=device).repeat_interleave(num_samples)
-        cache.select(rows)
+        if flat:
+            cache.share_prefix(num_samples)   # the prompt's keys and values once, read by all of its samples
+        else:
+            cache.select(rows)
         logits = logits[rows]
     R = P * num_samples
     limit = torch.tensor(budgets, device=device).repeat_interleave(num_samples)   # new tokens allowed per row
@@ -546,7 +597,6 @@ def _generate_batch(model, prompts, budgets, num_samples, temperature, top_p, un
     if uniforms is not None:
         uniforms = uniforms.to(device)
     ends = set(budgets)   # the steps after which some row has had its max_new_tokens
-    flat = flat_decoding_ok(model)
     if flat:   # each row's RoPE rotation for steps 1.. at once, clamped as in forward: one lookup, not one a step
         positions = (cache.positions(1) + torch.arange(n_new - 1, device=device)).clamp(max=model.args.max_seq_len - 1)
         rope = torch.view_as_complex(model.freqs_cis[positions])                   # (rows, n_new - 1, hd/2)
@@ -559,12 +609,14 @@ def _generate_batch(model, prompts, budgets, num_samples, temperature, top_p, un
                 done |= nxt == eos_id
             if step + 1 in ends:
                 done |= limit <= step + 1
-            n_done = int(done.sum())
-            if n_done == len(live):
+            if bool(done.all()):
                 break
-            if 2 * n_done >= len(live):   # half the rows are finished: stop computing them (the copy soon pays off)
-                keep = (~done).nonzero().squeeze(1)
-                for r, toks in zip([r for r, d in zip(live, done.tolist()) if d], out[done].cpu()):
+            # rows that can leave the batch: finished ones; with a shared prefix, those of prompts all finished
+            gone = done.view(-1, cache.samples).all(dim=1).repeat_interleave(cache.samples) if cache.samples > 1 \
+                else done
+            if 2 * int(gone.sum()) >= len(live):   # half the rows can go: stop computing them (the copy soon pays off)
+                keep = (~gone).nonzero().squeeze(1)
+                for r, toks in zip([r for r, d in zip(live, gone.tolist()) if d], out[gone].cpu()):
                     finished[r] = toks
                 live = [live[j] for j in keep.tolist()]
                 out, limit, done, nxt = out[keep], limit[keep], done[keep], nxt[keep]

@@ -445,6 +445,38 @@ def test_flat_decode_step_gives_the_logits_of_the_module_forward(args, dtype):
     assert all(torch.equal(a, b) for a, b in zip(flat.k + flat.v, modules.k + modules.v))
 
 
+@pytest.mark.parametrize("dtype, atol", [(torch.float32, 1e-5), (torch.bfloat16, 0.02)])
+@pytest.mark.parametrize("args", [MHA, GQA], ids=["MHA", "GQA"])
+def test_shared_prefix_decoding_gives_the_logits_of_a_repeated_cache(args, dtype, atol):
+    # Sampling S answers per prompt: the rows read their prompt's keys and values from one copy (share_prefix) instead
+    # of S copies (select): the same attention, summed in another order, so equal logits up to fp32 rounding; and
+    # dropping whole prompts keeps the two in step.
+    model, S = tiny_model(args).to(dtype), 3
+    pad = torch.tensor([0, 4, 7])   # 3 prompts, left-padded by 0, 4 and 7 slots
+    shared, repeated = KVCache(args.n_layers, pad, max_len=22), KVCache(args.n_layers, pad, max_len=22)
+    rows = torch.arange(3).repeat_interleave(S)
+    new = tokens(B=9, T=10, seed=2)
+    with torch.inference_mode():
+        model(tokens(B=3, T=12), cache=shared)
+        model(tokens(B=3, T=12), cache=repeated)
+        shared.share_prefix(S)
+        repeated.select(rows)
+        assert shared.prefix_k[0].shape == (3, args.n_kv_heads, 12, args.head_dim)
+        weights, drop_at, kept = decode_weights(model), 5, torch.arange(9)
+        for t in range(10):
+            if t == drop_at:   # prompt 1's rows leave
+                kept = torch.tensor([0, 1, 2, 6, 7, 8])
+                shared.select(kept)
+                repeated.select(kept)
+            freqs_cis = torch.view_as_complex(model.freqs_cis[shared.positions(1)])
+            assert torch.equal(shared.positions(1), repeated.positions(1))
+            ours = decode_step(args, weights, new[kept, t], shared, freqs_cis)
+            reference = decode_step(args, weights, new[kept, t], repeated, freqs_cis)
+            assert ours.shape == reference.shape == (len(kept), args.vocab_size)
+            torch.testing.assert_close(ours, reference, rtol=0, atol=atol)
+    assert shared.k[0].shape == (6, args.n_kv_heads, 10, args.head_dim)   # the new tokens only
+
+
 def test_generate_goes_through_the_modules_when_they_are_not_plain():
     # decode_step reads the weights directly; with a hook (FSDP2 all-gathers weights in one), a replaced layer or a
     # sharded weight, generate must call the modules, and it gives the same tokens (row drops and samples included).
