@@ -109,7 +109,8 @@ DEMO_DEPARTURES = {
               "on 2 CPU cores in minutes"),
     "warmup.max_steps": ("(LLaMA-2's pretraining)", "steps of a copy warm-up on the corpus' plain text, each passage "
                          "twice (synthetic.generate_copy_warmup): the stand-in for pretraining, which gives LLaMA-2 "
-                         "the in-context copying that extraction needs and a model from random weights lacks"),
+                         "the in-context copying that extraction needs and a model from random weights lacks (measured: "
+                         "it teaches the corpus' language, not yet copying; README)"),
     "corpus.names": ("~20 published IE data sets (Table 7)", "synthetic records of all nine task types with "
                      "generated pseudo-word names: held-out names are unseen, so only copying the span scores"),
     "corpus.n_train": ("up to 5,000 per data set (section 3.1)", "synthetic records per data set: the SFT steps see "
