@@ -9,7 +9,7 @@ Stages (paper section -> script):
                for the IE data sets of Table 7) ................................. synthetic.py
   ie_instruct  IEInstruct: every augmentation of section 3, mixed with general chat (section 4) .... data.py build
   base         the starting model: the preset's model, random weights ........... sft.save_embedded_default_model
-  warmup       copy warm-up on the corpus' plain text, each passage twice: with `base`, the embedded
+  warmup       copy warm-up on corpus texts and random strings, each passage twice: with `base`, the embedded
                default's stand-in for pretrained LLaMA-2 ..... synthetic.generate_copy_warmup + torchrun sft.py
   sft          ADELIE-SFT (section 4, appendix B.2) ............................. torchrun sft.py
   feedback     IEFeedback: 5 samples per prompt, BLEU, online/offline pairs (section 4) ......... torchrun feedback.py
@@ -98,7 +98,7 @@ def build_stages(cfg: PipelineConfig) -> list[Stage]:
                f"--general={corpus / 'general.jsonl'}", f"--seed={cfg.seed}", f"--preset={cfg.preset}", *ie_proportion]),
         Stage("base", [], [base / "config.json"],
               [py, "-c", f"import sft; sft.save_embedded_default_model({str(base)!r}, {cfg.seed}, {s['model']!r})"]),
-        # The demo's stand-in for LLaMA-2's pretraining: a copy warm-up on the corpus' plain text
+        # The demo's stand-in for LLaMA-2's pretraining: a copy warm-up on corpus texts and random strings
         # (synthetic.generate_copy_warmup), trained with sft.py; SFT starts from it.
         Stage("warmup", [corpus / "warmup.jsonl", base / "config.json"], [warm / "final" / "config.json"],
               torchrun(cfg.nproc, "sft.py", f"--model={base}", f"--data={corpus / 'warmup.jsonl'}", f"--out_dir={warm}",

@@ -936,22 +936,35 @@ def generate_general(n: int, seed: int = 0) -> list[dict]:
 # demo has; a short stage that trains on passages of the corpus' plain text, each written twice (the second copy is
 # the trained answer), teaches it in-context copying (the "induction heads" of pretrained transformers) first.
 
-def generate_copy_warmup(records: list[dict], n: int, seed: int = 0, min_texts: int = 1, max_texts: int = 4
-                         ) -> list[dict]:
-    """`n` conversations {"dataset","id","messages"}: the user turn is a passage of min_texts..max_texts random
-    record texts, the assistant turn the same passage again (trained on; data.py masks the user turn)."""
+def generate_copy_warmup(records: list[dict], n: int, seed: int = 0, min_texts: int = 1, max_texts: int = 1,
+                         tokenizer: str | Path | None = None, min_pieces: int = 6, max_pieces: int = 24) -> list[dict]:
+    """`n` conversations {"dataset","id","messages"}: the user turn is a passage, the assistant turn the same passage
+    again (trained on; data.py masks the user turn). Even-numbered passages are min_texts..max_texts random record
+    texts: the corpus' language. Odd-numbered ones (with `tokenizer`, a sentencepiece model) are min_pieces..max_pieces
+    random pieces of its vocabulary: a corpus sentence can be predicted from its template without looking back (a
+    model trained on texts alone wrote new sentences, 0 of 40 exact repeats: README), a random string only by copying
+    it, which is the in-context copying that extraction needs and that LLaMA-2 brings from pretraining."""
     if not records:
         raise ValueError("generate_copy_warmup: no records to take text from")
     rng = random.Random(f"adelie-synthetic/{seed}/copy-warmup")
+    pieces = []
+    if tokenizer is not None:
+        import sentencepiece
+        sp = sentencepiece.SentencePieceProcessor(model_file=str(tokenizer))
+        pieces = [i for i in range(sp.get_piece_size()) if not sp.id_to_piece(i).startswith("<")]   # no <s>, bytes
     out = []
     for i in range(n):
-        passage = " ".join(rng.choice(records)["text"] for _ in range(rng.randint(min_texts, max_texts)))
+        if pieces and i % 2:
+            passage = sp.decode([rng.choice(pieces) for _ in range(rng.randint(min_pieces, max_pieces))]).strip()
+        else:
+            passage = " ".join(rng.choice(records)["text"] for _ in range(rng.randint(min_texts, max_texts)))
         out.append({"dataset": "syn_copy_warmup", "id": f"syn_copy_warmup/{i}",
                     "messages": [{"role": "user", "content": passage}, {"role": "assistant", "content": passage}]})
     return out
 
 
 def main(argv: list[str] | None = None) -> None:
+    from data import DEFAULT_TOKENIZER   # the embedded default's tokenizer (data.py imports torch: only here)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="output directory (train.jsonl, test.jsonl, general.jsonl)")
     parser.add_argument("--seed", type=int, default=0, help="corpus seed")
@@ -962,8 +975,12 @@ def main(argv: list[str] | None = None) -> None:
                         help="proper names from the small lists (lexicon) or random pseudo-words, unseen in the "
                              "held-out split (generated: only copying the span from the text scores)")
     parser.add_argument("--n_warmup", type=int, default=0,
-                        help="also write warmup.jsonl: this many copy warm-up conversations from the train texts "
-                             "(the demo's stand-in for pretraining, see generate_copy_warmup)")
+                        help="also write warmup.jsonl: this many copy warm-up conversations, half train texts and "
+                             "half random strings of --warmup_tokenizer's pieces (the demo's stand-in for "
+                             "pretraining, see generate_copy_warmup)")
+    parser.add_argument("--warmup_tokenizer", default=str(DEFAULT_TOKENIZER),
+                        help="sentencepiece model whose vocabulary the warm-up's random strings are drawn from (the "
+                             "embedded default's); '' for train texts only")
     parser.add_argument("--datasets", default="", help="comma-separated synthetic data sets (default: all)")
     args = parser.parse_args(argv)
     out = Path(args.out)
@@ -972,7 +989,8 @@ def main(argv: list[str] | None = None) -> None:
                              [d for d in args.datasets.split(",") if d] or None, args.names)
     corpus["general"] = generate_general(args.n_general, args.seed)
     if args.n_warmup:
-        corpus["warmup"] = generate_copy_warmup(corpus["train"], args.n_warmup, args.seed)
+        corpus["warmup"] = generate_copy_warmup(corpus["train"], args.n_warmup, args.seed,
+                                                tokenizer=args.warmup_tokenizer or None)
     for split, records in corpus.items():
         with open(out / f"{split}.jsonl", "w", encoding="utf-8") as f:
             for r in records:

@@ -12,6 +12,7 @@ from collections import Counter, defaultdict
 import pytest
 
 import synthetic
+from conftest import REPO
 from ie_formats import validate_record
 
 N_TRAIN, N_TEST = 150, 30
@@ -150,6 +151,21 @@ def test_generated_names_are_valid_and_unseen_in_the_held_out_split():
     assert lex == synthetic.generate_corpus(seed=0, n_train=N_TRAIN, n_test=N_TEST, names="lexicon")
     with pytest.raises(ValueError, match="names='other'"):
         synthetic.generate_dataset("syn_news_ner", "train", 1, names="other")
+
+
+def test_copy_warmup_alternates_train_texts_and_random_strings_of_the_vocabulary():
+    # Odd passages are random pieces of the tokenizer's vocabulary: only copying predicts them (README, demo).
+    records = synthetic.generate_corpus(seed=0, n_train=5, n_test=1)["train"]
+    texts = {r["text"] for r in records}
+    tokenizer = REPO / "assets" / "tokenizer.model"
+    warm = synthetic.generate_copy_warmup(records, 40, seed=3, tokenizer=tokenizer)
+    assert warm == synthetic.generate_copy_warmup(records, 40, seed=3, tokenizer=tokenizer)
+    for i, c in enumerate(warm):
+        user, assistant = c["messages"]
+        assert user["content"] == assistant["content"] and user["content"]
+        assert any(user["content"].startswith(t) for t in texts) == (i % 2 == 0), (i, user["content"])
+    random_strings = [c["messages"][0]["content"] for c in warm[1::2]]
+    assert len(set(random_strings)) == 20 and all(len(s.split()) >= 2 for s in random_strings)
 
 
 def test_copy_warmup_repeats_a_passage_of_train_texts():
