@@ -130,8 +130,9 @@ DEMO_DEPARTURES = {
     "dpo.lr": ("5e-7 (appendix B.2)", "the paper's DPO/SFT learning-rate ratio (1/40) applied to the demo's SFT lr"),
     "dpo.global_batch_size": ("32 (appendix B.2)", "more steps from a few hundred pairs"),
     "dpo.epochs": ("3 (appendix B.2)", "two passes over a few hundred pairs fit the CPU budget"),
-    "sft.group_by_length": ("random order (the release; docs/fidelity.md §2)", "length-grouped batches (warm-up, "
-                            "SFT and DPO): less padding, more steps on 2 CPU cores"),
+    "sft.group_by_length": ("random order (the release; docs/fidelity.md §2)", "length-grouped batches (SFT and "
+                            "DPO; not the warm-up, where they stop copying from forming): less padding, more steps "
+                            "on 2 CPU cores"),
     "feedback.mix_rule": ("release (docs/fidelity.md §3)", "the demo model gives few online pairs; fewer pairs at "
                           "exactly 30% online"),
     "corpus.n_test": ("1000 questions per held-out set (appendix C.1)", "synthetic held-out records per data set"),

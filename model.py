@@ -611,9 +611,8 @@ def _generate_batch(model, prompts, budgets, num_samples, temperature, top_p, un
                 done |= limit <= step + 1
             if bool(done.all()):
                 break
-            # rows that can leave the batch: finished ones; with a shared prefix, those of prompts all finished
-            gone = done.view(-1, cache.samples).all(dim=1).repeat_interleave(cache.samples) if cache.samples > 1 \
-                else done
+            # rows that can leave the batch: those of prompts whose rows (1, or all samples after share_prefix) finished
+            gone = done.view(-1, cache.samples).all(dim=1).repeat_interleave(cache.samples)
             if 2 * int(gone.sum()) >= len(live):   # half the rows can go: stop computing them (the copy soon pays off)
                 keep = (~gone).nonzero().squeeze(1)
                 for r, toks in zip([r for r, d in zip(live, gone.tolist()) if d], out[gone].cpu()):

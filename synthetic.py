@@ -933,8 +933,9 @@ def generate_general(n: int, seed: int = 0) -> list[dict]:
 # ----------------------------------------------------------------------------------------------------------------
 # Copy warm-up: the demo's stand-in for what LLaMA-2 brings from pretraining. A model from random weights cannot
 # copy a span of its input into its answer, and learning that from IE answers alone takes more CPU time than the
-# demo has; a short stage that trains on passages of the corpus' plain text, each written twice (the second copy is
-# the trained answer), teaches it in-context copying (the "induction heads" of pretrained transformers) first.
+# demo has; a short stage that trains on passages written twice (the second copy is the trained answer) teaches it
+# in-context copying (the "induction heads" of pretrained transformers) first. Half the passages are random strings,
+# which only copying predicts; on corpus texts alone the model learned their templates and never copied (README).
 
 def generate_copy_warmup(records: list[dict], n: int, seed: int = 0, min_texts: int = 1, max_texts: int = 1,
                          tokenizer: str | Path | None = None, min_pieces: int = 6, max_pieces: int = 24) -> list[dict]:
@@ -947,15 +948,15 @@ def generate_copy_warmup(records: list[dict], n: int, seed: int = 0, min_texts: 
     if not records:
         raise ValueError("generate_copy_warmup: no records to take text from")
     rng = random.Random(f"adelie-synthetic/{seed}/copy-warmup")
-    pieces = []
+    piece_ids = []
     if tokenizer is not None:
         import sentencepiece
         sp = sentencepiece.SentencePieceProcessor(model_file=str(tokenizer))
-        pieces = [i for i in range(sp.get_piece_size()) if not sp.id_to_piece(i).startswith("<")]   # no <s>, bytes
+        piece_ids = [i for i in range(sp.get_piece_size()) if not sp.id_to_piece(i).startswith("<")]   # no <s>, bytes
     out = []
     for i in range(n):
-        if pieces and i % 2:
-            passage = sp.decode([rng.choice(pieces) for _ in range(rng.randint(min_pieces, max_pieces))]).strip()
+        if piece_ids and i % 2:
+            passage = sp.decode([rng.choice(piece_ids) for _ in range(rng.randint(min_pieces, max_pieces))]).strip()
         else:
             passage = " ".join(rng.choice(records)["text"] for _ in range(rng.randint(min_texts, max_texts)))
         out.append({"dataset": "syn_copy_warmup", "id": f"syn_copy_warmup/{i}",
