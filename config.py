@@ -78,7 +78,7 @@ PRESETS = {
         "ie_instruct": dict(ie_proportion=1.0, fewshot_rate=0.1),
         "warmup": dict(max_len=512, max_steps=1200, global_batch_size=32, micro_batch_size=16, lr=1e-3,
                        lr_schedule="constant", warmup_ratio=0.03, checkpoint_every=0, group_by_length=False),
-        "sft": dict(max_len=1024, max_steps=1400, global_batch_size=16, micro_batch_size=4, lr=3e-3,
+        "sft": dict(max_len=1024, max_steps=1600, global_batch_size=16, micro_batch_size=8, lr=3e-3,
                     warmup_ratio=0.03, checkpoint_every=500, group_by_length=True),
         "feedback": dict(max_prompts=400, max_new_tokens=128, target_pairs=400, mix_rule="keep_ratio"),
         "dpo": dict(max_len=1024, epochs=2, global_batch_size=8, micro_batch_size=2, lr=7.5e-5, checkpoint_every=50,

@@ -142,8 +142,9 @@ PRESETS = {
     "13B": ModelArgs(dim=5120, n_layers=40, n_heads=40),
     "70B": ModelArgs(dim=8192, n_layers=80, n_heads=64, n_kv_heads=8, multiple_of=4096, ffn_dim_multiplier=1.3),
     # The embedded default: LLaMA-shaped (GQA included) and small enough to train on a 2-core CPU. 1.3M parameters:
-    # in a fixed CPU budget a smaller, faster model takes more optimizer steps (the demo's results: README).
-    "demo": ModelArgs(dim=128, n_layers=4, n_heads=4, n_kv_heads=2, vocab_size=2048, multiple_of=32, max_seq_len=1024),
+    # in a fixed CPU budget a smaller, faster model takes more optimizer steps. 8 heads of 16 rather than 4 of 32:
+    # the same training step time, and the SFT model copies more reliably (RC 0.0 -> 21.7; the demo's results: README).
+    "demo": ModelArgs(dim=128, n_layers=4, n_heads=8, n_kv_heads=4, vocab_size=2048, multiple_of=32, max_seq_len=1024),
     # Tests and CI: the shipped tokenizer (assets/tokenizer.model, 2,048 pieces), so tests need nothing else.
     "tiny": ModelArgs(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=2048, multiple_of=32, max_seq_len=512),
 }
