@@ -75,7 +75,7 @@ PRESETS = {
     "demo": {
         "model": "demo",
         "corpus": dict(n_train=1000, n_test=20, n_general=100, names="generated", n_warmup=10000),
-        "ie_instruct": dict(ie_proportion=1.0, fewshot_rate=0.1),
+        "ie_instruct": dict(ie_proportion=1.0, fewshot_rate=0.1, shuffle_items=False),
         "warmup": dict(max_len=512, max_steps=1200, global_batch_size=32, micro_batch_size=16, lr=1e-3,
                        lr_schedule="constant", warmup_ratio=0.03, checkpoint_every=0, group_by_length=False),
         "sft": dict(max_len=1024, max_steps=1600, global_batch_size=16, micro_batch_size=8, lr=3e-3,
@@ -121,6 +121,9 @@ DEMO_DEPARTURES = {
                                   "steps"),
     "ie_instruct.fewshot_rate": ("0.5 (section 3.2)", "demonstrations make prompts 3-4x longer; shorter prompts buy "
                                  "more optimizer steps in the same CPU time"),
+    "ie_instruct.shuffle_items": ("items shuffled in each answer (section 3.3)", "items in text order: after "
+                                  "copying one entity the model copies the next one along the text; with items in "
+                                  "random order the demo model wrote one entity twice instead of two (README)"),
     "sft.lr": ("2e-5 (appendix B.2)", "a small model from random weights needs a large learning rate"),
     "sft.global_batch_size": ("128 (appendix B.2)", "more optimizer steps in the CPU budget"),
     "sft.max_steps": ("2 epochs (appendix B.2)", "what fits in the 15 minutes"),

@@ -676,6 +676,9 @@ class IEInstructConfig:
     canonical_rate: float = flag(0.8, "share with the canonical output format (docs/fidelity.md §1: 0.8)")
     json_rate: float = flag(0.05, "share with real JSON answers (release: 5%); the rest use the keyed-tuple and "
                                   "natural-language templates of prompts/output_formats.json")
+    shuffle_items: bool = flag(True, "an answer's items in random order (section 3.3: shuffled 'to mitigate potential "
+                                     "order bias'); --no-shuffle_items: in the record's order (the synthetic corpus "
+                                     "lists them in text order)")
     # ---- explanations (section 3.3; docs/fidelity.md §1)
     explanation_rate: float = flag(0.1, "share of closed/open IE instances with [Explanation]: ... before the answer "
                                         "(section 3.3: 10%)")
@@ -762,6 +765,7 @@ class Plan:
     explanation_request: str
     llm_explanation: str | None  # the query's LLM-written explanation, when one is used
     demos: list
+    shuffle_items: bool = True  # the answer's items in random order (section 3.3), else in the record's order
 
 
 def _gold(record: dict, plan: Plan) -> list[dict]:
@@ -902,13 +906,15 @@ def _plan(record, ctx, prompts, cfg, rng, *, output_format=None, demos=None, exp
     if demos is None:
         demos = _sample_demos(record, ctx, cfg, rng, shown)
     return Plan(rng.choice(prompts.descriptions[task]), shown, schema_text, output_format, template, request,
-                explanation, rng.choice(prompts.explanations["_requests"]) if explanation else "", llm, list(demos))
+                explanation, rng.choice(prompts.explanations["_requests"]) if explanation else "", llm, list(demos),
+                cfg.shuffle_items)
 
 
 def _assistant_turn(record: dict, plan: Plan, prompts: Prompts, rng: random.Random, is_query: bool) -> str:
     task = record["task"]
     items = _gold(record, plan)
-    rng.shuffle(items)  # docs/fidelity.md §1: items shuffled in the target
+    if plan.shuffle_items:
+        rng.shuffle(items)  # docs/fidelity.md §1: items shuffled in the target
     if plan.output_format == "canonical":
         answer = canonical_answer(task, items)
     elif plan.output_format == "json":

@@ -581,6 +581,13 @@ def test_items_are_shuffled_in_the_target():
         targets.add(messages[-1]["content"])
         assert same_items("NER", parse_canonical("NER", messages[-1]["content"]), record["items"])
     assert len(record["items"]) >= 3 and len(targets) > 1
+    # --no-shuffle_items (the demo preset): the record's order, whatever the seed
+    in_order = data.canonical_answer("NER", data.plain_items("NER", record["items"]))
+    for k in range(5):
+        messages = data.ie_instruct_instance(record, ctx, PROMPTS, data.IEInstructConfig(
+            class_dropout=0, symbol_rate=0, label_variation_rate=0, shuffle_items=False), random.Random(k),
+            output_format="canonical", demos=[], explanation=False)
+        assert messages[-1]["content"] == in_order
 
 
 def test_na_and_malformed_answers():
