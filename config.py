@@ -78,10 +78,10 @@ PRESETS = {
         "ie_instruct": dict(ie_proportion=1.0, fewshot_rate=0.1, shuffle_items=False),
         "warmup": dict(max_len=512, max_steps=1200, global_batch_size=32, micro_batch_size=16, lr=1e-3,
                        lr_schedule="constant", warmup_ratio=0.03, checkpoint_every=0, group_by_length=False),
-        "sft": dict(max_len=1024, max_steps=1600, global_batch_size=16, micro_batch_size=8, lr=3e-3,
+        "sft": dict(max_len=1024, max_steps=1500, global_batch_size=16, micro_batch_size=8, lr=3e-3,
                     warmup_ratio=0.03, checkpoint_every=500, group_by_length=True),
         "feedback": dict(max_prompts=400, max_new_tokens=128, target_pairs=400, mix_rule="keep_ratio"),
-        "dpo": dict(max_len=1024, epochs=2, global_batch_size=8, micro_batch_size=2, lr=7.5e-5, checkpoint_every=50,
+        "dpo": dict(max_len=1024, epochs=1, global_batch_size=8, micro_batch_size=2, lr=7.5e-5, checkpoint_every=50,
                     group_by_length=True),
         "eval": dict(max_new_tokens=160, limit=0),
         "real_eval_limit": 30,  # records of each released test file (../shared) the pipeline evaluates on
@@ -132,7 +132,7 @@ DEMO_DEPARTURES = {
                              "on a CPU"),
     "dpo.lr": ("5e-7 (appendix B.2)", "the paper's DPO/SFT learning-rate ratio (1/40) applied to the demo's SFT lr"),
     "dpo.global_batch_size": ("32 (appendix B.2)", "more steps from a few hundred pairs"),
-    "dpo.epochs": ("3 (appendix B.2)", "two passes over a few hundred pairs fit the CPU budget"),
+    "dpo.epochs": ("3 (appendix B.2)", "one pass over a few hundred pairs fits the CPU budget"),
     "sft.group_by_length": ("random order (the release; docs/fidelity.md §2)", "length-grouped batches (SFT and "
                             "DPO; not the warm-up, where they stop copying from forming): less padding, more steps "
                             "on 2 CPU cores"),
