@@ -765,7 +765,7 @@ class Plan:
     explanation_request: str
     llm_explanation: str | None  # the query's LLM-written explanation, when one is used
     demos: list
-    shuffle_items: bool = True  # the answer's items in random order (section 3.3), else in the record's order
+    shuffle_items: bool         # the answer's items in random order (section 3.3), else in the record's order
 
 
 def _gold(record: dict, plan: Plan) -> list[dict]:

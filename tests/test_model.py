@@ -20,6 +20,7 @@ from checkpoints import (read_checkpoint, read_model_args, sentencepiece_model_s
 from model import (PRESETS, KVCache, ModelArgs, Tokenizer, Transformer, check_tokenizer_matches,  # noqa: E402
                    decode_step, decode_weights, flat_decoding_ok, generate, prompt_seed, sample_next)
 from conftest import SHARED, SlowLlamaTokenizer, shared_path  # noqa: E402
+from data import DEFAULT_TOKENIZER  # noqa: E402
 
 transformers = pytest.importorskip("transformers")
 
@@ -126,7 +127,7 @@ def test_write_hf_checkpoint_needs_no_module(tmp_path):
 
 # --- tokenizer.json: the export loads in transformers 5, vLLM and `transformers serve` without protobuf -------------
 
-EMBEDDED_TOKENIZER = Path(__file__).resolve().parents[1] / "assets" / "tokenizer.model"   # data.DEFAULT_TOKENIZER
+EMBEDDED_TOKENIZER = DEFAULT_TOKENIZER
 # The three SentencePiece models the project uses: the embedded one (2,048 pieces), LLaMA-2's (32,000) and tok512,
 # trained with SentencePiece's remove_extra_whitespaces (runs of spaces squeezed, spaces at the ends dropped).
 SP_MODELS = {"embedded": EMBEDDED_TOKENIZER, "llama2": SHARED / "models" / "llama2-tokenizer" / "tokenizer.model",

@@ -12,7 +12,7 @@ from collections import Counter, defaultdict
 import pytest
 
 import synthetic
-from conftest import REPO
+from data import DEFAULT_TOKENIZER
 from ie_formats import validate_record
 
 N_TRAIN, N_TEST = 150, 30
@@ -157,9 +157,8 @@ def test_copy_warmup_alternates_train_texts_and_random_strings_of_the_vocabulary
     # Odd passages are random pieces of the tokenizer's vocabulary: only copying predicts them (README, demo).
     records = synthetic.generate_corpus(seed=0, n_train=5, n_test=1)["train"]
     texts = {r["text"] for r in records}
-    tokenizer = REPO / "assets" / "tokenizer.model"
-    warm = synthetic.generate_copy_warmup(records, 40, seed=3, tokenizer=tokenizer)
-    assert warm == synthetic.generate_copy_warmup(records, 40, seed=3, tokenizer=tokenizer)
+    warm = synthetic.generate_copy_warmup(records, 40, seed=3, tokenizer=DEFAULT_TOKENIZER)
+    assert warm == synthetic.generate_copy_warmup(records, 40, seed=3, tokenizer=DEFAULT_TOKENIZER)
     for i, c in enumerate(warm):
         user, assistant = c["messages"]
         assert user["content"] == assistant["content"] and user["content"]

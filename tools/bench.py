@@ -57,6 +57,7 @@ REPO = Path(__file__).resolve().parents[1]  # the repository root: the top-level
 sys.path.insert(0, str(REPO))
 
 from config import flag, parse_config  # noqa: E402
+from data import DEFAULT_TOKENIZER  # noqa: E402
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -171,7 +172,7 @@ def bench_model(cfg: ModelBenchConfig) -> None:
 # ----------------------------------------------------------------------------------------------------------------------
 # What sft, dpo and feedback share: one model directory for both sides, our scripts as subprocesses, TRL's clock
 
-TOKENIZER = REPO / "assets" / "tokenizer.model"   # the embedded default's tokenizer (vocab 2048, the "demo" preset's)
+TOKENIZER = DEFAULT_TOKENIZER   # the embedded default's tokenizer (vocab 2048, the "demo" preset's)
 
 
 def make_model_dir(path: Path, preset: str, seed: int) -> Path:
