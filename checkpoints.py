@@ -6,6 +6,7 @@ tokenizer.json that transformers 5, vLLM and `transformers serve` load). Tooling
         safetensors, q/k permutation undone) and our own exports (= the Hugging Face format)
     write_hf_checkpoint(state_dict, args, dir) writes the Hugging Face format from a state dict, without a module
     write_tokenizer_json(tokenizer.model, dir) writes the fast tokenizer's file from a SentencePiece model
+    hf_config(args) / model_args_from_hf(config) translate ModelArgs to and from transformers' config.json
 
 Transformer.from_pretrained and save_pretrained call these; model.read_model_args etc. still find them here.
 """
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from model import ModelArgs, Tokenizer, Transformer, check_tokenizer_matches
+from model import PRESETS, ModelArgs, Tokenizer, Transformer, check_tokenizer_matches
 
 # Hugging Face name -> Meta name (per-layer names under model.layers.{i}. -> layers.{i}.).
 HF_TO_META = {"model.embed_tokens.weight": "tok_embeddings.weight", "model.norm.weight": "norm.weight",
@@ -74,6 +75,75 @@ def check_state_dict(args: ModelArgs, state_dict: dict, sources: dict, config_na
 
 
 # ----------------------------------------------------------------------------------------------------------------------
+# Hugging Face's config.json <-> ModelArgs
+
+
+def hf_rope_theta(cfg: dict, where: str = "config.json") -> float:
+    """RoPE's base from a transformers config.json, in either layout: transformers 4 writes top-level `rope_theta`
+    and `rope_scaling` (None for plain RoPE); transformers 5 writes both inside `rope_parameters`
+    ({"rope_type": "default", "rope_theta": ...}). Only plain RoPE is LLaMA-2's (paper Section 4.1 trains
+    LLaMA-2-7B): any other rope_type (linear, dynamic, yarn, llama3, ...) or scaling key is refused, never ignored."""
+    theta = cfg.get("rope_theta")
+    for key in ("rope_scaling", "rope_parameters"):
+        rope = cfg.get(key)
+        if rope is None:
+            continue
+        if not isinstance(rope, dict):
+            raise ValueError(f"{where}: {key}={rope!r} is not a dict of RoPE parameters")
+        kind = rope.get("rope_type", rope.get("type", "default"))
+        extra = set(rope) - {"rope_type", "type", "rope_theta"}
+        if kind != "default" or extra:
+            raise ValueError(f"{where}: {key}={rope!r} is not supported (LLaMA-2 has plain RoPE: rope_type "
+                             f"'default' with only rope_theta; this model implements no RoPE scaling)")
+        if "rope_theta" in rope:
+            if theta is not None and float(rope["rope_theta"]) != float(theta):
+                raise ValueError(f"{where}: rope_theta={theta} and {key}.rope_theta={rope['rope_theta']} disagree")
+            theta = rope["rope_theta"]
+    return float(theta) if theta is not None else 10000.0
+
+
+def hf_config(args: ModelArgs, torch_dtype: str = "float32", bos_id: int = 1, eos_id: int = 2) -> dict:
+    """transformers' LlamaConfig of `args`, as config.json holds it."""
+    return {
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama",
+        "hidden_size": args.dim, "intermediate_size": args.ffn_dim, "num_hidden_layers": args.n_layers,
+        "num_attention_heads": args.n_heads, "num_key_value_heads": args.n_kv_heads, "head_dim": args.head_dim,
+        "vocab_size": args.vocab_size, "max_position_embeddings": args.max_seq_len, "rms_norm_eps": args.norm_eps,
+        "rope_theta": args.rope_theta, "rope_scaling": None, "hidden_act": "silu", "attention_bias": False,
+        "attention_dropout": 0.0, "mlp_bias": False, "tie_word_embeddings": False, "initializer_range": 0.02,
+        "pretraining_tp": 1, "use_cache": True, "bos_token_id": bos_id, "eos_token_id": eos_id,
+        "torch_dtype": torch_dtype,
+    }
+
+
+def model_args_from_hf(cfg: dict, where: str = "config.json") -> ModelArgs:
+    """ModelArgs of a transformers config.json. Missing keys take LlamaConfig's defaults; anything LLaMA-2 does not
+    have is an error."""
+    unsupported = {"model_type": "llama", "hidden_act": "silu", "attention_bias": False,
+                   "mlp_bias": False, "tie_word_embeddings": False}
+    for key, expected in unsupported.items():
+        if cfg.get(key, expected) != expected:
+            raise ValueError(f"{where}: {key}={cfg[key]!r} is not supported (LLaMA-2 has {expected!r})")
+    dim, n_heads = cfg["hidden_size"], cfg["num_attention_heads"]
+    if cfg.get("head_dim") not in (None, dim // n_heads):
+        raise ValueError(f"{where}: head_dim={cfg['head_dim']} != hidden_size/num_attention_heads={dim // n_heads}")
+    common = dict(dim=dim, n_layers=cfg["num_hidden_layers"], n_heads=n_heads,
+                  n_kv_heads=cfg.get("num_key_value_heads") or n_heads, vocab_size=cfg["vocab_size"],
+                  norm_eps=cfg.get("rms_norm_eps", 1e-6), rope_theta=hf_rope_theta(cfg, where),
+                  max_seq_len=cfg.get("max_position_embeddings", 2048))
+    # HF stores the FFN width, Meta the rule that makes it: try LLaMA-2's and our presets' rules first, else an
+    # exact equivalent (multiple_of = width: any value in (0, width] rounds up to width).
+    width = cfg["intermediate_size"]
+    rules = [(p.multiple_of, p.ffn_dim_multiplier) for p in PRESETS.values()]
+    rules.append((width, width / int(2 * (4 * dim) / 3)))
+    for multiple_of, mult in rules:
+        args = ModelArgs(**common, multiple_of=multiple_of, ffn_dim_multiplier=mult)
+        if args.ffn_dim == width:
+            return args
+    raise ValueError(f"{where}: cannot express intermediate_size={width} with Meta's hidden-size rule")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
 # Reading
 
 
@@ -105,7 +175,7 @@ def read_model_args(path) -> ModelArgs:
             params["vocab_size"] = first["tok_embeddings.weight"].shape[0]
         args = ModelArgs(**params, max_seq_len=4096)   # params.json has no context length: LLaMA-2's
     else:
-        args = ModelArgs.from_hf_config(_read_json(path / "config.json"), where=str(path / "config.json"))
+        args = model_args_from_hf(_read_json(path / "config.json"), where=str(path / "config.json"))
     if (path / "tokenizer.model").exists():
         check_tokenizer_matches(args, Tokenizer(path / "tokenizer.model"))
     return args
@@ -262,7 +332,7 @@ def write_hf_checkpoint(state_dict: dict, args: ModelArgs, out_dir, max_shard_si
             _write_json(out / "model.safetensors.index.json",
                         {"metadata": {"total_size": total}, "weight_map": weight_map})
         dtype = str(shards[0]["model.embed_tokens.weight"].dtype).removeprefix("torch.")
-        _write_json(out / "config.json", args.to_hf_config(dtype, bos_id, eos_id))
+        _write_json(out / "config.json", hf_config(args, dtype, bos_id, eos_id))
         # do_sample: a server (transformers serve) then samples at the temperature a request asks for (section 4: 1.0).
         _write_json(out / "generation_config.json", {"bos_token_id": bos_id, "eos_token_id": eos_id, "do_sample": True})
         if tokenizer_path is not None:

@@ -33,30 +33,6 @@ from torch.utils.checkpoint import checkpoint
 # ----------------------------------------------------------------------------------------------------------------------
 # Config
 
-def hf_rope_theta(cfg: dict, where: str = "config.json") -> float:
-    """RoPE's base from a transformers config.json, in either layout: transformers 4 writes top-level `rope_theta`
-    and `rope_scaling` (None for plain RoPE); transformers 5 writes both inside `rope_parameters`
-    ({"rope_type": "default", "rope_theta": ...}). Only plain RoPE is LLaMA-2's (paper Section 4.1 trains
-    LLaMA-2-7B): any other rope_type (linear, dynamic, yarn, llama3, ...) or scaling key is refused, never ignored."""
-    theta = cfg.get("rope_theta")
-    for key in ("rope_scaling", "rope_parameters"):
-        rope = cfg.get(key)
-        if rope is None:
-            continue
-        if not isinstance(rope, dict):
-            raise ValueError(f"{where}: {key}={rope!r} is not a dict of RoPE parameters")
-        kind = rope.get("rope_type", rope.get("type", "default"))
-        extra = set(rope) - {"rope_type", "type", "rope_theta"}
-        if kind != "default" or extra:
-            raise ValueError(f"{where}: {key}={rope!r} is not supported (LLaMA-2 has plain RoPE: rope_type "
-                             f"'default' with only rope_theta; this model implements no RoPE scaling)")
-        if "rope_theta" in rope:
-            if theta is not None and float(rope["rope_theta"]) != float(theta):
-                raise ValueError(f"{where}: rope_theta={theta} and {key}.rope_theta={rope['rope_theta']} disagree")
-            theta = rope["rope_theta"]
-    return float(theta) if theta is not None else 10000.0
-
-
 @dataclass
 class ModelArgs:
     """The architecture. Field names and defaults are Meta's (llama/model.py); the default is LLaMA-2-7B."""
@@ -95,45 +71,6 @@ class ModelArgs:
         if name not in PRESETS:
             raise ValueError(f"unknown model preset {name!r}; choose one of {sorted(PRESETS)}")
         return replace(PRESETS[name])
-
-    def to_hf_config(self, torch_dtype: str = "float32", bos_id: int = 1, eos_id: int = 2) -> dict:
-        """transformers' LlamaConfig as config.json holds it."""
-        return {
-            "architectures": ["LlamaForCausalLM"], "model_type": "llama",
-            "hidden_size": self.dim, "intermediate_size": self.ffn_dim, "num_hidden_layers": self.n_layers,
-            "num_attention_heads": self.n_heads, "num_key_value_heads": self.n_kv_heads, "head_dim": self.head_dim,
-            "vocab_size": self.vocab_size, "max_position_embeddings": self.max_seq_len, "rms_norm_eps": self.norm_eps,
-            "rope_theta": self.rope_theta, "rope_scaling": None, "hidden_act": "silu", "attention_bias": False,
-            "attention_dropout": 0.0, "mlp_bias": False, "tie_word_embeddings": False, "initializer_range": 0.02,
-            "pretraining_tp": 1, "use_cache": True, "bos_token_id": bos_id, "eos_token_id": eos_id,
-            "torch_dtype": torch_dtype,
-        }
-
-    @classmethod
-    def from_hf_config(cls, cfg: dict, where: str = "config.json") -> "ModelArgs":
-        """Missing keys take LlamaConfig's defaults; anything LLaMA-2 does not have is an error."""
-        unsupported = {"model_type": "llama", "hidden_act": "silu", "attention_bias": False,
-                       "mlp_bias": False, "tie_word_embeddings": False}
-        for key, expected in unsupported.items():
-            if cfg.get(key, expected) != expected:
-                raise ValueError(f"{where}: {key}={cfg[key]!r} is not supported (LLaMA-2 has {expected!r})")
-        dim, n_heads = cfg["hidden_size"], cfg["num_attention_heads"]
-        if cfg.get("head_dim") not in (None, dim // n_heads):
-            raise ValueError(f"{where}: head_dim={cfg['head_dim']} != hidden_size/num_attention_heads={dim // n_heads}")
-        common = dict(dim=dim, n_layers=cfg["num_hidden_layers"], n_heads=n_heads,
-                      n_kv_heads=cfg.get("num_key_value_heads") or n_heads, vocab_size=cfg["vocab_size"],
-                      norm_eps=cfg.get("rms_norm_eps", 1e-6), rope_theta=hf_rope_theta(cfg, where),
-                      max_seq_len=cfg.get("max_position_embeddings", 2048))
-        # HF stores the FFN width, Meta the rule that makes it: try LLaMA-2's and our presets' rules first, else an
-        # exact equivalent (multiple_of = width: any value in (0, width] rounds up to width).
-        width = cfg["intermediate_size"]
-        rules = [(p.multiple_of, p.ffn_dim_multiplier) for p in PRESETS.values()]
-        rules.append((width, width / int(2 * (4 * dim) / 3)))
-        for multiple_of, mult in rules:
-            args = cls(**common, multiple_of=multiple_of, ffn_dim_multiplier=mult)
-            if args.ffn_dim == width:
-                return args
-        raise ValueError(f"{where}: cannot express intermediate_size={width} with Meta's hidden-size rule")
 
 
 PRESETS = {

@@ -23,6 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import ie_formats as F  # noqa: E402
+from checkpoints import hf_config, model_args_from_hf  # noqa: E402
 from conftest import SlowLlamaTokenizer, shared_path  # noqa: E402
 from model import ModelArgs, Transformer  # noqa: E402
 
@@ -66,21 +67,21 @@ def test_transformers5_config_with_non_default_theta_gives_transformers_logits(t
                                   {"rope_type": "llama3", "factor": 8.0, "rope_theta": 500000.0},
                                   {"rope_type": "default", "rope_theta": 10000.0, "factor": 2.0}])
 def test_rope_scaling_in_either_layout_is_refused(rope):
-    base = ModelArgs(dim=64, n_layers=1, n_heads=4, vocab_size=512, multiple_of=32).to_hf_config()
+    base = hf_config(ModelArgs(dim=64, n_layers=1, n_heads=4, vocab_size=512, multiple_of=32))
     v5 = {k: v for k, v in base.items() if k not in ("rope_theta", "rope_scaling")}
     with pytest.raises(ValueError, match="rope_parameters.*not supported"):
-        ModelArgs.from_hf_config({**v5, "rope_parameters": rope})
+        model_args_from_hf({**v5, "rope_parameters": rope})
     with pytest.raises(ValueError, match="rope_scaling.*not supported"):
-        ModelArgs.from_hf_config({**base, "rope_scaling": rope})
+        model_args_from_hf({**base, "rope_scaling": rope})
 
 
 def test_both_layouts_read_the_same_theta():
-    base = ModelArgs(dim=64, n_layers=1, n_heads=4, vocab_size=512, multiple_of=32, rope_theta=1e6).to_hf_config()
+    base = hf_config(ModelArgs(dim=64, n_layers=1, n_heads=4, vocab_size=512, multiple_of=32, rope_theta=1e6))
     v5 = {k: v for k, v in base.items() if k not in ("rope_theta", "rope_scaling")}
-    assert ModelArgs.from_hf_config({**v5, "rope_parameters": {"rope_type": "default", "rope_theta": 1e6}}).rope_theta \
-        == ModelArgs.from_hf_config(base).rope_theta == 1e6
+    assert model_args_from_hf({**v5, "rope_parameters": {"rope_type": "default", "rope_theta": 1e6}}).rope_theta \
+        == model_args_from_hf(base).rope_theta == 1e6
     with pytest.raises(ValueError, match="disagree"):
-        ModelArgs.from_hf_config({**base, "rope_parameters": {"rope_type": "default", "rope_theta": 5e5}})
+        model_args_from_hf({**base, "rope_parameters": {"rope_type": "default", "rope_theta": 5e5}})
 
 
 # --- readers for the Table 7 sets that need a licence: ACE 2005, OntoNotes 5, NYT11 ------------------------------------

@@ -15,8 +15,8 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from checkpoints import (read_checkpoint, read_model_args, sentencepiece_model_spec,  # noqa: E402
-                         write_hf_checkpoint, write_tokenizer_json)
+from checkpoints import (hf_config, model_args_from_hf, read_checkpoint, read_model_args,  # noqa: E402
+                         sentencepiece_model_spec, write_hf_checkpoint, write_tokenizer_json)
 from model import (PRESETS, KVCache, ModelArgs, Tokenizer, Transformer, check_tokenizer_matches,  # noqa: E402
                    decode_step, decode_weights, flat_decoding_ok, generate, prompt_seed, sample_next)
 from conftest import SHARED, SlowLlamaTokenizer, shared_path  # noqa: E402
@@ -70,20 +70,20 @@ def test_presets_use_metas_hidden_size_rule():
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_model_args_round_trip_through_hf_config(name):
     args = ModelArgs.from_name(name)
-    assert ModelArgs.from_hf_config(args.to_hf_config()) == args
-    hf = transformers.LlamaConfig(**args.to_hf_config())
+    assert model_args_from_hf(hf_config(args)) == args
+    hf = transformers.LlamaConfig(**hf_config(args))
     assert (hf.intermediate_size, hf.num_key_value_heads, hf.head_dim) == (args.ffn_dim, args.n_kv_heads, args.head_dim)
 
 
 def test_hf_config_with_any_ffn_width_round_trips():
-    cfg = GQA.to_hf_config()
+    cfg = hf_config(GQA)
     cfg["intermediate_size"] = 777
-    assert ModelArgs.from_hf_config(cfg).ffn_dim == 777
+    assert model_args_from_hf(cfg).ffn_dim == 777
 
 
 def test_unsupported_hf_config_is_refused():
     with pytest.raises(ValueError, match="rope_scaling"):
-        ModelArgs.from_hf_config({**MHA.to_hf_config(), "rope_scaling": {"type": "linear", "factor": 2.0}})
+        model_args_from_hf({**hf_config(MHA), "rope_scaling": {"type": "linear", "factor": 2.0}})
 
 
 # --- the forward pass against transformers ---------------------------------------------------------------------------
