@@ -127,10 +127,10 @@ def test_write_hf_checkpoint_needs_no_module(tmp_path):
 
 # --- tokenizer.json: the export loads in transformers 5, vLLM and `transformers serve` without protobuf -------------
 
-EMBEDDED_TOKENIZER = DEFAULT_TOKENIZER
 # The three SentencePiece models the project uses: the embedded one (2,048 pieces), LLaMA-2's (32,000) and tok512,
 # trained with SentencePiece's remove_extra_whitespaces (runs of spaces squeezed, spaces at the ends dropped).
-SP_MODELS = {"embedded": EMBEDDED_TOKENIZER, "llama2": SHARED / "models" / "llama2-tokenizer" / "tokenizer.model",
+SP_MODELS = {"embedded": DEFAULT_TOKENIZER,
+             "llama2": SHARED / "models" / "llama2-tokenizer" / "tokenizer.model",
              "tok512": SHARED / "models" / "tok512" / "tok512.model"}
 
 
@@ -181,7 +181,7 @@ def test_sentencepiece_model_spec_reads_the_model_file_without_protobuf(tmp_path
     assert [bpe[k] for k in ("model_type", "byte_fallback", "normalizer", "remove_extra_whitespaces")] == \
         [2, True, "identity", False]
     for path, spec in [(tmp_path / "bpe.model", bpe),
-                       (EMBEDDED_TOKENIZER, sentencepiece_model_spec(EMBEDDED_TOKENIZER))]:
+                       (DEFAULT_TOKENIZER, sentencepiece_model_spec(DEFAULT_TOKENIZER))]:
         sp = SentencePieceProcessor(model_file=str(path))
         kinds = [2 if sp.is_unknown(i) else 3 if sp.is_control(i) else 6 if sp.is_byte(i) else 1
                  for i in range(sp.vocab_size())]

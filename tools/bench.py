@@ -172,9 +172,6 @@ def bench_model(cfg: ModelBenchConfig) -> None:
 # ----------------------------------------------------------------------------------------------------------------------
 # What sft, dpo and feedback share: one model directory for both sides, our scripts as subprocesses, TRL's clock
 
-TOKENIZER = DEFAULT_TOKENIZER   # the embedded default's tokenizer (vocab 2048, the "demo" preset's)
-
-
 def make_model_dir(path: Path, preset: str, seed: int) -> Path:
     """The preset with seeded random weights, written once by model.py's save_pretrained (Hugging Face format, with
     tokenizer.model beside it): our scripts take it as --model, transformers loads it with from_pretrained."""
@@ -182,7 +179,7 @@ def make_model_dir(path: Path, preset: str, seed: int) -> Path:
 
     net = llama.Transformer(llama.ModelArgs.from_name(preset))
     net.init_weights(seed=seed)
-    net.save_pretrained(path, tokenizer_path=TOKENIZER)
+    net.save_pretrained(path, tokenizer_path=DEFAULT_TOKENIZER)
     return path
 
 
@@ -348,7 +345,8 @@ def bench_sft(cfg: SFTBenchConfig) -> None:
         data.build(data.IEInstructConfig(out=str(work / "built.jsonl"), seed=cfg.seed, synthetic_n_train=30), progress=False)
     lines = (work / "built.jsonl").read_text().splitlines()[:cfg.conversations]
     (work / "ie_instruct.jsonl").write_text("".join(line + "\n" for line in lines))
-    examples, stats = data.tokenize_sft(llama.Tokenizer(TOKENIZER), data.load_conversations(work / "ie_instruct.jsonl"),
+    examples, stats = data.tokenize_sft(llama.Tokenizer(DEFAULT_TOKENIZER),
+                                        data.load_conversations(work / "ie_instruct.jsonl"),
                                         cfg.max_len)
     lengths = [len(ids) for ids, _ in examples]
     if not cfg.timed_steps:
@@ -494,7 +492,7 @@ def bench_dpo(cfg: DPOBenchConfig) -> None:
     work, model_dir = trainer_bench_setup(cfg, "dpo")
     note = make_ie_feedback(work / "made.json", cfg.pairs, cfg.seed)
     # Keep the pairs whose both sides fit max_len, so neither side truncates (they truncate differently).
-    tokenizer = llama.Tokenizer(TOKENIZER)
+    tokenizer = llama.Tokenizer(DEFAULT_TOKENIZER)
     records = data.load_conversations(work / "made.json")
     fits = [r for r in records if all(len(data.tokenize_chat(tokenizer, r[s])[0]) <= cfg.max_len
                                       for s in ("chosen", "rejected"))]
