@@ -141,16 +141,21 @@ def attend_shared(q, prefix_k, prefix_v, prefix_bias, k, v):
     a prompt's prefix is read once for its S*H/KV queries per key/value head."""
     R, H, hd = q.shape
     P, KV, L, _ = prefix_k.shape
-    S, G = R // P, H // KV
-    q = q * hd ** -0.5
-    qp = q.view(P, S, KV, G, hd).transpose(1, 2).reshape(P, KV, S * G, hd)   # a prompt's rows as queries of its prefix
-    scores_p = qp @ prefix_k.transpose(-1, -2) + prefix_bias[:, None, None, :]   # (P, KV, S*G, L)
-    scores_p = scores_p.view(P, KV, S, G, L).transpose(1, 2).reshape(R, KV, G, L)
-    scores_new = q.view(R, KV, G, hd) @ k.transpose(-1, -2)                     # (R, KV, G, t)
+    S, G, t = R // P, H // KV, k.shape[2]
+
+    def by_prompt(x):   # (R, KV, G, n) -> (P, KV, S*G, n): a prompt's rows as one batch of queries
+        return x.view(P, S, KV, G, -1).transpose(1, 2).reshape(P, KV, S * G, -1)
+
+    def by_row(x):      # (P, KV, S*G, n) -> (R, KV, G, n)
+        return x.view(P, KV, S, G, -1).transpose(1, 2).reshape(R, KV, G, -1)
+
+    q = (q * hd ** -0.5).view(R, KV, G, hd)
+    # The scores over the prefix, the large tensor, stay in the prompts' layout; the few new-token scores join them
+    scores_p = by_prompt(q) @ prefix_k.transpose(-1, -2) + prefix_bias[:, None, None, :]   # (P, KV, S*G, L)
+    scores_new = by_prompt(q @ k.transpose(-1, -2))                                        # (P, KV, S*G, t)
     probs = torch.softmax(torch.cat([scores_p, scores_new], dim=-1).float(), dim=-1).type_as(q)   # fp32 as in SDPA
-    probs_p, probs_new = probs.split([L, k.shape[2]], dim=-1)                  # (R, KV, G, L), (R, KV, G, t)
-    y_p = probs_p.reshape(P, S, KV, G, L).transpose(1, 2).reshape(P, KV, S * G, L) @ prefix_v   # (P, KV, S*G, hd)
-    y = y_p.view(P, KV, S, G, hd).transpose(1, 2).reshape(R, KV, G, hd) + probs_new @ v          # (R, KV, G, hd)
+    probs_p, probs_new = probs.split([L, t], dim=-1)                           # (P, KV, S*G, L), (P, KV, S*G, t)
+    y = by_row(probs_p @ prefix_v) + by_row(probs_new) @ v                     # (R, KV, G, hd)
     return y.reshape(R, H * hd)
 
 
