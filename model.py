@@ -418,10 +418,9 @@ def decode_step(args: ModelArgs, weights: tuple, tokens, cache: KVCache, freqs_c
     model(tokens[:, None], cache=cache, last_only=True)[:, -1] computes, bit for bit, with the same functions
     (rms_norm, apply_rope, the cache, attend), written flat over decode_weights(model). Why: at decoding sizes a
     PyTorch call costs more than its arithmetic, and module calls, attribute lookups, (B, T, ...) shape bookkeeping
-    and the per-step RoPE lookup are a third of a small model's step (greedy decoding, tiny preset: 3.5x
-    transformers' generate flat, 2.2x through the modules). For the same reason RoPE rotates q and k in place,
-    cache.append writes k and v without a T axis, and SwiGLU multiplies in place (the same arithmetic, about 10%
-    fewer calls a step: README, Performance). freqs_cis: each row's RoPE rotation for this
+    and the per-step RoPE lookup are a third of a small model's step. For the same reason RoPE rotates q and k in
+    place, cache.append writes k and v without a T axis, and SwiGLU multiplies in place: the same arithmetic in 72
+    calls a step instead of 105 (tiny preset; README, Performance). freqs_cis: each row's RoPE rotation for this
     step, (B, 1, hd/2) complex. Only for a plain Transformer (flat_decoding_ok); tests/test_model.py checks that
     both paths give the same logits and tokens. After cache.share_prefix (several samples per prompt), attention is
     attend_shared, equal to attend's up to fp32 rounding (the same sums in another order)."""
