@@ -437,7 +437,7 @@ def decode_step(args: ModelArgs, weights: tuple, tokens, cache: KVCache, freqs_c
         if shared:
             y = attend_shared(q, cache.prefix_k[i], cache.prefix_v[i], cache.prefix_bias, k, v)   # (B, H * hd)
         else:
-            y = attend(q.unsqueeze(2), k, v, mask).view(B, -1)              # attend: (B, H, 1, hd)
+            y = attend(q.unsqueeze(2), k, v, mask).reshape(B, -1)           # attend: (B, H, 1, hd)
         x = x + y @ wo
         h = rms_norm(x, ffn_norm, eps)
         x = x + F.silu(h @ w1).mul_(h @ w3) @ w2                            # SwiGLU (in place: no new tensor)
